@@ -8,7 +8,7 @@ shape ``(n,)``.
   :func:`alaw_encode`: ITU-T G.711, bit-exact with CPython's ``audioop``.
 - :func:`pcm16_from_bytes`, :func:`pcm16_to_bytes`: little-endian PCM16.
 - :class:`Resampler`: any pair of :data:`SUPPORTED_RATES`, streaming,
-  at most 3.7 ms of delay.
+  at most 3.75 ms of delay.
 
 Errors: ``TypeError`` for a wrong type or dtype, ``ValueError`` for a wrong
 shape, an odd byte count or an unsupported rate; each names what was expected.

@@ -29,7 +29,7 @@ class Resampler:
     ``n * dst_rate / src_rate`` output samples, give or take one (the
     remainder is carried, never saved up into a burst). The output is the
     input band-limited to 0.85 of the lower Nyquist frequency and delayed by
-    :attr:`group_delay_ms` (3.7 ms at most, for pairs involving 8 kHz).
+    :attr:`group_delay_ms` (3.75 ms at most, for pairs involving 8 kHz).
     Call :meth:`flush` at the end of the stream for the last
     ``group_delay_ms`` of output; the resampler is then ready for a new stream.
 
