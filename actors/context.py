@@ -1,0 +1,71 @@
+"""What every actor of one call knows: who the call is, its clock, and where events go."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import trio
+
+from switchboard.orchestrator.agents import AgentSpec
+
+from .messages import CallEvent, Encoding
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """The caller side's audio format (Twilio: G.711 mu-law at 8000 Hz)."""
+
+    encoding: Encoding
+    sample_rate: int
+
+
+PHONE_AUDIO = AudioFormat("pcmu", 8000)
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """The identity and settings of one call, fixed when it starts.
+
+    ``t0`` is ``trio.current_time()`` (seconds) at the call's start; every
+    actor measures ``t_ms`` from it.
+    """
+
+    session_id: UUID
+    tenant_id: UUID
+    agent_id: UUID
+    agent: AgentSpec
+    t0: float
+    caller_format: AudioFormat = PHONE_AUDIO
+    call_sid: str | None = None
+    stream_sid: str | None = None
+    from_number: str | None = None
+    to_number: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def now_ms(self) -> float:
+        """Milliseconds since the call started, on the call's (monotonic) clock."""
+        return (trio.current_time() - self.t0) * 1000.0
+
+
+class EventSink:
+    """An actor's handle on the event log: ``await sink.emit("type", key=value, ...)``.
+
+    Each actor gets its own sink (a clone of the logger's channel) and closes
+    it when it ends; the logger finishes once every sink is closed.
+    """
+
+    def __init__(self, ctx: CallContext, channel: trio.MemorySendChannel[CallEvent]) -> None:
+        self._ctx = ctx
+        self._channel = channel
+
+    async def emit(self, type_: str, **payload: Any) -> None:
+        await self._channel.send(CallEvent(type_, self._ctx.now_ms(), payload))
+
+    def clone(self) -> EventSink:
+        return EventSink(self._ctx, self._channel.clone())
+
+    async def aclose(self) -> None:
+        await self._channel.aclose()

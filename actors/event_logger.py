@@ -1,0 +1,154 @@
+"""The event logger: numbers every event of a call and writes them in batches.
+
+Events arrive from every actor on one channel; the logger gives each the next
+``seq`` (1, 2, 3... with no gaps) and a wall-clock ``ts`` as it arrives, and
+its receive loop never waits on the database, so no actor on the audio path
+does either. A separate task writes batches (at most ``batch_max`` events, at
+least every ``flush_interval_s``) through ``write_batch`` in a worker thread
+(psycopg is synchronous). Writes are idempotent on ``(session_id, seq)``, so
+a batch whose write failed is simply retried, with backoff. When the call
+ends, what is left is written; if the database is still unreachable after
+``final_attempts`` tries, the rows go to a spool file (JSON lines) for a later
+drain, so no event is lost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+import trio
+
+from switchboard.orchestrator.store import EventRow
+
+from .context import CallContext
+from .messages import CallEvent
+
+log = structlog.get_logger("switchboard.event_logger")
+
+WriteBatch = Callable[[Sequence[EventRow]], None]
+
+
+class EventLogger:
+    def __init__(
+        self,
+        ctx: CallContext,
+        *,
+        inbox: trio.MemoryReceiveChannel[CallEvent],
+        write_batch: WriteBatch,
+        spool_dir: Path | None = None,
+        batch_max: int = 100,
+        flush_interval_s: float = 0.25,
+        final_attempts: int = 5,
+    ) -> None:
+        self.ctx = ctx
+        self._inbox = inbox
+        self._write_batch = write_batch
+        self._spool_dir = spool_dir
+        self._batch_max = batch_max
+        self._flush_interval_s = flush_interval_s
+        self._final_attempts = final_attempts
+        self._pending: list[EventRow] = []
+        self._seq = 0
+        self._closed = False
+        self._wake = trio.Event()
+        self.written = 0
+        self.spooled = 0
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._flusher)
+            task_status.started()
+            try:
+                async for event in self._inbox:
+                    self._seq += 1
+                    self._pending.append(
+                        EventRow(
+                            seq=self._seq,
+                            type=event.type,
+                            ts=datetime.now(UTC),
+                            t_ms=round(event.t_ms, 3),
+                            payload=_jsonable(event.payload),
+                        )
+                    )
+                    if len(self._pending) >= self._batch_max:
+                        self._wake.set()
+            finally:
+                self._closed = True
+                self._wake.set()
+
+    async def _flusher(self) -> None:
+        backoff_s = 0.2
+        while True:
+            with trio.move_on_after(self._flush_interval_s):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            if self._closed:
+                with trio.CancelScope(shield=True):
+                    await self._final_flush()
+                return
+            if self._pending and not await self._write_some():
+                await trio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+            else:
+                backoff_s = 0.2
+
+    async def _write_some(self) -> bool:
+        batch = self._pending[: self._batch_max]
+        try:
+            await trio.to_thread.run_sync(self._write_batch, batch)
+        except Exception as exc:
+            log.warning("event batch not written; will retry", error=repr(exc), rows=len(batch))
+            return False
+        del self._pending[: len(batch)]
+        self.written += len(batch)
+        return True
+
+    async def _final_flush(self) -> None:
+        attempts = 0
+        with trio.move_on_after(30):
+            while self._pending and attempts < self._final_attempts:
+                if not await self._write_some():
+                    attempts += 1
+                    await trio.sleep(0.2 * 2**attempts)
+        if self._pending:
+            self._spool(self._pending)
+            self._pending = []
+
+    def _spool(self, rows: Sequence[EventRow]) -> None:
+        if self._spool_dir is None:
+            log.error("events lost: database unreachable and no spool folder", rows=len(rows))
+            return
+        self._spool_dir.mkdir(parents=True, exist_ok=True)
+        path = self._spool_dir / f"{self.ctx.session_id}.jsonl"
+        with path.open("a", encoding="utf-8") as f:
+            for row in rows:
+                f.write(
+                    json.dumps(
+                        {
+                            "tenant_id": str(self.ctx.tenant_id),
+                            "session_id": str(self.ctx.session_id),
+                            "seq": row.seq,
+                            "type": row.type,
+                            "ts": row.ts.isoformat(),
+                            "t_ms": row.t_ms,
+                            "payload": row.payload,
+                        }
+                    )
+                    + "\n"
+                )
+        self.spooled += len(rows)
+        log.warning("events spooled to disk", path=str(path), rows=len(rows))
+
+
+def _jsonable(payload: object) -> dict[str, object]:
+    """A JSON-safe copy of an event payload (UUIDs, tuples and the like become text/lists)."""
+    result: dict[str, object] = json.loads(json.dumps(payload, default=str))
+    return result

@@ -1,0 +1,84 @@
+"""What the local provider prepares once per agent and shares between that agent's calls.
+
+Building a PocketSphinx recognizer takes a fraction of a second, and a
+greeting synthesized per call would delay the first audio, so both are made
+ahead (at server start and when an agent is applied) and cached here. Speech
+for replies is cached too: a receptionist says the same sentences often.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from switchboard.codecs import Resampler, pcm16_to_bytes, ulaw_encode
+from switchboard.orchestrator.agents import AgentSpec
+
+from ..context import AudioFormat
+from ..messages import AudioChunk
+from . import tts
+from .asr import Recognizer
+
+
+def render(pcm: np.ndarray, src_rate: int, fmt: AudioFormat) -> AudioChunk:
+    """Convert PCM16 at ``src_rate`` into one chunk of the caller side's format."""
+    rs = Resampler(src_rate, fmt.sample_rate)
+    out = np.concatenate([rs.process(pcm), rs.flush()])
+    data = ulaw_encode(out) if fmt.encoding == "pcmu" else pcm16_to_bytes(out)
+    return AudioChunk(data, fmt.encoding, fmt.sample_rate)
+
+
+class LocalAssets:
+    """One agent's recognizer and speech cache (thread-safe)."""
+
+    def __init__(self, agent: AgentSpec, *, speech_cache_size: int = 64) -> None:
+        self.agent = agent
+        self.recognizer = Recognizer({i.name: i.phrases for i in agent.intents})
+        self._cache: OrderedDict[tuple[str, AudioFormat], AudioChunk] = OrderedDict()
+        self._cache_size = speech_cache_size
+        self._lock = threading.Lock()
+
+    def speech(self, text: str, fmt: AudioFormat) -> AudioChunk:
+        """``text`` spoken in the agent's voice, in ``fmt`` (cached; call from a thread)."""
+        key = (text, fmt)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        pcm = tts.synthesize(text, voice=self.agent.voice)
+        chunk = render(pcm, tts.SAMPLE_RATE, fmt)
+        with self._lock:
+            self._cache[key] = chunk
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return chunk
+
+    def prepare(self, fmt: AudioFormat) -> None:
+        """Synthesize the greeting (and the no-match reply) for ``fmt`` ahead of calls."""
+        self.speech(self.agent.greeting, fmt)
+        self.speech(self.agent.no_match_reply, fmt)
+
+
+class AssetRegistry:
+    """Assets per agent spec, built on first use and reused while the spec is unchanged."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._assets: dict[str, LocalAssets] = {}
+
+    def get(self, agent: AgentSpec) -> LocalAssets:
+        key = _spec_key(agent)
+        with self._lock:
+            assets = self._assets.get(key)
+        if assets is None:
+            assets = LocalAssets(agent)
+            with self._lock:
+                assets = self._assets.setdefault(key, assets)
+        return assets
+
+
+def _spec_key(agent: AgentSpec) -> str:
+    return json.dumps(agent.to_json(), sort_keys=True)

@@ -1,0 +1,267 @@
+"""Every message the actors of a call exchange, as frozen dataclasses.
+
+Naming (DESIGN.md): nouns for data (:class:`AudioChunk`), past tense for what
+happened (:class:`CallerHungUp`), imperatives for commands
+(:class:`ClearPlayback`). Times are in milliseconds since the call started,
+on the call's monotonic clock (``trio.current_time()``), so a replay under
+Trio's MockClock reproduces them.
+
+Who sends what::
+
+    transport  -> supervisor : CallerAudio, CallerDtmf, PlaybackMarked, CallerHungUp,
+                               TransportFailed
+    supervisor -> transport  : PlayAudio, MarkPlayback, ClearPlayback, EndCall
+    supervisor -> provider   : CallerAudio, ToolResult
+    provider   -> supervisor : ProviderReady, SpeechStarted, SpeechStopped, CallerTranscript,
+                               ResponseStarted, AgentAudio, AgentTranscript, ResponseDone,
+                               ToolCallRequested, ProviderFailed
+    supervisor -> tools      : ToolCallRequested, TransferCall
+    tools      -> supervisor : ToolResult
+    everyone   -> logger     : CallEvent
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Encoding = Literal["pcmu", "pcm16"]
+"""``pcmu``: G.711 mu-law, 1 byte per sample; ``pcm16``: little-endian PCM16, 2 bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """Mono audio: ``data`` in ``encoding`` at ``sample_rate`` Hz."""
+
+    data: bytes
+    encoding: Encoding
+    sample_rate: int
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ("pcmu", "pcm16"):
+            raise ValueError(f"encoding must be 'pcmu' or 'pcm16', got {self.encoding!r}")
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+        if self.encoding == "pcm16" and len(self.data) % 2:
+            raise ValueError("pcm16 audio must have an even number of bytes")
+
+    @property
+    def samples(self) -> int:
+        return len(self.data) if self.encoding == "pcmu" else len(self.data) // 2
+
+    @property
+    def duration_ms(self) -> float:
+        return 1000.0 * self.samples / self.sample_rate
+
+
+# -- transport -> supervisor: what the caller did ----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallerAudio:
+    """Caller audio; ``offset_ms`` is where it starts on the caller's audio timeline."""
+
+    chunk: AudioChunk
+    offset_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallerDtmf:
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackMarked:
+    """The caller's side confirmed it played everything sent before mark ``name``."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerHungUp:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransportFailed:
+    """The caller's connection broke or sent something unusable."""
+
+    reason: str
+    detail: str
+
+
+# -- supervisor -> transport: commands ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlayAudio:
+    chunk: AudioChunk
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPlayback:
+    """Ask to be told (:class:`PlaybackMarked`) once the audio sent so far has played."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClearPlayback:
+    """Drop agent audio queued but not yet played (barge-in)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndCall:
+    """Hang up once the audio already sent has played."""
+
+    reason: str
+
+
+# -- provider -> supervisor ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderReady:
+    provider: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """Voice activity detected on the caller's side (the barge-in signal)."""
+
+    offset_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    offset_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class CallerTranscript:
+    """What the caller said in one utterance (audio from ``start_ms`` to ``end_ms``)."""
+
+    text: str
+    start_ms: float
+    end_ms: float
+    intent: str | None = None
+    confidence: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStarted:
+    """The agent begins a response; ``greeting`` responses do not answer a caller turn."""
+
+    response_id: str
+    greeting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAudio:
+    chunk: AudioChunk
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTranscript:
+    text: str
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    response_id: str
+    interrupted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRequested:
+    call_id: str
+    name: str
+    arguments: Mapping[str, Any]
+    response_id: str
+
+
+FailureKind = Literal["http_5xx", "error_event", "disconnect", "stall", "connect_timeout", "crash"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderFailed:
+    provider: str
+    kind: FailureKind
+    detail: str
+
+
+# -- tools ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HangUpAfterResponse:
+    """A deferred action: hang up once the response's audio has been heard."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferAfterResponse:
+    """A deferred action: transfer to ``number`` once the response's audio has been heard."""
+
+    number: str
+
+
+AfterResponse = HangUpAfterResponse | TransferAfterResponse
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """A tool's answer; ``output`` is text the agent can speak or reason over."""
+
+    call_id: str
+    name: str
+    ok: bool
+    output: str
+    response_id: str
+    after_response: AfterResponse | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransferCall:
+    """Carry out a transfer now (the agent's announcement has been heard)."""
+
+    number: str
+    call_sid: str | None
+
+
+# -- everyone -> event logger ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One entry of the call's event log; ``seq`` is given by the logger."""
+
+    type: str
+    t_ms: float
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+ToSupervisor = (
+    CallerAudio
+    | CallerDtmf
+    | PlaybackMarked
+    | CallerHungUp
+    | TransportFailed
+    | ProviderReady
+    | SpeechStarted
+    | SpeechStopped
+    | CallerTranscript
+    | ResponseStarted
+    | AgentAudio
+    | AgentTranscript
+    | ResponseDone
+    | ToolCallRequested
+    | ProviderFailed
+    | ToolResult
+)
+ToTransport = PlayAudio | MarkPlayback | ClearPlayback | EndCall
+ToProvider = CallerAudio | ToolResult
+ToTools = ToolCallRequested | TransferCall

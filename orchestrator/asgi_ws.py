@@ -1,0 +1,102 @@
+"""A WebSocket over raw ASGI, for the call endpoints.
+
+Quart cancels a WebSocket handler when the client disconnects; a call must
+instead see the hang-up as a message and wind down in order (its last events
+written), so the call endpoints speak ASGI directly (ASGI spec, "WebSocket"
+section: https://asgi.readthedocs.io/en/latest/specs/www.html). A disconnect
+is ``receive() -> None``; sending after it is a no-op. A handshake can be
+refused with an HTTP status before ``accept`` (the ``websocket.http.response``
+extension, which hypercorn implements), or, failing that, with close code 1008.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class AsgiWebSocket:
+    """One WebSocket connection; implements ``actors.sockets.MessageSocket``."""
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self.accepted = False
+        self.closed = False
+        self.close_code: int | None = None
+
+    @property
+    def path(self) -> str:
+        return str(self.scope.get("path", ""))
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope["headers"]}
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+
+    async def accept(self, subprotocol: str | None = None) -> None:
+        message = await self._receive()
+        if message["type"] != "websocket.connect":
+            self.closed = True
+            return
+        await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
+        self.accepted = True
+
+    async def reject(self, status: int, reason: str) -> None:
+        """Refuse the handshake with an HTTP ``status`` and a JSON body (or 1008)."""
+        self.closed = True
+        extensions = self.scope.get("extensions") or {}
+        if "websocket.http.response" in extensions:
+            body = json.dumps({"error": reason}).encode()
+            await self._send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await self._send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await self._send({"type": "websocket.close", "code": 1008, "reason": reason})
+
+    async def receive(self) -> str | bytes | None:
+        if self.closed:
+            return None
+        while True:
+            message = await self._receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                return text if text is not None else (message.get("bytes") or b"")
+            if kind == "websocket.disconnect":
+                self.closed = True
+                self.close_code = message.get("code")
+                return None
+
+    async def send(self, message: str) -> None:
+        if self.closed:
+            return
+        try:
+            await self._send({"type": "websocket.send", "text": message})
+        except Exception:  # the connection is gone; the reader will see the hang-up
+            self.closed = True
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        try:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except Exception:
+            pass

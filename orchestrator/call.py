@@ -1,0 +1,190 @@
+"""``run_call``: one call as a Trio nursery of actors wired by memory channels.
+
+    transport --caller audio, marks, hang-up--> supervisor --caller audio--> provider
+        ^                                          |  ^                          |
+        +------- agent audio, marks, end ----------+  +--- audio, transcripts ---+
+                                                   |         tool calls, done
+                                        tool calls v  ^ results
+                                           tool executor
+    every actor --events--> event logger --batches--> PostgreSQL
+
+``run_call`` opens every channel; each receive end has one owner; every actor
+closes what it owns when it ends, so the call winds down without flags: the
+transport reports the hang-up, the supervisor stops the provider and closes
+its commands to the transport and the tools, and the logger writes what is
+left once the last event sink is closed. Channels are bounded (about a second
+of 20 ms frames); the logger's is large and never waits on the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+import structlog
+import trio
+
+from switchboard.actors.context import CallContext, EventSink
+from switchboard.actors.event_logger import EventLogger
+from switchboard.actors.local.assets import AssetRegistry
+from switchboard.actors.local.provider import LocalProvider
+from switchboard.actors.messages import CallEvent, ToSupervisor, ToTools, ToTransport
+from switchboard.actors.supervisor import CallReport, ProviderRun, Supervisor
+from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
+
+from .store import Store
+
+log = structlog.get_logger("switchboard.call")
+
+AUDIO_CHANNEL_SIZE = 64  # a little over a second of 20 ms frames
+EVENT_CHANNEL_SIZE = 4096
+
+SUPPORTED_MODES = ("local",)
+
+
+class Actor(Protocol):
+    async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...
+
+
+MakeTransport = Callable[
+    [trio.MemoryReceiveChannel[ToTransport], trio.MemorySendChannel[ToSupervisor], EventSink],
+    Actor,
+]
+"""Builds the transport actor from its inbox, its line to the supervisor and its event sink."""
+
+
+@dataclass
+class CallResources:
+    """What calls share within one server process."""
+
+    store: Store
+    assets: AssetRegistry = field(default_factory=AssetRegistry)
+    twilio_rest: TwilioRest | None = None
+    spool_dir: Path | None = None
+    http: httpx.AsyncClient | None = None
+
+
+def choose_provider(ctx: CallContext, res: CallResources) -> tuple[str, ProviderRun, list[str]]:
+    """The first mode of the agent's chain (``mode``, then ``fallback``) this build runs.
+
+    Returns the mode, its actor, and the modes skipped (with why) for the log.
+    """
+    chain = [ctx.agent.mode, *ctx.agent.fallback, "local"]
+    skipped = []
+    for mode in chain:
+        if mode in SUPPORTED_MODES:
+            return mode, LocalProvider(ctx, res.assets.get(ctx.agent)), skipped
+        skipped.append(mode)
+    raise AssertionError("unreachable: local ends every chain")
+
+
+async def run_call(ctx: CallContext, make_transport: MakeTransport, res: CallResources) -> CallReport:
+    """Run one call to its end; return the supervisor's report.
+
+    The call's events (``session.start`` first, ``session.end`` last) are in
+    PostgreSQL, or in the spool folder if PostgreSQL was unreachable, when
+    this returns; the session row is marked ended and a call_logs row written.
+    """
+    structlog.contextvars.bind_contextvars(
+        session_id=str(ctx.session_id), tenant_id=str(ctx.tenant_id), call_sid=ctx.call_sid
+    )
+    started_at = datetime.now(UTC)
+    events_send, events_receive = trio.open_memory_channel[CallEvent](EVENT_CHANNEL_SIZE)
+    inbox_send, inbox_receive = trio.open_memory_channel[ToSupervisor](AUDIO_CHANNEL_SIZE)
+    transport_send, transport_receive = trio.open_memory_channel[ToTransport](AUDIO_CHANNEL_SIZE)
+    tools_send, tools_receive = trio.open_memory_channel[ToTools](16)
+    sink = EventSink(ctx, events_send)
+
+    logger = EventLogger(
+        ctx,
+        inbox=events_receive,
+        write_batch=partial(res.store.append_events, ctx.tenant_id, ctx.session_id),
+        spool_dir=res.spool_dir,
+    )
+    mode, provider, skipped = choose_provider(ctx, res)
+    supervisor = Supervisor(
+        ctx,
+        provider_name=mode,
+        provider=provider,
+        inbox=inbox_receive,
+        inbox_sender=inbox_send,
+        to_transport=transport_send,
+        to_tools=tools_send,
+        events=sink.clone(),
+    )
+    tools = ToolExecutor(
+        ctx,
+        inbox=tools_receive,
+        to_supervisor=inbox_send.clone(),
+        events=sink.clone(),
+        twilio=res.twilio_rest,
+        http=res.http,
+    )
+    transport = make_transport(transport_receive, inbox_send.clone(), sink.clone())
+
+    report = supervisor.report
+    try:
+        async with trio.open_nursery() as outer:
+            await outer.start(logger.run)
+            try:
+                await sink.emit(
+                    "session.start",
+                    agent=ctx.agent.name,
+                    agent_id=str(ctx.agent_id),
+                    call_sid=ctx.call_sid,
+                    stream_sid=ctx.stream_sid,
+                    from_number=ctx.from_number,
+                    to_number=ctx.to_number,
+                    caller_format={
+                        "encoding": ctx.caller_format.encoding,
+                        "sample_rate": ctx.caller_format.sample_rate,
+                    },
+                    provider=mode,
+                )
+                for skipped_mode in skipped:
+                    await sink.emit(
+                        "provider.skipped", provider=skipped_mode, reason="not available in this build"
+                    )
+                async with trio.open_nursery() as actors:
+                    await actors.start(tools.run)
+                    await actors.start(supervisor.run)
+                    await actors.start(transport.run)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await sink.emit(
+                        "session.end",
+                        reason=report.end_reason,
+                        turns_completed=report.turns_completed,
+                        duration_ms=round(ctx.now_ms(), 1),
+                    )
+                    await sink.aclose()
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            try:
+                await trio.to_thread.run_sync(
+                    partial(
+                        res.store.finish_session,
+                        ctx.tenant_id,
+                        ctx.session_id,
+                        end_reason=report.end_reason,
+                        turns=report.turns_completed,
+                        started_at=started_at,
+                        ended_at=datetime.now(UTC),
+                    )
+                )
+            except Exception:
+                log.exception("could not record the end of the call")
+        log.info(
+            "call ended",
+            reason=report.end_reason,
+            turns=report.turns_completed,
+            events=logger.last_seq,
+            spooled=logger.spooled,
+        )
+        structlog.contextvars.unbind_contextvars("session_id", "tenant_id", "call_sid")
+    return report
