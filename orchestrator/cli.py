@@ -1,0 +1,196 @@
+"""The ``switchboard`` command.
+
+    switchboard serve [--host H] [--port P] [--data-dir DIR] [--public-url URL]
+    switchboard db migrate [--data-dir DIR]
+    switchboard agent apply FILE.yaml [--data-dir DIR]
+    switchboard call [--url URL] [--to NUMBER] (--say TEXT | --wav FILE)... [--save-audio OUT.wav] [--json]
+
+Without ``DATABASE_URL`` every command uses the embedded PostgreSQL in the
+data folder; see ``switchboard.orchestrator.config`` for the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import trio
+import trio_websocket
+
+from . import devcreds
+from .config import Settings, default_data_dir
+from .errors import SwitchboardError
+
+DEMO_NUMBER = "+15005550006"
+
+EPILOG = """environment:
+  DATABASE_URL        PostgreSQL URL (default: embedded PostgreSQL in the data folder)
+  PUBLIC_URL          URL Twilio reaches this server at (signatures are checked against it)
+  TWILIO_AUTH_TOKEN   checks X-Twilio-Signature (default: a development token in the data folder)
+  TWILIO_ACCOUNT_SID  with the auth token: transfers redirect live calls via Twilio's REST API
+  LOG_FORMAT          json (default) or console
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard",
+        description="Voice-call runtime: Twilio Media Streams calls to speech agents.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def data_dir_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--data-dir", type=Path, default=None,
+            help=f"data folder: embedded PostgreSQL, dev credentials, spool (default {default_data_dir()})",
+        )
+
+    serve = commands.add_parser(
+        "serve", help="run the server (embedded PostgreSQL and the local agent by default)",
+        description="Run the HTTP/WebSocket server. Applies the schema at start; on a fresh "
+        "database also applies examples/receptionist.yaml, so a call to "
+        f"{DEMO_NUMBER} works at once.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0: any free port)")
+    serve.add_argument("--public-url", default=None, help="overrides PUBLIC_URL")
+    data_dir_flag(serve)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
+    migrate = db_commands.add_parser("migrate", help="apply schema.sql (idempotent)")
+    data_dir_flag(migrate)
+
+    agent = commands.add_parser("agent", help="manage agents")
+    agent_commands = agent.add_subparsers(dest="agent_command", required=True, metavar="SUBCOMMAND")
+    apply = agent_commands.add_parser(
+        "apply", help="load an agent file (YAML) into the database",
+        description="Create or update the agent a YAML file describes (by tenant and name) "
+        "and route its phone numbers to it. Errors name the file, line and key.",
+    )
+    apply.add_argument("file", type=Path, help="agent file, e.g. examples/receptionist.yaml")
+    data_dir_flag(apply)
+
+    call = commands.add_parser(
+        "call", help="place a test call, as Twilio would",
+        description="Place a call to a running server the way Twilio does (signed webhook, "
+        "Media Stream), say each --say/--wav line in turn, and print what happened.",
+    )
+    call.add_argument("--url", default=None, help="server URL (default PUBLIC_URL or http://127.0.0.1:8080)")
+    call.add_argument("--to", default=DEMO_NUMBER, help=f"number to call (default {DEMO_NUMBER})")
+    call.add_argument("--from", dest="from_number", default="+15005550001", help="caller's number")
+    call.add_argument("--say", action="append", default=[], metavar="TEXT", help="a line to say (eSpeak NG voice)")
+    call.add_argument("--wav", action="append", default=[], type=Path, metavar="FILE", help="a WAV file to play as a line")
+    call.add_argument("--save-audio", type=Path, default=None, metavar="OUT.wav", help="save what the caller heard")
+    call.add_argument("--json", action="store_true", help="print the summary as JSON")
+    call.add_argument("--fast", action="store_true", help="send audio as fast as possible (tests, benchmarks)")
+    call.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for each answer (default 20)")
+    call.add_argument("--api-key", default=None, help="tenant API key (default SWITCHBOARD_API_KEY or the dev key)")
+    call.add_argument("--auth-token", default=None, help="Twilio auth token (default TWILIO_AUTH_TOKEN or the dev token)")
+    data_dir_flag(call)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    return Settings.from_env(data_dir=args.data_dir, **overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from . import logs, server
+
+    settings = _settings(args, host=args.host, port=args.port, public_url=args.public_url)
+    logs.configure(settings.log_format, settings.log_level)
+    try:
+        trio.run(server.serve, settings)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from .db import migrate
+    from .server import open_database
+
+    settings = _settings(args)
+    with open_database(settings) as dsn:
+        migrate(dsn)
+    print("schema applied")
+    return 0
+
+
+def cmd_agent_apply(args: argparse.Namespace) -> int:
+    from .agents import load_agent_file
+    from .db import Database, migrate
+    from .server import open_database
+    from .store import Store
+
+    spec = load_agent_file(args.file)  # errors name file, line and key
+    settings = _settings(args)
+    with open_database(settings) as dsn:
+        migrate(dsn)
+        db = Database(dsn)
+        try:
+            agent_id = Store(db).apply_agent(spec)
+        finally:
+            db.close()
+    numbers = ", ".join(spec.phone_numbers) or "no phone numbers"
+    print(f"applied agent {spec.name!r} (tenant {spec.tenant!r}, id {agent_id}): {numbers}")
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    from .caller import CallerLine, place_call
+
+    settings = _settings(args)
+    creds = devcreds.load(settings.data_dir)
+    auth_token = args.auth_token or settings.twilio_auth_token or (creds.twilio_auth_token if creds else None)
+    if not auth_token:
+        print("error: no Twilio auth token: pass --auth-token, set TWILIO_AUTH_TOKEN, or start "
+              "`switchboard serve` once to create the development credentials", file=sys.stderr)
+        return 2
+    api_key = args.api_key or os.environ.get("SWITCHBOARD_API_KEY") or (creds.api_key if creds else None)
+    lines = [CallerLine.say(text) for text in args.say] + [CallerLine.wav(p) for p in args.wav]
+    url = args.url or settings.base_url
+    summary = trio.run(
+        lambda: place_call(
+            url, lines, to_number=args.to, from_number=args.from_number, auth_token=auth_token,
+            api_key=api_key, realtime=not args.fast, save_audio=args.save_audio,
+            response_timeout_s=args.timeout,
+        )
+    )
+    if args.json:
+        print(json.dumps(summary.as_json(), indent=2))
+        return 0
+    print(f"call {summary.call_sid} (session {summary.session_id}), ended by the {summary.ended_by}")
+    print(f"  greeting after {summary.greeting_latency_ms} ms: {summary.greeting!r}")
+    for i, turn in enumerate(summary.turns, 1):
+        print(f"  turn {i}: said {turn.said!r}")
+        print(f"          heard as {turn.caller!r}")
+        print(f"          agent ({turn.response_latency_ms} ms): {turn.agent!r}")
+    print(f"  events logged: {summary.events_logged}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"serve": cmd_serve, "db": cmd_db_migrate, "agent": cmd_agent_apply, "call": cmd_call}
+    try:
+        return handlers[args.command](args)
+    except SwitchboardError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, httpx.HTTPError, trio_websocket.HandshakeError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Settings: command-line flags over environment variables over defaults.
+
+Environment variables (all optional):
+
+- ``DATABASE_URL``: a PostgreSQL URL; without it the server starts an
+  embedded PostgreSQL (pgserver) in the data folder.
+- ``SWITCHBOARD_DATA_DIR``: the data folder (default
+  ``$XDG_DATA_HOME/switchboard``, i.e. ``~/.local/share/switchboard``).
+- ``PUBLIC_URL``: the URL Twilio reaches this server at (default
+  ``http://HOST:PORT``); request signatures are checked against it, never
+  against the Host header.
+- ``TWILIO_AUTH_TOKEN``: checks ``X-Twilio-Signature``; without it a
+  development token is generated and kept in the data folder.
+- ``TWILIO_ACCOUNT_SID``: with the auth token, lets transfers redirect live
+  calls through Twilio's REST API. ``TWILIO_API_BASE`` overrides its address.
+- ``PLAYOUT_LEAD_MS``: how far ahead of real time agent audio is sent (300).
+- ``LOG_FORMAT``: ``json`` (default) or ``console``; ``LOG_LEVEL`` (``info``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+
+def default_data_dir(env: Mapping[str, str] = os.environ) -> Path:
+    if env.get("SWITCHBOARD_DATA_DIR"):
+        return Path(env["SWITCHBOARD_DATA_DIR"]).expanduser()
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "switchboard"
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("switchboard-data")
+    database_url: str | None = None
+    public_url: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_account_sid: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+    playout_lead_ms: float = 300.0
+    log_format: str = "json"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
+        """Settings from ``env``, then ``overrides`` (flags; ``None`` values are ignored)."""
+        try:
+            lead = float(env.get("PLAYOUT_LEAD_MS", "300"))
+        except ValueError:
+            raise ConfigError(f"PLAYOUT_LEAD_MS must be a number of ms, got {env['PLAYOUT_LEAD_MS']!r}") from None
+        settings = cls(
+            data_dir=default_data_dir(env),
+            database_url=env.get("DATABASE_URL") or None,
+            public_url=env.get("PUBLIC_URL") or None,
+            twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
+            twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
+            twilio_api_base=env.get("TWILIO_API_BASE") or cls.twilio_api_base,
+            playout_lead_ms=lead,
+            log_format=env.get("LOG_FORMAT", "json"),
+            log_level=env.get("LOG_LEVEL", "info"),
+        )
+        settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+        if settings.log_format not in ("json", "console"):
+            raise ConfigError(f"LOG_FORMAT must be 'json' or 'console', got {settings.log_format!r}")
+        return settings
+
+    @property
+    def base_url(self) -> str:
+        """The public HTTP(S) URL, without a trailing slash."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def websocket_base_url(self) -> str:
+        """``base_url`` with http(s) turned into ws(s)."""
+        url = self.base_url
+        if url.startswith("https://"):
+            return "wss://" + url.removeprefix("https://")
+        return "ws://" + url.removeprefix("http://")

@@ -1,0 +1,118 @@
+"""``switchboard serve``: bring up the database, the demo agent and the HTTP server."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+from dataclasses import replace
+from pathlib import Path
+
+import structlog
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from switchboard.actors.context import PHONE_AUDIO
+from switchboard.actors.tool_executor import TwilioRest
+
+from . import devcreds
+from .agents import AgentSpec, load_agent_file
+from .app import create_app
+from .call import CallResources
+from .config import Settings
+from .db import Database, migrate
+from .embedded_pg import start_embedded
+from .runtime import Runtime
+from .store import Store
+
+log = structlog.get_logger("switchboard.server")
+
+
+def example_agent_path() -> Path:
+    """The packaged ``examples/receptionist.yaml``."""
+    resource = importlib.resources.files("switchboard") / "examples" / "receptionist.yaml"
+    with importlib.resources.as_file(resource) as p:
+        return Path(p)
+
+
+@contextlib.contextmanager
+def open_database(settings: Settings):  # type: ignore[no-untyped-def]
+    """Yield the DSN of ``DATABASE_URL``, or of an embedded PostgreSQL in the data folder."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    embedded = start_embedded(settings.data_dir)
+    try:
+        yield embedded.uri
+    finally:
+        embedded.stop()
+
+
+def bootstrap(store: Store, settings: Settings) -> tuple[devcreds.DevCredentials, list[AgentSpec]]:
+    """Apply the example agent on a fresh database; make sure dev credentials work."""
+    example = load_agent_file(example_agent_path())
+    if not any(store.agent_for_number(n) for n in example.phone_numbers):
+        store.apply_agent(example)
+        log.info("applied the example agent", agent=example.name, numbers=example.phone_numbers)
+    creds = devcreds.load(settings.data_dir)
+    tenant_id = store.ensure_tenant(example.tenant)
+    if creds is None or store.tenant_for_api_key(creds.api_key) is None:
+        creds = devcreds.DevCredentials(
+            tenant=example.tenant,
+            api_key=store.create_api_key(tenant_id),
+            twilio_auth_token=(creds.twilio_auth_token if creds else devcreds.new_twilio_token()),
+        )
+        devcreds.save(settings.data_dir, creds)
+        print(
+            f"Development credentials (kept in {devcreds.path(settings.data_dir)}):\n"
+            f"  API key for tenant {creds.tenant!r}: {creds.api_key}\n"
+            + (
+                ""
+                if settings.twilio_auth_token
+                else f"  Twilio auth token (no TWILIO_AUTH_TOKEN set): {creds.twilio_auth_token}\n"
+            ),
+            flush=True,
+        )
+    return creds, [example]
+
+
+async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the server until cancelled; ``task_status.started`` gets the bound URLs."""
+    with open_database(settings) as dsn:
+        await trio.to_thread.run_sync(migrate, dsn)
+        db = Database(dsn)
+        try:
+            store = Store(db)
+            creds, agents = await trio.to_thread.run_sync(bootstrap, store, settings)
+            resources = CallResources(
+                store=store,
+                spool_dir=settings.data_dir / "spool",
+                twilio_rest=(
+                    TwilioRest(settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_api_base)
+                    if settings.twilio_account_sid and settings.twilio_auth_token
+                    else None
+                ),
+            )
+            for agent in agents:  # synthesize greetings before the first call
+                assets = await trio.to_thread.run_sync(resources.assets.get, agent)
+                await trio.to_thread.run_sync(assets.prepare, PHONE_AUDIO)
+            runtime = Runtime(
+                settings=settings,
+                store=store,
+                resources=resources,
+                twilio_auth_token=settings.twilio_auth_token or creds.twilio_auth_token,
+            )
+            config = HypercornConfig()
+            config.bind = [f"{settings.host}:{settings.port}"]
+            config.accesslog = None
+            config.graceful_timeout = 5.0
+            async with trio.open_nursery() as nursery:
+                urls = await nursery.start(hypercorn_serve, create_app(runtime), config)
+                if settings.port == 0 and urls:  # the URLs Twilio is given need the real port
+                    runtime.settings = settings = replace(settings, port=int(urls[0].rsplit(":", 1)[1]))
+                log.info("listening", urls=urls, public_url=settings.base_url)
+                print(f"Switchboard is listening on {', '.join(urls)} (public URL {settings.base_url})", flush=True)
+                task_status.started(urls)
+        finally:
+            db.close()

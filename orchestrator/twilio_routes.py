@@ -1,0 +1,175 @@
+"""Twilio's two doors: the voice webhook (TwiML) and the Media Streams WebSocket.
+
+``POST /twilio/incoming`` checks ``X-Twilio-Signature`` against the public URL
+(``PUBLIC_URL``, never the Host header) with the ``twilio`` package's
+``RequestValidator`` (Twilio, "Webhooks security"); on failure it answers 403
+and creates nothing. Otherwise it looks up the agent of the called number,
+creates the session row with a single-use admission token (a hash is stored,
+never the token), and answers ``<Connect><Stream>`` with the token in a
+``<Parameter>``.
+
+``WS /twilio/stream`` reads ``connected`` and ``start``, and consumes the
+admission token from ``start.customParameters`` before anything else is
+opened; a missing, wrong, expired or reused token, or any message other than
+``start`` first, closes the socket with 1008 (policy violation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from functools import partial
+from typing import Any
+
+import structlog
+import trio
+from quart import Response, request
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
+from switchboard.actors.context import PHONE_AUDIO, CallContext, EventSink
+from switchboard.actors.messages import ToSupervisor, ToTransport
+from switchboard.actors.twilio_transport import TwilioTransport
+from switchboard.codecs import twilio_media as wire
+
+from .asgi_ws import AsgiWebSocket
+from .call import run_call
+from .runtime import Runtime
+
+log = structlog.get_logger("switchboard.twilio")
+
+ADMISSION_TTL_S = 60
+START_TIMEOUT_S = 10.0
+POLICY_VIOLATION = 1008
+
+
+def admission_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def twiml_response(twiml: VoiceResponse) -> Response:
+    return Response(str(twiml), status=200, mimetype="text/xml")
+
+
+async def incoming_call(rt: Runtime) -> Response:
+    """The voice webhook Twilio calls when the number rings."""
+    form = await request.form
+    params = {key: form.get(key, "") for key in form}
+    url = rt.settings.base_url + request.path
+    if request.query_string:
+        url += "?" + request.query_string.decode("latin-1")
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not RequestValidator(rt.twilio_auth_token).validate(url, params, signature):
+        log.warning("auth.rejected", door="twilio.incoming", reason="bad X-Twilio-Signature",
+                    call_sid=params.get("CallSid"))
+        return Response("invalid Twilio signature\n", status=403, mimetype="text/plain")
+
+    to_number = params.get("To", "")
+    record = await trio.to_thread.run_sync(rt.store.agent_for_number, to_number)
+    if record is None:
+        log.warning("call to a number with no agent", to_number=to_number)
+        twiml = VoiceResponse()
+        twiml.say("Sorry, this number is not in service.")
+        twiml.hangup()
+        return twiml_response(twiml)
+
+    token = secrets.token_urlsafe(32)
+    session_id = await trio.to_thread.run_sync(
+        partial(
+            rt.store.create_session,
+            record.tenant_id,
+            record.agent_id,
+            transport="twilio",
+            call_sid=params.get("CallSid"),
+            from_number=params.get("From"),
+            to_number=to_number,
+            admission_hash=admission_hash(token),
+            admission_ttl_s=ADMISSION_TTL_S,
+        )
+    )
+    log.info("call admitted to stream", session_id=str(session_id), call_sid=params.get("CallSid"))
+    twiml = VoiceResponse()
+    connect = Connect()
+    stream = connect.stream(url=rt.settings.websocket_base_url + "/twilio/stream")
+    stream.parameter(name="token", value=token)
+    stream.parameter(name="session_id", value=str(session_id))
+    twiml.append(connect)
+    return twiml_response(twiml)
+
+
+async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
+    """One Twilio Media Stream: admit it, then run the call on it."""
+    await ws.accept()
+    if ws.closed:
+        return
+    start = await _read_start(ws)
+    if start is None:
+        return
+    token = start.custom_parameters.get("token", "")
+    admission = (
+        await trio.to_thread.run_sync(rt.store.consume_admission, admission_hash(token))
+        if token
+        else None
+    )
+    claimed = start.custom_parameters.get("session_id")
+    if admission is None or (claimed is not None and claimed != str(admission.session_id)):
+        log.warning("auth.rejected", door="twilio.stream", call_sid=start.call_sid,
+                    reason="admission token missing, invalid, expired or already used")
+        await ws.close(POLICY_VIOLATION, "admission token missing, invalid, expired or used")
+        return
+
+    agent = await trio.to_thread.run_sync(rt.store.get_agent, admission.tenant_id, admission.agent_id)
+    await trio.to_thread.run_sync(
+        partial(rt.store.mark_session, admission.tenant_id, admission.session_id,
+                status="active", stream_sid=start.stream_sid)
+    )
+    ctx = CallContext(
+        session_id=admission.session_id,
+        tenant_id=admission.tenant_id,
+        agent_id=admission.agent_id,
+        agent=agent,
+        t0=trio.current_time(),
+        caller_format=PHONE_AUDIO,
+        call_sid=start.call_sid,
+        stream_sid=start.stream_sid,
+    )
+
+    def make_transport(
+        inbox: trio.MemoryReceiveChannel[ToTransport],
+        to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        events: EventSink,
+    ) -> TwilioTransport:
+        return TwilioTransport(
+            ctx,
+            socket=ws,
+            stream_sid=start.stream_sid,
+            inbox=inbox,
+            to_supervisor=to_supervisor,
+            events=events,
+            playout_lead_ms=rt.settings.playout_lead_ms,
+        )
+
+    await run_call(ctx, make_transport, rt.resources)
+
+
+async def _read_start(ws: AsgiWebSocket) -> wire.Start | None:
+    """Read up to ``start``; close with 1008 (returning None) on anything else."""
+    problem = f"no 'start' within {START_TIMEOUT_S:g} s"
+    with trio.move_on_after(START_TIMEOUT_S):
+        while True:
+            text = await ws.receive()
+            if text is None:
+                return None
+            try:
+                message: Any = wire.parse_inbound(text)
+            except wire.MediaStreamError as exc:
+                problem = f"malformed message before 'start' ({exc.reason})"
+                break
+            if isinstance(message, wire.Start):
+                return message
+            if not isinstance(message, wire.Connected):
+                problem = f"'{type(message).__name__.lower()}' before 'start'"
+                break
+    log.warning("stream refused", reason=problem)
+    await ws.close(POLICY_VIOLATION, problem)
+    return None
