@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,8 +275,12 @@ async def place_call(
     realtime: bool = True,
     save_audio: Path | None = None,
     response_timeout_s: float = 20.0,
+    inject: Sequence[str] = (),
 ) -> CallSummary:
-    """Place one call as Twilio would and report what the caller experienced."""
+    """Place one call as Twilio would and report what the caller experienced.
+
+    ``inject``: raw messages sent right after ``start`` (for tests of bad frames).
+    """
     call_sid, account_sid = twilio_sid("CA"), twilio_sid("AC")
     params = {
         "CallSid": call_sid, "AccountSid": account_sid, "From": from_number, "To": to_number,
@@ -291,6 +296,8 @@ async def place_call(
             await ws.send_message(encoder.connected())
             t_start = trio.current_time()
             await ws.send_message(encoder.start(parameters))
+            for raw in inject:
+                await ws.send_message(raw)
             if realtime:
                 nursery.start_soon(phone.microphone)
             first = await phone.wait_response(t_start, response_timeout_s)

@@ -1,0 +1,188 @@
+"""The call nursery on Trio's MockClock: a scripted provider, a fake Twilio, real actors.
+
+What a caller would notice: the greeting starts at once, audio is never sent
+far ahead of real time, the agent's goodbye is heard in full before the line
+closes, and every event is logged in order with no gaps.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID, uuid4
+
+import trio
+
+from switchboard.actors.context import CallContext, EventSink
+from switchboard.actors.messages import (
+    AgentAudio,
+    AgentTranscript,
+    AudioChunk,
+    CallerAudio,
+    ProviderReady,
+    ResponseDone,
+    ResponseStarted,
+    ToolCallRequested,
+    ToolResult,
+    ToProvider,
+    ToSupervisor,
+    ToTransport,
+)
+from switchboard.actors.twilio_transport import TwilioTransport
+from switchboard.codecs import twilio_media as wire
+from switchboard.orchestrator.agents import parse_agent_yaml
+from switchboard.orchestrator.call import CallResources, run_call
+from switchboard.orchestrator.store import EventRow
+
+AGENT = parse_agent_yaml(
+    "name: t\ntenant: t\ngreeting: hi\nidle_timeout_seconds: 30\nintents:\n"
+    "  - name: bye\n    phrases: [bye]\n    reply: bye\n    tool: hangup_call\n"
+)
+LEAD_MS = 300.0
+
+
+@dataclass
+class MemoryStore:
+    """The two store methods a call uses, in memory (the real store has its own tests)."""
+
+    events: dict[int, EventRow] = field(default_factory=dict)
+    finished: list[dict[str, object]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def append_events(self, tenant_id: UUID, session_id: UUID, rows: Sequence[EventRow]) -> None:
+        with self.lock:
+            for row in rows:
+                self.events.setdefault(row.seq, row)
+
+    def finish_session(self, tenant_id: UUID, session_id: UUID, **summary: object) -> None:
+        self.finished.append(summary)
+
+
+class FakeTwilio:
+    """Twilio's side of a Media Stream: plays audio on a clock, echoes marks once played."""
+
+    def __init__(self) -> None:
+        self.to_server, self._from_test = trio.open_memory_channel[str | None](100)
+        self.media_sent_at: list[float] = []
+        self.audio_ahead_s: list[float] = []
+        self.marks: list[tuple[str, float]] = []
+        self.playout_end = 0.0
+        self.close_code: int | None = None
+        self.closed_at: float | None = None
+        self.nursery: trio.Nursery | None = None
+
+    async def receive(self) -> str | bytes | None:
+        if self.close_code is not None:
+            return None
+        return await self._from_test.receive()
+
+    async def send(self, message: str) -> None:
+        now = trio.current_time()
+        out = wire.parse_outbound(message)
+        if isinstance(out, wire.OutboundMedia):
+            self.playout_end = max(self.playout_end, now) + len(out.payload) / 8000
+            self.media_sent_at.append(now)
+            self.audio_ahead_s.append(self.playout_end - now)
+        elif isinstance(out, wire.OutboundMark):
+            self.marks.append((out.name, self.playout_end))
+            assert self.nursery is not None
+            self.nursery.start_soon(self._echo, out.name, self.playout_end)
+
+    async def _echo(self, name: str, at: float) -> None:
+        await trio.sleep_until(at)
+        if self.close_code is None:
+            await self.to_server.send(wire.InboundEncoder("MZ1", "CA1", "AC1").mark(name))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.close_code is None:
+            self.close_code, self.closed_at = code, trio.current_time()
+            await self.to_server.send(None)
+
+
+def tone(seconds: float) -> AudioChunk:
+    return AudioChunk(b"\x10" * int(8000 * seconds), "pcmu", 8000)
+
+
+async def scripted_provider(
+    inbox: trio.MemoryReceiveChannel[ToProvider],
+    outbox: trio.MemorySendChannel[ToSupervisor],
+    events: EventSink,
+) -> None:
+    """Greets (2 s of audio); answers the first caller audio with hangup_call and a 1 s goodbye."""
+    await outbox.send(ProviderReady("scripted"))
+    await outbox.send(ResponseStarted("greeting", greeting=True))
+    await outbox.send(AgentAudio(tone(2.0), "greeting"))
+    await outbox.send(AgentTranscript("hi", "greeting"))
+    await outbox.send(ResponseDone("greeting"))
+    answered = False
+    async for message in inbox:
+        if isinstance(message, CallerAudio) and not answered:
+            answered = True
+            await outbox.send(ResponseStarted("r1"))
+            await outbox.send(ToolCallRequested("c1", "hangup_call", {}, "r1"))
+        elif isinstance(message, ToolResult):
+            await outbox.send(AgentAudio(tone(1.0), "r1"))
+            await outbox.send(AgentTranscript("bye", "r1"))
+            await outbox.send(ResponseDone("r1"))
+
+
+async def test_a_call_greets_paces_audio_and_hangs_up_after_the_goodbye_is_heard(
+    autojump_clock: trio.abc.Clock, monkeypatch: object
+) -> None:
+    import switchboard.orchestrator.call as call_module
+
+    monkeypatch.setattr(  # type: ignore[attr-defined]
+        call_module, "choose_provider", lambda ctx, res: ("scripted", scripted_provider, [])
+    )
+    store = MemoryStore()
+    twilio = FakeTwilio()
+    ctx = CallContext(uuid4(), uuid4(), uuid4(), AGENT, t0=trio.current_time(), call_sid="CA1", stream_sid="MZ1")
+
+    def make_transport(
+        inbox: trio.MemoryReceiveChannel[ToTransport],
+        to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        events: EventSink,
+    ) -> TwilioTransport:
+        return TwilioTransport(
+            ctx, socket=twilio, stream_sid="MZ1", inbox=inbox, to_supervisor=to_supervisor,
+            events=events, playout_lead_ms=LEAD_MS,
+        )
+
+    async with trio.open_nursery() as nursery:
+        twilio.nursery = nursery
+        caller = wire.InboundEncoder("MZ1", "CA1", "AC1")
+
+        async def caller_speaks_after_greeting() -> None:
+            await trio.sleep(2.5)
+            await twilio.to_server.send(caller.media(b"\x20" * 160))
+
+        nursery.start_soon(caller_speaks_after_greeting)
+        report = await run_call(ctx, make_transport, CallResources(store=store))  # type: ignore[arg-type]
+
+    # The greeting's first frame leaves at once.
+    assert twilio.media_sent_at[0] - ctx.t0 < 0.01
+    # Never more than the lead (plus the frame being sent) ahead of real time.
+    assert max(twilio.audio_ahead_s) <= LEAD_MS / 1000 + 0.02 + 1e-9
+    # 3 s of agent audio, 20 ms frames.
+    assert len(twilio.media_sent_at) == 150
+    # The line closes normally, only once the goodbye has been played.
+    goodbye_end = dict(twilio.marks)["response:r1"]
+    assert twilio.close_code == 1000
+    assert twilio.closed_at is not None and twilio.closed_at >= goodbye_end
+    assert report.turns_completed == 1 and report.end_reason == "agent hung up"
+
+    seqs = sorted(store.events)
+    assert seqs == list(range(1, len(seqs) + 1))
+    types = [store.events[s].type for s in seqs]
+    assert types[0] == "session.start" and types[-1] == "session.end"
+    for expected in ("provider.ready", "response.start", "turn:agent", "tool:call", "tool:result", "hangup"):
+        assert expected in types
+    assert types.index("tool:call") < types.index("tool:result") < types.index("hangup")
+    t_ms = [store.events[s].t_ms for s in seqs]
+    assert t_ms == sorted(t_ms)  # monotonic
+    assert all(isinstance(store.events[s].ts, datetime) for s in seqs)
+    json.dumps([store.events[s].payload for s in seqs])  # all JSON-safe
+    assert store.finished[0]["turns"] == 1
