@@ -38,7 +38,8 @@ from .errors import SwitchboardError
 FRAME = wire.FRAME_BYTES
 FRAME_S = FRAME / wire.SAMPLE_RATE
 SILENCE = b"\xff" * FRAME  # mu-law zero
-TRAILING_SILENCE_S = 1.2  # after each line when not in real time: lets the VAD close the turn
+TRAILING_SILENCE_S = 1.2
+HANG_UP_GRACE_S = 1.5  # after the last answer, before the caller hangs up  # after each line when not in real time: lets the VAD close the turn
 
 
 class CallError(SwitchboardError):
@@ -311,6 +312,8 @@ async def place_call(
                 first = await phone.wait_response(spoke_s, response_timeout_s)
                 if first is not None:
                     turn.response_latency_ms = round((first - spoke_s) * 1000, 1)
+            with trio.move_on_after(HANG_UP_GRACE_S):  # the agent may be hanging up
+                await phone.closed.wait()
             if phone.closed.is_set():
                 summary.ended_by = "agent"
             else:
