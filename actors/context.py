@@ -8,7 +8,6 @@ from typing import Any
 from uuid import UUID
 
 import trio
-
 from switchboard.orchestrator.agents import AgentSpec
 
 from .messages import CallEvent, Encoding

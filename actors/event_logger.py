@@ -21,7 +21,6 @@ from pathlib import Path
 
 import structlog
 import trio
-
 from switchboard.orchestrator.store import EventRow
 
 from .context import CallContext

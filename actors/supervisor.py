@@ -163,7 +163,9 @@ class Supervisor:
         async for message in self._inbox:
             if isinstance(message, (CallerHungUp, TransportFailed)):
                 if isinstance(message, TransportFailed):
-                    await self._events.emit("disconnect", reason=message.reason, detail=message.detail)
+                    await self._events.emit(
+                        "disconnect", reason=message.reason, detail=message.detail
+                    )
                 if not self._ending:
                     self.report.end_reason = (
                         message.reason if isinstance(message, CallerHungUp) else "transport failed"
@@ -171,7 +173,7 @@ class Supervisor:
                 return
             await self._handle(message)
 
-    async def _handle(self, message: ToSupervisor) -> None:  # noqa: C901 - one dispatch
+    async def _handle(self, message: ToSupervisor) -> None:
         to_provider = self._to_provider
         assert to_provider is not None
         if isinstance(message, CallerAudio):
@@ -187,7 +189,9 @@ class Supervisor:
         elif isinstance(message, ResponseDone):
             await self._on_response_done(message)
         elif isinstance(message, AgentTranscript):
-            await self._events.emit("turn:agent", text=message.text, response_id=message.response_id)
+            await self._events.emit(
+                "turn:agent", text=message.text, response_id=message.response_id
+            )
         elif isinstance(message, CallerTranscript):
             await self._events.emit(
                 "turn:user",
@@ -232,8 +236,11 @@ class Supervisor:
             await self._events.emit("provider.ready", provider=message.provider)
         elif isinstance(message, ProviderFailed):
             await self._events.emit(
-                "provider.failed", provider=message.provider, kind=message.kind,
-                detail=message.detail, turn=self.report.turns_completed,
+                "provider.failed",
+                provider=message.provider,
+                kind=message.kind,
+                detail=message.detail,
+                turn=self.report.turns_completed,
             )
             await self._events.emit("error", where="provider", detail=message.detail)
             await self._end_call(f"provider {message.provider} failed: {message.kind}")

@@ -24,9 +24,8 @@ from typing import Any
 import httpx
 import structlog
 import trio
-from twilio.twiml.voice_response import VoiceResponse
-
 from switchboard.orchestrator.agents import hours_sentence
+from twilio.twiml.voice_response import VoiceResponse
 
 from .context import CallContext, EventSink
 from .messages import (
@@ -89,8 +88,11 @@ class ToolExecutor:
             result = self._run_builtin(request)
         if scope.cancelled_caught:
             result = ToolResult(
-                request.call_id, request.name, False,
-                f"tool {request.name} timed out after {TOOL_TIMEOUT_S:g} s", request.response_id,
+                request.call_id,
+                request.name,
+                False,
+                f"tool {request.name} timed out after {TOOL_TIMEOUT_S:g} s",
+                request.response_id,
             )
         try:
             await self._to_supervisor.send(result)

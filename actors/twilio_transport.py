@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import structlog
 import trio
-
 from switchboard.codecs import twilio_media as wire
 
 from .context import CallContext, EventSink
@@ -104,7 +103,9 @@ class TwilioTransport:
         if isinstance(message, wire.Media):
             if message.stream_sid != self._sid:
                 await self._events.emit(
-                    "error", where="twilio.stream", reason="bad_field",
+                    "error",
+                    where="twilio.stream",
+                    reason="bad_field",
                     detail=f"media for another stream {message.stream_sid[:40]!r}",
                 )
                 return
@@ -119,7 +120,9 @@ class TwilioTransport:
             await self._to_supervisor.send(CallerDtmf(message.digit))
         elif isinstance(message, wire.Start):
             await self._events.emit(
-                "error", where="twilio.stream", reason="unexpected_start",
+                "error",
+                where="twilio.stream",
+                reason="unexpected_start",
                 detail="a second 'start' on a running stream",
             )
         # 'connected' carries nothing the call needs.

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import trio
-
 from switchboard.actors.local.vad import VoiceActivityDetector
 from switchboard.orchestrator import devcreds
 from switchboard.orchestrator.caller import CallerLine, place_call
@@ -43,8 +42,13 @@ def percentile(values: list[float], q: float) -> float:
 
 async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(port=0, data_dir=Path(tmp), twilio_auth_token="bench", log_format="console",
-                            log_level="warning")
+        settings = Settings(
+            port=0,
+            data_dir=Path(tmp),
+            twilio_auth_token="bench",
+            log_format="console",
+            log_level="warning",
+        )
         greeting_ms: list[float] = []
         response_ms: list[float] = []
         failures = 0
@@ -58,9 +62,19 @@ async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
             async def one() -> None:
                 nonlocal failures
                 async with limiter:
-                    s = await place_call(url, [line], to_number="+15005550006", auth_token="bench",
-                                         api_key=None, realtime=realtime)
-                if s.greeting_latency_ms is None or not s.turns or s.turns[0].response_latency_ms is None:
+                    s = await place_call(
+                        url,
+                        [line],
+                        to_number="+15005550006",
+                        auth_token="bench",
+                        api_key=None,
+                        realtime=realtime,
+                    )
+                if (
+                    s.greeting_latency_ms is None
+                    or not s.turns
+                    or s.turns[0].response_latency_ms is None
+                ):
                     failures += 1
                     return
                 greeting_ms.append(s.greeting_latency_ms)
@@ -74,13 +88,21 @@ async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
     def stats(values: list[float]) -> dict[str, float]:
         if not values:
             return {}
-        return {"median_ms": statistics.median(values), "p95_ms": percentile(values, 0.95),
-                "min_ms": min(values), "max_ms": max(values)}
+        return {
+            "median_ms": statistics.median(values),
+            "p95_ms": percentile(values, 0.95),
+            "min_ms": min(values),
+            "max_ms": max(values),
+        }
 
     return {
-        "calls": calls, "concurrency": concurrency, "realtime": realtime, "failed": failures,
+        "calls": calls,
+        "concurrency": concurrency,
+        "realtime": realtime,
+        "failed": failures,
         "vad_hangover_ms": VoiceActivityDetector(sample_rate=8000).hangover_ms,
-        "greeting_latency": stats(greeting_ms), "response_latency": stats(response_ms),
+        "greeting_latency": stats(greeting_ms),
+        "response_latency": stats(response_ms),
     }
 
 
@@ -96,15 +118,23 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(report, sys.stdout, indent=2)
         print()
         return 0
-    print(f"{report['calls']} calls, {report['concurrency']} at a time, "
-          f"{'real time' if report['realtime'] else 'fast'}; failed: {report['failed']}")
+    print(
+        f"{report['calls']} calls, {report['concurrency']} at a time, "
+        f"{'real time' if report['realtime'] else 'fast'}; failed: {report['failed']}"
+    )
     for name in ("greeting_latency", "response_latency"):
         s = report[name]
         if s:
-            print(f"  {name.replace('_', ' '):17} median {s['median_ms']:7.1f} ms   p95 {s['p95_ms']:7.1f} ms"
-                  f"   (min {s['min_ms']:.1f}, max {s['max_ms']:.1f})")
+            print(
+                f"  {name.replace('_', ' '):17} median {s['median_ms']:7.1f} ms"
+                f"   p95 {s['p95_ms']:7.1f} ms"
+                f"   (min {s['min_ms']:.1f}, max {s['max_ms']:.1f})"
+            )
     print(f"  (response latency includes the VAD hangover of {report['vad_hangover_ms']} ms)")
-    print(f"  greeting budget 500 ms: {'met' if report['greeting_latency'].get('p95_ms', 1e9) <= 500 else 'MISSED'}")
+    print(
+        "  greeting budget 500 ms (p95): "
+        + ("met" if report["greeting_latency"].get("p95_ms", 1e9) <= 500 else "MISSED")
+    )
     return 0
 
 

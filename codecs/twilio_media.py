@@ -134,7 +134,9 @@ def _load(text: str | bytes) -> tuple[str, Mapping[str, Any]]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise MediaStreamError("invalid_json", str(exc)) from None
     if not isinstance(message, dict):
-        raise MediaStreamError("not_an_object", f"expected a JSON object, got {type(message).__name__}")
+        raise MediaStreamError(
+            "not_an_object", f"expected a JSON object, got {type(message).__name__}"
+        )
     event = message.get("event")
     if not isinstance(event, str):
         raise MediaStreamError("missing_field", "no 'event'")
@@ -144,7 +146,9 @@ def _load(text: str | bytes) -> tuple[str, Mapping[str, Any]]:
 def _section(message: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     value = message.get(name)
     if not isinstance(value, dict):
-        raise MediaStreamError("missing_field", f"'{message.get('event')}' message has no '{name}' object")
+        raise MediaStreamError(
+            "missing_field", f"'{message.get('event')}' message has no '{name}' object"
+        )
     return value
 
 
@@ -198,7 +202,9 @@ def parse_inbound(text: str | bytes) -> Inbound:
         if not isinstance(params, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in params.items()
         ):
-            raise MediaStreamError("bad_field", "start.customParameters must map strings to strings")
+            raise MediaStreamError(
+                "bad_field", "start.customParameters must map strings to strings"
+            )
         fmt = start.get("mediaFormat", {})
         if not isinstance(fmt, dict):
             raise MediaStreamError("bad_field", "start.mediaFormat must be an object")
@@ -227,7 +233,9 @@ def parse_inbound(text: str | bytes) -> Inbound:
             account_sid=_str(stop, "accountSid", "stop", ""),
         )
     if event == "connected":
-        return Connected(_str(m, "protocol", "connected", "Call"), _str(m, "version", "connected", ""))
+        return Connected(
+            _str(m, "protocol", "connected", "Call"), _str(m, "version", "connected", "")
+        )
     raise MediaStreamError("unknown_event", f"unknown event {event[:40]!r}")
 
 

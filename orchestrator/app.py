@@ -47,7 +47,9 @@ def create_app(rt: Runtime) -> Any:
         tenant_id = await tenant_from_bearer(rt)
         if tenant_id is None:
             log.warning("auth.rejected", door="events", reason="missing or unknown API key")
-            return jsonify({"error": "a valid tenant API key is required (Authorization: Bearer)"}), 401
+            return jsonify(
+                {"error": "a valid tenant API key is required (Authorization: Bearer)"}
+            ), 401
         try:
             sid = UUID(session_id)
         except ValueError:

@@ -28,7 +28,6 @@ from typing import Protocol
 import httpx
 import structlog
 import trio
-
 from switchboard.actors.context import CallContext, EventSink
 from switchboard.actors.event_logger import EventLogger
 from switchboard.actors.local.assets import AssetRegistry
@@ -83,7 +82,9 @@ def choose_provider(ctx: CallContext, res: CallResources) -> tuple[str, Provider
     raise AssertionError("unreachable: local ends every chain")
 
 
-async def run_call(ctx: CallContext, make_transport: MakeTransport, res: CallResources) -> CallReport:
+async def run_call(
+    ctx: CallContext, make_transport: MakeTransport, res: CallResources
+) -> CallReport:
     """Run one call to its end; return the supervisor's report.
 
     The call's events (``session.start`` first, ``session.end`` last) are in
@@ -148,7 +149,9 @@ async def run_call(ctx: CallContext, make_transport: MakeTransport, res: CallRes
                 )
                 for skipped_mode in skipped:
                     await sink.emit(
-                        "provider.skipped", provider=skipped_mode, reason="not available in this build"
+                        "provider.skipped",
+                        provider=skipped_mode,
+                        reason="not available in this build",
                     )
                 async with trio.open_nursery() as actors:
                     await actors.start(tools.run)

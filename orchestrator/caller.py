@@ -26,20 +26,21 @@ import httpx
 import numpy as np
 import trio
 import trio_websocket
-from twilio.request_validator import RequestValidator
-
 from switchboard.actors.local import tts
 from switchboard.actors.local.wavfile import read_wav, write_wav
 from switchboard.codecs import Resampler, ulaw_decode, ulaw_encode
 from switchboard.codecs import twilio_media as wire
+from twilio.request_validator import RequestValidator
 
 from .errors import SwitchboardError
 
 FRAME = wire.FRAME_BYTES
 FRAME_S = FRAME / wire.SAMPLE_RATE
 SILENCE = b"\xff" * FRAME  # mu-law zero
+# After each line when not in real time: lets the VAD close the turn.
 TRAILING_SILENCE_S = 1.2
-HANG_UP_GRACE_S = 1.5  # after the last answer, before the caller hangs up  # after each line when not in real time: lets the VAD close the turn
+# After the last answer, before the caller hangs up: the agent may hang up first.
+HANG_UP_GRACE_S = 1.5
 
 
 class CallError(SwitchboardError):
@@ -91,7 +92,13 @@ class CallSummary:
 class Phone:
     """The phone end of a Media Stream: a microphone and a loudspeaker on a clock."""
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection, encoder: wire.InboundEncoder, *, realtime: bool) -> None:
+    def __init__(
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        encoder: wire.InboundEncoder,
+        *,
+        realtime: bool,
+    ) -> None:
         self.ws = ws
         self.encoder = encoder
         self.realtime = realtime
@@ -199,7 +206,7 @@ class Phone:
         end = max(t + len(p) / wire.SAMPLE_RATE for t, p in self.heard)
         out = np.zeros(int((end - t0) * wire.SAMPLE_RATE) + FRAME, dtype=np.int16)
         for t, payload in self.heard:
-            i = max(0, int(round((t - t0) * wire.SAMPLE_RATE)))
+            i = max(0, round((t - t0) * wire.SAMPLE_RATE))
             pcm = ulaw_decode(payload)
             out[i : i + len(pcm)] = pcm[: len(out) - i]
         return out
@@ -284,14 +291,23 @@ async def place_call(
     """
     call_sid, account_sid = twilio_sid("CA"), twilio_sid("AC")
     params = {
-        "CallSid": call_sid, "AccountSid": account_sid, "From": from_number, "To": to_number,
-        "Direction": "inbound", "CallStatus": "ringing", "FromState": "CA", "ApiVersion": "2010-04-01",
+        "CallSid": call_sid,
+        "AccountSid": account_sid,
+        "From": from_number,
+        "To": to_number,
+        "Direction": "inbound",
+        "CallStatus": "ringing",
+        "FromState": "CA",
+        "ApiVersion": "2010-04-01",
     }
     async with httpx.AsyncClient(timeout=10.0) as client:
         stream_url, parameters = await post_webhook(client, base_url, auth_token, params)
         summary = CallSummary(call_sid, parameters.get("session_id"), None)
         encoder = wire.InboundEncoder(twilio_sid("MZ"), call_sid, account_sid)
-        async with trio_websocket.open_websocket_url(stream_url) as ws, trio.open_nursery() as nursery:
+        async with (
+            trio_websocket.open_websocket_url(stream_url) as ws,
+            trio.open_nursery() as nursery,
+        ):
             phone = Phone(ws, encoder, realtime=realtime)
             nursery.start_soon(phone.listen, nursery)
             await ws.send_message(encoder.connected())
@@ -302,7 +318,9 @@ async def place_call(
             if realtime:
                 nursery.start_soon(phone.microphone)
             first = await phone.wait_response(t_start, response_timeout_s)
-            summary.greeting_latency_ms = None if first is None else round((first - t_start) * 1000, 1)
+            summary.greeting_latency_ms = (
+                None if first is None else round((first - t_start) * 1000, 1)
+            )
             for line in lines:
                 if phone.closed.is_set():
                     break

@@ -3,7 +3,8 @@
     switchboard serve [--host H] [--port P] [--data-dir DIR] [--public-url URL]
     switchboard db migrate [--data-dir DIR]
     switchboard agent apply FILE.yaml [--data-dir DIR]
-    switchboard call [--url URL] [--to NUMBER] (--say TEXT | --wav FILE)... [--save-audio OUT.wav] [--json]
+    switchboard call [--url URL] [--to NUMBER] (--say TEXT | --wav FILE)...
+                     [--save-audio OUT.wav] [--json]
 
 Without ``DATABASE_URL`` every command uses the embedded PostgreSQL in the
 data folder; see ``switchboard.orchestrator.config`` for the environment.
@@ -48,19 +49,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     def data_dir_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument(
-            "--data-dir", type=Path, default=None,
-            help=f"data folder: embedded PostgreSQL, dev credentials, spool (default {default_data_dir()})",
+            "--data-dir",
+            type=Path,
+            default=None,
+            help="data folder: embedded PostgreSQL, dev credentials, spool "
+            f"(default {default_data_dir()})",
         )
 
     serve = commands.add_parser(
-        "serve", help="run the server (embedded PostgreSQL and the local agent by default)",
+        "serve",
+        help="run the server (embedded PostgreSQL and the local agent by default)",
         description="Run the HTTP/WebSocket server. Applies the schema at start; on a fresh "
         "database also applies examples/receptionist.yaml, so a call to "
         f"{DEMO_NUMBER} works at once.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0: any free port)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=8080, help="port to listen on (default 8080; 0: any free port)"
+    )
     serve.add_argument("--public-url", default=None, help="overrides PUBLIC_URL")
     data_dir_flag(serve)
 
@@ -72,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     agent = commands.add_parser("agent", help="manage agents")
     agent_commands = agent.add_subparsers(dest="agent_command", required=True, metavar="SUBCOMMAND")
     apply = agent_commands.add_parser(
-        "apply", help="load an agent file (YAML) into the database",
+        "apply",
+        help="load an agent file (YAML) into the database",
         description="Create or update the agent a YAML file describes (by tenant and name) "
         "and route its phone numbers to it. Errors name the file, line and key.",
     )
@@ -80,21 +91,51 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir_flag(apply)
 
     call = commands.add_parser(
-        "call", help="place a test call, as Twilio would",
+        "call",
+        help="place a test call, as Twilio would",
         description="Place a call to a running server the way Twilio does (signed webhook, "
         "Media Stream), say each --say/--wav line in turn, and print what happened.",
     )
-    call.add_argument("--url", default=None, help="server URL (default PUBLIC_URL or http://127.0.0.1:8080)")
+    call.add_argument(
+        "--url", default=None, help="server URL (default PUBLIC_URL or http://127.0.0.1:8080)"
+    )
     call.add_argument("--to", default=DEMO_NUMBER, help=f"number to call (default {DEMO_NUMBER})")
     call.add_argument("--from", dest="from_number", default="+15005550001", help="caller's number")
-    call.add_argument("--say", action="append", default=[], metavar="TEXT", help="a line to say (eSpeak NG voice)")
-    call.add_argument("--wav", action="append", default=[], type=Path, metavar="FILE", help="a WAV file to play as a line")
-    call.add_argument("--save-audio", type=Path, default=None, metavar="OUT.wav", help="save what the caller heard")
+    call.add_argument(
+        "--say", action="append", default=[], metavar="TEXT", help="a line to say (eSpeak NG voice)"
+    )
+    call.add_argument(
+        "--wav",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a WAV file to play as a line",
+    )
+    call.add_argument(
+        "--save-audio",
+        type=Path,
+        default=None,
+        metavar="OUT.wav",
+        help="save what the caller heard",
+    )
     call.add_argument("--json", action="store_true", help="print the summary as JSON")
-    call.add_argument("--fast", action="store_true", help="send audio as fast as possible (tests, benchmarks)")
-    call.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for each answer (default 20)")
-    call.add_argument("--api-key", default=None, help="tenant API key (default SWITCHBOARD_API_KEY or the dev key)")
-    call.add_argument("--auth-token", default=None, help="Twilio auth token (default TWILIO_AUTH_TOKEN or the dev token)")
+    call.add_argument(
+        "--fast", action="store_true", help="send audio as fast as possible (tests, benchmarks)"
+    )
+    call.add_argument(
+        "--timeout", type=float, default=20.0, help="seconds to wait for each answer (default 20)"
+    )
+    call.add_argument(
+        "--api-key",
+        default=None,
+        help="tenant API key (default SWITCHBOARD_API_KEY or the dev key)",
+    )
+    call.add_argument(
+        "--auth-token",
+        default=None,
+        help="Twilio auth token (default TWILIO_AUTH_TOKEN or the dev token)",
+    )
     data_dir_flag(call)
     return parser
 
@@ -151,25 +192,42 @@ def cmd_call(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     creds = devcreds.load(settings.data_dir)
-    auth_token = args.auth_token or settings.twilio_auth_token or (creds.twilio_auth_token if creds else None)
+    auth_token = (
+        args.auth_token
+        or settings.twilio_auth_token
+        or (creds.twilio_auth_token if creds else None)
+    )
     if not auth_token:
-        print("error: no Twilio auth token: pass --auth-token, set TWILIO_AUTH_TOKEN, or start "
-              "`switchboard serve` once to create the development credentials", file=sys.stderr)
+        print(
+            "error: no Twilio auth token: pass --auth-token, set TWILIO_AUTH_TOKEN, or start "
+            "`switchboard serve` once to create the development credentials",
+            file=sys.stderr,
+        )
         return 2
-    api_key = args.api_key or os.environ.get("SWITCHBOARD_API_KEY") or (creds.api_key if creds else None)
+    api_key = (
+        args.api_key or os.environ.get("SWITCHBOARD_API_KEY") or (creds.api_key if creds else None)
+    )
     lines = [CallerLine.say(text) for text in args.say] + [CallerLine.wav(p) for p in args.wav]
     url = args.url or settings.base_url
     summary = trio.run(
         lambda: place_call(
-            url, lines, to_number=args.to, from_number=args.from_number, auth_token=auth_token,
-            api_key=api_key, realtime=not args.fast, save_audio=args.save_audio,
+            url,
+            lines,
+            to_number=args.to,
+            from_number=args.from_number,
+            auth_token=auth_token,
+            api_key=api_key,
+            realtime=not args.fast,
+            save_audio=args.save_audio,
             response_timeout_s=args.timeout,
         )
     )
     if args.json:
         print(json.dumps(summary.as_json(), indent=2))
         return 0
-    print(f"call {summary.call_sid} (session {summary.session_id}), ended by the {summary.ended_by}")
+    print(
+        f"call {summary.call_sid} (session {summary.session_id}), ended by the {summary.ended_by}"
+    )
     print(f"  greeting after {summary.greeting_latency_ms} ms: {summary.greeting!r}")
     for i, turn in enumerate(summary.turns, 1):
         print(f"  turn {i}: said {turn.said!r}")
@@ -181,7 +239,12 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"serve": cmd_serve, "db": cmd_db_migrate, "agent": cmd_agent_apply, "call": cmd_call}
+    handlers = {
+        "serve": cmd_serve,
+        "db": cmd_db_migrate,
+        "agent": cmd_agent_apply,
+        "call": cmd_call,
+    }
     try:
         return handlers[args.command](args)
     except SwitchboardError as exc:

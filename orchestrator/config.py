@@ -55,7 +55,9 @@ class Settings:
         try:
             lead = float(env.get("PLAYOUT_LEAD_MS", "300"))
         except ValueError:
-            raise ConfigError(f"PLAYOUT_LEAD_MS must be a number of ms, got {env['PLAYOUT_LEAD_MS']!r}") from None
+            raise ConfigError(
+                f"PLAYOUT_LEAD_MS must be a number of ms, got {env['PLAYOUT_LEAD_MS']!r}"
+            ) from None
         settings = cls(
             data_dir=default_data_dir(env),
             database_url=env.get("DATABASE_URL") or None,
@@ -69,7 +71,9 @@ class Settings:
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.log_format not in ("json", "console"):
-            raise ConfigError(f"LOG_FORMAT must be 'json' or 'console', got {settings.log_format!r}")
+            raise ConfigError(
+                f"LOG_FORMAT must be 'json' or 'console', got {settings.log_format!r}"
+            )
         return settings
 
     @property

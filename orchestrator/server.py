@@ -11,7 +11,6 @@ import structlog
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
-
 from switchboard.actors.context import PHONE_AUDIO
 from switchboard.actors.tool_executor import TwilioRest
 
@@ -77,7 +76,9 @@ def bootstrap(store: Store, settings: Settings) -> tuple[devcreds.DevCredentials
     return creds, [example]
 
 
-async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve(
+    settings: Settings, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+) -> None:
     """Run the server until cancelled; ``task_status.started`` gets the bound URLs."""
     with open_database(settings) as dsn:
         await trio.to_thread.run_sync(migrate, dsn)
@@ -89,7 +90,11 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]] =
                 store=store,
                 spool_dir=settings.data_dir / "spool",
                 twilio_rest=(
-                    TwilioRest(settings.twilio_account_sid, settings.twilio_auth_token, settings.twilio_api_base)
+                    TwilioRest(
+                        settings.twilio_account_sid,
+                        settings.twilio_auth_token,
+                        settings.twilio_api_base,
+                    )
                     if settings.twilio_account_sid and settings.twilio_auth_token
                     else None
                 ),
@@ -110,9 +115,15 @@ async def serve(settings: Settings, *, task_status: trio.TaskStatus[list[str]] =
             async with trio.open_nursery() as nursery:
                 urls = await nursery.start(hypercorn_serve, create_app(runtime), config)
                 if settings.port == 0 and urls:  # the URLs Twilio is given need the real port
-                    runtime.settings = settings = replace(settings, port=int(urls[0].rsplit(":", 1)[1]))
+                    runtime.settings = settings = replace(
+                        settings, port=int(urls[0].rsplit(":", 1)[1])
+                    )
                 log.info("listening", urls=urls, public_url=settings.base_url)
-                print(f"Switchboard is listening on {', '.join(urls)} (public URL {settings.base_url})", flush=True)
+                print(
+                    f"Switchboard is listening on {', '.join(urls)} "
+                    f"(public URL {settings.base_url})",
+                    flush=True,
+                )
                 task_status.started(urls)
         finally:
             db.close()

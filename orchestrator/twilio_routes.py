@@ -24,13 +24,12 @@ from typing import Any
 import structlog
 import trio
 from quart import Response, request
-from twilio.request_validator import RequestValidator
-from twilio.twiml.voice_response import Connect, VoiceResponse
-
 from switchboard.actors.context import PHONE_AUDIO, CallContext, EventSink
 from switchboard.actors.messages import ToSupervisor, ToTransport
 from switchboard.actors.twilio_transport import TwilioTransport
 from switchboard.codecs import twilio_media as wire
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from .asgi_ws import AsgiWebSocket
 from .call import run_call
@@ -60,8 +59,12 @@ async def incoming_call(rt: Runtime) -> Response:
         url += "?" + request.query_string.decode("latin-1")
     signature = request.headers.get("X-Twilio-Signature", "")
     if not RequestValidator(rt.twilio_auth_token).validate(url, params, signature):
-        log.warning("auth.rejected", door="twilio.incoming", reason="bad X-Twilio-Signature",
-                    call_sid=params.get("CallSid"))
+        log.warning(
+            "auth.rejected",
+            door="twilio.incoming",
+            reason="bad X-Twilio-Signature",
+            call_sid=params.get("CallSid"),
+        )
         return Response("invalid Twilio signature\n", status=403, mimetype="text/plain")
 
     to_number = params.get("To", "")
@@ -113,15 +116,26 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
     )
     claimed = start.custom_parameters.get("session_id")
     if admission is None or (claimed is not None and claimed != str(admission.session_id)):
-        log.warning("auth.rejected", door="twilio.stream", call_sid=start.call_sid,
-                    reason="admission token missing, invalid, expired or already used")
+        log.warning(
+            "auth.rejected",
+            door="twilio.stream",
+            call_sid=start.call_sid,
+            reason="admission token missing, invalid, expired or already used",
+        )
         await ws.close(POLICY_VIOLATION, "admission token missing, invalid, expired or used")
         return
 
-    agent = await trio.to_thread.run_sync(rt.store.get_agent, admission.tenant_id, admission.agent_id)
+    agent = await trio.to_thread.run_sync(
+        rt.store.get_agent, admission.tenant_id, admission.agent_id
+    )
     await trio.to_thread.run_sync(
-        partial(rt.store.mark_session, admission.tenant_id, admission.session_id,
-                status="active", stream_sid=start.stream_sid)
+        partial(
+            rt.store.mark_session,
+            admission.tenant_id,
+            admission.session_id,
+            status="active",
+            stream_sid=start.stream_sid,
+        )
     )
     ctx = CallContext(
         session_id=admission.session_id,

@@ -15,7 +15,6 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 import trio
-
 from switchboard.actors.context import CallContext, EventSink
 from switchboard.actors.messages import (
     AgentAudio,
@@ -139,7 +138,9 @@ async def test_a_call_greets_paces_audio_and_hangs_up_after_the_goodbye_is_heard
     )
     store = MemoryStore()
     twilio = FakeTwilio()
-    ctx = CallContext(uuid4(), uuid4(), uuid4(), AGENT, t0=trio.current_time(), call_sid="CA1", stream_sid="MZ1")
+    ctx = CallContext(
+        uuid4(), uuid4(), uuid4(), AGENT, t0=trio.current_time(), call_sid="CA1", stream_sid="MZ1"
+    )
 
     def make_transport(
         inbox: trio.MemoryReceiveChannel[ToTransport],
@@ -147,8 +148,13 @@ async def test_a_call_greets_paces_audio_and_hangs_up_after_the_goodbye_is_heard
         events: EventSink,
     ) -> TwilioTransport:
         return TwilioTransport(
-            ctx, socket=twilio, stream_sid="MZ1", inbox=inbox, to_supervisor=to_supervisor,
-            events=events, playout_lead_ms=LEAD_MS,
+            ctx,
+            socket=twilio,
+            stream_sid="MZ1",
+            inbox=inbox,
+            to_supervisor=to_supervisor,
+            events=events,
+            playout_lead_ms=LEAD_MS,
         )
 
     async with trio.open_nursery() as nursery:
@@ -178,7 +184,14 @@ async def test_a_call_greets_paces_audio_and_hangs_up_after_the_goodbye_is_heard
     assert seqs == list(range(1, len(seqs) + 1))
     types = [store.events[s].type for s in seqs]
     assert types[0] == "session.start" and types[-1] == "session.end"
-    for expected in ("provider.ready", "response.start", "turn:agent", "tool:call", "tool:result", "hangup"):
+    for expected in (
+        "provider.ready",
+        "response.start",
+        "turn:agent",
+        "tool:call",
+        "tool:result",
+        "hangup",
+    ):
         assert expected in types
     assert types.index("tool:call") < types.index("tool:result") < types.index("hangup")
     t_ms = [store.events[s].t_ms for s in seqs]

@@ -20,7 +20,6 @@ import psycopg
 import pytest
 import trio
 import trio_websocket
-
 from switchboard.codecs import twilio_media as wire
 from switchboard.orchestrator import devcreds
 from switchboard.orchestrator.caller import CallerLine, CallError, place_call, post_webhook
@@ -45,8 +44,13 @@ class Server:
 @pytest.fixture
 async def server(database_url: str, tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Server]:
     settings = Settings(
-        host="127.0.0.1", port=0, data_dir=tmp_path, database_url=database_url,
-        twilio_auth_token="test-auth-token", playout_lead_ms=60_000, log_format="console",
+        host="127.0.0.1",
+        port=0,
+        data_dir=tmp_path,
+        database_url=database_url,
+        twilio_auth_token="test-auth-token",
+        playout_lead_ms=60_000,
+        log_format="console",
     )
     urls = await nursery.start(serve, settings)
     creds = devcreds.load(tmp_path)
@@ -71,8 +75,13 @@ def word_error_rate(reference: str, hypothesis: str | None) -> float:
 
 async def call(server: Server, *lines: CallerLine, **kw: Any) -> Any:
     return await place_call(
-        server.url, list(lines), to_number=DEMO, auth_token="test-auth-token",
-        api_key=server.creds.api_key, realtime=False, **kw,
+        server.url,
+        list(lines),
+        to_number=DEMO,
+        auth_token="test-auth-token",
+        api_key=server.creds.api_key,
+        realtime=False,
+        **kw,
     )
 
 
@@ -92,17 +101,29 @@ async def test_demo_call_hours_then_goodbye(server: Server, tmp_path: Path) -> N
     assert summary.ended_by == "agent"
     assert heard.stat().st_size > 8000 * 2 * 5  # more than 5 s of agent speech was heard
 
-    (session_id,) = server.rows("select id from voice_sessions where call_sid = %s", summary.call_sid)[0]
-    seqs = [r[0] for r in server.rows("select seq from call_events where session_id = %s order by seq", session_id)]
+    (session_id,) = server.rows(
+        "select id from voice_sessions where call_sid = %s", summary.call_sid
+    )[0]
+    seqs = [
+        r[0]
+        for r in server.rows(
+            "select seq from call_events where session_id = %s order by seq", session_id
+        )
+    ]
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) == summary.events_logged
-    types = [r[0] for r in server.rows("select type from call_events where session_id = %s order by seq", session_id)]
+    types = [
+        r[0]
+        for r in server.rows(
+            "select type from call_events where session_id = %s order by seq", session_id
+        )
+    ]
     assert types[0] == "session.start" and types[-1] == "session.end"
     assert types.count("turn:user") == 2 and "tool:call" in types and "hangup" in types
     (status,) = server.rows("select status from voice_sessions where id = %s", session_id)[0]
     assert status == "ended"
-    assert server.rows("select turns, end_reason from call_logs where session_id = %s", session_id) == [
-        (2, "agent hung up")
-    ]
+    assert server.rows(
+        "select turns, end_reason from call_logs where session_id = %s", session_id
+    ) == [(2, "agent hung up")]
 
 
 async def test_a_real_recorded_caller_is_transcribed_close_to_the_reference(server: Server) -> None:
@@ -113,7 +134,9 @@ async def test_a_real_recorded_caller_is_transcribed_close_to_the_reference(serv
     assert turn.agent  # answered (no intent: the agent's no-match reply)
 
 
-async def test_unsigned_or_wrongly_signed_webhook_is_refused_and_creates_nothing(server: Server) -> None:
+async def test_unsigned_or_wrongly_signed_webhook_is_refused_and_creates_nothing(
+    server: Server,
+) -> None:
     params = {"CallSid": "CA" + "0" * 32, "From": "+15005550001", "To": DEMO}
     async with httpx.AsyncClient() as client:
         unsigned = await client.post(server.url + "/twilio/incoming", data=params)
@@ -123,7 +146,9 @@ async def test_unsigned_or_wrongly_signed_webhook_is_refused_and_creates_nothing
     assert server.rows("select count(*) from voice_sessions") == [(0,)]
 
 
-async def stream_with(server: Server, parameters: dict[str, str], first: str | None = None) -> int | None:
+async def stream_with(
+    server: Server, parameters: dict[str, str], first: str | None = None
+) -> int | None:
     """Open the Media Stream with ``parameters``; return the close code the server used."""
     enc = wire.InboundEncoder("MZ" + "1" * 32, "CA" + "1" * 32, "AC" + "1" * 32)
     url = server.url.replace("http://", "ws://") + "/twilio/stream"
@@ -147,9 +172,15 @@ async def test_stream_admission_tokens_are_required_checked_and_single_use(serve
     assert await stream_with(server, {}) == 1008  # missing
     assert await stream_with(server, {**parameters, "token": "forged"}) == 1008  # wrong
     enc = wire.InboundEncoder("MZ1", "CA1", "AC1")
-    assert await stream_with(server, parameters, first=enc.media(b"\xff" * 160)) == 1008  # media first
-    assert server.rows("select count(*) from call_events where session_id = %s", session_id) == [(0,)]
-    assert server.rows("select admitted_at is null from voice_sessions where id = %s", session_id) == [(True,)]
+    assert (
+        await stream_with(server, parameters, first=enc.media(b"\xff" * 160)) == 1008
+    )  # media first
+    assert server.rows("select count(*) from call_events where session_id = %s", session_id) == [
+        (0,)
+    ]
+    assert server.rows(
+        "select admitted_at is null from voice_sessions where id = %s", session_id
+    ) == [(True,)]
 
     # The real token admits once...
     async with trio.open_nursery() as nursery:
@@ -169,12 +200,17 @@ async def test_stream_admission_tokens_are_required_checked_and_single_use(serve
 
 async def test_malformed_frames_are_logged_and_the_calls_go_on(server: Server) -> None:
     """Two calls at once; one gets garbage frames mid-call; both complete their turn."""
-    garbage = ["{not json", json.dumps({"event": "dance"}),
-               json.dumps({"event": "media", "streamSid": "MZ", "media": {"payload": "%%%"}})]
+    garbage = [
+        "{not json",
+        json.dumps({"event": "dance"}),
+        json.dumps({"event": "media", "streamSid": "MZ", "media": {"payload": "%%%"}}),
+    ]
     results: dict[str, Any] = {}
 
     async def one(name: str, inject: list[str]) -> None:
-        results[name] = await call(server, CallerLine.say("what are your opening hours"), inject=inject)
+        results[name] = await call(
+            server, CallerLine.say("what are your opening hours"), inject=inject
+        )
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(one, "noisy", garbage)
@@ -185,11 +221,13 @@ async def test_malformed_frames_are_logged_and_the_calls_go_on(server: Server) -
     noisy = results["noisy"]
     errors = server.rows(
         "select payload->>'reason' from call_events e join voice_sessions s on s.id = e.session_id "
-        "where s.call_sid = %s and e.type = 'error' order by seq", noisy.call_sid,
+        "where s.call_sid = %s and e.type = 'error' order by seq",
+        noisy.call_sid,
     )
     assert [r[0] for r in errors] == ["invalid_json", "unknown_event", "bad_base64"]
     clean_errors = server.rows(
         "select count(*) from call_events e join voice_sessions s on s.id = e.session_id "
-        "where s.call_sid = %s and e.type = 'error'", results["clean"].call_sid,
+        "where s.call_sid = %s and e.type = 'error'",
+        results["clean"].call_sid,
     )
     assert clean_errors == [(0,)]

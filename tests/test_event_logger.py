@@ -8,7 +8,6 @@ from uuid import uuid4
 
 import trio
 import trio.testing
-
 from switchboard.actors.context import CallContext
 from switchboard.actors.event_logger import EventLogger
 from switchboard.actors.messages import CallEvent
@@ -16,7 +15,8 @@ from switchboard.orchestrator.agents import parse_agent_yaml
 from switchboard.orchestrator.store import EventRow
 
 AGENT = parse_agent_yaml(
-    "name: t\ntenant: t\ngreeting: hi\nintents:\n  - name: bye\n    phrases: [bye]\n    reply: bye\n"
+    "name: t\ntenant: t\ngreeting: hi\n"
+    "intents:\n  - name: bye\n    phrases: [bye]\n    reply: bye\n"
 )
 
 
@@ -43,7 +43,9 @@ class FlakyDatabase:
                 self.rows.setdefault(row.seq, row)
 
 
-async def log_events(db: FlakyDatabase, n: int, spool: Path | None = None, **kw: float) -> EventLogger:
+async def log_events(
+    db: FlakyDatabase, n: int, spool: Path | None = None, **kw: float
+) -> EventLogger:
     ctx = context()
     send, receive = trio.open_memory_channel[CallEvent](4096)
     logger = EventLogger(ctx, inbox=receive, write_batch=db.write, spool_dir=spool, **kw)  # type: ignore[arg-type]
@@ -63,7 +65,9 @@ async def test_events_get_consecutive_seq_in_arrival_order() -> None:
     assert db.calls >= 3  # written in batches of at most 100
 
 
-async def test_a_database_outage_delays_events_but_loses_none(autojump_clock: trio.abc.Clock) -> None:
+async def test_a_database_outage_delays_events_but_loses_none(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     db = FlakyDatabase(failures=4)
     logger = await log_events(db, 30)
     assert sorted(db.rows) == list(range(1, 31))

@@ -6,7 +6,6 @@ from base64 import b64encode
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from switchboard.codecs import twilio_media as wire
 
 # The example messages of Twilio's "Media Streams - WebSocket Messages" page.
@@ -30,7 +29,8 @@ TWILIO_MEDIA = {
         "track": "outbound",
         "chunk": "1",
         "timestamp": "5",
-        "payload": "no+JhoaJjpzSHxAKBgYJDhtEopGKh4aIjZm7JhILBwYIDRg1qZSLh4aIjJevLBUMBwYHDBUsr5eMiIaHi5SpNRgNCAYHCxIm",
+        "payload": "no+JhoaJjpzSHxAKBgYJDhtEopGKh4aIjZm7JhILBwYIDRg1qZSLh4aIjJevLBUM"
+        "BwYHDBUsr5eMiIaHi5SpNRgNCAYHCxIm",
     },
     "streamSid": "MZXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
 }
@@ -69,7 +69,11 @@ def test_what_the_encoder_sends_is_what_the_parser_reads() -> None:
 
 @pytest.mark.parametrize(
     "message",
-    [wire.OutboundMedia("MZ1", b"\x01\x02"), wire.OutboundMark("MZ1", "response:r1"), wire.Clear("MZ1")],
+    [
+        wire.OutboundMedia("MZ1", b"\x01\x02"),
+        wire.OutboundMark("MZ1", "response:r1"),
+        wire.Clear("MZ1"),
+    ],
 )
 def test_outbound_round_trip(message: wire.Outbound) -> None:
     assert wire.parse_outbound(wire.encode_outbound(message)) == message
@@ -91,9 +95,16 @@ def test_outbound_media_matches_twilios_shape() -> None:
         ('{"event": "media", "streamSid": "MZ1"}', "missing_field"),
         ('{"event": "media", "streamSid": "MZ1", "media": {"payload": "***"}}', "bad_base64"),
         ('{"event": "media", "streamSid": "MZ1", "media": {"payload": 5}}', "bad_field"),
-        ('{"event": "media", "streamSid": "MZ1", "media": {"payload": "AA==", "chunk": "x"}}', "bad_field"),
+        (
+            '{"event": "media", "streamSid": "MZ1", "media": {"payload": "AA==", "chunk": "x"}}',
+            "bad_field",
+        ),
         ('{"event": "start", "start": {"callSid": "CA1"}}', "missing_field"),
-        ('{"event": "start", "streamSid": "MZ", "start": {"callSid": "C", "customParameters": {"a": 1}}}', "bad_field"),
+        (
+            '{"event": "start", "streamSid": "MZ", '
+            '"start": {"callSid": "C", "customParameters": {"a": 1}}}',
+            "bad_field",
+        ),
         ('{"event": "mark", "streamSid": "MZ1", "mark": {}}', "missing_field"),
     ],
 )
@@ -104,18 +115,36 @@ def test_malformed_frames_are_named(text: str | bytes, reason: str) -> None:
     assert isinstance(caught.value, ValueError)
 
 
-@given(st.one_of(st.text(max_size=200), st.binary(max_size=200), st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=12,
-).map(json.dumps)))
+@given(
+    st.one_of(
+        st.text(max_size=200),
+        st.binary(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+            lambda children: (
+                st.lists(children, max_size=3)
+                | st.dictionaries(st.text(max_size=8), children, max_size=4)
+            ),
+            max_leaves=12,
+        ).map(json.dumps),
+    )
+)
 def test_any_input_gives_a_message_or_a_named_error(text: str | bytes) -> None:
     try:
         message = wire.parse_inbound(text)
     except wire.MediaStreamError as exc:
-        assert exc.reason in {"invalid_json", "not_an_object", "unknown_event", "missing_field", "bad_field", "bad_base64"}
+        assert exc.reason in {
+            "invalid_json",
+            "not_an_object",
+            "unknown_event",
+            "missing_field",
+            "bad_field",
+            "bad_base64",
+        }
     else:
-        assert isinstance(message, (wire.Connected, wire.Start, wire.Media, wire.Dtmf, wire.MarkPlayed, wire.Stop))
+        assert isinstance(
+            message, (wire.Connected, wire.Start, wire.Media, wire.Dtmf, wire.MarkPlayed, wire.Stop)
+        )
 
 
 @given(st.binary(max_size=400))
@@ -123,5 +152,13 @@ def test_any_payload_survives_the_round_trip(payload: bytes) -> None:
     enc = wire.InboundEncoder("MZ1", "CA1", "AC1")
     media = wire.parse_inbound(enc.media(payload))
     assert isinstance(media, wire.Media) and media.payload == payload
-    out = wire.parse_outbound(json.dumps({"event": "media", "streamSid": "MZ1", "media": {"payload": b64encode(payload).decode()}}))
+    out = wire.parse_outbound(
+        json.dumps(
+            {
+                "event": "media",
+                "streamSid": "MZ1",
+                "media": {"payload": b64encode(payload).decode()},
+            }
+        )
+    )
     assert out == wire.OutboundMedia("MZ1", payload)

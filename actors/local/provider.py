@@ -22,7 +22,6 @@ from itertools import count
 import numpy as np
 import structlog
 import trio
-
 from switchboard.codecs import Resampler, pcm16_from_bytes, ulaw_decode
 
 from ..context import CallContext, EventSink
