@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 import trio
+
 from switchboard.orchestrator.agents import AgentSpec
 
 from .messages import CallEvent, Encoding

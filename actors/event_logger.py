@@ -21,6 +21,7 @@ from pathlib import Path
 
 import structlog
 import trio
+
 from switchboard.orchestrator.store import EventRow
 
 from .context import CallContext

@@ -24,8 +24,9 @@ from typing import Any
 import httpx
 import structlog
 import trio
-from switchboard.orchestrator.agents import hours_sentence
 from twilio.twiml.voice_response import VoiceResponse
+
+from switchboard.orchestrator.agents import hours_sentence
 
 from .context import CallContext, EventSink
 from .messages import (

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import structlog
 import trio
+
 from switchboard.codecs import twilio_media as wire
 
 from .context import CallContext, EventSink

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+
 from switchboard.actors.local.vad import VoiceActivityDetector
 from switchboard.orchestrator import devcreds
 from switchboard.orchestrator.caller import CallerLine, place_call

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import soxr
+
 from switchboard.codecs import Resampler, ulaw_decode, ulaw_encode
 from switchboard.codecs._latency import playout_lag_ms
 

@@ -28,6 +28,7 @@ from typing import Protocol
 import httpx
 import structlog
 import trio
+
 from switchboard.actors.context import CallContext, EventSink
 from switchboard.actors.event_logger import EventLogger
 from switchboard.actors.local.assets import AssetRegistry

@@ -26,11 +26,12 @@ import httpx
 import numpy as np
 import trio
 import trio_websocket
+from twilio.request_validator import RequestValidator
+
 from switchboard.actors.local import tts
 from switchboard.actors.local.wavfile import read_wav, write_wav
 from switchboard.codecs import Resampler, ulaw_decode, ulaw_encode
 from switchboard.codecs import twilio_media as wire
-from twilio.request_validator import RequestValidator
 
 from .errors import SwitchboardError
 

@@ -11,6 +11,7 @@ import structlog
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
+
 from switchboard.actors.context import PHONE_AUDIO
 from switchboard.actors.tool_executor import TwilioRest
 
@@ -22,6 +23,7 @@ from .config import Settings
 from .db import Database, migrate
 from .embedded_pg import start_embedded
 from .runtime import Runtime
+from .spool import keep_draining
 from .store import Store
 
 log = structlog.get_logger("switchboard.server")
@@ -113,6 +115,8 @@ async def serve(
             config.accesslog = None
             config.graceful_timeout = 5.0
             async with trio.open_nursery() as nursery:
+                assert resources.spool_dir is not None
+                nursery.start_soon(keep_draining, store, resources.spool_dir)
                 urls = await nursery.start(hypercorn_serve, create_app(runtime), config)
                 if settings.port == 0 and urls:  # the URLs Twilio is given need the real port
                     runtime.settings = settings = replace(

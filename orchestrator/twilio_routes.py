@@ -24,12 +24,13 @@ from typing import Any
 import structlog
 import trio
 from quart import Response, request
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Connect, VoiceResponse
+
 from switchboard.actors.context import PHONE_AUDIO, CallContext, EventSink
 from switchboard.actors.messages import ToSupervisor, ToTransport
 from switchboard.actors.twilio_transport import TwilioTransport
 from switchboard.codecs import twilio_media as wire
-from twilio.request_validator import RequestValidator
-from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from .asgi_ws import AsgiWebSocket
 from .call import run_call

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+
 from switchboard.orchestrator.db import Database, migrate
 from switchboard.orchestrator.embedded_pg import EmbeddedPostgres, start_embedded
 from switchboard.orchestrator.store import Store

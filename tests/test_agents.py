@@ -9,6 +9,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from switchboard.orchestrator.agents import (
     DEFAULT_NO_MATCH_REPLY,
     AgentSpec,

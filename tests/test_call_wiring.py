@@ -15,6 +15,7 @@ from datetime import datetime
 from uuid import UUID, uuid4
 
 import trio
+
 from switchboard.actors.context import CallContext, EventSink
 from switchboard.actors.messages import (
     AgentAudio,

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 import trio
 import trio_websocket
+
 from switchboard.codecs import twilio_media as wire
 from switchboard.orchestrator import devcreds
 from switchboard.orchestrator.caller import CallerLine, CallError, place_call, post_webhook

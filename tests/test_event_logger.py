@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import trio
 import trio.testing
+
 from switchboard.actors.context import CallContext
 from switchboard.actors.event_logger import EventLogger
 from switchboard.actors.messages import CallEvent

@@ -4,6 +4,7 @@ import audioop
 
 import numpy as np
 import pytest
+
 from switchboard.codecs import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 
 ALL_CODES = bytes(range(256))

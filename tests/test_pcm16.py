@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from switchboard.codecs import pcm16_from_bytes, pcm16_to_bytes
 
 

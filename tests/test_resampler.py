@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
 from switchboard.codecs import SUPPORTED_RATES, Resampler
 from switchboard.codecs._latency import playout_lag_ms
 

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+
 from switchboard.orchestrator.agents import AgentSpec, Intent
 from switchboard.orchestrator.db import Database, migrate, schema_sql
 from switchboard.orchestrator.embedded_pg import EmbeddedPostgres, start_embedded

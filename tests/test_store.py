@@ -11,6 +11,7 @@ from uuid import UUID, uuid4
 
 import psycopg
 import pytest
+
 from switchboard.orchestrator.agents import AgentSpec, Intent
 from switchboard.orchestrator.db import Database
 from switchboard.orchestrator.errors import ConfigError, StorageError

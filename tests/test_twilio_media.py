@@ -6,6 +6,7 @@ from base64 import b64encode
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from switchboard.codecs import twilio_media as wire
 
 # The example messages of Twilio's "Media Streams - WebSocket Messages" page.

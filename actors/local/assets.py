@@ -13,6 +13,7 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
+
 from switchboard.codecs import Resampler, pcm16_to_bytes, ulaw_encode
 from switchboard.orchestrator.agents import AgentSpec
 

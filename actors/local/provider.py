@@ -22,6 +22,7 @@ from itertools import count
 import numpy as np
 import structlog
 import trio
+
 from switchboard.codecs import Resampler, pcm16_from_bytes, ulaw_decode
 
 from ..context import CallContext, EventSink
