@@ -71,6 +71,7 @@ def create_app(rt: Runtime) -> Any:
             else:
                 await ws.reject(404, f"no WebSocket endpoint at {scope['path']}")
             return
-        await app(scope, receive, send)
+        await quart_asgi(scope, receive, send)
 
+    quart_asgi: Any = app  # Quart's ASGI types are narrower than the generic scope above
     return asgi

@@ -75,7 +75,7 @@ def choose_provider(ctx: CallContext, res: CallResources) -> tuple[str, Provider
     Returns the mode, its actor, and the modes skipped (with why) for the log.
     """
     chain = [ctx.agent.mode, *ctx.agent.fallback, "local"]
-    skipped = []
+    skipped: list[str] = []
     for mode in chain:
         if mode in SUPPORTED_MODES:
             return mode, LocalProvider(ctx, res.assets.get(ctx.agent)), skipped

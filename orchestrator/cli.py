@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -140,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     return Settings.from_env(data_dir=args.data_dir, **overrides)
 
 
