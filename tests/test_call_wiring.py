@@ -200,3 +200,86 @@ async def test_a_call_greets_paces_audio_and_hangs_up_after_the_goodbye_is_heard
     assert all(isinstance(store.events[s].ts, datetime) for s in seqs)
     json.dumps([store.events[s].payload for s in seqs])  # all JSON-safe
     assert store.finished[0]["turns"] == 1
+
+
+async def silent_provider(
+    inbox: trio.MemoryReceiveChannel[ToProvider],
+    outbox: trio.MemorySendChannel[ToSupervisor],
+    events: EventSink,
+) -> None:
+    """Greets with 1 s of audio, then only listens."""
+    await outbox.send(ResponseStarted("greeting", greeting=True))
+    await outbox.send(AgentAudio(tone(1.0), "greeting"))
+    await outbox.send(ResponseDone("greeting"))
+    async for _ in inbox:
+        pass
+
+
+async def run_scripted_call(
+    yaml_extra: str, provider: object, monkeypatch: object, caller_frames_s: float = 0.0
+) -> tuple[CallContext, FakeTwilio, MemoryStore, object]:
+    import switchboard.orchestrator.call as call_module
+
+    monkeypatch.setattr(  # type: ignore[attr-defined]
+        call_module, "choose_provider", lambda ctx, res: ("scripted", provider, [])
+    )
+    agent = parse_agent_yaml(
+        "name: t\ntenant: t\ngreeting: hi\n"
+        + yaml_extra
+        + "intents:\n  - name: bye\n    phrases: [bye]\n    reply: bye\n"
+    )
+    store, twilio = MemoryStore(), FakeTwilio()
+    ctx = CallContext(uuid4(), uuid4(), uuid4(), agent, t0=trio.current_time(), stream_sid="MZ1")
+
+    def make_transport(
+        inbox: trio.MemoryReceiveChannel[ToTransport],
+        to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        events: EventSink,
+    ) -> TwilioTransport:
+        return TwilioTransport(
+            ctx,
+            socket=twilio,
+            stream_sid="MZ1",
+            inbox=inbox,
+            to_supervisor=to_supervisor,
+            events=events,
+        )
+
+    async with trio.open_nursery() as nursery:
+        twilio.nursery = nursery
+        caller = wire.InboundEncoder("MZ1", "CA1", "AC1")
+
+        async def line_noise() -> None:  # a phone sends frames all the time
+            for _ in range(int(caller_frames_s / 0.02)):
+                await trio.sleep(0.02)
+                await twilio.to_server.send(caller.media(b"\xff" * 160))
+
+        nursery.start_soon(line_noise)
+        report = await run_call(ctx, make_transport, CallResources(store=store))  # type: ignore[arg-type]
+        nursery.cancel_scope.cancel()
+    return ctx, twilio, store, report
+
+
+async def test_a_silent_caller_is_hung_up_on_after_the_idle_timeout(
+    autojump_clock: trio.abc.Clock, monkeypatch: object
+) -> None:
+    ctx, twilio, store, report = await run_scripted_call(
+        "idle_timeout_seconds: 12\n", silent_provider, monkeypatch, caller_frames_s=60
+    )
+    assert report.end_reason == "no caller speech for 12 s"  # type: ignore[attr-defined]
+    assert twilio.closed_at is not None
+    assert 12.0 <= twilio.closed_at - ctx.t0 <= 12.5
+    assert [e.type for e in store.events.values()][-1] == "session.end"
+
+
+async def test_a_call_is_ended_at_max_call_seconds(
+    autojump_clock: trio.abc.Clock, monkeypatch: object
+) -> None:
+    ctx, twilio, _, report = await run_scripted_call(
+        "max_call_seconds: 45\nidle_timeout_seconds: 600\n",
+        silent_provider,
+        monkeypatch,
+        caller_frames_s=100,
+    )
+    assert report.end_reason == "max_call_seconds reached"  # type: ignore[attr-defined]
+    assert twilio.closed_at is not None and 45.0 <= twilio.closed_at - ctx.t0 <= 45.5
