@@ -63,6 +63,16 @@ class EventLogger:
         return self._seq
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Log until every sender has closed its end of the channel.
+
+        Shielded from cancellation: when a call is cancelled (server shutdown),
+        its actors still close their event sinks in their ``finally`` blocks,
+        and every event sent until then, ``session.end`` included, is written.
+        """
+        with trio.CancelScope(shield=True):
+            await self._run(task_status)
+
+    async def _run(self, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._flusher)
             task_status.started()

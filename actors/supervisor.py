@@ -116,6 +116,7 @@ class Supervisor:
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
+                await self._inbox.aclose()  # late senders (a slow tool) get BrokenResourceError
                 await self._inbox_sender.aclose()
                 await self._to_transport.aclose()
                 await self._to_tools.aclose()

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ClassVar
 from uuid import UUID, uuid4
 
 import trio
@@ -51,6 +52,10 @@ class MemoryStore:
     events: dict[int, EventRow] = field(default_factory=dict)
     finished: list[dict[str, object]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    instances: ClassVar[list[MemoryStore]] = []
+
+    def __post_init__(self) -> None:
+        MemoryStore.instances.append(self)
 
     def append_events(self, tenant_id: UUID, session_id: UUID, rows: Sequence[EventRow]) -> None:
         with self.lock:
@@ -283,3 +288,17 @@ async def test_a_call_is_ended_at_max_call_seconds(
     )
     assert report.end_reason == "max_call_seconds reached"  # type: ignore[attr-defined]
     assert twilio.closed_at is not None and 45.0 <= twilio.closed_at - ctx.t0 <= 45.5
+
+
+async def test_a_call_cancelled_by_shutdown_still_logs_every_event(
+    autojump_clock: trio.abc.Clock, monkeypatch: object
+) -> None:
+    with trio.move_on_after(0.5):  # the server shuts down mid-greeting
+        await run_scripted_call("", silent_provider, monkeypatch, caller_frames_s=60)
+    # run_scripted_call could not return its store: find it through the call module's
+    # MemoryStore instances instead.
+    stores = [s for s in MemoryStore.instances if s.events]
+    events = stores[-1].events
+    assert sorted(events) == list(range(1, len(events) + 1))
+    assert events[max(events)].type == "session.end"
+    assert stores[-1].finished  # the session row was closed too
