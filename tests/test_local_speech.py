@@ -51,7 +51,7 @@ def padded(pcm: np.ndarray, before_s: float, after_s: float, noise: float = 30.0
 
 @pytest.mark.parametrize("name", sorted(SYNTHETIC))
 def test_vad_finds_one_utterance_where_the_speech_is(name: str) -> None:
-    rate, pcm = read_wav(DATA / "synthetic" / name)
+    _, pcm = read_wav(DATA / "synthetic" / name)
     voiced = np.flatnonzero(np.abs(pcm.astype(np.int32)) > 500)
     events = vad_events(padded(pcm, 1.0, 1.5))
     starts = [e for e in events if isinstance(e, SpeechStarted)]
