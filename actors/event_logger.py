@@ -122,12 +122,14 @@ class EventLogger:
         return True
 
     async def _final_flush(self) -> None:
+        # Bounded by attempts, not by a clock: each write is bounded by the
+        # pool's own timeout, and a deadline here would only add a way to lose
+        # events (under a MockClock, time even jumps while a write runs).
         attempts = 0
-        with trio.move_on_after(30):
-            while self._pending and attempts < self._final_attempts:
-                if not await self._write_some():
-                    attempts += 1
-                    await trio.sleep(0.2 * 2**attempts)
+        while self._pending and attempts < self._final_attempts:
+            if not await self._write_some():
+                attempts += 1
+                await trio.sleep(0.2 * 2**attempts)
         if self._pending:
             self._spool(self._pending)
             self._pending = []
