@@ -48,7 +48,9 @@ async def test_spooled_events_are_written_back_once(
     assert spool.drain(store, tmp_path) == 3
     events = store.read_events(tenant_id, session_id)
     assert [(e["seq"], e["type"]) for e in events] == [
-        (1, "session.start"), (2, "turn:user"), (3, "session.end"),
+        (1, "session.start"),
+        (2, "turn:user"),
+        (3, "session.end"),
     ]
     assert [t.text for t in store.read_turns(tenant_id, session_id)] == ["bye"]
     assert list(tmp_path.iterdir()) == []
