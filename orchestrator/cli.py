@@ -169,7 +169,7 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_agent_apply(args: argparse.Namespace) -> int:
-    from .agents import load_agent_file
+    from .agent_file import load_agent_file
     from .db import Database, migrate
     from .server import open_database
     from .store import Store

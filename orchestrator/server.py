@@ -16,7 +16,8 @@ from switchboard.actors.context import PHONE_AUDIO
 from switchboard.actors.tool_executor import TwilioRest
 
 from . import devcreds
-from .agents import AgentSpec, load_agent_file
+from .agent_file import load_agent_file
+from .agents import AgentSpec
 from .app import create_app
 from .call import CallResources
 from .config import Settings

@@ -10,14 +10,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from switchboard.orchestrator.agent_file import load_agent_file, parse_agent_yaml
 from switchboard.orchestrator.agents import (
     DEFAULT_NO_MATCH_REPLY,
     AgentSpec,
     Intent,
     ToolSpec,
     hours_sentence,
-    load_agent_file,
-    parse_agent_yaml,
 )
 from switchboard.orchestrator.errors import AgentFileError, ConfigError
 

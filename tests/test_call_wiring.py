@@ -34,7 +34,7 @@ from switchboard.actors.messages import (
 )
 from switchboard.actors.twilio_transport import TwilioTransport
 from switchboard.codecs import twilio_media as wire
-from switchboard.orchestrator.agents import parse_agent_yaml
+from switchboard.orchestrator.agent_file import parse_agent_yaml
 from switchboard.orchestrator.call import CallResources, run_call
 from switchboard.orchestrator.store import EventRow
 

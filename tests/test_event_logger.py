@@ -12,7 +12,7 @@ import trio.testing
 from switchboard.actors.context import CallContext
 from switchboard.actors.event_logger import EventLogger
 from switchboard.actors.messages import CallEvent
-from switchboard.orchestrator.agents import parse_agent_yaml
+from switchboard.orchestrator.agent_file import parse_agent_yaml
 from switchboard.orchestrator.store import EventRow
 
 AGENT = parse_agent_yaml(

@@ -13,7 +13,7 @@ from switchboard.actors.local.asr import Recognizer
 from switchboard.actors.local.vad import SpeechEnded, SpeechStarted, VoiceActivityDetector
 from switchboard.actors.local.wavfile import read_wav
 from switchboard.codecs import Resampler, ulaw_decode, ulaw_encode
-from switchboard.orchestrator.agents import load_agent_file
+from switchboard.orchestrator.agent_file import load_agent_file
 
 DATA = Path(__file__).parent / "data" / "speech"
 AGENT = load_agent_file(Path(__file__).parents[1] / "examples" / "receptionist.yaml")

@@ -23,7 +23,7 @@ from switchboard.actors.messages import (
     TransferCall,
 )
 from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
-from switchboard.orchestrator.agents import load_agent_file
+from switchboard.orchestrator.agent_file import load_agent_file
 
 AGENT = load_agent_file(Path(__file__).parents[1] / "examples" / "receptionist.yaml")
 

@@ -1,0 +1,408 @@
+"""Agent files: YAML in, :class:`~switchboard.orchestrator.agents.AgentSpec` out.
+
+Parsed with PyYAML's node API (``yaml.compose`` with the safe loader), so
+that every error names the file, the line and the key, as
+``receptionist.yaml:14: key 'intents[2].phrases': expected a list of strings,
+got a number`` (:class:`AgentFileError`). The keys and their rules are
+``agents.py``'s.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import yaml  # type: ignore[import-untyped, unused-ignore]
+from yaml.constructor import SafeConstructor  # type: ignore[import-untyped, unused-ignore]
+
+from .agents import (
+    BUILTIN_TOOL_NAMES,
+    MODES,
+    RESULT,
+    WEEKDAYS,
+    AgentSpec,
+    Intent,
+    ToolSpec,
+    default_parameters,
+    e164_problem,
+    hours_problem,
+    timezone_problem,
+    tool_name_problem,
+)
+from .errors import AgentFileError
+
+_STR: Final = "tag:yaml.org,2002:str"
+_INT: Final = "tag:yaml.org,2002:int"
+_NULL: Final = "tag:yaml.org,2002:null"
+_KINDS: Final = {
+    _STR: "a string",
+    _INT: "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "a boolean",
+    _NULL: "an empty value",
+    "tag:yaml.org,2002:timestamp": "a date",
+}
+_TOP_KEYS: Final = (
+    "name",
+    "tenant",
+    "greeting",
+    "intents",
+    "phone_numbers",
+    "instructions",
+    "mode",
+    "fallback",
+    "tools",
+    "hours",
+    "timezone",
+    "transfer_number",
+    "max_call_seconds",
+    "idle_timeout_seconds",
+    "voice",
+    "no_match_reply",
+)
+_TOP_REQUIRED: Final = ("name", "tenant", "greeting", "intents")
+_INTENT_KEYS: Final = ("name", "phrases", "reply", "tool")
+_INTENT_REQUIRED: Final = ("name", "phrases", "reply")
+_TOOL_KEYS: Final = ("name", "description", "parameters")
+_TOOL_REQUIRED: Final = ("name", "description")
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return _KINDS.get(node.tag, f"a value tagged {node.tag}")
+
+
+def _suggestion(word: str, options: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return " (expected one of: " + ", ".join(options) + ")"
+
+
+def _normalized_phrase(phrase: str) -> str:
+    return " ".join(phrase.lower().split())
+
+
+class _Parser:
+    """Walks the node tree of one agent file; every error raised names file, line and key."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, node: yaml.Node, key: str | None, message: str) -> AgentFileError:
+        return AgentFileError(self.path, _line(node), key, message)
+
+    # -- generic shapes
+
+    def mapping(
+        self,
+        node: yaml.Node,
+        key: str,
+        allowed: tuple[str, ...],
+        required: tuple[str, ...],
+    ) -> dict[str, yaml.Node]:
+        """The mapping's values by key; unknown, duplicate and missing keys are errors."""
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, key or None, f"expected a mapping, got {_kind(node)}")
+        prefix = f"{key}." if key else ""
+        found: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _STR):
+                raise self.fail(
+                    key_node, key or None, f"keys must be strings, got {_kind(key_node)}"
+                )
+            name = str(key_node.value)
+            if name not in allowed:
+                raise self.fail(key_node, prefix + name, "unknown key" + _suggestion(name, allowed))
+            if name in found:
+                raise self.fail(key_node, prefix + name, "duplicate key")
+            found[name] = value_node
+        for name in required:
+            if name not in found:
+                raise self.fail(node, prefix + name, "required key is missing")
+        return found
+
+    def string(self, node: yaml.Node, key: str, *, allow_empty: bool = False) -> str:
+        if not (isinstance(node, yaml.ScalarNode) and node.tag == _STR):
+            raise self.fail(node, key, f"expected a string, got {_kind(node)}")
+        value = str(node.value)
+        if not allow_empty and not value.strip():
+            raise self.fail(node, key, "must not be empty")
+        return value
+
+    def optional_string(self, node: yaml.Node, key: str) -> str | None:
+        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+            return None
+        return self.string(node, key)
+
+    def strings(self, node: yaml.Node, key: str) -> list[tuple[str, yaml.Node]]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, key, f"expected a list of strings, got {_kind(node)}")
+        return [(self.string(item, f"{key}[{i}]"), item) for i, item in enumerate(node.value)]
+
+    def positive_int(self, node: yaml.Node, key: str) -> int:
+        if not (isinstance(node, yaml.ScalarNode) and node.tag == _INT):
+            raise self.fail(node, key, f"expected a whole number, got {_kind(node)}")
+        value = int(SafeConstructor().construct_yaml_int(node))
+        if value <= 0:
+            raise self.fail(node, key, f"must be positive, got {value}")
+        return value
+
+    def phone_number(self, node: yaml.Node, key: str) -> str:
+        if isinstance(node, yaml.ScalarNode) and node.tag == _INT:
+            raise self.fail(
+                node, key, f'expected a string, got a number (quote it: "{node.value}")'
+            )
+        number = self.string(node, key)
+        problem = e164_problem(number)
+        if problem is not None:
+            raise self.fail(node, key, problem)
+        return number
+
+    def mode(self, node: yaml.Node, key: str) -> str:
+        mode = self.string(node, key)
+        if mode not in MODES:
+            raise self.fail(node, key, f"unknown mode {mode!r}" + _suggestion(mode, MODES))
+        return mode
+
+    # -- sections
+
+    def agent(self, root: yaml.Node) -> AgentSpec:
+        keys = self.mapping(root, "", _TOP_KEYS, _TOP_REQUIRED)
+        scalar_fields: dict[str, Callable[[yaml.Node, str], object]] = {
+            "name": self.string,
+            "tenant": self.string,
+            "greeting": self.string,
+            "instructions": lambda n, k: self.string(n, k, allow_empty=True),
+            "mode": self.mode,
+            "timezone": self.timezone,
+            "transfer_number": self.transfer_number,
+            "max_call_seconds": self.positive_int,
+            "idle_timeout_seconds": self.positive_int,
+            "voice": self.string,
+            "no_match_reply": self.string,
+        }
+        values: dict[str, Any] = {
+            name: parse(keys[name], name) for name, parse in scalar_fields.items() if name in keys
+        }
+        if "phone_numbers" in keys:
+            values["phone_numbers"] = self.phone_numbers(keys["phone_numbers"])
+        if "fallback" in keys:
+            values["fallback"] = self.fallback(keys["fallback"])
+        if "hours" in keys:
+            values["hours"] = self.hours(keys["hours"])
+        tools = self.tools(keys["tools"]) if "tools" in keys else ()
+        values["tools"] = tools
+        values["intents"] = self.intents(keys["intents"], {t.name for t in tools})
+        try:
+            return AgentSpec(**values)
+        except ValueError as exc:  # every rule is checked above; this is a safety net
+            raise self.fail(root, None, str(exc)) from exc
+
+    def timezone(self, node: yaml.Node, key: str) -> str:
+        name = self.string(node, key)
+        problem = timezone_problem(name)
+        if problem is not None:
+            raise self.fail(node, key, problem)
+        return name
+
+    def transfer_number(self, node: yaml.Node, key: str) -> str | None:
+        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+            return None
+        return self.phone_number(node, key)
+
+    def phone_numbers(self, node: yaml.Node) -> tuple[str, ...]:
+        key = "phone_numbers"
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, key, f"expected a list of phone numbers, got {_kind(node)}")
+        numbers: list[str] = []
+        for i, item in enumerate(node.value):
+            number = self.phone_number(item, f"{key}[{i}]")
+            if number in numbers:
+                raise self.fail(item, f"{key}[{i}]", f"{number} is listed twice")
+            numbers.append(number)
+        return tuple(numbers)
+
+    def fallback(self, node: yaml.Node) -> tuple[str, ...]:
+        key = "fallback"
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, key, f"expected a list of modes, got {_kind(node)}")
+        return tuple(self.mode(item, f"{key}[{i}]") for i, item in enumerate(node.value))
+
+    def hours(self, node: yaml.Node) -> dict[str, str]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, "hours", f"expected a mapping of weekdays, got {_kind(node)}")
+        found: dict[str, str] = {}
+        for key_node, value_node in node.value:
+            if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _STR):
+                raise self.fail(key_node, "hours", f"expected a weekday, got {_kind(key_node)}")
+            day = str(key_node.value).lower()
+            key = f"hours.{key_node.value}"
+            if day not in WEEKDAYS:
+                raise self.fail(key_node, key, "unknown weekday" + _suggestion(day, WEEKDAYS))
+            if day in found:
+                raise self.fail(key_node, key, "duplicate weekday")
+            if not (isinstance(value_node, yaml.ScalarNode) and value_node.tag == _STR):
+                raise self.fail(
+                    value_node,
+                    key,
+                    f'expected "HH:MM-HH:MM" or "closed", got {_kind(value_node)}',
+                )
+            value = str(value_node.value).strip()
+            problem = hours_problem(value)
+            if problem is not None:
+                raise self.fail(value_node, key, problem)
+            found[day] = value
+        return {day: found[day] for day in WEEKDAYS if day in found}
+
+    def intents(self, node: yaml.Node, declared_tools: set[str]) -> tuple[Intent, ...]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, "intents", f"expected a list of intents, got {_kind(node)}")
+        intents: list[Intent] = []
+        names: set[str] = set()
+        phrase_owner: dict[str, str] = {}
+        known_tools = BUILTIN_TOOL_NAMES | declared_tools
+        for i, item in enumerate(node.value):
+            key = f"intents[{i}]"
+            keys = self.mapping(item, key, _INTENT_KEYS, _INTENT_REQUIRED)
+            name = self.string(keys["name"], f"{key}.name")
+            if name in names:
+                raise self.fail(keys["name"], f"{key}.name", f"duplicate intent name {name!r}")
+            names.add(name)
+            phrases = self.strings(keys["phrases"], f"{key}.phrases")
+            if not phrases:
+                raise self.fail(keys["phrases"], f"{key}.phrases", "needs at least one phrase")
+            for j, (phrase, phrase_node) in enumerate(phrases):
+                owner = phrase_owner.setdefault(_normalized_phrase(phrase), name)
+                if owner != name:
+                    raise self.fail(
+                        phrase_node,
+                        f"{key}.phrases[{j}]",
+                        f"phrase {phrase!r} is already used by intent {owner!r}",
+                    )
+            tool = self.optional_string(keys["tool"], f"{key}.tool") if "tool" in keys else None
+            if tool is not None and tool not in known_tools:
+                options = sorted(known_tools)
+                raise self.fail(
+                    keys["tool"],
+                    f"{key}.tool",
+                    f"unknown tool {tool!r}" + _suggestion(tool, options),
+                )
+            reply = self.string(keys["reply"], f"{key}.reply")
+            if RESULT in reply and tool is None:
+                raise self.fail(
+                    keys["reply"], f"{key}.reply", "uses {result} but the intent has no tool"
+                )
+            intents.append(Intent(name, tuple(p for p, _ in phrases), reply, tool))
+        return tuple(intents)
+
+    def tools(self, node: yaml.Node) -> tuple[ToolSpec, ...]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, "tools", f"expected a list of tools, got {_kind(node)}")
+        tools: list[ToolSpec] = []
+        for i, item in enumerate(node.value):
+            key = f"tools[{i}]"
+            keys = self.mapping(item, key, _TOOL_KEYS, _TOOL_REQUIRED)
+            name = self.string(keys["name"], f"{key}.name")
+            problem = tool_name_problem(name)
+            if problem is not None:
+                raise self.fail(keys["name"], f"{key}.name", problem)
+            if any(t.name == name for t in tools):
+                raise self.fail(keys["name"], f"{key}.name", f"duplicate tool name {name!r}")
+            description = self.string(keys["description"], f"{key}.description")
+            if "parameters" in keys:
+                parameters = self.json_schema(keys["parameters"], f"{key}.parameters")
+            else:
+                parameters = default_parameters()
+            tools.append(ToolSpec(name, description, parameters))
+        return tuple(tools)
+
+    def json_schema(self, node: yaml.Node, key: str) -> Mapping[str, object]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, key, f"expected a JSON Schema object, got {_kind(node)}")
+        self.check_json(node, key)
+        schema = SafeConstructor().construct_object(node, deep=True)
+        if schema.get("type") != "object":
+            raise self.fail(node, key, "must be a JSON Schema with 'type: object'")
+        properties = schema.get("properties", {})
+        if not isinstance(properties, dict):
+            raise self.fail(node, f"{key}.properties", "expected a mapping of parameters")
+        required = schema.get("required", [])
+        if not isinstance(required, list) or any(r not in properties for r in required):
+            raise self.fail(node, f"{key}.required", "expected a list of names from 'properties'")
+        return dict(schema)
+
+    def check_json(self, node: yaml.Node, key: str) -> None:
+        """Every value below ``node`` must be JSON: strings, numbers, booleans, null, lists,
+        mappings with string keys."""
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _STR):
+                    raise self.fail(key_node, key, f"keys must be strings, got {_kind(key_node)}")
+                self.check_json(value_node, f"{key}.{key_node.value}")
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self.check_json(item, f"{key}[{i}]")
+        elif node.tag not in _KINDS or node.tag == "tag:yaml.org,2002:timestamp":
+            raise self.fail(node, key, f"expected a JSON value, got {_kind(node)}")
+
+
+def parse_agent_yaml(text: str, path: str = "<string>") -> AgentSpec:
+    """Parse one agent from YAML text.
+
+    Args:
+        text: the YAML document (one mapping; see the module docstring).
+        path: the name used in error messages.
+
+    Raises:
+        AgentFileError: the text is not valid YAML or not a valid agent; the error
+            names ``path``, the line and the key.
+    """
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "syntax error"
+        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        line = None if mark is None else int(mark.line) + 1
+        raise AgentFileError(path, line, None, f"invalid YAML: {problem}{context}") from exc
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, int(exc.position)) + 1
+        raise AgentFileError(path, line, None, f"invalid YAML: {exc.reason}") from exc
+    except yaml.YAMLError as exc:
+        raise AgentFileError(path, None, None, f"invalid YAML: {exc}") from exc
+    if root is None:
+        message = "the file is empty; expected a mapping with " + ", ".join(_TOP_REQUIRED)
+        raise AgentFileError(path, 1, None, message)
+    if not isinstance(root, yaml.MappingNode):
+        message = f"expected a mapping of agent settings, got {_kind(root)}"
+        raise AgentFileError(path, _line(root), None, message)
+    return _Parser(path).agent(root)
+
+
+def load_agent_file(path: str | os.PathLike[str]) -> AgentSpec:
+    """Read and parse one agent file (UTF-8).
+
+    Raises:
+        AgentFileError: the file cannot be read, or is not a valid agent (the error
+            names the path as given, the line and the key).
+    """
+    name = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise AgentFileError(name, None, None, f"cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise AgentFileError(name, line, None, "not UTF-8 text") from exc
+    return parse_agent_yaml(text, name)
