@@ -9,10 +9,12 @@ and ``espeak_Synth``.
 eSpeak keeps global state and is not thread-safe: every call goes through one
 module-level lock. Nothing is loaded at import; the library is loaded,
 initialised and unloaded around each synthesis (about 2 ms), because some of
-its state survives every reset the API offers and would make the output
-depend on what was spoken before.
-Synthesis is CPU-bound and synchronous (about 10-30 ms per second of speech);
-call it from a worker thread (``trio.to_thread.run_sync``) inside an actor.
+its state (the pitch-flutter phase in ``wavegen.c``) survives every reset the
+API offers and would make the output depend on what was spoken before. (So
+the output is deterministic only while no other code in the process keeps
+the same library loaded.) Synthesis is CPU-bound and synchronous, about 5 ms
+for a 3 s sentence, reload included; call it from a worker thread
+(``trio.to_thread.run_sync``) inside an actor.
 
 - :func:`synthesize`: text -> PCM16 at :data:`SAMPLE_RATE` (22050 Hz).
 - :func:`synthesize_at`: text -> PCM16 at any rate the project's
@@ -52,6 +54,8 @@ _SILENCE_LEVEL: Final = 8
 
 # speak_lib.h constants.
 _AUDIO_OUTPUT_SYNCHRONOUS: Final = 2
+# Without this option espeak_Initialize calls exit(1) when it fails (speak_lib.h).
+_INITIALIZE_DONT_EXIT: Final = 0x8000
 _ESPEAK_RATE: Final = 1
 _ESPEAK_CHARS_UTF8: Final = 1
 _POS_CHARACTER: Final = 1
@@ -116,10 +120,11 @@ class _Library:
     def synthesize(self, text: str, voice: str, rate_wpm: int) -> Pcm16:
         lib = self._lib
         data_path = espeakng_loader.get_data_path().encode()
-        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, 0)
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_DONT_EXIT)
         if rate != SAMPLE_RATE:
             raise RuntimeError(
-                f"espeak_Initialize returned {rate} (expected the sample rate {SAMPLE_RATE} Hz)"
+                f"espeak_Initialize returned {rate}, not the sample rate {SAMPLE_RATE} Hz "
+                f"(data path {data_path.decode(errors='replace')!r})"
             )
         try:
             lib.espeak_SetSynthCallback(self._callback)
