@@ -20,6 +20,7 @@ Median and p95 over the calls. Design budget: first greeting audio within
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import statistics
 import sys
@@ -101,7 +102,9 @@ async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
         "concurrency": concurrency,
         "realtime": realtime,
         "failed": failures,
-        "vad_hangover_ms": VoiceActivityDetector(sample_rate=8000).hangover_ms,
+        "vad_hangover_ms": inspect.signature(VoiceActivityDetector)
+        .parameters["hangover_ms"]
+        .default,
         "greeting_latency": stats(greeting_ms),
         "response_latency": stats(response_ms),
     }
