@@ -35,7 +35,7 @@ from switchboard.actors.messages import (
 from switchboard.actors.twilio_transport import TwilioTransport
 from switchboard.codecs import twilio_media as wire
 from switchboard.orchestrator.agent_file import parse_agent_yaml
-from switchboard.orchestrator.call import CallResources, run_call
+from switchboard.orchestrator.call import CallResources, MakeTransport, run_call
 from switchboard.orchestrator.store import EventRow
 
 AGENT = parse_agent_yaml(
@@ -107,6 +107,27 @@ class FakeTwilio:
             await self.to_server.send(None)
 
 
+def transport_for(ctx: CallContext, twilio: FakeTwilio) -> MakeTransport:
+    """A Twilio transport on the fake Twilio, sending at most LEAD_MS ahead."""
+
+    def make(
+        inbox: trio.MemoryReceiveChannel[ToTransport],
+        to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        events: EventSink,
+    ) -> TwilioTransport:
+        return TwilioTransport(
+            ctx,
+            socket=twilio,
+            stream_sid="MZ1",
+            inbox=inbox,
+            to_supervisor=to_supervisor,
+            events=events,
+            playout_lead_ms=LEAD_MS,
+        )
+
+    return make
+
+
 def tone(seconds: float) -> AudioChunk:
     return AudioChunk(b"\x10" * int(8000 * seconds), "pcmu", 8000)
 
@@ -148,20 +169,7 @@ async def test_a_call_greets_paces_audio_and_hangs_up_after_the_goodbye_is_heard
         uuid4(), uuid4(), uuid4(), AGENT, t0=trio.current_time(), call_sid="CA1", stream_sid="MZ1"
     )
 
-    def make_transport(
-        inbox: trio.MemoryReceiveChannel[ToTransport],
-        to_supervisor: trio.MemorySendChannel[ToSupervisor],
-        events: EventSink,
-    ) -> TwilioTransport:
-        return TwilioTransport(
-            ctx,
-            socket=twilio,
-            stream_sid="MZ1",
-            inbox=inbox,
-            to_supervisor=to_supervisor,
-            events=events,
-            playout_lead_ms=LEAD_MS,
-        )
+    make_transport = transport_for(ctx, twilio)
 
     async with trio.open_nursery() as nursery:
         twilio.nursery = nursery
@@ -236,19 +244,7 @@ async def run_scripted_call(
     store, twilio = MemoryStore(), FakeTwilio()
     ctx = CallContext(uuid4(), uuid4(), uuid4(), agent, t0=trio.current_time(), stream_sid="MZ1")
 
-    def make_transport(
-        inbox: trio.MemoryReceiveChannel[ToTransport],
-        to_supervisor: trio.MemorySendChannel[ToSupervisor],
-        events: EventSink,
-    ) -> TwilioTransport:
-        return TwilioTransport(
-            ctx,
-            socket=twilio,
-            stream_sid="MZ1",
-            inbox=inbox,
-            to_supervisor=to_supervisor,
-            events=events,
-        )
+    make_transport = transport_for(ctx, twilio)
 
     async with trio.open_nursery() as nursery:
         twilio.nursery = nursery

@@ -144,7 +144,8 @@ class LocalProvider:
         outbox: trio.MemorySendChannel[ToSupervisor],
     ) -> None:
         agent = self.ctx.agent
-        await self._say(outbox, agent.greeting, greeting=True)
+        await outbox.send(ResponseStarted("greeting", greeting=True))
+        await self._speak(outbox, "greeting", agent.greeting)
         async for utterance in utterances:
             recognition = await trio.to_thread.run_sync(
                 self.assets.recognizer.recognize, utterance.pcm, VAD_RATE
@@ -180,13 +181,6 @@ class LocalProvider:
             return await receive.receive()
         self._tool_results.pop(call_id, None)
         return ToolResult(call_id, tool, False, "the tool did not answer in time", response_id)
-
-    async def _say(
-        self, outbox: trio.MemorySendChannel[ToSupervisor], text: str, *, greeting: bool
-    ) -> None:
-        response_id = "greeting" if greeting else f"resp_{next(self._ids)}"
-        await outbox.send(ResponseStarted(response_id, greeting=greeting))
-        await self._speak(outbox, response_id, text)
 
     async def _speak(
         self, outbox: trio.MemorySendChannel[ToSupervisor], response_id: str, text: str
