@@ -10,8 +10,9 @@ Who sends what::
 
     transport  -> supervisor : CallerAudio, CallerDtmf, PlaybackMarked, CallerHungUp,
                                TransportFailed
+    transport  -> supervisor : PlaybackCleared (the answer to ClearPlayback)
     supervisor -> transport  : PlayAudio, MarkPlayback, ClearPlayback, EndCall
-    supervisor -> provider   : CallerAudio, ToolResult
+    supervisor -> provider   : CallerAudio, ToolResult, TruncateResponse
     provider   -> supervisor : ProviderReady, SpeechStarted, SpeechStopped, CallerTranscript,
                                ResponseStarted, AgentAudio, AgentTranscript, ResponseDone,
                                ToolCallRequested, ProviderFailed
@@ -79,6 +80,21 @@ class PlaybackMarked:
 
 
 @dataclass(frozen=True, slots=True)
+class PlaybackCleared:
+    """Queued agent audio was dropped (barge-in); what the caller heard of it.
+
+    ``heard_ms`` is how much of response ``response_id``'s audio had played
+    when it was cleared (Twilio: the last mark echoed before the ``clear``),
+    ``sent_ms`` how much had been sent. ``response_id`` is None when nothing
+    was playing.
+    """
+
+    response_id: str | None
+    heard_ms: float
+    sent_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class CallerHungUp:
     reason: str
 
@@ -117,6 +133,51 @@ class EndCall:
     """Hang up once the audio already sent has played."""
 
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TruncateResponse:
+    """The caller barged in: only the first ``heard_ms`` of the response's audio was heard.
+
+    The provider stops the response (if still running) and cuts its own record
+    of the answer to what was heard (OpenAI Realtime:
+    ``conversation.item.truncate`` with ``audio_end_ms``).
+    """
+
+    response_id: str
+    heard_ms: float
+
+
+# -- the conversation so far (what a provider starts from after a switch) -------
+
+
+@dataclass(frozen=True, slots=True)
+class CallerSaid:
+    """A finished caller turn, as text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSaid:
+    """An agent response as heard (cut short if the caller barged in)."""
+
+    text: str
+    interrupted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRan:
+    """A tool call that was executed, with its result; it must not run again."""
+
+    call_id: str
+    name: str
+    arguments: Mapping[str, Any]
+    output: str
+    ok: bool = True
+
+
+ConversationItem = CallerSaid | AgentSaid | ToolRan
 
 
 # -- provider -> supervisor ---------------------------------------------------
@@ -248,6 +309,7 @@ ToSupervisor = (
     CallerAudio
     | CallerDtmf
     | PlaybackMarked
+    | PlaybackCleared
     | CallerHungUp
     | TransportFailed
     | ProviderReady
@@ -263,5 +325,5 @@ ToSupervisor = (
     | ToolResult
 )
 ToTransport = PlayAudio | MarkPlayback | ClearPlayback | EndCall
-ToProvider = CallerAudio | ToolResult
+ToProvider = CallerAudio | ToolResult | TruncateResponse
 ToTools = ToolCallRequested | TransferCall

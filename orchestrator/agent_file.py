@@ -21,6 +21,7 @@ from yaml.constructor import SafeConstructor  # type: ignore[import-untyped, unu
 from .agents import (
     BUILTIN_TOOL_NAMES,
     MODES,
+    PROVIDER_OPTIONS,
     RESULT,
     WEEKDAYS,
     AgentSpec,
@@ -29,6 +30,7 @@ from .agents import (
     default_parameters,
     e164_problem,
     hours_problem,
+    provider_option_problem,
     timezone_problem,
     tool_name_problem,
 )
@@ -54,6 +56,7 @@ _TOP_KEYS: Final = (
     "instructions",
     "mode",
     "fallback",
+    "providers",
     "tools",
     "hours",
     "timezone",
@@ -201,6 +204,8 @@ class _Parser:
             values["fallback"] = self.fallback(keys["fallback"])
         if "hours" in keys:
             values["hours"] = self.hours(keys["hours"])
+        if "providers" in keys:
+            values["providers"] = self.providers(keys["providers"])
         tools = self.tools(keys["tools"]) if "tools" in keys else ()
         values["tools"] = tools
         values["intents"] = self.intents(keys["intents"], {t.name for t in tools})
@@ -238,6 +243,21 @@ class _Parser:
         if not isinstance(node, yaml.SequenceNode):
             raise self.fail(node, key, f"expected a list of modes, got {_kind(node)}")
         return tuple(self.mode(item, f"{key}[{i}]") for i, item in enumerate(node.value))
+
+    def providers(self, node: yaml.Node) -> dict[str, dict[str, str]]:
+        options: dict[str, dict[str, str]] = {}
+        modes = self.mapping(node, "providers", tuple(PROVIDER_OPTIONS), ())
+        for mode, mode_node in modes.items():
+            where = f"providers.{mode}"
+            names = self.mapping(mode_node, where, tuple(PROVIDER_OPTIONS[mode]), ())
+            options[mode] = {}
+            for name, value_node in names.items():
+                value = self.string(value_node, f"{where}.{name}", allow_empty=True)
+                problem = provider_option_problem(mode, name, value)
+                if problem is not None:
+                    raise self.fail(value_node, f"{where}.{name}", problem)
+                options[mode][name] = value
+        return options
 
     def hours(self, node: yaml.Node) -> dict[str, str]:
         if not isinstance(node, yaml.MappingNode):

@@ -15,6 +15,10 @@ one)::
     instructions: You are ...          # for LLM providers
     mode: local                        # local | openai-realtime | gemini-live | cascaded
     fallback: [local]                  # the chain after `mode`
+    providers:                         # per-mode options (PROVIDER_OPTIONS lists them)
+      openai-realtime: {model: gpt-realtime, voice: marin, turn_detection: semantic_vad}
+      gemini-live: {model: gemini-live-2.5-flash-preview, voice: Puck}
+      cascaded: {llm_model: llama-3.3-70b-versatile, tts_voice: alloy}
     tools:                             # function tools, JSON Schema parameters
       - name: transfer_to_human
         description: Put the caller through to a person.
@@ -45,6 +49,7 @@ __all__ = [
     "BUILTIN_TOOL_NAMES",
     "DEFAULT_NO_MATCH_REPLY",
     "MODES",
+    "PROVIDER_OPTIONS",
     "WEEKDAYS",
     "AgentSpec",
     "Intent",
@@ -54,6 +59,32 @@ __all__ = [
 
 MODES: Final = ("local", "openai-realtime", "gemini-live", "cascaded")
 """Provider modes an agent may name in ``mode`` and ``fallback``."""
+
+PROVIDER_OPTIONS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
+    {
+        "openai-realtime": {
+            "model": "gpt-realtime",
+            "voice": "alloy",
+            "turn_detection": "server_vad",  # or semantic_vad
+        },
+        "gemini-live": {
+            "model": "models/gemini-live-2.5-flash-preview",
+            "voice": "Puck",
+            "language": "en-US",
+        },
+        "cascaded": {
+            "stt_model": "nova-3",
+            "language": "en-US",
+            "llm_model": "",  # empty: LLM_MODEL from the environment
+            "tts_model": "",  # empty: TTS_MODEL from the environment
+            "tts_voice": "",  # empty: TTS_VOICE from the environment
+        },
+        "local": {},
+    }
+)
+"""Each mode's options under an agent's ``providers`` key, with their defaults."""
+
+TURN_DETECTION_MODES: Final = ("server_vad", "semantic_vad")
 
 BUILTIN_TOOL_NAMES: Final = frozenset({"lookup_hours", "transfer_to_human", "hangup_call"})
 """Tools the runtime provides; an intent may use them without declaring them."""
@@ -141,6 +172,9 @@ class AgentSpec:
         instructions: the system prompt for LLM providers.
         mode: the first provider, one of :data:`MODES`.
         fallback: the providers to try after ``mode``, in order.
+        providers: per-mode options (mode -> option -> string value); the
+            names and defaults are in :data:`PROVIDER_OPTIONS`. Read them
+            with :meth:`option`.
         tools: function tools beyond the builtins.
         hours: weekday (``"monday"``) -> ``"HH:MM-HH:MM"`` (24-hour, end may be
             ``24:00``) or ``"closed"``; days not listed are closed.
@@ -160,6 +194,7 @@ class AgentSpec:
     instructions: str = ""
     mode: str = "local"
     fallback: tuple[str, ...] = ()
+    providers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     tools: tuple[ToolSpec, ...] = ()
     hours: Mapping[str, str] = field(default_factory=dict)
     timezone: str = "UTC"
@@ -171,9 +206,23 @@ class AgentSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hours", MappingProxyType(dict(self.hours)))
+        object.__setattr__(
+            self,
+            "providers",
+            MappingProxyType({m: MappingProxyType(dict(o)) for m, o in self.providers.items()}),
+        )
         problem = _spec_problem(self)
         if problem is not None:
             raise ValueError(f"agent {self.name!r}: {problem}")
+
+    def option(self, mode: str, name: str) -> str:
+        """Provider option ``name`` of ``mode``: the agent's value or the default.
+
+        Raises:
+            KeyError: ``name`` is not an option of ``mode`` (see :data:`PROVIDER_OPTIONS`).
+        """
+        default = PROVIDER_OPTIONS[mode][name]
+        return self.providers.get(mode, {}).get(name, default)
 
     def intent(self, name: str) -> Intent | None:
         """The intent called ``name``, or None."""
@@ -193,6 +242,7 @@ class AgentSpec:
             "instructions": self.instructions,
             "mode": self.mode,
             "fallback": list(self.fallback),
+            "providers": {m: dict(o) for m, o in self.providers.items()},
             "tools": [
                 {"name": t.name, "description": t.description, "parameters": t.parameters_json()}
                 for t in self.tools
@@ -231,6 +281,7 @@ class AgentSpec:
                 instructions=data.get("instructions", ""),
                 mode=data.get("mode", "local"),
                 fallback=tuple(data.get("fallback", ())),
+                providers=dict(data.get("providers", {})),
                 tools=tuple(
                     ToolSpec(
                         name=t["name"],
@@ -288,6 +339,20 @@ def timezone_problem(name: str) -> str | None:
     return None
 
 
+def provider_option_problem(mode: str, name: str, value: str) -> str | None:
+    """What is wrong with option ``name: value`` under ``providers.<mode>``, or None."""
+    if mode not in PROVIDER_OPTIONS:
+        return f"unknown provider mode {mode!r} under providers"
+    if name not in PROVIDER_OPTIONS[mode]:
+        known = ", ".join(PROVIDER_OPTIONS[mode]) or "none"
+        return f"unknown option {name!r} for {mode} (known: {known})"
+    if not isinstance(value, str):
+        return f"option {name!r} of {mode} must be a string"
+    if name == "turn_detection" and value not in TURN_DETECTION_MODES:
+        return f"turn_detection must be one of {', '.join(TURN_DETECTION_MODES)}, got {value!r}"
+    return None
+
+
 def tool_name_problem(name: str) -> str | None:
     if _TOOL_NAME.fullmatch(name):
         return None
@@ -301,6 +366,11 @@ def _spec_problem(spec: AgentSpec) -> str | None:
         None if spec.greeting.strip() else "greeting must not be empty",
         None if spec.mode in MODES else f"unknown mode {spec.mode!r}",
         *(None if m in MODES else f"unknown fallback mode {m!r}" for m in spec.fallback),
+        *(
+            provider_option_problem(m, k, v)
+            for m, options in spec.providers.items()
+            for k, v in options.items()
+        ),
         *(e164_problem(n) for n in spec.phone_numbers),
         None if spec.transfer_number is None else e164_problem(spec.transfer_number),
         *(None if d in WEEKDAYS else f"unknown weekday {d!r}" for d in spec.hours),

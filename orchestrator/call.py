@@ -18,6 +18,7 @@ of 20 ms frames); the logger's is large and never waits on the database.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,8 +33,15 @@ import trio
 from switchboard.actors.context import CallContext, EventSink
 from switchboard.actors.event_logger import EventLogger
 from switchboard.actors.local.assets import AssetRegistry
-from switchboard.actors.local.provider import LocalProvider
 from switchboard.actors.messages import CallEvent, ToSupervisor, ToTools, ToTransport
+from switchboard.actors.providers import (
+    Endpoints,
+    ProviderSetup,
+    WebSocketConnector,
+    build_provider,
+    connect_websocket,
+    unavailable_reason,
+)
 from switchboard.actors.supervisor import CallReport, ProviderRun, Supervisor
 from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
 
@@ -43,8 +51,6 @@ log = structlog.get_logger("switchboard.call")
 
 AUDIO_CHANNEL_SIZE = 64  # a little over a second of 20 ms frames
 EVENT_CHANNEL_SIZE = 4096
-
-SUPPORTED_MODES = ("local",)
 
 
 class Actor(Protocol):
@@ -67,19 +73,31 @@ class CallResources:
     twilio_rest: TwilioRest | None = None
     spool_dir: Path | None = None
     http: httpx.AsyncClient | None = None
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    connect: WebSocketConnector = connect_websocket
 
 
-def choose_provider(ctx: CallContext, res: CallResources) -> tuple[str, ProviderRun, list[str]]:
-    """The first mode of the agent's chain (``mode``, then ``fallback``) this build runs.
+def fallback_chain(ctx: CallContext) -> list[str]:
+    """The agent's chain: ``mode``, then ``fallback``, then ``local`` (each mode once)."""
+    return list(dict.fromkeys([ctx.agent.mode, *ctx.agent.fallback, "local"]))
 
-    Returns the mode, its actor, and the modes skipped (with why) for the log.
+
+def choose_provider(
+    ctx: CallContext, res: CallResources, http: httpx.AsyncClient
+) -> tuple[str, ProviderRun, list[tuple[str, str]]]:
+    """The first mode of the agent's chain that can run here.
+
+    Returns the mode, its actor, and the modes skipped with the reason
+    (unknown mode, credentials not set) for the log.
     """
-    chain = [ctx.agent.mode, *ctx.agent.fallback, "local"]
-    skipped: list[str] = []
-    for mode in chain:
-        if mode in SUPPORTED_MODES:
-            return mode, LocalProvider(ctx, res.assets.get(ctx.agent)), skipped
-        skipped.append(mode)
+    skipped: list[tuple[str, str]] = []
+    for mode in fallback_chain(ctx):
+        reason = unavailable_reason(mode, res.endpoints)
+        if reason is not None:
+            skipped.append((mode, reason))
+            continue
+        setup = ProviderSetup(ctx, res.endpoints, res.connect, http, res.assets)
+        return mode, build_provider(mode, setup), skipped
     raise AssertionError("unreachable: local ends every chain")
 
 
@@ -95,6 +113,16 @@ async def run_call(
     structlog.contextvars.bind_contextvars(
         session_id=str(ctx.session_id), tenant_id=str(ctx.tenant_id), call_sid=ctx.call_sid
     )
+    async with contextlib.AsyncExitStack() as stack:
+        http = res.http
+        if http is None:
+            http = await stack.enter_async_context(httpx.AsyncClient())
+        return await _run_call(ctx, make_transport, res, http)
+
+
+async def _run_call(
+    ctx: CallContext, make_transport: MakeTransport, res: CallResources, http: httpx.AsyncClient
+) -> CallReport:
     started_at = datetime.now(UTC)
     events_send, events_receive = trio.open_memory_channel[CallEvent](EVENT_CHANNEL_SIZE)
     inbox_send, inbox_receive = trio.open_memory_channel[ToSupervisor](AUDIO_CHANNEL_SIZE)
@@ -108,7 +136,7 @@ async def run_call(
         write_batch=partial(res.store.append_events, ctx.tenant_id, ctx.session_id),
         spool_dir=res.spool_dir,
     )
-    mode, provider, skipped = choose_provider(ctx, res)
+    mode, provider, skipped = choose_provider(ctx, res, http)
     supervisor = Supervisor(
         ctx,
         provider_name=mode,
@@ -125,7 +153,7 @@ async def run_call(
         to_supervisor=inbox_send.clone(),
         events=sink.clone(),
         twilio=res.twilio_rest,
-        http=res.http,
+        http=http,
     )
     transport = make_transport(transport_receive, inbox_send.clone(), sink.clone())
 
@@ -148,12 +176,9 @@ async def run_call(
                     },
                     provider=mode,
                 )
-                for skipped_mode in skipped:
-                    await sink.emit(
-                        "provider.skipped",
-                        provider=skipped_mode,
-                        reason="not available in this build",
-                    )
+                for skipped_mode, reason in skipped:
+                    log.warning("provider skipped", provider=skipped_mode, reason=reason)
+                    await sink.emit("provider.skipped", provider=skipped_mode, reason=reason)
                 async with trio.open_nursery() as actors:
                     await actors.start(tools.run)
                     await actors.start(supervisor.run)

@@ -404,3 +404,32 @@ def test_any_input_gives_a_spec_or_an_agent_file_error(document: object) -> None
         assert str(err).startswith("fuzz.yaml")
     else:
         assert AgentSpec.from_json(spec.to_json()) == spec
+
+
+def test_provider_options_parse_with_defaults_and_round_trip() -> None:
+    spec = parse_agent_yaml(
+        "name: a\ntenant: t\ngreeting: hi\nintents: []\nmode: openai-realtime\n"
+        "providers:\n  openai-realtime: {voice: marin, turn_detection: semantic_vad}\n"
+    )
+    assert spec.option("openai-realtime", "voice") == "marin"
+    assert spec.option("openai-realtime", "model") == "gpt-realtime"  # the default
+    assert spec.option("gemini-live", "voice") == "Puck"
+    assert AgentSpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize(
+    ("providers", "message"),
+    [
+        ("  openai-realtime: {colour: red}", "unknown key"),
+        ("  openai-realtime: {turn_detection: push_to_talk}", "turn_detection must be one of"),
+        ("  nope: {}", "unknown key"),
+    ],
+)
+def test_provider_options_errors_name_the_line_and_key(providers: str, message: str) -> None:
+    with pytest.raises(AgentFileError) as caught:
+        parse_agent_yaml(
+            "name: a\ntenant: t\ngreeting: hi\nintents: []\nproviders:\n" + providers + "\n",
+            "agent.yaml",
+        )
+    assert message in str(caught.value)
+    assert "agent.yaml:6" in str(caught.value)

@@ -161,7 +161,7 @@ async def test_a_call_greets_paces_audio_and_hangs_up_after_the_goodbye_is_heard
     import switchboard.orchestrator.call as call_module
 
     monkeypatch.setattr(  # type: ignore[attr-defined]
-        call_module, "choose_provider", lambda ctx, res: ("scripted", scripted_provider, [])
+        call_module, "choose_provider", lambda ctx, res, http: ("scripted", scripted_provider, [])
     )
     store = MemoryStore()
     twilio = FakeTwilio()
@@ -234,7 +234,7 @@ async def run_scripted_call(
     import switchboard.orchestrator.call as call_module
 
     monkeypatch.setattr(  # type: ignore[attr-defined]
-        call_module, "choose_provider", lambda ctx, res: ("scripted", provider, [])
+        call_module, "choose_provider", lambda ctx, res, http: ("scripted", provider, [])
     )
     agent = parse_agent_yaml(
         "name: t\ntenant: t\ngreeting: hi\n"

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from itertools import count
+from typing import TYPE_CHECKING
 
 import numpy as np
 import structlog
@@ -41,9 +42,13 @@ from ..messages import (
     ToolResult,
     ToProvider,
     ToSupervisor,
+    TruncateResponse,
 )
 from . import vad
 from .assets import LocalAssets
+
+if TYPE_CHECKING:
+    from ..providers import ProviderSetup
 from .policy import plan_reply
 
 log = structlog.get_logger("switchboard.local")
@@ -63,9 +68,10 @@ class Utterance:
 class LocalProvider:
     name = "local"
 
-    def __init__(self, ctx: CallContext, assets: LocalAssets) -> None:
+    def __init__(self, ctx: CallContext, assets: LocalAssets, *, greet: bool = True) -> None:
         self.ctx = ctx
         self.assets = assets
+        self.greet = greet
         self._ids = count(1)
         self._tool_results: dict[str, trio.MemorySendChannel[ToolResult]] = {}
 
@@ -104,6 +110,8 @@ class LocalProvider:
                     if waiter is not None:
                         waiter.send_nowait(message)
                     continue
+                if isinstance(message, TruncateResponse):
+                    continue  # every reply is one chunk, already sent: nothing left to stop
                 pcm = _decode(message)
                 if to_vad is not None:
                     pcm = to_vad.process(pcm)
@@ -144,8 +152,9 @@ class LocalProvider:
         outbox: trio.MemorySendChannel[ToSupervisor],
     ) -> None:
         agent = self.ctx.agent
-        await outbox.send(ResponseStarted("greeting", greeting=True))
-        await self._speak(outbox, "greeting", agent.greeting)
+        if self.greet:
+            await outbox.send(ResponseStarted("greeting", greeting=True))
+            await self._speak(outbox, "greeting", agent.greeting)
         async for utterance in utterances:
             recognition = await trio.to_thread.run_sync(
                 self.assets.recognizer.recognize, utterance.pcm, VAD_RATE
@@ -189,6 +198,11 @@ class LocalProvider:
         await outbox.send(AgentAudio(chunk, response_id))
         await outbox.send(AgentTranscript(text, response_id))
         await outbox.send(ResponseDone(response_id))
+
+
+def build(setup: ProviderSetup) -> LocalProvider:
+    """The ``local`` provider for a call (see :mod:`switchboard.actors.providers`)."""
+    return LocalProvider(setup.ctx, setup.assets.get(setup.ctx.agent), greet=setup.greet)
 
 
 def _ms(ms: float) -> int:
