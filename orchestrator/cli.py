@@ -1,6 +1,6 @@
 """The ``switchboard`` command.
 
-    switchboard serve [--host H] [--port P] [--data-dir DIR] [--public-url URL]
+    switchboard serve [--host H] [--port P] [--data-dir DIR] [--public-url URL] [--mode MODE]
     switchboard db migrate [--data-dir DIR]
     switchboard agent apply FILE.yaml [--data-dir DIR]
     switchboard call [--url URL] [--to NUMBER] (--say TEXT | --wav FILE)...
@@ -25,6 +25,7 @@ import trio
 import trio_websocket
 
 from . import devcreds
+from .agents import MODES
 from .config import Settings, default_data_dir
 from .errors import SwitchboardError
 
@@ -36,6 +37,11 @@ EPILOG = """environment:
   TWILIO_AUTH_TOKEN   checks X-Twilio-Signature (default: a development token in the data folder)
   TWILIO_ACCOUNT_SID  with the auth token: transfers redirect live calls via Twilio's REST API
   LOG_FORMAT          json (default) or console
+  OPENAI_API_KEY, OPENAI_REALTIME_URL            the openai-realtime mode
+  GEMINI_API_KEY, GEMINI_LIVE_URL                the gemini-live mode
+  STT_URL, STT_API_KEY (or DEEPGRAM_API_KEY)     cascaded: speech-to-text (Deepgram live)
+  LLM_BASE_URL, LLM_API_KEY, LLM_MODEL           cascaded: OpenAI-compatible chat completions
+  TTS_BASE_URL, TTS_API_KEY, TTS_MODEL, TTS_VOICE  cascaded: text-to-speech
 """
 
 
@@ -73,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8080, help="port to listen on (default 8080; 0: any free port)"
     )
     serve.add_argument("--public-url", default=None, help="overrides PUBLIC_URL")
+    serve.add_argument(
+        "--mode",
+        default=None,
+        choices=MODES,
+        help="put MODE first in the demo agent's fallback chain (the rest stays, ending "
+        "with local); its credentials must be set (see environment below)",
+    )
     data_dir_flag(serve)
 
     db = commands.add_parser("db", help="database maintenance")
@@ -148,7 +161,9 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from . import logs, server
 
-    settings = _settings(args, host=args.host, port=args.port, public_url=args.public_url)
+    settings = _settings(
+        args, host=args.host, port=args.port, public_url=args.public_url, demo_mode=args.mode
+    )
     logs.configure(settings.log_format, settings.log_level)
     try:
         trio.run(server.serve, settings)
@@ -176,6 +191,7 @@ def cmd_agent_apply(args: argparse.Namespace) -> int:
 
     spec = load_agent_file(args.file)  # errors name file, line and key
     settings = _settings(args)
+    settings.check_agent_modes(spec)  # missing credentials: an error now, not mid-call
     with open_database(settings) as dsn:
         migrate(dsn)
         db = Database(dsn)

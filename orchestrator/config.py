@@ -15,16 +15,21 @@ Environment variables (all optional):
   calls through Twilio's REST API. ``TWILIO_API_BASE`` overrides its address.
 - ``PLAYOUT_LEAD_MS``: how far ahead of real time agent audio is sent (300).
 - ``LOG_FORMAT``: ``json`` (default) or ``console``; ``LOG_LEVEL`` (``info``).
+- Provider URLs and keys (``OPENAI_API_KEY``, ``GEMINI_API_KEY``, ...): see
+  :mod:`switchboard.actors.providers.endpoints`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from switchboard.actors.providers import Endpoints, unavailable_reason
+
+from .agents import MODES, AgentSpec
 from .errors import ConfigError
 
 
@@ -48,6 +53,8 @@ class Settings:
     playout_lead_ms: float = 300.0
     log_format: str = "json"
     log_level: str = "info"
+    endpoints: Endpoints = field(default_factory=Endpoints)
+    demo_mode: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
@@ -68,13 +75,36 @@ class Settings:
             playout_lead_ms=lead,
             log_format=env.get("LOG_FORMAT", "json"),
             log_level=env.get("LOG_LEVEL", "info"),
+            endpoints=Endpoints.from_env(env),
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.log_format not in ("json", "console"):
             raise ConfigError(
                 f"LOG_FORMAT must be 'json' or 'console', got {settings.log_format!r}"
             )
+        if settings.demo_mode is not None:
+            if settings.demo_mode not in MODES:
+                raise ConfigError(
+                    f"--mode must be one of {', '.join(MODES)}, got {settings.demo_mode!r}"
+                )
+            reason = unavailable_reason(settings.demo_mode, settings.endpoints)
+            if reason is not None:
+                raise ConfigError(f"--mode {settings.demo_mode}: {reason}")
         return settings
+
+    def check_agent_modes(self, agent: AgentSpec) -> None:
+        """Raise ConfigError naming every mode of ``agent``'s chain that cannot run here."""
+        problems = [
+            reason
+            for mode in dict.fromkeys((agent.mode, *agent.fallback))
+            if (reason := unavailable_reason(mode, self.endpoints)) is not None
+        ]
+        if problems:
+            raise ConfigError(
+                f"agent {agent.name!r}: "
+                + "; ".join(problems)
+                + ". Set the variables, or remove the mode from `mode`/`fallback`."
+            )
 
     @property
     def base_url(self) -> str:

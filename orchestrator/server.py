@@ -51,12 +51,29 @@ def open_database(settings: Settings):  # type: ignore[no-untyped-def]
         embedded.stop()
 
 
+def with_mode_first(agent: AgentSpec, mode: str) -> AgentSpec:
+    """``agent`` with ``mode`` first in its chain; the rest of the chain follows, then local."""
+    rest = [m for m in (agent.mode, *agent.fallback) if m != mode]
+    if "local" not in rest and mode != "local":
+        rest.append("local")
+    return replace(agent, mode=mode, fallback=tuple(dict.fromkeys(rest)))
+
+
 def bootstrap(store: Store, settings: Settings) -> tuple[devcreds.DevCredentials, list[AgentSpec]]:
     """Apply the example agent on a fresh database; make sure dev credentials work."""
     example = load_agent_file(example_agent_path())
-    if not any(store.agent_for_number(n) for n in example.phone_numbers):
+    if settings.demo_mode is not None:
+        example = with_mode_first(example, settings.demo_mode)
+    if settings.demo_mode is not None or not any(
+        store.agent_for_number(n) for n in example.phone_numbers
+    ):
         store.apply_agent(example)
-        log.info("applied the example agent", agent=example.name, numbers=example.phone_numbers)
+        log.info(
+            "applied the example agent",
+            agent=example.name,
+            numbers=example.phone_numbers,
+            chain=[example.mode, *example.fallback],
+        )
     creds = devcreds.load(settings.data_dir)
     tenant_id = store.ensure_tenant(example.tenant)
     if creds is None or store.tenant_for_api_key(creds.api_key) is None:
@@ -92,6 +109,7 @@ async def serve(
             resources = CallResources(
                 store=store,
                 spool_dir=settings.data_dir / "spool",
+                endpoints=settings.endpoints,
                 twilio_rest=(
                     TwilioRest(
                         settings.twilio_account_sid,
