@@ -6,7 +6,14 @@ the call. In this version it runs one provider (the agent's ``mode``); the
 fallback chain is the failover work's.
 
 A turn is complete when the agent's response to a caller utterance has
-finished (the greeting does not count). Actions a tool defers until the
+finished (the greeting does not count).
+
+Barge-in: when the provider reports caller speech (:class:`SpeechStarted`)
+while agent audio is unheard or a response is running, the supervisor tells
+the transport to clear its queue; the transport answers with what the caller
+heard (:class:`PlaybackCleared`), and the provider is told to truncate the
+response there (:class:`TruncateResponse`). Audio of a truncated response
+that arrives later is dropped. Actions a tool defers until the
 caller has heard the response (hang up, transfer) run when the transport
 confirms the response's closing mark.
 """
@@ -28,10 +35,12 @@ from .messages import (
     CallerDtmf,
     CallerHungUp,
     CallerTranscript,
+    ClearPlayback,
     EndCall,
     HangUpAfterResponse,
     MarkPlayback,
     PlayAudio,
+    PlaybackCleared,
     PlaybackMarked,
     ProviderFailed,
     ProviderReady,
@@ -48,6 +57,7 @@ from .messages import (
     TransferAfterResponse,
     TransferCall,
     TransportFailed,
+    TruncateResponse,
 )
 
 log = structlog.get_logger("switchboard.supervisor")
@@ -97,6 +107,11 @@ class Supervisor:
         self._deferred: dict[str, TransferAfterResponse | HangUpAfterResponse] = {}
         self._ending = False
         self._last_caller_speech_s = trio.current_time()
+        self._running: str | None = None  # response started, not done
+        self._unheard: str | None = None  # response whose audio is not all heard yet
+        self._truncated: set[str] = set()
+        self._barge_in_s: float | None = None  # when the caller's speech interrupted
+        self._interrupting: set[str] = set()  # responses cut by the pending clear
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until the caller hangs up or the call is ended; then close what it owns."""
@@ -180,8 +195,12 @@ class Supervisor:
         if isinstance(message, CallerAudio):
             await to_provider.send(message)
         elif isinstance(message, AgentAudio):
+            if message.response_id in self._truncated:
+                return  # the caller interrupted it: never play the rest
+            self._unheard = message.response_id
             await self._to_transport.send(PlayAudio(message.chunk, message.response_id))
         elif isinstance(message, ResponseStarted):
+            self._running = message.response_id
             if message.greeting:
                 self._greetings.add(message.response_id)
             await self._events.emit(
@@ -191,7 +210,10 @@ class Supervisor:
             await self._on_response_done(message)
         elif isinstance(message, AgentTranscript):
             await self._events.emit(
-                "turn:agent", text=message.text, response_id=message.response_id
+                "turn:agent",
+                text=message.text,
+                response_id=message.response_id,
+                interrupted=message.response_id in self._truncated,
             )
         elif isinstance(message, CallerTranscript):
             await self._events.emit(
@@ -205,6 +227,9 @@ class Supervisor:
         elif isinstance(message, SpeechStarted):
             self._last_caller_speech_s = trio.current_time()
             await self._events.emit("speech.started", audio_offset_ms=message.offset_ms)
+            await self._on_caller_speech()
+        elif isinstance(message, PlaybackCleared):
+            await self._on_cleared(message)
         elif isinstance(message, SpeechStopped):
             self._last_caller_speech_s = trio.current_time()
             await self._events.emit("speech.stopped", audio_offset_ms=message.offset_ms)
@@ -246,9 +271,41 @@ class Supervisor:
             await self._events.emit("error", where="provider", detail=message.detail)
             await self._end_call(f"provider {message.provider} failed: {message.kind}")
 
+    async def _on_caller_speech(self) -> None:
+        """Barge-in: stop the agent if it is talking or about to."""
+        targets = {r for r in (self._unheard, self._running) if r and r not in self._truncated}
+        if not targets or self._barge_in_s is not None:
+            return
+        self._barge_in_s = trio.current_time()
+        self._interrupting = targets
+        self._truncated |= targets  # from now on their audio is dropped
+        await self._to_transport.send(ClearPlayback())
+
+    async def _on_cleared(self, message: PlaybackCleared) -> None:
+        started_s, self._barge_in_s = self._barge_in_s, None
+        targets, self._interrupting = self._interrupting, set()
+        self._unheard = None
+        assert self._to_provider is not None
+        for response_id in sorted(targets):
+            played = message.response_id == response_id
+            heard_ms = message.heard_ms if played else 0.0
+            await self._to_provider.send(TruncateResponse(response_id, heard_ms))
+            await self._events.emit(
+                "barge_in",
+                response_id=response_id,
+                heard_ms=heard_ms,
+                sent_ms=message.sent_ms if played else 0.0,
+                clear_after_ms=(
+                    None if started_s is None else round((trio.current_time() - started_s) * 1e3, 1)
+                ),
+            )
+
     async def _on_response_done(self, message: ResponseDone) -> None:
+        if self._running == message.response_id:
+            self._running = None
         greeting = message.response_id in self._greetings
-        if not greeting and not message.interrupted:
+        interrupted = message.interrupted or message.response_id in self._truncated
+        if not greeting and not interrupted:
             self.report.turns_completed += 1
         await self._events.emit(
             "response.done",
@@ -263,7 +320,10 @@ class Supervisor:
         await self._events.emit("playback.marked", name=name)
         if not name.startswith("response:"):
             return
-        action = self._deferred.pop(name.removeprefix("response:"), None)
+        response_id = name.removeprefix("response:")
+        if self._unheard == response_id:
+            self._unheard = None  # all of it has played
+        action = self._deferred.pop(response_id, None)
         if isinstance(action, HangUpAfterResponse):
             await self._end_call("agent hung up")
         elif isinstance(action, TransferAfterResponse):

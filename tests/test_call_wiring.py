@@ -26,11 +26,13 @@ from switchboard.actors.messages import (
     ProviderReady,
     ResponseDone,
     ResponseStarted,
+    SpeechStarted,
     ToolCallRequested,
     ToolResult,
     ToProvider,
     ToSupervisor,
     ToTransport,
+    TruncateResponse,
 )
 from switchboard.actors.twilio_transport import TwilioTransport
 from switchboard.codecs import twilio_media as wire
@@ -74,7 +76,10 @@ class FakeTwilio:
         self.media_sent_at: list[float] = []
         self.audio_ahead_s: list[float] = []
         self.marks: list[tuple[str, float]] = []
+        self.echoed: list[tuple[str, float]] = []  # (mark, when Twilio echoed it)
+        self.clears: list[float] = []
         self.playout_end = 0.0
+        self._cleared = trio.Event()  # set by a clear: pending marks echo at once
         self.close_code: int | None = None
         self.closed_at: float | None = None
         self.nursery: trio.Nursery | None = None
@@ -94,11 +99,19 @@ class FakeTwilio:
         elif isinstance(out, wire.OutboundMark):
             self.marks.append((out.name, self.playout_end))
             assert self.nursery is not None
-            self.nursery.start_soon(self._echo, out.name, self.playout_end)
+            self.nursery.start_soon(self._echo, out.name, self.playout_end, self._cleared)
+        elif isinstance(out, wire.Clear):
+            # Twilio drops the buffered audio and echoes every pending mark at once.
+            self.clears.append(now)
+            self.playout_end = now
+            self._cleared.set()
+            self._cleared = trio.Event()
 
-    async def _echo(self, name: str, at: float) -> None:
-        await trio.sleep_until(at)
+    async def _echo(self, name: str, at: float, cleared: trio.Event) -> None:
+        with trio.move_on_at(at):
+            await cleared.wait()
         if self.close_code is None:
+            self.echoed.append((name, trio.current_time()))
             await self.to_server.send(wire.InboundEncoder("MZ1", "CA1", "AC1").mark(name))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
@@ -298,3 +311,78 @@ async def test_a_call_cancelled_by_shutdown_still_logs_every_event(
     assert sorted(events) == list(range(1, len(events) + 1))
     assert events[max(events)].type == "session.end"
     assert stores[-1].finished  # the session row was closed too
+
+
+class BargeInProvider:
+    """Greets; answers the caller with 10 s of audio sent at once, as realtime models do.
+
+    Two seconds into the answer it reports caller speech (its VAD); after the
+    truncation it answers again with 1 s of audio.
+    """
+
+    def __init__(self) -> None:
+        self.speech_started_at: float | None = None
+        self.truncations: list[tuple[TruncateResponse, float]] = []
+
+    async def __call__(
+        self,
+        inbox: trio.MemoryReceiveChannel[ToProvider],
+        outbox: trio.MemorySendChannel[ToSupervisor],
+        events: EventSink,
+    ) -> None:
+        await outbox.send(ResponseStarted("greeting", greeting=True))
+        await outbox.send(AgentAudio(tone(1.0), "greeting"))
+        await outbox.send(ResponseDone("greeting"))
+        async with trio.open_nursery() as nursery:
+            async for message in inbox:
+                if isinstance(message, CallerAudio) and self.speech_started_at is None:
+                    self.speech_started_at = -1.0
+                    nursery.start_soon(self._long_answer, outbox)
+                elif isinstance(message, TruncateResponse):
+                    self.truncations.append((message, trio.current_time()))
+                    await outbox.send(ResponseDone("r1", interrupted=True))
+                    await outbox.send(ResponseStarted("r2"))
+                    await outbox.send(AgentAudio(tone(1.0), "r2"))
+                    await outbox.send(ResponseDone("r2"))
+
+    async def _long_answer(self, outbox: trio.MemorySendChannel[ToSupervisor]) -> None:
+        await trio.sleep(1.5)  # the caller spoke during the greeting; it has played now
+        await outbox.send(ResponseStarted("r1"))
+        for _ in range(100):
+            await outbox.send(AgentAudio(tone(0.1), "r1"))
+        await trio.sleep(2.0)
+        self.speech_started_at = trio.current_time()
+        await outbox.send(SpeechStarted(offset_ms=3500.0))
+        for _ in range(5):  # in flight when the caller spoke: must never be played
+            await outbox.send(AgentAudio(tone(0.1), "r1"))
+
+
+async def test_barge_in_clears_at_once_truncates_at_the_heard_mark_and_the_next_answer_plays(
+    autojump_clock: trio.abc.Clock, monkeypatch: object
+) -> None:
+    provider = BargeInProvider()
+    _, twilio, store, _ = await run_scripted_call(
+        "idle_timeout_seconds: 8\n", provider, monkeypatch, caller_frames_s=0.02
+    )
+    spoke = provider.speech_started_at
+    assert spoke is not None and spoke > 0
+    # `clear` reaches Twilio within 100 ms of the speech-start signal, not behind 8 s of audio.
+    assert len(twilio.clears) == 1
+    assert twilio.clears[0] - spoke <= 0.1
+    # The truncation names what the caller heard: the last mark Twilio echoed before the clear.
+    ((truncate, _),) = provider.truncations
+    heard_marks = [
+        float(name.rsplit(":", 1)[1])
+        for name, at in twilio.echoed
+        if name.startswith("audio:r1:") and at < twilio.clears[0]
+    ]
+    assert truncate.response_id == "r1"
+    assert truncate.heard_ms == max(heard_marks)
+    assert 1900 <= truncate.heard_ms <= 2000  # two seconds into the answer
+    # Nothing of r1 is sent after the clear; the next answer (1 s) is.
+    after = [t for t in twilio.media_sent_at if t >= twilio.clears[0]]
+    assert len(after) == 50
+    barge = [e for e in store.events.values() if e.type == "barge_in"]
+    assert len(barge) == 1
+    assert barge[0].payload["heard_ms"] == truncate.heard_ms
+    assert barge[0].payload["sent_ms"] > truncate.heard_ms  # audio was queued ahead
