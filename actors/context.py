@@ -61,8 +61,11 @@ class EventSink:
         self._ctx = ctx
         self._channel = channel
 
-    async def emit(self, type_: str, **payload: Any) -> None:
-        await self._channel.send(CallEvent(type_, self._ctx.now_ms(), payload))
+    async def emit(self, type_: str, **payload: Any) -> CallEvent:
+        """Log an event now; returns it (with its ``t_ms``)."""
+        event = CallEvent(type_, self._ctx.now_ms(), payload)
+        await self._channel.send(event)
+        return event
 
     def clone(self) -> EventSink:
         return EventSink(self._ctx, self._channel.clone())

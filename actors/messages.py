@@ -11,11 +11,12 @@ Who sends what::
     transport  -> supervisor : CallerAudio, CallerDtmf, PlaybackMarked, CallerHungUp,
                                TransportFailed
     transport  -> supervisor : PlaybackCleared (the answer to ClearPlayback)
-    supervisor -> transport  : PlayAudio, MarkPlayback, ClearPlayback, EndCall
+    supervisor -> transport  : PlayAudio, MarkPlayback, ClearPlayback, ShowEvent, EndCall
     supervisor -> provider   : CallerAudio, ToolResult, TruncateResponse
     provider   -> supervisor : ProviderReady, SpeechStarted, SpeechStopped, CallerTranscript,
                                ResponseStarted, AgentAudio, AgentTranscript, ResponseDone,
-                               ToolCallRequested, ProviderFailed
+                               ToolCallRequested, ProviderFailed (each wrapped in
+                               FromProvider by the supervisor's relay)
     supervisor -> tools      : ToolCallRequested, TransferCall
     tools      -> supervisor : ToolResult
     everyone   -> logger     : CallEvent
@@ -126,6 +127,37 @@ class MarkPlayback:
 @dataclass(frozen=True, slots=True)
 class ClearPlayback:
     """Drop agent audio queued but not yet played (barge-in)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShowEvent:
+    """A call event the caller's client may show (browser timeline, OpenAI-compatible events).
+
+    Sent in order with the audio, so a client sees ``response.done`` after the
+    response's last audio. The types sent are :data:`SHOWN_EVENT_TYPES`; a
+    phone transport ignores them.
+    """
+
+    event: CallEvent
+
+
+SHOWN_EVENT_TYPES = frozenset(
+    {
+        "speech.started",
+        "speech.stopped",
+        "turn:user",
+        "turn:agent",
+        "response.start",
+        "response.done",
+        "tool:call",
+        "tool:result",
+        "barge_in",
+        "provider.failed",
+        "failover.switch",
+        "failover.exhausted",
+        "call.ending",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +287,34 @@ class ProviderFailed:
     detail: str
 
 
+ProviderOutput = (
+    ProviderReady
+    | SpeechStarted
+    | SpeechStopped
+    | CallerTranscript
+    | ResponseStarted
+    | AgentAudio
+    | AgentTranscript
+    | ResponseDone
+    | ToolCallRequested
+    | ProviderFailed
+)
+"""Everything a provider sends the supervisor."""
+
+
+@dataclass(frozen=True, slots=True)
+class FromProvider:
+    """A provider's message as the supervisor receives it: tagged with the provider instance.
+
+    ``generation`` counts the provider instances of the call (1 for the first,
+    +1 per switch or reconnect), so a message from a provider that has been
+    replaced is recognised and dropped.
+    """
+
+    generation: int
+    message: ProviderOutput
+
+
 # -- tools ---------------------------------------------------------------------
 
 
@@ -322,8 +382,9 @@ ToSupervisor = (
     | ResponseDone
     | ToolCallRequested
     | ProviderFailed
+    | FromProvider
     | ToolResult
 )
-ToTransport = PlayAudio | MarkPlayback | ClearPlayback | EndCall
+ToTransport = PlayAudio | MarkPlayback | ClearPlayback | ShowEvent | EndCall
 ToProvider = CallerAudio | ToolResult | TruncateResponse
 ToTools = ToolCallRequested | TransferCall

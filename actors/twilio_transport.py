@@ -41,6 +41,7 @@ from .messages import (
     PlayAudio,
     PlaybackCleared,
     PlaybackMarked,
+    ShowEvent,
     ToSupervisor,
     ToTransport,
 )
@@ -182,6 +183,8 @@ class TwilioTransport:
             async for command in self._inbox:
                 if isinstance(command, ClearPlayback):
                     await self._clear()
+                elif isinstance(command, ShowEvent):
+                    continue  # a phone has no screen
                 else:
                     self._enqueue(command)
             self._enqueue(None)

@@ -23,6 +23,20 @@ from . import tts
 from .asr import Recognizer
 
 
+APOLOGY_TRANSFER = (
+    "I'm sorry, I'm having technical trouble. Let me put you through to a colleague."
+)
+APOLOGY_END = (
+    "I'm sorry, I'm having technical trouble and can't help right now. "
+    "Please call back in a few minutes. Goodbye."
+)
+"""What a caller hears when every provider has failed (failover gave up)."""
+
+
+def apology_text(*, transfer: bool) -> str:
+    return APOLOGY_TRANSFER if transfer else APOLOGY_END
+
+
 def render(pcm: np.ndarray, src_rate: int, fmt: AudioFormat) -> AudioChunk:
     """Convert PCM16 at ``src_rate`` into one chunk of the caller side's format."""
     rs = Resampler(src_rate, fmt.sample_rate)
@@ -39,6 +53,7 @@ class LocalAssets:
         self.recognizer = Recognizer({i.name: i.phrases for i in agent.intents})
         self._cache: OrderedDict[tuple[str, AudioFormat], AudioChunk] = OrderedDict()
         self._cache_size = speech_cache_size
+        self._pinned: dict[tuple[str, AudioFormat], AudioChunk] = {}
         self._lock = threading.Lock()
 
     def speech(self, text: str, fmt: AudioFormat) -> AudioChunk:
@@ -56,10 +71,27 @@ class LocalAssets:
                 self._cache.popitem(last=False)
         return chunk
 
+    def apology(self, fmt: AudioFormat) -> AudioChunk:
+        """The failover apology in ``fmt``, kept for the life of the assets (call from a thread).
+
+        It is made when the agent is prepared, with the local voice, so it
+        plays even when every provider is down.
+        """
+        text = apology_text(transfer=self.agent.transfer_number is not None)
+        key = (text, fmt)
+        with self._lock:
+            chunk = self._pinned.get(key)
+        if chunk is None:
+            chunk = render(tts.synthesize(text, voice=self.agent.voice), tts.SAMPLE_RATE, fmt)
+            with self._lock:
+                self._pinned[key] = chunk
+        return chunk
+
     def prepare(self, fmt: AudioFormat) -> None:
-        """Synthesize the greeting (and the no-match reply) for ``fmt`` ahead of calls."""
+        """Synthesize the greeting, the no-match reply and the apology for ``fmt`` ahead."""
         self.speech(self.agent.greeting, fmt)
         self.speech(self.agent.no_match_reply, fmt)
+        self.apology(fmt)
 
 
 class AssetRegistry:

@@ -1,0 +1,220 @@
+"""The supervisor's one live provider: start, replace, feed, and relay.
+
+Each provider instance runs in a cancel scope of its own inside the
+supervisor's nursery, with a relay that tags everything it says with its
+generation (:class:`FromProvider`), so once it has been replaced nothing it
+still had in flight can reach the caller. A provider that crashes or ends its
+session by itself is reported as :class:`ProviderFailed` (``crash`` /
+``disconnect``): the failure is itself the message.
+
+Caller audio waits in a bounded buffer (:data:`SWAP_BUFFER_MS`) until the
+provider says it is ready, so what the caller says while a provider connects,
+or while one replaces another, reaches the new one. Once ready, audio that
+finds the provider's inbox full is dropped and counted rather than blocking
+the supervisor: a provider that does not read its audio is stalled, and the
+stall watch will say so.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final, get_args
+
+import structlog
+import trio
+
+from .context import EventSink
+from .messages import (
+    CallerAudio,
+    ConversationItem,
+    FromProvider,
+    ProviderFailed,
+    ProviderOutput,
+    ToProvider,
+    ToSupervisor,
+)
+
+log = structlog.get_logger("switchboard.provider_slot")
+
+ProviderRun = Callable[
+    [trio.MemoryReceiveChannel[ToProvider], trio.MemorySendChannel[ToSupervisor], EventSink],
+    Awaitable[None],
+]
+"""A provider actor: reads its inbox, writes to the supervisor, logs events."""
+
+SWAP_BUFFER_MS = 2000.0
+"""Caller audio kept while no provider is ready (oldest dropped first)."""
+INBOX_SIZE = 64  # about a second of 20 ms frames
+_PROVIDER_OUTPUT: Final = get_args(ProviderOutput)
+
+
+@dataclass(frozen=True)
+class ProviderStart:
+    """How a provider instance starts (see :class:`~switchboard.actors.providers.ProviderSetup`).
+
+    Attributes:
+        conversation: the conversation so far, as text (empty for the first).
+        greet: say the agent's greeting first (it has not been heard yet).
+        respond_now: answer the caller's last turn at once (the previous
+            provider failed before or during its answer).
+    """
+
+    conversation: tuple[ConversationItem, ...] = ()
+    greet: bool = True
+    respond_now: bool = False
+
+
+@dataclass
+class _Instance:
+    generation: int
+    mode: str
+    scope: trio.CancelScope
+    inbox: trio.MemorySendChannel[ToProvider]
+    ready: bool = False
+
+
+class ProviderSlot:
+    """Runs one provider instance at a time in ``nursery`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        *,
+        to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        events: EventSink,
+    ) -> None:
+        self._nursery = nursery
+        self._to_supervisor = to_supervisor
+        self._events = events
+        self._live: _Instance | None = None
+        self._generation = 0
+        self._buffer: deque[CallerAudio] = deque()
+        self._buffered_ms = 0.0
+        self.dropped_frames = 0
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def mode(self) -> str | None:
+        return self._live.mode if self._live is not None else None
+
+    @property
+    def ready(self) -> bool:
+        return self._live is not None and self._live.ready
+
+    def start(self, mode: str, run: ProviderRun) -> int:
+        """Stop the live provider (if any) and start ``run``; returns its generation."""
+        self.stop()
+        self._generation += 1
+        send, receive = trio.open_memory_channel[ToProvider](INBOX_SIZE)
+        instance = _Instance(self._generation, mode, trio.CancelScope(), send)
+        self._live = instance
+        self._nursery.start_soon(self._run_instance, instance, run, receive)
+        return instance.generation
+
+    def stop(self) -> None:
+        """Cancel the live provider; its late messages are dropped by generation."""
+        if self._live is not None:
+            self._live.scope.cancel()
+            self._live.inbox.close()
+            self._live = None
+
+    def is_current(self, generation: int) -> bool:
+        return self._live is not None and generation == self._live.generation
+
+    def mark_ready(self) -> None:
+        """The live provider has its session: hand it the audio kept meanwhile."""
+        if self._live is None or self._live.ready:
+            return
+        self._live.ready = True
+        while self._buffer:
+            self._offer(self._buffer.popleft())
+        self._buffered_ms = 0.0
+
+    async def send(self, message: ToProvider) -> None:
+        """Give the live provider ``message`` (caller audio is buffered until it is ready)."""
+        live = self._live
+        if isinstance(message, CallerAudio):
+            if live is None or not live.ready:
+                self._keep(message)
+            else:
+                self._offer(message)
+            return
+        if live is not None:
+            try:
+                await live.inbox.send(message)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # replaced meanwhile
+
+    def _keep(self, audio: CallerAudio) -> None:
+        self._buffer.append(audio)
+        self._buffered_ms += audio.chunk.duration_ms
+        while self._buffered_ms > SWAP_BUFFER_MS and len(self._buffer) > 1:
+            self._buffered_ms -= self._buffer.popleft().chunk.duration_ms
+            self.dropped_frames += 1
+
+    def _offer(self, audio: CallerAudio) -> None:
+        assert self._live is not None
+        try:
+            self._live.inbox.send_nowait(audio)
+        except trio.WouldBlock:
+            self.dropped_frames += 1
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the provider has ended; its failure is on its way
+
+    async def aclose(self) -> None:
+        self.stop()
+
+    async def _run_instance(
+        self,
+        instance: _Instance,
+        run: ProviderRun,
+        inbox: trio.MemoryReceiveChannel[ToProvider],
+    ) -> None:
+        outbox, from_provider = trio.open_memory_channel[ToSupervisor](INBOX_SIZE)
+        with instance.scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._relay, instance.generation, from_provider)
+                await self._run_provider(instance, run, inbox, outbox)
+
+    async def _run_provider(
+        self,
+        instance: _Instance,
+        run: ProviderRun,
+        inbox: trio.MemoryReceiveChannel[ToProvider],
+        outbox: trio.MemorySendChannel[ToSupervisor],
+    ) -> None:
+        events = self._events.clone()
+        async with outbox:
+            try:
+                await run(inbox, outbox, events)
+                failure = ProviderFailed(instance.mode, "disconnect", "the provider ended")
+            except Exception as exc:  # the failure is itself the message
+                log.exception("provider crashed", provider=instance.mode)
+                failure = ProviderFailed(instance.mode, "crash", f"{type(exc).__name__}: {exc}")
+            finally:
+                with trio.CancelScope(shield=True):
+                    await events.aclose()
+            try:
+                await outbox.send(failure)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    async def _relay(
+        self, generation: int, from_provider: trio.MemoryReceiveChannel[ToSupervisor]
+    ) -> None:
+        async with from_provider:
+            async for message in from_provider:
+                if not self.is_current(generation):
+                    continue
+                if not isinstance(message, _PROVIDER_OUTPUT):
+                    log.error("provider sent a message it may not send", message=repr(message))
+                    continue
+                try:
+                    await self._to_supervisor.send(FromProvider(generation, message))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
