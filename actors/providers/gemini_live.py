@@ -53,7 +53,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import count
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
 
 import numpy as np
@@ -74,6 +74,7 @@ from ..messages import (
     CallerSaid,
     CallerTranscript,
     ConversationItem,
+    FailureKind,
     ProviderFailed,
     ProviderReady,
     ResponseDone,
@@ -118,11 +119,10 @@ BUILTIN_TOOLS: Final[Mapping[str, wire.FunctionDeclaration]] = {
 """The runtime's builtin tools (``switchboard.actors.tool_executor``), as declarations."""
 
 
-class _LinkError(Exception):
-    def __init__(self, kind: Any, detail: str) -> None:
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
+@dataclass(frozen=True)
+class _Failure:
+    kind: FailureKind
+    detail: str
 
 
 @dataclass(eq=False)
@@ -188,11 +188,7 @@ class GeminiLiveProvider:
         self._outbox, self._events = outbox, events
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            try:
-                self._conn = await nursery.start(self._run_connection, None)
-            except _LinkError as failure:
-                await self._fail(failure)
-                return
+            self._conn = await nursery.start(self._run_connection, None)
             await outbox.send(ProviderReady(self.name))
             await self._seed(self._conn)
             async with inbox:
@@ -232,41 +228,46 @@ class GeminiLiveProvider:
     ) -> None:
         """Open one connection, set it up, ``started()`` with it, then read it to its end.
 
-        Raises :class:`_LinkError` before ``started()``; afterwards a failure is
-        reported with :meth:`_fail`, unless the connection was being replaced.
+        A failure is reported with :meth:`_fail` before the connection is
+        closed (a close handshake may take a while), unless the connection
+        was being replaced; it ends the whole provider.
         """
         conn: _Connection | None = None
-        failure: _LinkError | None = None
-        # A watchdog on the handshake and setup; its deadline is lifted once set up.
-        setup_scope = trio.CancelScope(deadline=trio.current_time() + CONNECT_TIMEOUT_S)
+        failure: _Failure | None = None
+        timeout = _Failure("connect_timeout", f"no setupComplete within {CONNECT_TIMEOUT_S:g} s")
+        # A watchdog on the handshake, then one on the setup (inside the connection, so
+        # that a timeout is reported before the close handshake).
+        handshake = trio.CancelScope(deadline=trio.current_time() + CONNECT_TIMEOUT_S)
         try:
-            with setup_scope:
+            with handshake:
                 async with self._setup.connect(self._url(), []) as ws:
+                    deadline, handshake.deadline = handshake.deadline, math.inf
                     try:
-                        await ws.send_message(wire.encode_client(self._setup_message(handle)))
-                        await _setup_complete(ws)
-                        setup_scope.deadline = math.inf
-                        conn = _Connection(next(self._numbers), ws)
-                        task_status.started(conn)
-                        await self._read(conn)
+                        with trio.move_on_at(deadline) as setting_up:
+                            await ws.send_message(wire.encode_client(self._setup_message(handle)))
+                            await _setup_complete(ws)
+                        if setting_up.cancelled_caught:
+                            failure = timeout
+                        else:
+                            conn = _Connection(next(self._numbers), ws)
+                            task_status.started(conn)
+                            await self._read(conn)
                     except trio_websocket.ConnectionClosed as exc:
                         if conn is None or not (conn.retired or conn.going_away):
                             failure = _closed(exc.reason)
                     except wire.GeminiLiveError as exc:
-                        failure = _LinkError("error_event", f"unreadable answer to setup: {exc}")
+                        failure = _Failure("error_event", f"unreadable answer to setup: {exc}")
+                    if failure is not None:  # reported before the close handshake
+                        await self._fail(failure)
         except BaseException as exc:  # mapped to a failure, or re-raised
             failure = _connect_failure(exc)
-        if setup_scope.cancelled_caught:
-            failure = _LinkError(
-                "connect_timeout", f"no setupComplete within {CONNECT_TIMEOUT_S:g} s"
-            )
-        if failure is None:
-            return
+            await self._fail(failure)
+        if handshake.cancelled_caught:
+            await self._fail(timeout)
         if conn is None:
-            raise failure
-        await self._fail(failure)
+            await trio.sleep_forever()  # cancelled at once by _fail: start() never returns
 
-    async def _fail(self, failure: _LinkError) -> None:
+    async def _fail(self, failure: _Failure) -> None:
         assert self._outbox is not None and self._events is not None
         log.warning("gemini live failed", kind=failure.kind, detail=failure.detail)
         with trio.CancelScope(shield=True):
@@ -505,11 +506,7 @@ class GeminiLiveProvider:
     async def _swap(self, old: _Connection, time_left_ms: float | None) -> None:
         assert self._events is not None and self._nursery is not None
         self._swap_buffer, self._swap_buffer_ms = deque(), 0.0
-        try:
-            new = await self._nursery.start(self._run_connection, self._handle)
-        except _LinkError as failure:
-            await self._fail(failure)
-            return
+        new = await self._nursery.start(self._run_connection, self._handle)
         buffered = self._swap_buffer
         while buffered:
             await self._send(wire.RealtimeAudio(buffered.popleft()), new)
@@ -534,27 +531,27 @@ async def _setup_complete(ws: trio_websocket.WebSocketConnection) -> None:
         pass
 
 
-def _connect_failure(exc: BaseException) -> _LinkError:
+def _connect_failure(exc: BaseException) -> _Failure:
     """The failure a connector's exception means; re-raises anything else (cancellation)."""
     leaf = exc
     while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
         leaf = leaf.exceptions[0]
     if isinstance(leaf, trio_websocket.ConnectionRejected):
         status = leaf.status_code
-        kind = "http_5xx" if 500 <= status <= 599 else "error_event"
-        return _LinkError(kind, f"handshake refused: HTTP {status}")
+        kind: FailureKind = "http_5xx" if 500 <= status <= 599 else "error_event"
+        return _Failure(kind, f"handshake refused: HTTP {status}")
     if isinstance(leaf, (OSError, trio_websocket.HandshakeError)):
-        return _LinkError("disconnect", f"cannot connect: {type(leaf).__name__}: {leaf}")
+        return _Failure("disconnect", f"cannot connect: {type(leaf).__name__}: {leaf}")
     raise exc
 
 
-def _closed(reason: trio_websocket.CloseReason | None) -> _LinkError:
+def _closed(reason: trio_websocket.CloseReason | None) -> _Failure:
     if reason is None:
-        return _LinkError("disconnect", "the connection was lost")
+        return _Failure("disconnect", "the connection was lost")
     detail = f"server closed the connection: {reason.code} {reason.reason or ''}".strip()
     if reason.code in ERROR_CLOSE_CODES or (reason.reason and reason.code != 1006):
-        return _LinkError("error_event", detail)
-    return _LinkError("disconnect", detail)
+        return _Failure("error_event", detail)
+    return _Failure("disconnect", detail)
 
 
 def _as_turn(item: ConversationItem) -> wire.ContentTurn | None:
