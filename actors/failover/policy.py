@@ -55,300 +55,44 @@ Inputs to feed, from the supervisor's messages: ``ProviderReady`` ->
 ``ToolCallRequested`` -> :class:`ToolCallStarted`; a ``ToolResult`` sent to the
 provider -> :class:`ResponseRequested`; ``ProviderFailed`` ->
 :class:`FailureReported`. Output of a response the supervisor drops (a
-truncated one) must not be fed.
+truncated one) must not be fed, nor anything from a provider already replaced
+(a late :class:`FailureReported` of an old ``attempt`` is recognised and
+ignored). Only :class:`ProviderConnected` ends the connect watch.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Literal, final
 
 from ..messages import FailureKind
+from .decisions import (
+    Connect,
+    Decision,
+    DoNothing,
+    Failure,
+    GiveUp,
+    Reconnect,
+    Suppression,
+    SwitchTo,
+)
+from .inputs import (
+    CallerFinishedSpeaking,
+    CallerStartedSpeaking,
+    CallStarted,
+    FailoverInput,
+    FailureReported,
+    OutputProduced,
+    ProviderConnected,
+    ResponseEnded,
+    ResponseRequested,
+    Ticked,
+    ToolCallStarted,
+)
 from .settings import FailoverSettings
 
-__all__ = [
-    "CallStarted",
-    "CallerFinishedSpeaking",
-    "CallerStartedSpeaking",
-    "Connect",
-    "Decision",
-    "DoNothing",
-    "FailoverInput",
-    "FailoverPolicy",
-    "Failure",
-    "FailureReported",
-    "GiveUp",
-    "OutputProduced",
-    "ProviderConnected",
-    "Reconnect",
-    "ResponseEnded",
-    "ResponseRequested",
-    "Suppression",
-    "SuppressionReason",
-    "SwitchTo",
-    "Ticked",
-    "ToolCallStarted",
-]
-
-
-def _frozen(mapping: Mapping[str, float]) -> Mapping[str, float]:
-    return MappingProxyType(dict(mapping))
-
-
-# -- inputs: what happened ------------------------------------------------------------
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class CallStarted:
-    """The call began. ``cooling_down``: modes to skip -> seconds of cooldown left
-    (:meth:`ProviderHealth.cooldowns <.health.ProviderHealth.cooldowns>`)."""
-
-    at_s: float
-    cooling_down: Mapping[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "cooling_down", _frozen(self.cooling_down))
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class ProviderConnected:
-    """The current provider's session is established (``ProviderReady``)."""
-
-    at_s: float
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class OutputProduced:
-    """The current provider produced output the caller will hear (agent audio)."""
-
-    at_s: float
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class ResponseEnded:
-    """A response ended (``ResponseDone``); ``greeting``: it was the greeting;
-    ``interrupted``: the caller barged in before it finished."""
-
-    at_s: float
-    greeting: bool = False
-    interrupted: bool = False
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class CallerStartedSpeaking:
-    """Voice activity on the caller's side (``SpeechStarted``)."""
-
-    at_s: float
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class CallerFinishedSpeaking:
-    """The caller's utterance ended (``SpeechStopped``): an answer is now owed."""
-
-    at_s: float
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class ResponseRequested:
-    """The supervisor asked the provider for a response (a tool result was sent)."""
-
-    at_s: float
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class ToolCallStarted:
-    """The provider asked for a tool call: it waits for us, not we for it (no stall)."""
-
-    at_s: float
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class FailureReported:
-    """A provider failed (``ProviderFailed``).
-
-    ``attempt`` is the attempt the failure belongs to (from the decision that
-    started it); a failure of an attempt already replaced is stale and
-    ignored. None means the current attempt. ``cooling_down`` as in
-    :class:`CallStarted`, read after recording this failure in the health record.
-    """
-
-    at_s: float
-    kind: FailureKind
-    detail: str = ""
-    attempt: int | None = None
-    cooling_down: Mapping[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "cooling_down", _frozen(self.cooling_down))
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class Ticked:
-    """Time passed: the supervisor's watchdog reached :attr:`FailoverPolicy.deadline_s`.
-
-    ``cooling_down`` as in :class:`CallStarted` (a tick may turn into a switch).
-    """
-
-    at_s: float
-    cooling_down: Mapping[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "cooling_down", _frozen(self.cooling_down))
-
-
-FailoverInput = (
-    CallStarted
-    | ProviderConnected
-    | OutputProduced
-    | ResponseEnded
-    | CallerStartedSpeaking
-    | CallerFinishedSpeaking
-    | ResponseRequested
-    | ToolCallStarted
-    | FailureReported
-    | Ticked
-)
-
-
-# -- decisions: what to do ----------------------------------------------------------------
-
-SuppressionReason = Literal[
-    "locked", "max_switches", "cooling_down", "end_of_chain", "reconnect_used"
-]
-"""Why a switch (or the reconnect) was not made:
-
-- ``locked``: ``lock_after_turns`` turns have completed;
-- ``max_switches``: ``max_switches_per_call`` switches were made already;
-- ``cooling_down``: the link's mode failed recently (``link`` and ``mode`` say which);
-- ``end_of_chain``: no usable link is left after the current one;
-- ``reconnect_used``: the call's one reconnect was spent already.
-"""
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class Suppression:
-    """A switch not made, and why (one ``failover.suppressed`` event each)."""
-
-    reason: SuppressionReason
-    detail: str
-    link: int | None = None
-    mode: str | None = None
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """The failure a decision answers (the ``provider.failed`` event).
-
-    ``link``/``mode``/``attempt``: the provider that failed; ``turn``: turns
-    completed when it failed; ``at_s``: when (the call's clock, seconds).
-    """
-
-    kind: FailureKind
-    detail: str
-    link: int
-    mode: str
-    attempt: int
-    turn: int
-    at_s: float
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class Connect:
-    """Start the call's first provider: chain link ``link`` (``mode``), which greets.
-
-    ``suppressed``: links skipped because they are cooling down.
-    """
-
-    link: int
-    mode: str
-    attempt: int
-    greet: bool = True
-    suppressed: tuple[Suppression, ...] = ()
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class SwitchTo:
-    """Cancel attempt ``stop_attempt``; start chain link ``link`` (``mode``) with the
-    conversation so far as attempt ``attempt``.
-
-    ``greet``: the greeting has not been heard yet, the new provider says it;
-    ``respond_now``: an answer was owed or under way, the new provider gives it
-    at once. ``suppressed``: links skipped on the way (cooling down).
-    """
-
-    link: int
-    mode: str
-    attempt: int
-    stop_attempt: int
-    greet: bool
-    respond_now: bool
-    failure: Failure
-    suppressed: tuple[Suppression, ...] = ()
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class Reconnect:
-    """Cancel attempt ``stop_attempt``; start the same link again (the call's one
-    reconnect) as attempt ``attempt``, with the conversation so far.
-
-    ``greet``/``respond_now`` as in :class:`SwitchTo`; ``suppressed`` says why
-    this is not a switch.
-    """
-
-    link: int
-    mode: str
-    attempt: int
-    stop_attempt: int
-    greet: bool
-    respond_now: bool
-    failure: Failure
-    suppressed: tuple[Suppression, ...] = ()
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class GiveUp:
-    """Cancel attempt ``stop_attempt``; play the apology, then transfer the caller to
-    ``transfer_to`` or, when None, end the call (the ``failover.exhausted`` event).
-
-    ``suppressed`` says why neither a switch nor a reconnect was made.
-    """
-
-    transfer_to: str | None
-    stop_attempt: int
-    failure: Failure
-    suppressed: tuple[Suppression, ...] = ()
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class DoNothing:
-    """Carry on. ``failure`` is set when this answers a failure that needs nothing
-    (stale, or the call already gave up), with ``why``."""
-
-    failure: Failure | None = None
-    why: str = ""
-
-
-Decision = Connect | SwitchTo | Reconnect | GiveUp | DoNothing
+__all__ = ["FailoverPolicy"]
 
 _CARRY_ON = DoNothing()
 
