@@ -18,6 +18,11 @@ from typing import Any, Final
 import yaml  # type: ignore[import-untyped, unused-ignore]
 from yaml.constructor import SafeConstructor  # type: ignore[import-untyped, unused-ignore]
 
+from ..actors.failover.settings import (
+    FAILOVER_SETTING_RANGES,
+    FailoverSettings,
+    failover_setting_problem,
+)
 from .agents import (
     BUILTIN_TOOL_NAMES,
     MODES,
@@ -39,10 +44,11 @@ from .errors import AgentFileError
 _STR: Final = "tag:yaml.org,2002:str"
 _INT: Final = "tag:yaml.org,2002:int"
 _NULL: Final = "tag:yaml.org,2002:null"
+_FLOAT: Final = "tag:yaml.org,2002:float"
 _KINDS: Final = {
     _STR: "a string",
     _INT: "a number",
-    "tag:yaml.org,2002:float": "a number",
+    _FLOAT: "a number",
     "tag:yaml.org,2002:bool": "a boolean",
     _NULL: "an empty value",
     "tag:yaml.org,2002:timestamp": "a date",
@@ -57,6 +63,7 @@ _TOP_KEYS: Final = (
     "mode",
     "fallback",
     "providers",
+    "failover",
     "tools",
     "hours",
     "timezone",
@@ -206,6 +213,8 @@ class _Parser:
             values["hours"] = self.hours(keys["hours"])
         if "providers" in keys:
             values["providers"] = self.providers(keys["providers"])
+        if "failover" in keys:
+            values["failover"] = self.failover(keys["failover"])
         tools = self.tools(keys["tools"]) if "tools" in keys else ()
         values["tools"] = tools
         values["intents"] = self.intents(keys["intents"], {t.name for t in tools})
@@ -258,6 +267,23 @@ class _Parser:
                     raise self.fail(value_node, f"{where}.{name}", problem)
                 options[mode][name] = value
         return options
+
+    def failover(self, node: yaml.Node) -> FailoverSettings:
+        values: dict[str, int] = {}
+        names = self.mapping(node, "failover", tuple(FAILOVER_SETTING_RANGES), ())
+        for name, value_node in names.items():
+            key = f"failover.{name}"
+            if not (isinstance(value_node, yaml.ScalarNode) and value_node.tag == _INT):
+                got = _kind(value_node)
+                if value_node.tag == _FLOAT:
+                    got = str(value_node.value)
+                raise self.fail(value_node, key, f"expected a whole number, got {got}")
+            value = int(SafeConstructor().construct_yaml_int(value_node))
+            problem = failover_setting_problem(name, value)
+            if problem is not None:
+                raise self.fail(value_node, key, problem)
+            values[name] = value
+        return FailoverSettings(**values)
 
     def hours(self, node: yaml.Node) -> dict[str, str]:
         if not isinstance(node, yaml.MappingNode):

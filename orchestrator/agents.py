@@ -19,6 +19,13 @@ one)::
       openai-realtime: {model: gpt-realtime, voice: marin, turn_detection: semantic_vad}
       gemini-live: {model: gemini-live-2.5-flash-preview, voice: Puck}
       cascaded: {llm_model: llama-3.3-70b-versatile, tts_voice: alloy}
+    failover:                          # all optional; defaults and reasons: FailoverSettings
+      stall_timeout_ms: 2000           # no provider output this long after the caller spoke
+      audio_gap_timeout_ms: 1500       # a gap this long in the middle of an answer
+      connect_timeout_ms: 3000         # no provider session this long
+      lock_after_turns: 3              # no provider switch once this many turns completed
+      cooldown_seconds: 30             # a failed provider is skipped by new calls this long
+      max_switches_per_call: 3
     tools:                             # function tools, JSON Schema parameters
       - name: transfer_to_human
         description: Put the caller through to a person.
@@ -44,6 +51,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, final
+
+from ..actors.failover.settings import FailoverSettings
 
 __all__ = [
     "BUILTIN_TOOL_NAMES",
@@ -184,6 +193,9 @@ class AgentSpec:
         idle_timeout_seconds: silence from the caller after which the call ends.
         voice: voice or language name for speech synthesis.
         no_match_reply: said when no intent matches.
+        failover: when a provider counts as failed and how far the supervisor
+            goes (stall and connect timeouts, the turn lock, the cooldown, the
+            switch budget): :class:`FailoverSettings`.
     """
 
     name: str
@@ -203,6 +215,7 @@ class AgentSpec:
     idle_timeout_seconds: int = 30
     voice: str = "en-us"
     no_match_reply: str = DEFAULT_NO_MATCH_REPLY
+    failover: FailoverSettings = field(default_factory=FailoverSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hours", MappingProxyType(dict(self.hours)))
@@ -254,6 +267,7 @@ class AgentSpec:
             "idle_timeout_seconds": self.idle_timeout_seconds,
             "voice": self.voice,
             "no_match_reply": self.no_match_reply,
+            "failover": self.failover.to_json(),
         }
 
     @classmethod
@@ -297,6 +311,7 @@ class AgentSpec:
                 idle_timeout_seconds=data.get("idle_timeout_seconds", 30),
                 voice=data.get("voice", "en-us"),
                 no_match_reply=data.get("no_match_reply", DEFAULT_NO_MATCH_REPLY),
+                failover=FailoverSettings.from_json(data.get("failover", {})),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an agent spec: {exc!r}") from exc
@@ -379,6 +394,9 @@ def _spec_problem(spec: AgentSpec) -> str | None:
         None if spec.max_call_seconds > 0 else "max_call_seconds must be positive",
         None if spec.idle_timeout_seconds > 0 else "idle_timeout_seconds must be positive",
         *(tool_name_problem(t.name) for t in spec.tools),
+        None
+        if isinstance(spec.failover, FailoverSettings)
+        else f"failover must be FailoverSettings, got {type(spec.failover).__name__}",
     ]
     intent_names = [i.name for i in spec.intents]
     tool_names = [t.name for t in spec.tools]

@@ -433,3 +433,58 @@ def test_provider_options_errors_name_the_line_and_key(providers: str, message: 
         )
     assert message in str(caught.value)
     assert "agent.yaml:6" in str(caught.value)
+
+
+# -- failover settings ----------------------------------------------------------------------
+
+
+def test_failover_settings_parse_with_defaults_and_round_trip() -> None:
+    from switchboard.actors.failover import FailoverSettings
+
+    spec = parse_agent_yaml(
+        MINIMAL + "failover:\n  stall_timeout_ms: 1200\n  lock_after_turns: 5\n", "agent.yaml"
+    )
+    assert spec.failover == FailoverSettings(stall_timeout_ms=1200, lock_after_turns=5)
+    assert spec.failover.connect_timeout_ms == 3000  # the default
+    assert parse_agent_yaml(MINIMAL).failover == FailoverSettings()
+    assert AgentSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    # A spec stored before the key existed reads back with the defaults.
+    stored = spec.to_json()
+    del stored["failover"]
+    assert AgentSpec.from_json(stored).failover == FailoverSettings()
+
+
+@pytest.mark.parametrize(
+    ("failover", "message"),
+    [
+        ("  stall_timeout: 2000", "key 'failover.stall_timeout': unknown key (did you mean"),
+        (
+            "  stall_timeout_ms: 2.5",
+            "key 'failover.stall_timeout_ms': expected a whole number, got 2.5",
+        ),
+        ("  cooldown_seconds: soon", "expected a whole number, got a string"),
+        ("  connect_timeout_ms: 0", "connect_timeout_ms must be between 100 and 60000, got 0"),
+        ("  max_switches_per_call: -1", "max_switches_per_call must be between 0 and 100, got -1"),
+        ("  lock_after_turns: [3]", "expected a whole number, got a list"),
+    ],
+)
+def test_failover_errors_name_the_line_and_key(failover: str, message: str) -> None:
+    text = MINIMAL + "failover:\n  audio_gap_timeout_ms: 900\n" + failover + "\n"
+    with pytest.raises(AgentFileError) as caught:
+        parse_agent_yaml(text, "agent.yaml")
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("agent.yaml:11:")
+
+
+def test_failover_must_be_a_mapping() -> None:
+    with pytest.raises(AgentFileError, match=r"^agent.yaml:9: key 'failover': expected a mapping"):
+        parse_agent_yaml(MINIMAL + "failover: 3\n", "agent.yaml")
+
+
+def test_a_spec_with_broken_failover_settings_raises_value_error() -> None:
+    with pytest.raises(ValueError, match="stall_timeout_ms must be between 100 and 60000, got 5"):
+        AgentSpec.from_json(
+            {**parse_agent_yaml(MINIMAL).to_json(), "failover": {"stall_timeout_ms": 5}}
+        )
+    with pytest.raises(ValueError, match="unknown failover settings: stall"):
+        AgentSpec.from_json({**parse_agent_yaml(MINIMAL).to_json(), "failover": {"stall": 5}})
