@@ -106,10 +106,16 @@ class ProviderSlot:
     def ready(self) -> bool:
         return self._live is not None and self._live.ready
 
-    def start(self, mode: str, run: ProviderRun) -> int:
-        """Stop the live provider (if any) and start ``run``; returns its generation."""
+    def start(self, mode: str, run: ProviderRun, *, generation: int | None = None) -> int:
+        """Stop the live provider (if any) and start ``run``; returns its generation.
+
+        ``generation`` (the failover policy's attempt number) must grow with each
+        start; by default it is the previous one plus 1.
+        """
         self.stop()
-        self._generation += 1
+        if generation is not None and generation <= self._generation:
+            raise ValueError(f"generation {generation} is not after {self._generation}")
+        self._generation = generation if generation is not None else self._generation + 1
         send, receive = trio.open_memory_channel[ToProvider](INBOX_SIZE)
         instance = _Instance(self._generation, mode, trio.CancelScope(), send)
         self._live = instance

@@ -1,56 +1,87 @@
-"""The supervisor: owns the provider, routes every message, counts turns, reports.
+"""The supervisor: owns the provider, routes every message, counts turns, fails over.
 
-It starts the provider in a nursery of its own, so a provider crash becomes a
-:class:`ProviderFailed` for the supervisor to handle rather than the end of
-the call. In this version it runs one provider (the agent's ``mode``); the
-fallback chain is the failover work's.
+It runs the provider in a slot of its own (:class:`ProviderSlot`), so a
+provider crash becomes a :class:`ProviderFailed` for the supervisor to handle
+rather than the end of the call, and messages of a replaced provider are
+dropped by generation.
 
 A turn is complete when the agent's response to a caller utterance has
-finished (the greeting does not count).
+finished (the greeting does not count). Actions a tool defers until the
+caller has heard the response (hang up, transfer) run when the transport
+confirms the response's closing mark.
 
 Barge-in: when the provider reports caller speech (:class:`SpeechStarted`)
 while agent audio is unheard or a response is running, the supervisor tells
 the transport to clear its queue; the transport answers with what the caller
 heard (:class:`PlaybackCleared`), and the provider is told to truncate the
 response there (:class:`TruncateResponse`). Audio of a truncated response
-that arrives later is dropped. Actions a tool defers until the
-caller has heard the response (hang up, transfer) run when the transport
-confirms the response's closing mark.
+that arrives later is dropped.
+
+Failover (DESIGN.md, "The failover supervisor"): a failure the provider
+reports, or a stall the supervisor's :class:`StallWatch` detects (no output
+within ``stall_timeout_ms`` of the caller finishing or a response being
+requested, a gap over ``audio_gap_timeout_ms`` mid-response, no session
+within ``connect_timeout_ms``), goes to the failover policy, whose decision
+is carried out here: start the next link of the fallback chain with the
+conversation so far, reconnect the same provider, or give up with the
+apology (made ahead with the local voice) and a transfer or a polite end.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 import trio
 
 from .context import CallContext, EventSink
+from .conversation import Conversation
+from .failover.decisions import Connect, Decision, DoNothing, GiveUp, Reconnect, SwitchTo
+from .failover.health import ProviderHealth
+from .failover.inputs import (
+    CallerFinishedSpeaking,
+    CallerStartedSpeaking,
+    CallStarted,
+    FailoverInput,
+    FailureReported,
+    OutputProduced,
+    ProviderConnected,
+    ResponseEnded,
+    ResponseRequested,
+    Ticked,
+    ToolCallStarted,
+)
+from .failover.policy import FailoverPolicy
 from .messages import (
+    SHOWN_EVENT_TYPES,
     AgentAudio,
     AgentTranscript,
+    AudioChunk,
     CallerAudio,
     CallerDtmf,
     CallerHungUp,
     CallerTranscript,
     ClearPlayback,
     EndCall,
+    FromProvider,
     HangUpAfterResponse,
     MarkPlayback,
     PlayAudio,
     PlaybackCleared,
     PlaybackMarked,
     ProviderFailed,
+    ProviderOutput,
     ProviderReady,
     ResponseDone,
     ResponseStarted,
+    ShowEvent,
     SpeechStarted,
     SpeechStopped,
     ToolCallRequested,
     ToolResult,
-    ToProvider,
     ToSupervisor,
     ToTools,
     ToTransport,
@@ -59,14 +90,20 @@ from .messages import (
     TransportFailed,
     TruncateResponse,
 )
+from .provider_slot import ProviderRun, ProviderSlot, ProviderStart
+from .stall_watch import Watchdog
+
+__all__ = ["CallReport", "ProviderFactory", "ProviderRun", "Supervisor"]
 
 log = structlog.get_logger("switchboard.supervisor")
 
-ProviderRun = Callable[
-    [trio.MemoryReceiveChannel[ToProvider], trio.MemorySendChannel[ToSupervisor], EventSink],
-    Awaitable[None],
-]
-"""A provider actor: reads its inbox, writes to the supervisor, logs events."""
+ProviderFactory = Callable[[str, ProviderStart], ProviderRun]
+"""Builds the provider actor of a chain link (mode) for a start (greet, conversation, ...)."""
+
+ApologySource = Callable[[], Awaitable[AudioChunk]]
+"""The apology in the caller's format (made ahead with the local voice)."""
+
+APOLOGY_ID = "apology"
 
 
 @dataclass
@@ -76,6 +113,7 @@ class CallReport:
     turns_completed: int = 0
     end_reason: str = "caller hung up"
     provider: str = ""
+    switches: int = 0
 
 
 class Supervisor:
@@ -85,24 +123,38 @@ class Supervisor:
         self,
         ctx: CallContext,
         *,
-        provider_name: str,
-        provider: ProviderRun,
+        chain: Sequence[str],
+        make_provider: ProviderFactory,
         inbox: trio.MemoryReceiveChannel[ToSupervisor],
         inbox_sender: trio.MemorySendChannel[ToSupervisor],
         to_transport: trio.MemorySendChannel[ToTransport],
         to_tools: trio.MemorySendChannel[ToTools],
         events: EventSink,
+        apology: ApologySource,
+        health: ProviderHealth | None = None,
     ) -> None:
+        if not chain:
+            raise ValueError("the fallback chain is empty")
         self.ctx = ctx
-        self.report = CallReport(provider=provider_name)
-        self._provider_name = provider_name
-        self._provider = provider
+        self.report = CallReport(provider=chain[0])
+        self._chain = tuple(chain)
+        self._make_provider = make_provider
         self._inbox = inbox
         self._inbox_sender = inbox_sender
         self._to_transport = to_transport
         self._to_tools = to_tools
         self._events = events
-        self._to_provider: trio.MemorySendChannel[ToProvider] | None = None
+        self._apology = apology
+        self._policy = FailoverPolicy(
+            self._chain, ctx.agent.failover, transfer_number=ctx.agent.transfer_number
+        )
+        self._health = health or ProviderHealth(trio.current_time)
+        self._slot: ProviderSlot | None = None
+        self._watch = Watchdog()
+        self._conversation = Conversation()
+        self._gave_up = False
+        self._answered_by: int | None = None  # the instance whose first output was recorded
+        self._utterance_closed = False  # SpeechStopped seen for the caller's current turn
         self._greetings: set[str] = set()
         self._deferred: dict[str, TransferAfterResponse | HangUpAfterResponse] = {}
         self._ending = False
@@ -112,15 +164,22 @@ class Supervisor:
         self._truncated: set[str] = set()
         self._barge_in_s: float | None = None  # when the caller's speech interrupted
         self._interrupting: set[str] = set()  # responses cut by the pending clear
+        self._playout_end_s = trio.current_time()  # when the agent audio sent will have played
+        self._switched: tuple[str, str, int, float] | None = None  # from, to, turn, silent since
+        self._transport_closed = False
+
+    # -- life cycle ----------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until the caller hangs up or the call is ended; then close what it owns."""
         agent = self.ctx.agent
         try:
             async with trio.open_nursery() as nursery:
-                to_provider, provider_inbox = trio.open_memory_channel[ToProvider](64)
-                self._to_provider = to_provider
-                nursery.start_soon(self._run_provider, provider_inbox, self._inbox_sender.clone())
+                self._slot = ProviderSlot(
+                    nursery, to_supervisor=self._inbox_sender, events=self._events
+                )
+                nursery.start_soon(self._watch.run, self._on_deadline)
+                await self._feed(CallStarted(trio.current_time(), self._cooling()))
                 nursery.start_soon(self._watch_idle, agent.idle_timeout_seconds)
                 task_status.started()
                 with trio.move_on_after(agent.max_call_seconds) as limit:
@@ -131,38 +190,29 @@ class Supervisor:
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
+                if self._slot is not None:
+                    self._slot.stop()
                 await self._inbox.aclose()  # late senders (a slow tool) get BrokenResourceError
                 await self._inbox_sender.aclose()
+                self._transport_closed = True
                 await self._to_transport.aclose()
                 await self._to_tools.aclose()
-                if self._to_provider is not None:
-                    await self._to_provider.aclose()
-                await self._events.emit(
+                await self._emit(
                     "supervisor.report",
                     turns_completed=self.report.turns_completed,
                     end_reason=self.report.end_reason,
-                    provider=self._provider_name,
+                    provider=self.report.provider,
+                    switches=self.report.switches,
                 )
                 await self._events.aclose()
 
-    async def _run_provider(
-        self,
-        inbox: trio.MemoryReceiveChannel[ToProvider],
-        outbox: trio.MemorySendChannel[ToSupervisor],
-    ) -> None:
-        """The provider's own nursery: a crash there is reported, not propagated."""
-        events = self._events.clone()
-        async with outbox:
-            try:
-                await self._provider(inbox, outbox, events)
-            except Exception as exc:  # the failure is itself the message
-                log.exception("provider crashed", provider=self._provider_name)
-                await outbox.send(
-                    ProviderFailed(self._provider_name, "crash", f"{type(exc).__name__}: {exc}")
-                )
-            finally:
-                with trio.CancelScope(shield=True):
-                    await events.aclose()
+    def _start(self, mode: str, attempt: int, *, greet: bool, respond_now: bool) -> None:
+        assert self._slot is not None
+        start = ProviderStart(self._conversation.items(), greet=greet, respond_now=respond_now)
+        self._slot.start(mode, self._make_provider(mode, start), generation=attempt)
+        self._health.record_attempt(mode)
+        self.report.provider = mode
+        self._running = None
 
     async def _watch_idle(self, idle_timeout_s: float) -> None:
         """End the call after ``idle_timeout_s`` without caller speech (a moving deadline)."""
@@ -175,13 +225,13 @@ class Supervisor:
                 await self._end_call(f"no caller speech for {idle_timeout_s:g} s")
                 return
 
+    # -- routing -------------------------------------------------------------
+
     async def _route(self) -> None:
         async for message in self._inbox:
             if isinstance(message, (CallerHungUp, TransportFailed)):
                 if isinstance(message, TransportFailed):
-                    await self._events.emit(
-                        "disconnect", reason=message.reason, detail=message.detail
-                    )
+                    await self._emit("disconnect", reason=message.reason, detail=message.detail)
                 if not self._ending:
                     self.report.end_reason = (
                         message.reason if isinstance(message, CallerHungUp) else "transport failed"
@@ -190,33 +240,59 @@ class Supervisor:
             await self._handle(message)
 
     async def _handle(self, message: ToSupervisor) -> None:
-        to_provider = self._to_provider
-        assert to_provider is not None
-        if isinstance(message, CallerAudio):
-            await to_provider.send(message)
-        elif isinstance(message, AgentAudio):
-            if message.response_id in self._truncated:
+        assert self._slot is not None
+        if isinstance(message, FromProvider):
+            if self._slot.is_current(message.generation) and not self._gave_up:
+                await self._from_provider(message.message, message.generation)
+        elif isinstance(message, CallerAudio):
+            if not self._gave_up:
+                await self._slot.send(message)
+        elif isinstance(message, ToolResult):
+            await self._on_tool_result(message)
+        elif isinstance(message, PlaybackCleared):
+            await self._on_cleared(message)
+        elif isinstance(message, PlaybackMarked):
+            await self._on_mark(message.name)
+        elif isinstance(message, CallerDtmf):
+            await self._emit("dtmf", digit=message.digit)
+        else:
+            log.error("unexpected message", message=repr(message))
+
+    async def _from_provider(self, message: ProviderOutput, generation: int) -> None:
+        """One message of the live provider; response ids are made unique per generation."""
+        now = trio.current_time()
+        tag = _tagger(generation)
+        if isinstance(message, AgentAudio):
+            response_id = tag(message.response_id)
+            if response_id in self._truncated:
                 return  # the caller interrupted it: never play the rest
-            self._unheard = message.response_id
-            await self._to_transport.send(PlayAudio(message.chunk, message.response_id))
+            if self._answered_by != generation:
+                self._answered_by = generation
+                self._health.record_success(self._chain[self._policy.link])
+            await self._play(message.chunk, response_id)
+            # Providers send audio faster than real time: the caller is covered until
+            # the audio sent so far has played, and a gap is counted from there.
+            await self._feed(OutputProduced(max(now, self._playout_end_s)))
         elif isinstance(message, ResponseStarted):
-            self._running = message.response_id
+            response_id = tag(message.response_id)
+            self._running = response_id
             if message.greeting:
-                self._greetings.add(message.response_id)
-            await self._events.emit(
-                "response.start", response_id=message.response_id, greeting=message.greeting
-            )
+                self._greetings.add(response_id)
+            await self._emit("response.start", response_id=response_id, greeting=message.greeting)
         elif isinstance(message, ResponseDone):
-            await self._on_response_done(message)
+            await self._on_response_done(tag(message.response_id), message.interrupted)
         elif isinstance(message, AgentTranscript):
-            await self._events.emit(
-                "turn:agent",
-                text=message.text,
-                response_id=message.response_id,
-                interrupted=message.response_id in self._truncated,
+            response_id = tag(message.response_id)
+            interrupted = response_id in self._truncated
+            self._conversation.agent(message, interrupted=interrupted)
+            await self._emit(
+                "turn:agent", text=message.text, response_id=response_id, interrupted=interrupted
             )
+            if not interrupted:
+                await self._feed(OutputProduced(now))
         elif isinstance(message, CallerTranscript):
-            await self._events.emit(
+            self._conversation.caller(message)
+            await self._emit(
                 "turn:user",
                 text=message.text,
                 intent=message.intent,
@@ -224,52 +300,90 @@ class Supervisor:
                 audio_start_ms=message.start_ms,
                 audio_end_ms=message.end_ms,
             )
+            if not self._utterance_closed:  # an adapter without end-of-speech events
+                await self._feed(CallerFinishedSpeaking(now))
+            self._utterance_closed = False
         elif isinstance(message, SpeechStarted):
-            self._last_caller_speech_s = trio.current_time()
-            await self._events.emit("speech.started", audio_offset_ms=message.offset_ms)
+            self._last_caller_speech_s = now
+            self._utterance_closed = False
+            await self._emit("speech.started", audio_offset_ms=message.offset_ms)
             await self._on_caller_speech()
-        elif isinstance(message, PlaybackCleared):
-            await self._on_cleared(message)
+            await self._feed(CallerStartedSpeaking(now))
         elif isinstance(message, SpeechStopped):
-            self._last_caller_speech_s = trio.current_time()
-            await self._events.emit("speech.stopped", audio_offset_ms=message.offset_ms)
+            self._last_caller_speech_s = now
+            self._utterance_closed = True
+            await self._emit("speech.stopped", audio_offset_ms=message.offset_ms)
+            await self._feed(CallerFinishedSpeaking(now))
         elif isinstance(message, ToolCallRequested):
-            await self._events.emit(
+            self._conversation.tool_called(message)
+            tagged = ToolCallRequested(
+                message.call_id, message.name, message.arguments, tag(message.response_id)
+            )
+            await self._emit(
                 "tool:call",
                 call_id=message.call_id,
                 name=message.name,
                 arguments=dict(message.arguments),
-                response_id=message.response_id,
+                response_id=tagged.response_id,
             )
-            await self._to_tools.send(message)
-        elif isinstance(message, ToolResult):
-            await self._events.emit(
-                "tool:result",
-                call_id=message.call_id,
-                name=message.name,
-                ok=message.ok,
-                output=message.output,
-                response_id=message.response_id,
-            )
-            if message.after_response is not None:
-                self._deferred[message.response_id] = message.after_response
-            await to_provider.send(message)
-        elif isinstance(message, PlaybackMarked):
-            await self._on_mark(message.name)
-        elif isinstance(message, CallerDtmf):
-            await self._events.emit("dtmf", digit=message.digit)
+            await self._to_tools.send(tagged)
+            await self._feed(ToolCallStarted(now))
         elif isinstance(message, ProviderReady):
-            await self._events.emit("provider.ready", provider=message.provider)
+            assert self._slot is not None
+            self._slot.mark_ready()
+            await self._emit("provider.ready", provider=message.provider)
+            await self._feed(ProviderConnected(now))
         elif isinstance(message, ProviderFailed):
-            await self._events.emit(
-                "provider.failed",
-                provider=message.provider,
-                kind=message.kind,
-                detail=message.detail,
-                turn=self.report.turns_completed,
+            self._health.record_failure(self._chain[self._policy.link], message.kind)
+            await self._feed(
+                FailureReported(
+                    now, message.kind, message.detail, generation, cooling_down=self._cooling()
+                )
             )
-            await self._events.emit("error", where="provider", detail=message.detail)
-            await self._end_call(f"provider {message.provider} failed: {message.kind}")
+
+    async def _play(self, chunk: AudioChunk, response_id: str) -> None:
+        self._unheard = response_id
+        now = trio.current_time()
+        starts_s = max(now, self._playout_end_s)  # when the caller will hear this chunk
+        if self._switched is not None:
+            source, target, turn, silent_since_s = self._switched
+            self._switched = None
+            await self._emit(
+                "failover.switch",
+                **{"from": source, "to": target},
+                turn=turn,
+                gap_ms=round(max(0.0, starts_s - silent_since_s) * 1e3, 1),
+            )
+        self._playout_end_s = starts_s + chunk.duration_ms / 1000.0
+        await self._to_transport.send(PlayAudio(chunk, response_id))
+
+    async def _on_tool_result(self, message: ToolResult) -> None:
+        assert self._slot is not None
+        await self._emit(
+            "tool:result",
+            call_id=message.call_id,
+            name=message.name,
+            ok=message.ok,
+            output=message.output,
+            response_id=message.response_id,
+        )
+        self._conversation.tool_done(message)
+        if message.after_response is not None:
+            self._deferred[message.response_id] = message.after_response
+        if self._gave_up:
+            return
+        raw = ToolResult(
+            message.call_id,
+            message.name,
+            message.ok,
+            message.output,
+            _untag(message.response_id),
+            message.after_response,
+        )
+        await self._slot.send(raw)
+        await self._feed(ResponseRequested(trio.current_time()))
+
+    # -- barge-in --------------------------------------------------------------
 
     async def _on_caller_speech(self) -> None:
         """Barge-in: stop the agent if it is talking or about to."""
@@ -282,15 +396,17 @@ class Supervisor:
         await self._to_transport.send(ClearPlayback())
 
     async def _on_cleared(self, message: PlaybackCleared) -> None:
+        assert self._slot is not None
         started_s, self._barge_in_s = self._barge_in_s, None
         targets, self._interrupting = self._interrupting, set()
         self._unheard = None
-        assert self._to_provider is not None
+        self._playout_end_s = trio.current_time()
         for response_id in sorted(targets):
             played = message.response_id == response_id
             heard_ms = message.heard_ms if played else 0.0
-            await self._to_provider.send(TruncateResponse(response_id, heard_ms))
-            await self._events.emit(
+            if _generation_of(response_id) == self._slot.generation:
+                await self._slot.send(TruncateResponse(_untag(response_id), heard_ms))
+            await self._emit(
                 "barge_in",
                 response_id=response_id,
                 heard_ms=heard_ms,
@@ -300,24 +416,26 @@ class Supervisor:
                 ),
             )
 
-    async def _on_response_done(self, message: ResponseDone) -> None:
-        if self._running == message.response_id:
+    # -- responses and marks -----------------------------------------------------
+
+    async def _on_response_done(self, response_id: str, interrupted_by_provider: bool) -> None:
+        if self._running == response_id:
             self._running = None
-        greeting = message.response_id in self._greetings
-        interrupted = message.interrupted or message.response_id in self._truncated
-        if not greeting and not interrupted:
-            self.report.turns_completed += 1
-        await self._events.emit(
+        greeting = response_id in self._greetings
+        interrupted = interrupted_by_provider or response_id in self._truncated
+        await self._feed(ResponseEnded(trio.current_time(), greeting, interrupted))
+        self.report.turns_completed = self._policy.turns_completed
+        await self._emit(
             "response.done",
-            response_id=message.response_id,
-            interrupted=message.interrupted,
+            response_id=response_id,
+            interrupted=interrupted,
             greeting=greeting,
             turns_completed=self.report.turns_completed,
         )
-        await self._to_transport.send(MarkPlayback(f"response:{message.response_id}"))
+        await self._to_transport.send(MarkPlayback(f"response:{response_id}"))
 
     async def _on_mark(self, name: str) -> None:
-        await self._events.emit("playback.marked", name=name)
+        await self._emit("playback.marked", name=name)
         if not name.startswith("response:"):
             return
         response_id = name.removeprefix("response:")
@@ -325,14 +443,110 @@ class Supervisor:
             self._unheard = None  # all of it has played
         action = self._deferred.pop(response_id, None)
         if isinstance(action, HangUpAfterResponse):
-            await self._end_call("agent hung up")
+            await self._end_call("agent hung up" if response_id != APOLOGY_ID else "gave up")
         elif isinstance(action, TransferAfterResponse):
             await self._to_tools.send(TransferCall(action.number, self.ctx.call_sid))
+
+    # -- failover ----------------------------------------------------------------
+
+    def _cooling(self) -> Mapping[str, float]:
+        return self._health.cooldowns(self._chain, self.ctx.agent.failover.cooldown_seconds)
+
+    async def _on_deadline(self) -> None:
+        await self._feed(Ticked(trio.current_time(), self._cooling()))
+
+    async def _feed(self, event: FailoverInput) -> None:
+        """Tell the policy what happened; carry out its decision; move the watch's deadline."""
+        decision = self._policy.handle(event)
+        self._watch.set_deadline(self._policy.deadline_s)
+        failure = getattr(decision, "failure", None)
+        if isinstance(event, Ticked) and failure is not None:  # a stall the watch found
+            self._health.record_failure(failure.mode, failure.kind)
+        if not self._ending:
+            await self._carry_out(decision)
+
+    async def _carry_out(self, decision: Decision) -> None:
+        failure = getattr(decision, "failure", None)
+        if failure is not None:
+            await self._emit(
+                "provider.failed",
+                provider=failure.mode,
+                kind=failure.kind,
+                detail=failure.detail,
+                turn=failure.turn,
+                attempt=failure.attempt,
+            )
+        for suppressed in getattr(decision, "suppressed", ()):
+            await self._emit(
+                "failover.suppressed",
+                reason=suppressed.reason,
+                detail=suppressed.detail,
+                provider=suppressed.mode,
+                turn=self._policy.turns_completed,
+            )
+        if isinstance(decision, Connect):
+            self._start(decision.mode, decision.attempt, greet=decision.greet, respond_now=False)
+        elif isinstance(decision, SwitchTo | Reconnect):
+            assert failure is not None
+            self.report.switches += isinstance(decision, SwitchTo)
+            # The caller-perceived gap runs from the end of the last agent audio.
+            self._switched = (failure.mode, decision.mode, failure.turn, self._playout_end_s)
+            if isinstance(decision, Reconnect):
+                await self._emit("failover.reconnect", provider=decision.mode, turn=failure.turn)
+            self._start(
+                decision.mode,
+                decision.attempt,
+                greet=decision.greet,
+                respond_now=decision.respond_now,
+            )
+        elif isinstance(decision, GiveUp):
+            assert failure is not None
+            await self._give_up(failure.mode, failure.turn, decision.transfer_to)
+        elif isinstance(decision, DoNothing) and decision.why:
+            log.debug("failover: nothing to do", why=decision.why)
+
+    async def _give_up(self, failed: str, turn: int, number: str | None) -> None:
+        """Every option is spent: apologise in the local voice, then transfer or end."""
+        assert self._slot is not None
+        self._gave_up = True
+        self._slot.stop()
+        await self._emit("failover.exhausted", provider=failed, turn=turn, transfer_to=number)
+        chunk = await self._apology()
+        self._deferred[APOLOGY_ID] = (
+            TransferAfterResponse(number) if number is not None else HangUpAfterResponse()
+        )
+        await self._to_transport.send(PlayAudio(chunk, APOLOGY_ID))
+        await self._to_transport.send(MarkPlayback(f"response:{APOLOGY_ID}"))
+
+    async def _emit(self, type_: str, **payload: Any) -> None:
+        """Log an event; show the client the ones it displays (in order with the audio)."""
+        event = await self._events.emit(type_, **payload)
+        if type_ in SHOWN_EVENT_TYPES and not self._transport_closed:
+            try:
+                await self._to_transport.send(ShowEvent(event))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._transport_closed = True
 
     async def _end_call(self, reason: str) -> None:
         if self._ending:
             return
         self._ending = True
         self.report.end_reason = reason
-        await self._events.emit("call.ending", reason=reason)
+        await self._emit("call.ending", reason=reason)
         await self._to_transport.send(EndCall(reason))
+
+
+def _tagger(generation: int) -> Callable[[str], str]:
+    """Response ids of later provider instances get ``#g<generation>`` (ids may repeat)."""
+    if generation == 1:
+        return lambda response_id: response_id
+    return lambda response_id: f"{response_id}#g{generation}"
+
+
+def _untag(response_id: str) -> str:
+    return response_id.split("#g", 1)[0]
+
+
+def _generation_of(response_id: str) -> int:
+    _, _, generation = response_id.partition("#g")
+    return int(generation) if generation.isdigit() else 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -32,8 +32,10 @@ import trio
 
 from switchboard.actors.context import CallContext, EventSink
 from switchboard.actors.event_logger import EventLogger
+from switchboard.actors.failover.health import ProviderHealth
 from switchboard.actors.local.assets import AssetRegistry
-from switchboard.actors.messages import CallEvent, ToSupervisor, ToTools, ToTransport
+from switchboard.actors.messages import AudioChunk, CallEvent, ToSupervisor, ToTools, ToTransport
+from switchboard.actors.provider_slot import ProviderStart
 from switchboard.actors.providers import (
     Endpoints,
     ProviderSetup,
@@ -42,7 +44,7 @@ from switchboard.actors.providers import (
     connect_websocket,
     unavailable_reason,
 )
-from switchboard.actors.supervisor import CallReport, ProviderRun, Supervisor
+from switchboard.actors.supervisor import CallReport, ProviderFactory, ProviderRun, Supervisor
 from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
 
 from .store import Store
@@ -75,6 +77,7 @@ class CallResources:
     http: httpx.AsyncClient | None = None
     endpoints: Endpoints = field(default_factory=Endpoints)
     connect: WebSocketConnector = connect_websocket
+    health: ProviderHealth = field(default_factory=lambda: ProviderHealth(trio.current_time))
 
 
 def fallback_chain(ctx: CallContext) -> list[str]:
@@ -82,23 +85,35 @@ def fallback_chain(ctx: CallContext) -> list[str]:
     return list(dict.fromkeys([ctx.agent.mode, *ctx.agent.fallback, "local"]))
 
 
-def choose_provider(
+def provider_chain(
     ctx: CallContext, res: CallResources, http: httpx.AsyncClient
-) -> tuple[str, ProviderRun, list[tuple[str, str]]]:
-    """The first mode of the agent's chain that can run here.
+) -> tuple[list[str], ProviderFactory, list[tuple[str, str]]]:
+    """The links of the agent's chain that can run here, and how to build each.
 
-    Returns the mode, its actor, and the modes skipped with the reason
-    (unknown mode, credentials not set) for the log.
+    Returns the runnable modes in order (``local`` always last), a factory
+    for the supervisor, and the modes skipped with the reason (unknown mode,
+    credentials not set) for the log.
     """
+    chain: list[str] = []
     skipped: list[tuple[str, str]] = []
     for mode in fallback_chain(ctx):
         reason = unavailable_reason(mode, res.endpoints)
-        if reason is not None:
+        if reason is None:
+            chain.append(mode)
+        else:
             skipped.append((mode, reason))
-            continue
-        setup = ProviderSetup(ctx, res.endpoints, res.connect, http, res.assets)
-        return mode, build_provider(mode, setup), skipped
-    raise AssertionError("unreachable: local ends every chain")
+    base = ProviderSetup(ctx, res.endpoints, res.connect, http, res.assets)
+
+    def make(mode: str, start: ProviderStart) -> ProviderRun:
+        setup = replace(
+            base,
+            conversation=start.conversation,
+            greet=start.greet,
+            respond_now=start.respond_now,
+        )
+        return build_provider(mode, setup)
+
+    return chain, make, skipped
 
 
 async def run_call(
@@ -136,11 +151,19 @@ async def _run_call(
         write_batch=partial(res.store.append_events, ctx.tenant_id, ctx.session_id),
         spool_dir=res.spool_dir,
     )
-    mode, provider, skipped = choose_provider(ctx, res, http)
+    chain, make_provider, skipped = provider_chain(ctx, res, http)
+
+    async def apology() -> AudioChunk:
+        return await trio.to_thread.run_sync(
+            lambda: res.assets.get(ctx.agent).apology(ctx.caller_format)
+        )
+
     supervisor = Supervisor(
         ctx,
-        provider_name=mode,
-        provider=provider,
+        chain=chain,
+        make_provider=make_provider,
+        apology=apology,
+        health=res.health,
         inbox=inbox_receive,
         inbox_sender=inbox_send,
         to_transport=transport_send,
@@ -174,7 +197,8 @@ async def _run_call(
                         "encoding": ctx.caller_format.encoding,
                         "sample_rate": ctx.caller_format.sample_rate,
                     },
-                    provider=mode,
+                    provider=chain[0],
+                    chain=chain,
                 )
                 for skipped_mode, reason in skipped:
                     log.warning("provider skipped", provider=skipped_mode, reason=reason)

@@ -23,6 +23,7 @@ from switchboard.actors.messages import (
     AgentTranscript,
     AudioChunk,
     CallerAudio,
+    CallerTranscript,
     ProviderReady,
     ResponseDone,
     ResponseStarted,
@@ -141,6 +142,11 @@ def transport_for(ctx: CallContext, twilio: FakeTwilio) -> MakeTransport:
     return make
 
 
+def scripted_chain(provider: object) -> object:
+    """A stand-in for ``provider_chain``: one link, ``provider`` for every start."""
+    return lambda ctx, res, http: (["scripted"], lambda mode, start: provider, [])
+
+
 def tone(seconds: float) -> AudioChunk:
     return AudioChunk(b"\x10" * int(8000 * seconds), "pcmu", 8000)
 
@@ -160,6 +166,7 @@ async def scripted_provider(
     async for message in inbox:
         if isinstance(message, CallerAudio) and not answered:
             answered = True
+            await outbox.send(CallerTranscript("goodbye", 0.0, 20.0))
             await outbox.send(ResponseStarted("r1"))
             await outbox.send(ToolCallRequested("c1", "hangup_call", {}, "r1"))
         elif isinstance(message, ToolResult):
@@ -174,7 +181,7 @@ async def test_a_call_greets_paces_audio_and_hangs_up_after_the_goodbye_is_heard
     import switchboard.orchestrator.call as call_module
 
     monkeypatch.setattr(  # type: ignore[attr-defined]
-        call_module, "choose_provider", lambda ctx, res, http: ("scripted", scripted_provider, [])
+        call_module, "provider_chain", scripted_chain(scripted_provider)
     )
     store = MemoryStore()
     twilio = FakeTwilio()
@@ -234,6 +241,7 @@ async def silent_provider(
     events: EventSink,
 ) -> None:
     """Greets with 1 s of audio, then only listens."""
+    await outbox.send(ProviderReady("silent"))
     await outbox.send(ResponseStarted("greeting", greeting=True))
     await outbox.send(AgentAudio(tone(1.0), "greeting"))
     await outbox.send(ResponseDone("greeting"))
@@ -247,7 +255,7 @@ async def run_scripted_call(
     import switchboard.orchestrator.call as call_module
 
     monkeypatch.setattr(  # type: ignore[attr-defined]
-        call_module, "choose_provider", lambda ctx, res, http: ("scripted", provider, [])
+        call_module, "provider_chain", scripted_chain(provider)
     )
     agent = parse_agent_yaml(
         "name: t\ntenant: t\ngreeting: hi\n"
@@ -330,6 +338,7 @@ class BargeInProvider:
         outbox: trio.MemorySendChannel[ToSupervisor],
         events: EventSink,
     ) -> None:
+        await outbox.send(ProviderReady("barge-in"))
         await outbox.send(ResponseStarted("greeting", greeting=True))
         await outbox.send(AgentAudio(tone(1.0), "greeting"))
         await outbox.send(ResponseDone("greeting"))

@@ -22,10 +22,7 @@ from ..messages import AudioChunk
 from . import tts
 from .asr import Recognizer
 
-
-APOLOGY_TRANSFER = (
-    "I'm sorry, I'm having technical trouble. Let me put you through to a colleague."
-)
+APOLOGY_TRANSFER = "I'm sorry, I'm having technical trouble. Let me put you through to a colleague."
 APOLOGY_END = (
     "I'm sorry, I'm having technical trouble and can't help right now. "
     "Please call back in a few minutes. Goodbye."
