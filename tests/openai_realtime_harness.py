@@ -122,13 +122,18 @@ def make_setup(
     greet: bool = True,
     respond_now: bool = False,
     conversation: Sequence[ConversationItem] = (),
+    port: int | None = None,
 ) -> ProviderSetup:
+    """The adapter's setup; ``port``: a loopback port to reach instead of the in-memory fake."""
     ctx = CallContext(
         uuid4(), uuid4(), uuid4(), agent, trio.current_time(), caller_format=caller_format
     )
     return ProviderSetup(
         ctx,
-        Endpoints(openai_realtime_url=FAKE_URL, openai_api_key=api_key),
+        Endpoints(
+            openai_realtime_url=FAKE_URL if port is None else f"ws://127.0.0.1:{port}/v1/realtime",
+            openai_api_key=api_key,
+        ),
         connect,
         http=None,  # type: ignore[arg-type]  # not used by this provider
         assets=None,  # type: ignore[arg-type]

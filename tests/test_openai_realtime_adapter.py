@@ -46,8 +46,9 @@ from switchboard.actors.messages import (
     ToolResult,
     TruncateResponse,
 )
+from switchboard.actors.providers import connect_websocket
 from switchboard.codecs import openai_realtime as wire
-from switchboard.testing import Fault, Script, ToolStep, Turn, memory_connector
+from switchboard.testing import Fault, Script, ToolStep, Turn, memory_connector, serve
 from switchboard.testing.fake_openai_realtime import FakeOpenAIRealtime
 
 HOURS = Turn(
@@ -449,3 +450,23 @@ async def test_slow_first_byte_delays_the_answer(
     assert h.at(started) - t0 >= 1.5
     await h.wait_for(ResponseDone)
     assert AGENT.greeting  # the agent's greeting was asked for; the fake says its own
+
+
+# -- the real connector, on loopback (no MockClock: real sockets) ----------------------------
+
+
+async def test_over_real_sockets_5xx_and_unreachable_are_told_apart(nursery: trio.Nursery) -> None:
+    fake = FakeOpenAIRealtime(Script(faults=(Fault("http_5xx", status=502),)))
+    port = await nursery.start(serve, fake.handle)
+    with trio.fail_after(10):
+        refused = await failure(await start(nursery, fake, connect=connect_websocket, port=port))
+    assert refused.kind == "http_5xx" and "502" in refused.detail
+
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    closed_port = listener.socket.getsockname()[1]
+    await listener.aclose()  # nothing listens there any more
+    with trio.fail_after(10):
+        gone = await failure(
+            await start(nursery, fake, connect=connect_websocket, port=closed_port)
+        )
+    assert gone.kind == "disconnect"

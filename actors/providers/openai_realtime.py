@@ -393,7 +393,10 @@ class OpenAIRealtimeProvider:
                     message=event.message,
                 )
                 continue
-            await self._on_event(ws, event, outbox)
+            try:
+                await self._on_event(ws, event, outbox)
+            except trio_websocket.ConnectionClosed as exc:  # while asking for a follow-up
+                return ProviderFailed(self.name, "disconnect", f"connection closed: {exc}")
 
     async def _on_event(
         self,
