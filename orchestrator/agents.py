@@ -55,6 +55,7 @@ from typing import Any, Final, final
 from ..actors.failover.settings import FailoverSettings
 
 __all__ = [
+    "BUILTIN_TOOLS",
     "BUILTIN_TOOL_NAMES",
     "DEFAULT_NO_MATCH_REPLY",
     "MODES",
@@ -236,6 +237,15 @@ class AgentSpec:
         """
         default = PROVIDER_OPTIONS[mode][name]
         return self.providers.get(mode, {}).get(name, default)
+
+    def function_tools(self) -> tuple[ToolSpec, ...]:
+        """The tools offered to a model: the builtins, then the agent's own.
+
+        An agent tool named like a builtin replaces it (its description and
+        parameters win).
+        """
+        own = {t.name for t in self.tools}
+        return tuple(t for t in BUILTIN_TOOLS if t.name not in own) + self.tools
 
     def intent(self, name: str) -> Intent | None:
         """The intent called ``name``, or None."""
@@ -492,3 +502,18 @@ def _spoken_range(value: str) -> str:
         return "24 hours"
     start, end = value.split("-")
     return f"{_spoken_time(start)} to {_spoken_time(end)}"
+
+
+BUILTIN_TOOLS: Final = (
+    ToolSpec(
+        "lookup_hours",
+        "Look up the business's opening hours, as a sentence to read to the caller.",
+    ),
+    ToolSpec(
+        "transfer_to_human",
+        "Put the caller through to a person. Tell the caller first.",
+        {"type": "object", "properties": {"reason": {"type": "string"}}},
+    ),
+    ToolSpec("hangup_call", "End the call once you have said goodbye."),
+)
+"""The runtime's tools (``switchboard.actors.tool_executor`` runs them), for LLM providers."""

@@ -258,13 +258,16 @@ async def fetch_events(
 def match_turns(turns: list[Turn], events: list[dict[str, Any]]) -> str | None:
     """Fill each turn's logged caller transcript and agent answer; return the greeting text."""
     greeting = None
+    greetings: set[str] = set()  # response ids the provider marked as the greeting
     answers: list[tuple[str | None, str | None]] = []
     for event in events:
         payload = event.get("payload", {})
-        if event["type"] == "turn:user":
+        if event["type"] == "response.start" and payload.get("greeting"):
+            greetings.add(payload.get("response_id", ""))
+        elif event["type"] == "turn:user":
             answers.append((payload.get("text"), None))
         elif event["type"] == "turn:agent":
-            if payload.get("response_id") == "greeting":
+            if payload.get("response_id") in greetings:
                 greeting = payload.get("text")
             elif answers and answers[-1][1] is None:
                 answers[-1] = (answers[-1][0], payload.get("text"))

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import count
 from typing import TYPE_CHECKING, Final
@@ -98,25 +97,6 @@ CONNECT_TIMEOUT_S: Final = 10.0
 SWAP_BUFFER_MS: Final = 10_000.0
 """Caller audio kept during a goAway swap (older audio is dropped beyond this)."""
 ERROR_CLOSE_CODES: Final = frozenset({1002, 1003, 1007, 1008, 1009, 1010, 1011, 1013, 1014})
-
-BUILTIN_TOOLS: Final[Mapping[str, wire.FunctionDeclaration]] = {
-    "lookup_hours": wire.FunctionDeclaration(
-        "lookup_hours",
-        "The business's opening hours, as a sentence to read to the caller.",
-        {"type": "object", "properties": {}},
-    ),
-    "transfer_to_human": wire.FunctionDeclaration(
-        "transfer_to_human",
-        "Put the caller through to a person; say so before the call is transferred.",
-        {"type": "object", "properties": {"reason": {"type": "string"}}},
-    ),
-    "hangup_call": wire.FunctionDeclaration(
-        "hangup_call",
-        "End the call once the caller has said goodbye; say goodbye first.",
-        {"type": "object", "properties": {}},
-    ),
-}
-"""The runtime's builtin tools (``switchboard.actors.tool_executor``), as declarations."""
 
 
 @dataclass(frozen=True)
@@ -205,11 +185,9 @@ class GeminiLiveProvider:
 
     def _setup_message(self, handle: str | None) -> wire.Setup:
         agent = self.ctx.agent
-        tools = [BUILTIN_TOOLS[name] for name in sorted(BUILTIN_TOOLS)]
-        tools += [
+        tools = [
             wire.FunctionDeclaration(t.name, t.description, t.parameters_json())
-            for t in agent.tools
-            if t.name not in BUILTIN_TOOLS
+            for t in agent.function_tools()
         ]
         return wire.Setup(
             model=agent.option(MODE, "model"),

@@ -69,7 +69,7 @@ from ..messages import (
 )
 from . import ProviderSetup
 
-__all__ = ["BUILTIN_TOOLS", "OpenAIRealtimeProvider", "build", "session_config"]
+__all__ = ["OpenAIRealtimeProvider", "build", "session_config"]
 
 log = structlog.get_logger("switchboard.openai_realtime")
 
@@ -82,25 +82,6 @@ _QUIET_EVENTS: Final = (
     wire.ResponseFunctionCallArgumentsDelta,
 )
 
-BUILTIN_TOOLS: Final = (
-    wire.FunctionTool(
-        name="lookup_hours",
-        description="Look up the business's opening hours, to tell the caller.",
-        parameters={"type": "object", "properties": {}},
-    ),
-    wire.FunctionTool(
-        name="transfer_to_human",
-        description="Put the caller through to a person. Tell the caller first.",
-        parameters={"type": "object", "properties": {"reason": {"type": "string"}}},
-    ),
-    wire.FunctionTool(
-        name="hangup_call",
-        description="End the call once you have said goodbye.",
-        parameters={"type": "object", "properties": {}},
-    ),
-)
-"""The runtime's tools as OpenAI function tools (``actors/tool_executor.py`` runs them)."""
-
 
 def build(setup: ProviderSetup) -> OpenAIRealtimeProvider:
     """The ``openai-realtime`` provider actor for one call."""
@@ -110,14 +91,8 @@ def build(setup: ProviderSetup) -> OpenAIRealtimeProvider:
 def session_config(agent: AgentSpec, fmt: wire.WireAudioFormat) -> wire.SessionConfig:
     """The ``session.update`` for ``agent`` with audio in ``fmt`` both ways.
 
-    Tools: the builtins, then the agent's own (an agent tool replaces a
-    builtin of the same name).
+    Tools: :meth:`AgentSpec.function_tools` (the builtins, then the agent's own).
     """
-    own = tuple(
-        wire.FunctionTool(name=t.name, description=t.description, parameters=t.parameters_json())
-        for t in agent.tools
-    )
-    names = {t.name for t in own}
     turn = agent.option(MODE, "turn_detection")
     return wire.SessionConfig(
         instructions=agent.instructions or None,
@@ -130,7 +105,12 @@ def session_config(agent: AgentSpec, fmt: wire.WireAudioFormat) -> wire.SessionC
             interrupt_response=True,
         ),
         transcription_model=TRANSCRIPTION_MODEL,
-        tools=tuple(t for t in BUILTIN_TOOLS if t.name not in names) + own,
+        tools=tuple(
+            wire.FunctionTool(
+                name=t.name, description=t.description, parameters=t.parameters_json()
+            )
+            for t in agent.function_tools()
+        ),
         tool_choice="auto",
         output_modalities=("audio",),
     )
