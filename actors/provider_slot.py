@@ -106,8 +106,13 @@ class ProviderSlot:
     def ready(self) -> bool:
         return self._live is not None and self._live.ready
 
-    def start(self, mode: str, run: ProviderRun, *, generation: int | None = None) -> int:
-        """Stop the live provider (if any) and start ``run``; returns its generation.
+    def start(
+        self, mode: str, build: Callable[[], ProviderRun], *, generation: int | None = None
+    ) -> int:
+        """Stop the live provider (if any); build and start the next; returns its generation.
+
+        ``build`` runs inside the new instance's task, so an adapter that
+        cannot even be built is reported like any crash (:class:`ProviderFailed`).
 
         ``generation`` (the failover policy's attempt number) must grow with each
         start; by default it is the previous one plus 1.
@@ -119,7 +124,7 @@ class ProviderSlot:
         send, receive = trio.open_memory_channel[ToProvider](INBOX_SIZE)
         instance = _Instance(self._generation, mode, trio.CancelScope(), send)
         self._live = instance
-        self._nursery.start_soon(self._run_instance, instance, run, receive)
+        self._nursery.start_soon(self._run_instance, instance, build, receive)
         return instance.generation
 
     def stop(self) -> None:
@@ -178,26 +183,26 @@ class ProviderSlot:
     async def _run_instance(
         self,
         instance: _Instance,
-        run: ProviderRun,
+        build: Callable[[], ProviderRun],
         inbox: trio.MemoryReceiveChannel[ToProvider],
     ) -> None:
         outbox, from_provider = trio.open_memory_channel[ToSupervisor](INBOX_SIZE)
         with instance.scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._relay, instance.generation, from_provider)
-                await self._run_provider(instance, run, inbox, outbox)
+                await self._run_provider(instance, build, inbox, outbox)
 
     async def _run_provider(
         self,
         instance: _Instance,
-        run: ProviderRun,
+        build: Callable[[], ProviderRun],
         inbox: trio.MemoryReceiveChannel[ToProvider],
         outbox: trio.MemorySendChannel[ToSupervisor],
     ) -> None:
         events = self._events.clone()
         async with outbox:
             try:
-                await run(inbox, outbox, events)
+                await build()(inbox, outbox, events)
                 failure = ProviderFailed(instance.mode, "disconnect", "the provider ended")
             except Exception as exc:  # the failure is itself the message
                 log.exception("provider crashed", provider=instance.mode)

@@ -209,7 +209,7 @@ class Supervisor:
     def _start(self, mode: str, attempt: int, *, greet: bool, respond_now: bool) -> None:
         assert self._slot is not None
         start = ProviderStart(self._conversation.items(), greet=greet, respond_now=respond_now)
-        self._slot.start(mode, self._make_provider(mode, start), generation=attempt)
+        self._slot.start(mode, lambda: self._make_provider(mode, start), generation=attempt)
         self._health.record_attempt(mode)
         self.report.provider = mode
         self._running = None

@@ -11,6 +11,6 @@ and point the runtime at it (``OPENAI_REALTIME_URL=ws://127.0.0.1:PORT``).
 """
 
 from .script import Fault, Script, ToolStep, Turn
-from .websocket import memory_connector, serve
+from .websocket import memory_connector, memory_router, serve
 
-__all__ = ["Fault", "Script", "ToolStep", "Turn", "memory_connector", "serve"]
+__all__ = ["Fault", "Script", "ToolStep", "Turn", "memory_connector", "memory_router", "serve"]

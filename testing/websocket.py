@@ -11,7 +11,7 @@ with real WebSocket framing and no sockets.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -19,9 +19,13 @@ import trio
 import trio.testing
 import trio_websocket
 
-__all__ = ["Handler", "memory_connector", "serve"]
+__all__ = ["Handler", "memory_connector", "memory_router", "serve"]
 
 Handler = Callable[[trio_websocket.WebSocketRequest], Awaitable[None]]
+Connector = Callable[
+    [str, Sequence[tuple[str, str]]],
+    AbstractAsyncContextManager[trio_websocket.WebSocketConnection],
+]
 
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
@@ -48,12 +52,28 @@ async def serve(
         task_status.started(server.port)
 
 
-def memory_connector(
-    handler: Handler,
-) -> Callable[
-    [str, Sequence[tuple[str, str]]],
-    AbstractAsyncContextManager[trio_websocket.WebSocketConnection],
-]:
+def memory_router(routes: Mapping[str, Handler]) -> Connector:
+    """A connector that reaches the fake named by the URL's host name (``routes[host]``).
+
+    For a fallback chain of fakes in one test: ``OPENAI_REALTIME_URL`` of
+    ``wss://openai.fake/v1/realtime`` and ``GEMINI_LIVE_URL`` of
+    ``wss://gemini.fake/ws`` reach two fakes in memory. An unknown host
+    raises ``OSError``, as an unreachable one would.
+    """
+    connectors = {host: memory_connector(handler) for host, handler in routes.items()}
+
+    def connect(
+        url: str, headers: Sequence[tuple[str, str]]
+    ) -> AbstractAsyncContextManager[trio_websocket.WebSocketConnection]:
+        host = urlsplit(url).hostname or ""
+        if host not in connectors:
+            raise OSError(f"no fake serves {host!r}")
+        return connectors[host](url, headers)
+
+    return connect
+
+
+def memory_connector(handler: Handler) -> Connector:
     """A connector whose every connection is served by ``handler`` in memory.
 
     The URL's path and query reach the handler as ``request.path``; the
