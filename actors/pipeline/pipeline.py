@@ -153,8 +153,8 @@ class Pipeline:
                 async def run() -> None:
                     try:
                         await fn()
-                    except StageFailed as failure:
-                        await self._fail(outbox, failure)
+                    except* StageFailed as group:  # stages run nurseries: failures come grouped
+                        await self._fail(outbox, _first_leaf(group))
                         nursery.cancel_scope.cancel()
 
                 return run
@@ -337,3 +337,8 @@ class Pipeline:
         self._responses[response.response_id] = response
         while len(self._responses) > RESPONSES_KEPT:
             del self._responses[next(iter(self._responses))]
+
+
+def _first_leaf(group: BaseExceptionGroup[StageFailed]) -> StageFailed:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
