@@ -72,6 +72,8 @@ TOOL_TIMEOUT_S: Final = 15.0
 """How long a response waits for a tool's result before going on without it."""
 AUDIO_BUFFER: Final = 50
 """Caller audio chunks buffered for the listener (about a second of 20 ms frames)."""
+DEFAULT_MS_PER_CHAR: Final = 65.0
+"""Speech pace assumed before any segment of a response is finished (about 15 chars/s)."""
 RESPONSES_KEPT: Final = 8
 """Finished responses remembered for a late ``TruncateResponse``."""
 
@@ -82,6 +84,7 @@ class _Segment:
 
     text: str
     audio_ms: float = 0.0
+    done: bool = False
 
 
 @dataclass
@@ -94,7 +97,22 @@ class _Response:
     truncated_at_ms: float | None = None
 
     def heard(self, heard_ms: float) -> str:
-        return heard_text([(s.text, s.audio_ms) for s in self.segments], heard_ms)
+        """The words heard in the first ``heard_ms`` of this response's audio.
+
+        A segment still being synthesized counts at its expected length
+        (its characters at the pace of the finished ones), not at the audio
+        made so far.
+        """
+        finished = [s for s in self.segments if s.done and s.text.strip()]
+        chars = sum(len(s.text.strip()) for s in finished)
+        pace = sum(s.audio_ms for s in finished) / chars if chars else DEFAULT_MS_PER_CHAR
+        return heard_text(
+            [
+                (s.text, s.audio_ms if s.done else max(s.audio_ms, pace * len(s.text.strip())))
+                for s in self.segments
+            ],
+            heard_ms,
+        )
 
 
 class Pipeline:
@@ -296,6 +314,7 @@ class Pipeline:
 
             await self.voice(text.strip(), play)
             await send(converter.flush())
+            segment.done = True
 
     async def _call_tool(
         self, outbox: trio.MemorySendChannel[ToSupervisor], response_id: str, call: ToolCall
