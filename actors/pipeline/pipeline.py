@@ -264,6 +264,8 @@ class Pipeline:
 
         async def call_tool(call: ToolCall) -> ToolResult:
             flush()  # speak what was said before the tool while it runs
+            if response.text and not response.text[-1].isspace():
+                response.text += " "  # the text after the result is a new sentence
             return await self._call_tool(outbox, response_id, call)
 
         with response.scope:

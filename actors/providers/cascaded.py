@@ -66,6 +66,8 @@ log = structlog.get_logger("switchboard.cascaded")
 
 KEEPALIVE_S: Final = 5.0
 """Send Deepgram a ``KeepAlive`` after this long without audio (it closes after 10 s)."""
+DRAIN_S: Final = 1.0
+"""How long the rest of a stream that reported an error is read before giving up."""
 MAX_TOOL_ROUNDS: Final = 4
 """Model calls per response at most (each round may run tools)."""
 TTS_SAMPLE_RATE: Final = 24000
@@ -326,19 +328,28 @@ class ChatThinker:
         ):
             await _check_status(response, "LLM")
             decoder = chat.SseDecoder()
-            async for data in response.aiter_bytes():
-                for event in decoder.feed(data):
-                    parsed = _parse(event.data)
-                    if isinstance(parsed, chat.StreamDone):
-                        finished = True
-                    elif isinstance(parsed, chat.StreamError):
-                        raise StageFailed("error_event", f"LLM stream error: {parsed.message}")
-                    elif parsed is not None:
-                        finished = finished or parsed.finish_reason is not None
-                        tools.feed(parsed.tool_calls)
-                        if parsed.content:
-                            content += parsed.content
-                            await say(parsed.content)
+            error: chat.StreamError | None = None
+            # Read to the end even after an error event (briefly): leaving httpx's
+            # byte iterators half-read leaks them until garbage collection.
+            with trio.CancelScope() as drain:
+                async for data in response.aiter_bytes():
+                    for event in decoder.feed(data):
+                        parsed = _parse(event.data)
+                        if error is not None or parsed is None:
+                            continue
+                        if isinstance(parsed, chat.StreamDone):
+                            finished = True
+                        elif isinstance(parsed, chat.StreamError):
+                            error = parsed
+                            drain.deadline = trio.current_time() + DRAIN_S
+                        else:
+                            finished = finished or parsed.finish_reason is not None
+                            tools.feed(parsed.tool_calls)
+                            if parsed.content:
+                                content += parsed.content
+                                await say(parsed.content)
+        if error is not None:
+            raise StageFailed("error_event", f"LLM stream error: {error.message}")
         if not finished:
             raise StageFailed("disconnect", "LLM stream ended before the answer did")
         try:
