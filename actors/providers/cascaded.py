@@ -225,21 +225,25 @@ async def _websocket_failures() -> AsyncIterator[None]:
 
 
 def tool_definitions(agent: AgentSpec) -> list[dict[str, Any]]:
-    """The builtin tools and the agent's own, in OpenAI's function-tool format."""
+    """The builtin tools and the agent's own, in OpenAI's function-tool format.
+
+    An agent's own definition of a builtin (its description for the model)
+    replaces the runtime's; ``transfer_to_human`` is offered only when the
+    agent has a transfer number.
+    """
+    own = {t.name: t for t in agent.tools}
+
+    def function(name: str, description: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        spec = {"name": name, "description": description, "parameters": parameters}
+        return {"type": "function", "function": spec}
+
     tools = [
-        {"type": "function", "function": {"name": n, "description": d, "parameters": p}}
+        function(n, own[n].description, own[n].parameters_json()) if n in own else function(n, d, p)
         for n, (d, p) in BUILTIN_TOOLS.items()
         if n != "transfer_to_human" or agent.transfer_number
     ]
     tools += [
-        {
-            "type": "function",
-            "function": {
-                "name": t.name,
-                "description": t.description,
-                "parameters": t.parameters_json(),
-            },
-        }
+        function(t.name, t.description, t.parameters_json())
         for t in agent.tools
         if t.name not in BUILTIN_TOOLS
     ]
