@@ -33,6 +33,7 @@ from switchboard.actors.messages import (
     CallEvent,
     ProviderFailed,
     ResponseDone,
+    SpeechStarted,
     ToolCallRequested,
     ToolResult,
     ToProvider,
@@ -157,6 +158,9 @@ async def test_greeting_a_transcribed_turn_and_a_tool_call_through_the_three_fak
             await until(outbox, ResponseDone, seen)
     assert isinstance(greeting, AgentTranscript) and greeting.text == "Thanks for calling."
     assert isinstance(heard, CallerTranscript) and heard.text == "what are your opening hours"
+    # Deepgram's SpeechStarted reaches the supervisor first: the barge-in signal.
+    speech = [m for m in seen if isinstance(m, SpeechStarted | CallerTranscript)]
+    assert isinstance(speech[0], SpeechStarted) and 0 < speech[0].offset_ms < heard.start_ms + 500
     assert request.name == "lookup_hours" and request.call_id == "call_fake1"
     assert isinstance(answer, AgentTranscript)
     assert answer.text == "Let me check. We are open nine to five."

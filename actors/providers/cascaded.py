@@ -23,7 +23,8 @@ Failures (:class:`~switchboard.actors.pipeline.StageFailed`, reported as
 ``ProviderFailed``): a 5xx answer or refused handshake -> ``http_5xx``; an
 error event or another HTTP error -> ``error_event``; a connection lost or
 a stream cut short -> ``disconnect``; no connection within the connect
-timeout -> ``connect_timeout``.
+timeout -> ``connect_timeout``; nothing read within the HTTP client's read
+timeout -> ``stall``.
 """
 
 from __future__ import annotations
@@ -438,6 +439,8 @@ async def _http_failures(stage: str) -> AsyncIterator[None]:
         yield
     except httpx.ConnectTimeout as exc:
         raise StageFailed("connect_timeout", f"{stage}: connection timed out") from exc
+    except httpx.ReadTimeout as exc:
+        raise StageFailed("stall", f"{stage}: no data within the read timeout") from exc
     except httpx.TransportError as exc:
         raise StageFailed("disconnect", f"{stage}: connection lost: {exc!r}") from exc
 
