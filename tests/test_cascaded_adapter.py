@@ -19,6 +19,7 @@ from uuid import uuid4
 import httpx
 import pytest
 import trio
+import trio_websocket
 from openai.types.chat import ChatCompletionChunk
 
 from switchboard.actors.context import PHONE_AUDIO, CallContext, EventSink
@@ -34,12 +35,16 @@ from switchboard.actors.messages import (
     ProviderFailed,
     ResponseDone,
     SpeechStarted,
+    SpeechStopped,
     ToolCallRequested,
     ToolResult,
     ToProvider,
     ToSupervisor,
 )
+from switchboard.actors.pipeline import Heard, StageFailed
 from switchboard.actors.providers import Endpoints, ProviderSetup, build_provider
+from switchboard.actors.providers.cascaded import DeepgramListener
+from switchboard.codecs import deepgram_live as dg
 from switchboard.codecs.chat_completions import SseDecoder
 from switchboard.orchestrator.agent_file import parse_agent_yaml
 from switchboard.testing import Fault, Script, ToolStep, Turn, memory_connector
@@ -293,3 +298,45 @@ async def test_fake_tts_speaks_raw_pcm_the_length_of_the_text(
     assert deepgram.content[:4] == b"RIFF" and deepgram.content[44:] == openai.content
     assert wrong.status_code == 400
     assert parse_qs(urlsplit(str(deepgram.url)).query)["encoding"] == ["linear16"]
+
+
+async def test_final_pieces_are_joined_until_utterance_end_and_a_1011_close_is_an_error_event(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def deepgram(request: trio_websocket.WebSocketRequest) -> None:
+        ws = await request.accept()
+        await ws.get_message()  # the first audio frame
+        for frame in (
+            dg.encode_speech_started(0.2),
+            dg.encode_results("what are", 0.2, 0.6, is_final=False, speech_final=False),
+            dg.encode_results("what are", 0.2, 0.7, is_final=True, speech_final=False),
+            dg.encode_results("your hours", 0.9, 0.8, is_final=True, speech_final=False),
+            dg.encode_speech_started(3.0),  # noise: no words follow
+            dg.encode_utterance_end(1.7),
+        ):
+            await ws.send_message(frame)
+        await trio.sleep(1)
+        await ws.aclose(1011, "NET-0001")
+
+    listener = DeepgramListener(memory_connector(deepgram), "wss://stt.test/v1/listen", None)
+    audio_send, audio = trio.open_memory_channel[CallerAudio](10)
+    heard: list[Heard] = []
+
+    async def record(event: Heard) -> None:
+        heard.append(event)
+
+    await audio_send.send(CallerAudio(AudioChunk(b"\xff" * FRAME, "pcmu", 8000), 1000.0))
+    # (raised from the listener's tasks, so grouped; the pipeline finds it with except*)
+    with pytest.RaisesGroup(
+        pytest.RaisesExc(
+            StageFailed, check=lambda e: e.kind == "error_event" and "NET-0001" in e.detail
+        ),
+        flatten_subgroups=True,
+    ):
+        await listener(audio, record)
+    assert heard == [
+        SpeechStarted(1200.0),
+        SpeechStarted(4000.0),
+        SpeechStopped(2700.0),
+        CallerTranscript("what are your hours", 1200.0, 2700.0),
+    ]

@@ -177,7 +177,7 @@ class DeepgramListener:
                 continue
             if isinstance(message, dg.DeepgramError):
                 raise StageFailed("error_event", f"Deepgram: {message.description}")
-            if isinstance(message, dg.SpeechStarted) and not speaking:
+            if isinstance(message, dg.SpeechStarted):  # every onset: each may be a barge-in
                 speaking = True
                 await heard(SpeechStarted(at(message.timestamp_s)))
             elif isinstance(message, dg.Results) and message.transcript.strip():
@@ -192,9 +192,10 @@ class DeepgramListener:
             ended = (isinstance(message, dg.Results) and message.speech_final) or isinstance(
                 message, dg.UtteranceEnd
             )
-            if ended and finals:
-                await heard(SpeechStopped(end_ms))
-                await heard(CallerTranscript(" ".join(finals), start_ms or end_ms, end_ms))
+            if ended:
+                if finals:
+                    await heard(SpeechStopped(end_ms))
+                    await heard(CallerTranscript(" ".join(finals), start_ms or end_ms, end_ms))
                 finals, start_ms, speaking = [], None, False
 
 
