@@ -5,7 +5,9 @@
   (:class:`~.asr.Recognizer`: open-vocabulary transcript plus the agent's
   intent), in a worker thread so listening never waits on recognition.
 - :class:`IntentPolicy`: the deterministic dialogue policy
-  (:func:`.policy.plan_reply`) and its tool call.
+  (:func:`.policy.plan_reply`) and its tool call; a turn heard by another
+  provider before a failover is understood from its text (an intent phrase
+  it contains).
 - :class:`EspeakVoice`: eSpeak NG in a worker thread, through the agent's
   speech cache (:class:`~.assets.LocalAssets`; the greeting is synthesized
   before the call), already in the caller's format.
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +27,14 @@ from switchboard.codecs import Resampler, pcm16_from_bytes, ulaw_decode
 from switchboard.orchestrator.agents import AgentSpec
 
 from ..context import AudioFormat
-from ..messages import CallerAudio, CallerTranscript, ConversationItem, SpeechStarted, SpeechStopped
+from ..messages import (
+    CallerAudio,
+    CallerSaid,
+    CallerTranscript,
+    ConversationItem,
+    SpeechStarted,
+    SpeechStopped,
+)
 from ..pipeline import CallTool, Heard, Play, Say, ToolCall
 from . import vad
 from .asr import Recognizer
@@ -145,12 +155,28 @@ class IntentPolicy:
         say: Say,
         call_tool: CallTool,
     ) -> None:
-        plan = plan_reply(self.agent, utterance.intent if utterance is not None else None)
+        if utterance is not None:
+            intent = utterance.intent
+        else:  # a turn heard by the provider before a failover: only its text is known
+            last = history[-1] if history else None
+            intent = self.intent_of(last.text if isinstance(last, CallerSaid) else "")
+        plan = plan_reply(self.agent, intent)
         if plan.tool is None:
             await say(plan.reply())
             return
         result = await call_tool(ToolCall(plan.tool))
         await say(plan.reply(result.ok, result.output))
+
+    def intent_of(self, text: str) -> str | None:
+        """The intent one of whose phrases ``text`` contains (the longest phrase wins)."""
+        said = " ".join(re.findall(r"[a-z']+", text.lower()))
+        matches = [
+            (len(phrase), intent.name)
+            for intent in self.agent.intents
+            for phrase in intent.phrases
+            if f" {phrase.lower()} " in f" {said} "
+        ]
+        return max(matches)[1] if matches else None
 
 
 class EspeakVoice:
