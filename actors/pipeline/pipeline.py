@@ -161,7 +161,11 @@ class Pipeline:
         outbox: trio.MemorySendChannel[ToSupervisor],
         events: EventSink,
     ) -> None:
-        """Run until ``inbox`` closes or a stage fails (then ``ProviderFailed`` is sent)."""
+        """Run until ``inbox`` closes or a stage fails (then ``ProviderFailed`` is sent).
+
+        ``events`` is not written to: everything the pipeline does reaches the
+        event log through the messages the supervisor logs.
+        """
         await outbox.send(ProviderReady(self.name))
         audio_send, audio_receive = trio.open_memory_channel[CallerAudio](AUDIO_BUFFER)
         turns_send, turns_receive = trio.open_memory_channel[CallerTranscript](8)
@@ -326,10 +330,12 @@ class Pipeline:
         self._tool_waiters[call_id] = send
         await outbox.send(ToolCallRequested(call_id, call.name, dict(call.arguments), response_id))
         result: ToolResult | None = None
-        with trio.move_on_after(self.tool_timeout_s):
-            result = await receive.receive()
-        if result is None:
+        try:
+            with trio.move_on_after(self.tool_timeout_s):
+                result = await receive.receive()
+        finally:  # answered, timed out, or the response was cancelled (barge-in)
             self._tool_waiters.pop(call_id, None)
+        if result is None:
             result = ToolResult(
                 call_id, call.name, False, "the tool did not answer in time", response_id
             )
