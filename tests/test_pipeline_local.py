@@ -1,0 +1,98 @@
+"""The ``local`` provider as the shared pipeline with offline stages, after a failover.
+
+``local`` is the last link of every chain: when the provider before it fails
+in the middle of an answer, it starts with the conversation so far and must
+answer the caller's last turn at once, from its text alone.
+
+(Real clock: recognition and synthesis run in worker threads, which Trio's
+MockClock would jump over; nothing here waits on time.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+import trio
+
+from switchboard.actors.context import PHONE_AUDIO, CallContext, EventSink
+from switchboard.actors.local.assets import LocalAssets
+from switchboard.actors.local.provider import LocalProvider
+from switchboard.actors.messages import (
+    AgentAudio,
+    AgentSaid,
+    AgentTranscript,
+    CallerSaid,
+    CallEvent,
+    ConversationItem,
+    ResponseDone,
+    ResponseStarted,
+    ToolCallRequested,
+    ToolResult,
+    ToProvider,
+    ToSupervisor,
+)
+from switchboard.orchestrator.agent_file import parse_agent_yaml
+from switchboard.orchestrator.agents import hours_sentence
+
+AGENT = parse_agent_yaml(
+    (Path(__file__).parent.parent / "examples" / "receptionist.yaml").read_text()
+)
+
+
+@pytest.fixture(scope="module")
+def assets() -> LocalAssets:
+    return LocalAssets(AGENT)
+
+
+async def answer_after_failover(
+    assets: LocalAssets, conversation: tuple[ConversationItem, ...]
+) -> tuple[list[ToSupervisor], LocalProvider]:
+    """Run the provider with ``respond_now``; play the tool executor; collect one response."""
+    ctx = CallContext(uuid4(), uuid4(), uuid4(), AGENT, trio.current_time(), PHONE_AUDIO)
+    provider = LocalProvider(ctx, assets, greet=False, conversation=conversation, respond_now=True)
+    to_provider, inbox = trio.open_memory_channel[ToProvider](64)
+    outbox, from_provider = trio.open_memory_channel[ToSupervisor](1000)
+    events, _ = trio.open_memory_channel[CallEvent](1000)
+    seen: list[ToSupervisor] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(provider, inbox, outbox, EventSink(ctx, events))
+        with trio.fail_after(30):
+            async for message in from_provider:
+                seen.append(message)
+                if isinstance(message, ToolCallRequested):
+                    output = hours_sentence(AGENT)
+                    await to_provider.send(
+                        ToolResult(message.call_id, message.name, True, output, message.response_id)
+                    )
+                if isinstance(message, ResponseDone):
+                    break
+        await to_provider.aclose()
+    return seen, provider
+
+
+async def test_the_last_caller_turn_is_answered_from_its_text_with_the_intents_tool(
+    assets: LocalAssets,
+) -> None:
+    before = (AgentSaid(AGENT.greeting), CallerSaid("Hi, um, when are you open tomorrow?"))
+    seen, provider = await answer_after_failover(assets, before)
+    started = next(m for m in seen if isinstance(m, ResponseStarted))
+    (call,) = [m for m in seen if isinstance(m, ToolCallRequested)]
+    (transcript,) = [m for m in seen if isinstance(m, AgentTranscript)]
+    audio = [m.chunk for m in seen if isinstance(m, AgentAudio)]
+    assert not started.greeting and call.name == "lookup_hours"
+    assert transcript.text == f"We are open {hours_sentence(AGENT).rstrip('.')}."
+    assert audio and all(c.encoding == "pcmu" and c.sample_rate == 8000 for c in audio)
+    assert sum(c.duration_ms for c in audio) > 2000
+    assert provider.history[: len(before)] == list(before)
+    assert provider.history[-1] == AgentSaid(transcript.text)
+
+
+async def test_a_turn_with_no_intent_phrase_gets_the_no_match_reply(
+    assets: LocalAssets,
+) -> None:
+    seen, _ = await answer_after_failover(assets, (CallerSaid("my tooth hurts a lot"),))
+    (transcript,) = [m for m in seen if isinstance(m, AgentTranscript)]
+    assert not any(isinstance(m, ToolCallRequested) for m in seen)
+    assert transcript.text == " ".join(AGENT.no_match_reply.split())
