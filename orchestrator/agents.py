@@ -242,10 +242,16 @@ class AgentSpec:
         """The tools offered to a model: the builtins, then the agent's own.
 
         An agent tool named like a builtin replaces it (its description and
-        parameters win).
+        parameters win); ``transfer_to_human`` is offered only when the agent
+        has a ``transfer_number``.
         """
         own = {t.name for t in self.tools}
-        return tuple(t for t in BUILTIN_TOOLS if t.name not in own) + self.tools
+        builtins = tuple(
+            t
+            for t in BUILTIN_TOOLS
+            if t.name not in own and (t.name != "transfer_to_human" or self.transfer_number)
+        )
+        return builtins + self.tools
 
     def intent(self, name: str) -> Intent | None:
         """The intent called ``name``, or None."""

@@ -32,6 +32,7 @@ from switchboard.testing.fake_gemini_live import FakeGeminiLive
 AGENT = parse_agent_yaml(
     "name: g\ntenant: t\ngreeting: Welcome to Bright Smile Dental.\n"
     "instructions: You are a dental receptionist.\nmode: gemini-live\n"
+    'transfer_number: "+15005550009"\n'
     "providers:\n  gemini-live: {voice: Kore}\n"
     "tools:\n  - name: book_visit\n    description: Book a visit.\n"
     "    parameters: {type: object, properties: {day: {type: string}}}\n"

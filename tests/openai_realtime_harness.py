@@ -32,6 +32,7 @@ from switchboard.testing.speech import speak
 AGENT = parse_agent_yaml(
     "name: oa\ntenant: t\ngreeting: Thanks for calling the test clinic.\n"
     "instructions: You are a receptionist.\nmode: openai-realtime\nintents: []\n"
+    'transfer_number: "+15005550009"\n'
     "providers:\n  openai-realtime: {voice: marin, turn_detection: semantic_vad}\n"
 )
 FAKE_URL = "wss://fake.openai.test/v1/realtime"

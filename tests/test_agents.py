@@ -488,3 +488,16 @@ def test_a_spec_with_broken_failover_settings_raises_value_error() -> None:
         )
     with pytest.raises(ValueError, match="unknown failover settings: stall"):
         AgentSpec.from_json({**parse_agent_yaml(MINIMAL).to_json(), "failover": {"stall": 5}})
+
+
+def test_function_tools_offer_a_transfer_only_with_a_number_and_let_the_agent_override() -> None:
+    base = "name: a\ntenant: t\ngreeting: hi\nintents: []\n"
+    without = parse_agent_yaml(base)
+    assert [t.name for t in without.function_tools()] == ["lookup_hours", "hangup_call"]
+    spec = parse_agent_yaml(
+        base + 'transfer_number: "+15005550009"\n'
+        "tools:\n  - name: lookup_hours\n    description: Our own hours tool.\n"
+    )
+    tools = {t.name: t for t in spec.function_tools()}
+    assert set(tools) == {"lookup_hours", "transfer_to_human", "hangup_call"}
+    assert tools["lookup_hours"].description == "Our own hours tool."

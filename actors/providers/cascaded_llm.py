@@ -38,7 +38,6 @@ from ..messages import (
 from ..pipeline import CallTool, Say, StageFailed, ToolCall
 
 __all__ = [
-    "BUILTIN_TOOLS",
     "ChatThinker",
     "check_status",
     "history_messages",
@@ -53,48 +52,20 @@ DRAIN_S: Final = 1.0
 MAX_TOOL_ROUNDS: Final = 4
 """Model calls per response at most (each round may run tools)."""
 
-BUILTIN_TOOLS: Final[Mapping[str, tuple[str, dict[str, Any]]]] = {
-    # name: (description for the model, JSON Schema of the arguments);
-    # the runtime's tools (switchboard.actors.tool_executor).
-    "lookup_hours": (
-        "Look up the business's opening hours; use it whenever the caller asks when it is open.",
-        {"type": "object", "properties": {}},
-    ),
-    "transfer_to_human": (
-        "Put the caller through to a person; say that you are transferring them.",
-        {"type": "object", "properties": {"reason": {"type": "string"}}},
-    ),
-    "hangup_call": (
-        "End the call once the caller has said goodbye; say goodbye first.",
-        {"type": "object", "properties": {}},
-    ),
-}
-
 
 def tool_definitions(agent: AgentSpec) -> list[dict[str, Any]]:
-    """The builtin tools and the agent's own, in OpenAI's function-tool format.
-
-    An agent's own definition of a builtin (its description for the model)
-    replaces the runtime's; ``transfer_to_human`` is offered only when the
-    agent has a transfer number.
-    """
-    own = {t.name: t for t in agent.tools}
-
-    def function(name: str, description: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
-        spec = {"name": name, "description": description, "parameters": parameters}
-        return {"type": "function", "function": spec}
-
-    tools = [
-        function(n, own[n].description, own[n].parameters_json()) if n in own else function(n, d, p)
-        for n, (d, p) in BUILTIN_TOOLS.items()
-        if n != "transfer_to_human" or agent.transfer_number
+    """:meth:`AgentSpec.function_tools` in OpenAI's chat-completions function-tool format."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": t.name,
+                "description": t.description,
+                "parameters": t.parameters_json(),
+            },
+        }
+        for t in agent.function_tools()
     ]
-    tools += [
-        function(t.name, t.description, t.parameters_json())
-        for t in agent.tools
-        if t.name not in BUILTIN_TOOLS
-    ]
-    return tools
 
 
 def history_messages(history: Sequence[ConversationItem]) -> list[dict[str, Any]]:
