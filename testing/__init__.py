@@ -1,7 +1,7 @@
 """Fake providers that speak the real wire protocols, for testing agents and the runtime.
 
 Like ``trio.testing`` and ``httpx.MockTransport``: use them in your own tests,
-or run one from the command line (``python -m switchboard.testing --help``)
+or run one from the command line (``python -m switchboard.testing --help``, :mod:`.__main__`)
 and point the runtime at it (``OPENAI_REALTIME_URL=ws://127.0.0.1:PORT``).
 
 - :mod:`.script`: what a fake says and which faults it injects.

@@ -20,14 +20,13 @@ open; ``drop`` cuts the connection after ``after_messages`` chunks;
 ``slow_first_byte`` waits ``delay_ms`` before the first chunk.
 
 In tests: ``httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))``.
-By hand: ``python -m switchboard.testing.fake_chat --port 8001 [--script s.yaml]``.
+By hand: ``python -m switchboard.testing cascaded`` (with the fake Deepgram and TTS).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +37,7 @@ from switchboard.codecs.chat_completions import ToolCallDelta, encode_chunk, enc
 
 from .script import Script, Turn
 
-__all__ = ["FakeChat", "main"]
+__all__ = ["FakeChat"]
 
 MODEL_FALLBACK = "fake-model"
 
@@ -139,42 +138,3 @@ def _pieces(text: str) -> list[str]:
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> httpx.Response:
     return httpx.Response(status, json={"error": {"message": message, "type": kind, "code": None}})
-
-
-def load_script(path: str | None) -> Script:
-    """A script from a YAML or JSON file (None: the default script)."""
-    if path is None:
-        return Script()
-    import yaml
-
-    with open(path, encoding="utf-8") as f:
-        return Script.from_mapping(yaml.safe_load(f) or {})
-
-
-def main(argv: Sequence[str] | None = None, *, fake: str = "chat") -> int:
-    """``python -m switchboard.testing.fake_chat``: serve the fake on loopback until Ctrl-C."""
-    from .fake_tts import FakeTTS
-    from .http import serve_http
-
-    parser = argparse.ArgumentParser(description=f"Serve the fake {fake} server.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--script", help="a YAML/JSON script (switchboard.testing.script)")
-    args = parser.parse_args(argv)
-    script = load_script(args.script)
-    handler = FakeChat(script).handler if fake == "chat" else FakeTTS(script).handler
-
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(serve_http, handler, args.host, args.port)
-            print(f"fake {fake} listening on {url}", flush=True)
-
-    try:
-        trio.run(run)
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

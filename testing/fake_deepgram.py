@@ -25,15 +25,12 @@ connection (1001, going away) after ``after_messages`` more messages;
 ``slow_first_byte`` waits ``delay_ms`` before reporting the utterance.
 ``headers`` and ``queries`` record each connection's for tests.
 
-By hand: ``python -m switchboard.testing.fake_deepgram --port 8003 [--script s.yaml]``,
-then ``STT_URL=ws://127.0.0.1:8003/v1/listen``.
+By hand: ``python -m switchboard.testing cascaded`` (with the fake chat and TTS).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
@@ -44,9 +41,8 @@ from switchboard.codecs import deepgram_live as dg
 
 from .script import FaultKind, Script
 from .speech import Ear
-from .websocket import serve
 
-__all__ = ["FakeDeepgram", "main"]
+__all__ = ["FakeDeepgram"]
 
 
 @dataclass
@@ -198,30 +194,3 @@ def dg_type(message: str) -> str:
     except ValueError:
         return ""
     return str(data.get("type", "")) if isinstance(data, dict) else ""
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m switchboard.testing.fake_deepgram``: serve the fake until Ctrl-C."""
-    from .fake_chat import load_script
-
-    parser = argparse.ArgumentParser(description="Serve the fake Deepgram live server.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--script", help="a YAML/JSON script (switchboard.testing.script)")
-    args = parser.parse_args(argv)
-    fake = FakeDeepgram(load_script(args.script))
-
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(serve, fake.handler, args.host, args.port)
-            print(f"fake Deepgram listening on ws://{args.host}:{port}/v1/listen", flush=True)
-
-    try:
-        trio.run(run)
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

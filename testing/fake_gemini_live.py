@@ -113,7 +113,7 @@ class FakeGeminiLive:
         self._handles = count(1)
         self._calls = count(1)
 
-    async def handle(self, request: trio_websocket.WebSocketRequest) -> None:
+    async def handler(self, request: trio_websocket.WebSocketRequest) -> None:
         """Serve one connection (trio-websocket's server handler signature)."""
         self.connections += 1
         n = self.connections

@@ -1,6 +1,6 @@
 """A fake OpenAI Realtime server: the real wire protocol, a scripted conversation, faults.
 
-``FakeOpenAIRealtime(script).handle`` is a trio-websocket handler: serve it
+``FakeOpenAIRealtime(script).handler`` is a trio-websocket handler: serve it
 on loopback (:func:`switchboard.testing.serve`) and set
 ``OPENAI_REALTIME_URL=ws://127.0.0.1:PORT``, or reach it in memory with
 :func:`switchboard.testing.memory_connector` on Trio's MockClock.
@@ -132,7 +132,7 @@ class FakeOpenAIRealtime:
         """The ``type`` of every client event received, in order."""
         return [str(e.get("type")) for e in self.received]
 
-    async def handle(self, request: trio_websocket.WebSocketRequest) -> None:
+    async def handler(self, request: trio_websocket.WebSocketRequest) -> None:
         """Serve one WebSocket connection (trio-websocket handler)."""
         self.connections += 1
         number = self.connections

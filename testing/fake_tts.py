@@ -22,14 +22,14 @@ after ``after_messages`` chunks; ``slow_first_byte`` waits ``delay_ms``
 before the first chunk.
 
 In tests: ``httpx.AsyncClient(transport=httpx.MockTransport(fake.handler))``.
-By hand: ``python -m switchboard.testing.fake_tts --port 8002``.
+By hand: ``python -m switchboard.testing cascaded`` (with the fake Deepgram and chat).
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -38,7 +38,7 @@ import trio
 from .script import Script
 from .speech import speak_bytes
 
-__all__ = ["FakeTTS", "main"]
+__all__ = ["FakeTTS"]
 
 SAMPLE_RATE = 24000
 
@@ -142,14 +142,3 @@ def _wav_header(data_bytes: int, rate: int) -> bytes:
 
 def _error(status: int, message: str) -> httpx.Response:
     return httpx.Response(status, json={"error": {"message": message, "type": "error"}})
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m switchboard.testing.fake_tts``: serve the fake on loopback until Ctrl-C."""
-    from .fake_chat import main as serve_main
-
-    return serve_main(argv, fake="tts")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -33,6 +33,7 @@ Scripts load from JSON or YAML (``Script.from_mapping``)::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
@@ -112,6 +113,22 @@ class Script:
         return next(
             (f for f in self.faults if f.kind == kind and f.applies(connection, turn)), None
         )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Script:
+        """A script from a YAML or JSON file (JSON is YAML).
+
+        Raises:
+            OSError: the file cannot be read.
+            ValueError: it is not a script (see :meth:`from_mapping`).
+        """
+        import yaml
+
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path}: a script is a mapping of greeting, turns, faults")
+        return cls.from_mapping(data)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Script:

@@ -129,7 +129,7 @@ async def running(
     **setup_kw: Any,
 ) -> AsyncIterator[Harness]:
     """The adapter running against ``fake`` (or any ``handler``) over a memory stream."""
-    connect = memory_connector(handler or fake.handle)  # type: ignore[union-attr]
+    connect = memory_connector(handler or fake.handler)  # type: ignore[union-attr]
     setup = setup_for(connect, **setup_kw)
     provider = build(setup)
     to_provider, inbox = trio.open_memory_channel[ToProvider](64)

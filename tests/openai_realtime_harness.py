@@ -148,7 +148,7 @@ async def start(
     nursery: trio.Nursery, fake: FakeOpenAIRealtime, connect: Any = None, **kw: Any
 ) -> Harness:
     """Run the adapter on ``fake`` (in memory) in ``nursery``."""
-    setup = make_setup(connect or memory_connector(fake.handle), **kw)
+    setup = make_setup(connect or memory_connector(fake.handler), **kw)
     to_provider, inbox = trio.open_memory_channel[ToProvider](64)
     outbox, from_provider = trio.open_memory_channel[ToSupervisor](10_000)
     events_send, events_receive = trio.open_memory_channel[CallEvent](1000)

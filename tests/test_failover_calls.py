@@ -104,7 +104,7 @@ async def run(
         assets=ASSETS,
         endpoints=ENDPOINTS,
         connect=memory_router(
-            {"openai.fake": fakes.openai.handle, "gemini.fake": fakes.gemini.handle}
+            {"openai.fake": fakes.openai.handler, "gemini.fake": fakes.gemini.handler}
         ),
     )
     lines = {round(t / 0.02): caller_line(text) for t, text in zip(speak_at, LINES, strict=False)}

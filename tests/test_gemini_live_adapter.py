@@ -90,7 +90,7 @@ async def test_the_api_key_goes_in_the_query_and_only_when_set(
             request: trio_websocket.WebSocketRequest, fake: FakeGeminiLive = fake
         ) -> None:
             paths.append(request.path)
-            await fake.handle(request)
+            await fake.handler(request)
 
         async with running(fake, handler=handler, key=key) as h:
             await h.next(ProviderReady)

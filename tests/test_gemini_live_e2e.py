@@ -61,7 +61,7 @@ async def gemini_server(
     database_url: str, tmp_path: Path, nursery: trio.Nursery
 ) -> AsyncIterator[tuple[str, str, FakeGeminiLive]]:
     fake = FakeGeminiLive(SCRIPT)
-    port = await nursery.start(serve_fake, fake.handle)
+    port = await nursery.start(serve_fake, fake.handler)
     settings = Settings(
         host="127.0.0.1",
         port=0,

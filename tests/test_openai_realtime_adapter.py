@@ -315,7 +315,7 @@ async def test_the_beta_dialect_works_too(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     fake = FakeOpenAIRealtime(Script(greeting="Hello from the beta."))
-    inner = memory_connector(fake.handle)
+    inner = memory_connector(fake.handler)
 
     def beta(url: str, headers: Sequence[tuple[str, str]]) -> Any:
         return inner(url, [*headers, ("OpenAI-Beta", "realtime=v1")])
@@ -457,7 +457,7 @@ async def test_slow_first_byte_delays_the_answer(
 
 async def test_over_real_sockets_5xx_and_unreachable_are_told_apart(nursery: trio.Nursery) -> None:
     fake = FakeOpenAIRealtime(Script(faults=(Fault("http_5xx", status=502),)))
-    port = await nursery.start(serve, fake.handle)
+    port = await nursery.start(serve, fake.handler)
     with trio.fail_after(10):
         refused = await failure(await start(nursery, fake, connect=connect_websocket, port=port))
     assert refused.kind == "http_5xx" and "502" in refused.detail

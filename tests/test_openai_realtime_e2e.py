@@ -62,7 +62,7 @@ SCRIPT = Script(
 @pytest.fixture
 async def fake(nursery: trio.Nursery) -> AsyncIterator[tuple[FakeOpenAIRealtime, int]]:
     fake = FakeOpenAIRealtime(SCRIPT)
-    port = await nursery.start(serve_fake, fake.handle)
+    port = await nursery.start(serve_fake, fake.handler)
     yield fake, port
 
 
