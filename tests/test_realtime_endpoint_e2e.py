@@ -93,6 +93,10 @@ def talk(url: str, api_key: str, agent_id: str, speech: bytes) -> Heard:
             )
             # The greeting: until its response.done, or quiet once its audio came.
             await _collect(conn, heard, lambda h: _responses_done(h, 1), quiet_s=1.5, overall_s=20)
+            # A malformed event (audio that is not base64): an error, and the call goes on.
+            await conn.send(
+                {"type": "input_audio_buffer.append", "audio": "%%%", "event_id": "bad1"}
+            )
             for i in range(0, len(speech), RATE // 10 * 2):  # 100 ms appends
                 chunk = speech[i : i + RATE // 10 * 2]
                 await conn.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
@@ -123,6 +127,9 @@ async def test_the_openai_sdk_client_talks_to_the_agent_through_v1_realtime(
     (updated,) = heard.of("session.updated")
     assert updated["session"]["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": RATE}
     assert "pirate" not in updated["session"].get("instructions", "")  # the agent's win
+    (error,) = heard.of("error")
+    assert error["error"]["type"] == "invalid_request_error"
+    assert error["error"]["event_id"] == "bad1" and "audio" in error["error"]["message"]
     audio = heard.audio_by_response()
     assert len(audio) == 2, heard.events  # the greeting, then the answer to the caller
     greeting_id, answer_id = list(audio)
