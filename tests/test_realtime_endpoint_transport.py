@@ -9,6 +9,7 @@ so "shaped as OpenAI's" is checked by OpenAI's own schema.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -20,6 +21,8 @@ import pydantic
 import pytest
 import trio
 import trio_websocket
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai.types.beta.realtime import RealtimeServerEvent as BetaServerEvent
 from openai.types.realtime import RealtimeServerEvent
 
@@ -427,3 +430,23 @@ async def test_the_first_session_update_fixes_the_call_format() -> None:
     assert call_format(append) == wire.PCM16_24K
     assert call_format(None) == wire.PCM16_24K
     assert call_format("{broken") == wire.PCM16_24K
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=2400), max_size=8))
+async def test_any_chunking_of_appends_gives_the_same_caller_audio(cuts: list[int]) -> None:
+    audio = bytes(i % 251 for i in range(2400))  # 50 ms of PCM16 24 kHz
+    bounds = sorted({0, len(audio), *cuts})
+    appends = [audio[a:b] for a, b in itertools.pairwise(bounds)]
+    async with realtime_call() as call:
+        for part in appends:
+            await call.send(wire.InputAudioBufferAppend(audio=part))
+        frames: list[CallerAudio] = []
+        while sum(len(f.chunk.data) for f in frames) < len(audio):
+            frame = await call.told.receive()
+            assert isinstance(frame, CallerAudio)
+            frames.append(frame)
+    assert b"".join(f.chunk.data for f in frames) == audio
+    assert all(f.chunk.duration_ms <= 20 for f in frames)
+    ends = [f.offset_ms + f.chunk.duration_ms for f in frames]
+    assert [f.offset_ms for f in frames] == pytest.approx([0.0, *ends[:-1]], abs=1e-3)
