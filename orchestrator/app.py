@@ -4,6 +4,7 @@ Routes:
 
 - ``POST /twilio/incoming``: Twilio's voice webhook (TwiML).
 - ``WS /twilio/stream``: Twilio Media Streams.
+- ``WS /v1/realtime``: OpenAI Realtime-compatible clients.
 - ``GET /v1/calls/{session_id}/events``: a call's events in order
   (``Authorization: Bearer <tenant API key>``).
 - ``GET /health``: the process is alive.
@@ -20,6 +21,7 @@ from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
 from .asgi_ws import AsgiWebSocket, Receive, Scope, Send
+from .realtime_routes import realtime_stream
 from .runtime import Runtime
 from .twilio_routes import incoming_call, media_stream
 
@@ -68,6 +70,8 @@ def create_app(rt: Runtime) -> Any:
             ws = AsgiWebSocket(scope, receive, send)
             if scope["path"] == "/twilio/stream":
                 await media_stream(ws, rt)
+            elif scope["path"] == "/v1/realtime":
+                await realtime_stream(ws, rt)
             else:
                 await ws.reject(404, f"no WebSocket endpoint at {scope['path']}")
             return

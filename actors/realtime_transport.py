@@ -1,0 +1,687 @@
+"""The OpenAI-compatible transport: a ``/v1/realtime`` client as the caller's side of a call.
+
+The client speaks the OpenAI Realtime protocol (OpenAI API reference,
+"Realtime: client events" / "server events"; wire format in
+:mod:`switchboard.codecs.openai_realtime`) as if the runtime were OpenAI; the
+runtime's agent, tools, event log and failover answer it.
+
+Client -> call:
+
+- ``input_audio_buffer.append``: caller audio, cut into 20 ms
+  :class:`CallerAudio` frames in the call's format, ``offset_ms`` counted
+  from the first byte appended.
+- ``session.update``: answered by ``session.updated`` with the configuration
+  *in effect*: the agent's instructions, voice and tools win over the
+  client's; turn detection is always the runtime's own voice activity
+  detection (``server_vad``); the audio format is fixed when the call starts
+  (see :func:`call_format`): asking for another one is an ``error``.
+- ``conversation.item.truncate``: what the client played of an answer, used
+  as the heard position at the next barge-in; answered by
+  ``conversation.item.truncated``.
+- ``input_audio_buffer.commit``: the runtime's VAD ends turns itself; during
+  speech the answer is ``input_audio_buffer.committed`` for the item being
+  spoken, otherwise an ``error`` (``input_audio_buffer_commit_empty``).
+- ``input_audio_buffer.clear``: answered by ``input_audio_buffer.cleared``
+  (audio is streamed as it arrives, so nothing already appended is recalled).
+- ``conversation.item.create``: answered by ``conversation.item.created`` and
+  logged (``realtime.item.create``); the call has no "caller typed text"
+  message yet, so the agent does not hear it.
+- ``response.create``: logged; the agent answers each caller turn by itself.
+- ``response.cancel``: the running response ends for the client at once
+  (``response.done``, ``cancelled``, ``client_cancelled``) and its remaining
+  audio is dropped; logged as ``realtime.response.cancel`` (the call has no
+  message to stop the provider's response yet).
+- A malformed or unknown event is answered by an ``error`` event shaped as
+  OpenAI's (``invalid_request_error``) and skipped; the call goes on. After
+  :data:`MAX_BAD_EVENTS_IN_A_ROW` the client is taken to be broken
+  (:class:`TransportFailed`, close code 1008).
+
+Call -> client (``ShowEvent`` arrives in order with the audio):
+
+- ``speech.started`` / ``speech.stopped`` -> ``input_audio_buffer.speech_started``
+  / ``speech_stopped``;
+- ``turn:user`` -> ``input_audio_buffer.committed``, ``conversation.item.created``
+  (the user message with its transcript) and
+  ``conversation.item.input_audio_transcription.completed``;
+- ``response.start`` -> ``response.created``, ``response.output_item.added``,
+  ``conversation.item.created`` (the assistant message);
+- :class:`PlayAudio` -> ``response.output_audio.delta`` (beta
+  ``response.audio.delta``);
+- ``turn:agent`` -> ``response.output_audio_transcript.delta`` and ``.done``;
+- ``response.done`` -> ``response.output_audio.done``,
+  ``response.output_item.done`` and ``response.done`` (``completed``, or
+  ``cancelled`` / ``turn_detected`` after a barge-in).
+
+Tool calls run inside the runtime, so they are not shown as function calls
+(a client would try to run them). :class:`MarkPlayback` is answered at once
+(the client plays the audio itself); :class:`ClearPlayback` is answered with
+the heard position the client reported by ``conversation.item.truncate``,
+or else estimated as the audio's real-time duration since its first chunk
+was sent (never more than was sent). :class:`EndCall` closes the socket once
+the audio sent has had time to play.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import structlog
+import trio
+
+from switchboard.codecs import openai_realtime as wire
+from switchboard.orchestrator.agents import AgentSpec
+
+from .context import AudioFormat, CallContext, EventSink
+from .messages import (
+    AudioChunk,
+    CallerAudio,
+    CallerHungUp,
+    CallEvent,
+    ClearPlayback,
+    EndCall,
+    MarkPlayback,
+    PlayAudio,
+    PlaybackCleared,
+    PlaybackMarked,
+    ShowEvent,
+    ToSupervisor,
+    ToTransport,
+    TransportFailed,
+)
+from .sockets import MessageSocket
+
+__all__ = [
+    "MAX_BAD_EVENTS_IN_A_ROW",
+    "RealtimeTransport",
+    "call_format",
+    "caller_format",
+    "session_in_effect",
+]
+
+log = structlog.get_logger("switchboard.realtime")
+
+FRAME_MS: Final = 20
+MAX_BAD_EVENTS_IN_A_ROW: Final = 20
+MAX_HANGUP_WAIT_S: Final = 10.0
+"""The longest EndCall waits for the client to play the audio already sent."""
+SUPPORTED_FORMATS: Final = (wire.PCM16_24K, wire.PCMU_8K)
+TRANSCRIPTION_MODEL: Final = "switchboard"
+"""Named in ``session.updated``: the runtime transcribes with whichever provider is live."""
+
+_ERROR_CODES: Final = {
+    "invalid_json": "invalid_json",
+    "not_an_object": "invalid_type",
+    "missing_field": "missing_required_parameter",
+    "bad_field": "invalid_value",
+    "bad_base64": "invalid_value",
+}
+"""The codec's reasons as OpenAI's ``error.code`` values."""
+
+
+def caller_format(fmt: wire.WireAudioFormat) -> AudioFormat:
+    """The call's :class:`AudioFormat` for a supported wire format (``pcmu`` 8 kHz, PCM16 24 kHz).
+
+    Raises:
+        ValueError: A-law or another format the runtime does not carry.
+    """
+    if fmt not in SUPPORTED_FORMATS:
+        raise ValueError(f"unsupported audio format {fmt}")
+    return AudioFormat("pcmu" if fmt.encoding == "pcmu" else "pcm16", fmt.sample_rate)
+
+
+def _wire_format(fmt: AudioFormat) -> wire.WireAudioFormat:
+    for candidate in SUPPORTED_FORMATS:
+        if (candidate.encoding, candidate.sample_rate) == (fmt.encoding, fmt.sample_rate):
+            return candidate
+    raise ValueError(f"a realtime client cannot carry {fmt}")
+
+
+def _requested_format(update: wire.SessionUpdate) -> wire.WireAudioFormat | None:
+    return update.session.input_format or update.session.output_format
+
+
+def call_format(first_event: str | bytes | None) -> wire.WireAudioFormat:
+    """The call's audio format, fixed by the client's first event (the rule of this endpoint).
+
+    A ``session.update`` first that names a supported format (``audio.input.format``,
+    else ``audio.output.format``; beta ``input_audio_format``: ``audio/pcmu`` /
+    ``g711_ulaw`` or ``audio/pcm`` / ``pcm16``) sets it; anything else (no
+    event, another event, a malformed one, A-law) leaves OpenAI's default,
+    PCM16 at 24 kHz. It cannot change once the call runs.
+    """
+    if first_event is None:
+        return wire.PCM16_24K
+    try:
+        event = wire.parse_client_event(first_event)
+    except wire.RealtimeEventError:
+        return wire.PCM16_24K
+    if isinstance(event, wire.SessionUpdate):
+        requested = _requested_format(event)
+        if requested in SUPPORTED_FORMATS:
+            assert requested is not None
+            return requested
+    return wire.PCM16_24K
+
+
+def session_in_effect(
+    agent: AgentSpec, fmt: wire.WireAudioFormat, *, session_id: str, model: str
+) -> wire.SessionConfig:
+    """The session a client is told about (``session.created`` / ``session.updated``).
+
+    The agent's configuration, not the client's: instructions, voice and its
+    own function tools (the runtime's builtin tools are run by the runtime and
+    not listed); audio ``fmt`` both ways; turn detection by the runtime's VAD.
+    """
+    tools = tuple(
+        wire.FunctionTool(name=t.name, description=t.description, parameters=t.parameters_json())
+        for t in agent.tools
+    )
+    return wire.SessionConfig(
+        id=session_id,
+        model=model,
+        instructions=agent.instructions,
+        voice=agent.voice,
+        input_format=fmt,
+        output_format=fmt,
+        turn_detection=wire.TurnDetection(
+            type="server_vad", create_response=True, interrupt_response=True
+        ),
+        transcription_model=TRANSCRIPTION_MODEL,
+        tools=tools,
+        tool_choice="auto",
+        output_modalities=("audio",),
+    )
+
+
+@dataclass
+class _Response:
+    """One agent response as the client sees it."""
+
+    item_id: str
+    first_audio_s: float | None = None  # trio time its first audio was sent
+    sent_ms: float = 0.0
+    played_ms: float | None = None  # the client's conversation.item.truncate
+    transcript: str | None = None
+    closed: bool = False
+
+    def heard_ms(self, now_s: float) -> float:
+        if self.played_ms is not None:
+            return min(self.played_ms, self.sent_ms)
+        if self.first_audio_s is None:
+            return 0.0
+        return min(self.sent_ms, (now_s - self.first_audio_s) * 1000.0)
+
+    def playout_end_s(self) -> float:
+        start = self.first_audio_s if self.first_audio_s is not None else 0.0
+        return start + self.sent_ms / 1000.0
+
+
+class RealtimeTransport:
+    """The caller's side of a call held by an OpenAI Realtime client.
+
+    Args:
+        ctx: the call; ``ctx.caller_format`` is the session's audio format
+            (PCM16 24 kHz or G.711 mu-law 8 kHz).
+        socket: the accepted WebSocket.
+        inbox, to_supervisor, events: as for every transport (``run_call``).
+        dialect: ``beta`` for a client that sent ``OpenAI-Beta: realtime=v1``.
+        model: the model the client asked for, echoed in ``session.updated``.
+        pending: client events already read (by the route, before the call
+            started), handled first.
+    """
+
+    def __init__(
+        self,
+        ctx: CallContext,
+        *,
+        socket: MessageSocket,
+        inbox: trio.MemoryReceiveChannel[ToTransport],
+        to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        events: EventSink,
+        dialect: wire.Dialect = "ga",
+        model: str = "switchboard",
+        pending: Sequence[str | bytes] = (),
+    ) -> None:
+        self.ctx = ctx
+        self._socket = socket
+        self._inbox = inbox
+        self._to_supervisor = to_supervisor
+        self._replies = to_supervisor.clone()  # the command taker's (PlaybackMarked/Cleared)
+        self._events = events
+        self._dialect: wire.Dialect = dialect
+        self._model = model
+        self._pending = list(pending)
+        self._format = _wire_format(ctx.caller_format)
+        self._bytes_per_ms = (
+            ctx.caller_format.sample_rate
+            * (2 if ctx.caller_format.encoding == "pcm16" else 1)
+            / 1000.0
+        )
+        self._send_lock = trio.Lock()
+        self._ids = itertools.count(1)
+        self._input_ms = 0.0
+        self._odd_byte = b""
+        self._speech_item: str | None = None  # the user item being spoken
+        self._committed: set[str] = set()  # user items already reported committed
+        self._last_item: str | None = None
+        self._responses: dict[str, _Response] = {}
+        self._items: dict[str, str] = {}  # assistant item id -> response id
+        self._playing: str | None = None  # response whose audio was sent last
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._read)
+                task_status.started()
+                await self._take_commands()
+                nursery.cancel_scope.cancel()  # the supervisor is done: so is the call
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._socket.close(1000, "call ended")
+                await self._replies.aclose()
+                await self._events.aclose()
+
+    # -- client -> call --------------------------------------------------------------
+
+    async def _read(self) -> None:
+        async with self._to_supervisor:
+            try:
+                bad_in_a_row = 0
+                while True:
+                    text = self._pending.pop(0) if self._pending else await self._socket.receive()
+                    if text is None:
+                        break
+                    bad_in_a_row = 0 if await self._on_client_text(text) else bad_in_a_row + 1
+                    if bad_in_a_row >= MAX_BAD_EVENTS_IN_A_ROW:
+                        await self._to_supervisor.send(
+                            TransportFailed(
+                                "malformed events", f"{bad_in_a_row} unusable events in a row"
+                            )
+                        )
+                        await self._socket.close(1008, "too many malformed events")
+                        return
+                await self._to_supervisor.send(CallerHungUp("client closed the connection"))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the supervisor has already ended the call
+
+    async def _on_client_text(self, text: str | bytes) -> bool:
+        """Handle one client event; False if it could not be understood."""
+        if isinstance(text, bytes):
+            await self._error("invalid_type", "events are JSON text frames, not binary")
+            return False
+        try:
+            event = wire.parse_client_event(text)
+        except wire.RealtimeEventError as exc:
+            await self._events.emit(
+                "error", where="realtime.client", reason=exc.reason, detail=exc.detail
+            )
+            await self._error(_ERROR_CODES[exc.reason], exc.detail, client_event_id=_event_id(text))
+            return False
+        if isinstance(event, wire.UnknownEvent):
+            await self._error(
+                "invalid_value",
+                f"Invalid value: {event.type[:80]!r}. This server does not handle that event.",
+                param="type",
+                client_event_id=_event_id(text),
+            )
+            return False
+        await self._handle_client_event(event)
+        return True
+
+    async def _handle_client_event(self, event: wire.ClientEvent) -> None:
+        if isinstance(event, wire.InputAudioBufferAppend):
+            await self._forward_audio(event.audio)
+        elif isinstance(event, wire.SessionUpdate):
+            await self._on_session_update(event)
+        elif isinstance(event, wire.ConversationItemTruncate):
+            await self._on_truncate(event)
+        elif isinstance(event, wire.InputAudioBufferCommit):
+            await self._on_commit(event)
+        elif isinstance(event, wire.InputAudioBufferClear):
+            await self._send(wire.InputAudioBufferCleared())
+        elif isinstance(event, wire.ConversationItemCreate):
+            await self._on_item_create(event)
+        elif isinstance(event, wire.ResponseCreate):
+            await self._events.emit("realtime.response.create")
+        elif isinstance(event, wire.ResponseCancel):
+            await self._on_cancel(event)
+
+    async def _forward_audio(self, data: bytes) -> None:
+        fmt = self.ctx.caller_format
+        if fmt.encoding == "pcm16":
+            data = self._odd_byte + data
+            cut = len(data) - len(data) % 2
+            data, self._odd_byte = data[:cut], data[cut:]
+        step = int(self._bytes_per_ms * FRAME_MS)
+        for i in range(0, len(data), step):
+            chunk = AudioChunk(data[i : i + step], fmt.encoding, fmt.sample_rate)
+            await self._to_supervisor.send(CallerAudio(chunk, round(self._input_ms, 3)))
+            self._input_ms += chunk.duration_ms
+
+    async def _on_session_update(self, update: wire.SessionUpdate) -> None:
+        requested = _requested_format(update)
+        mismatched = [
+            f
+            for f in (update.session.input_format, update.session.output_format)
+            if f is not None and f != self._format
+        ]
+        if mismatched:
+            await self._error(
+                "invalid_value",
+                f"The audio format is fixed for this call ({_format_name(self._format)}); "
+                f"set it in the first session.update. Asked for {_format_name(mismatched[0])}.",
+                param="session.audio.input.format",
+                client_event_id=update.event_id or None,
+            )
+        ignored = [
+            name
+            for name, value in (
+                ("instructions", update.session.instructions),
+                ("tools", update.session.tools),
+                ("voice", update.session.voice),
+                ("turn_detection", update.session.turn_detection),
+            )
+            if value is not None
+        ]
+        await self._events.emit(
+            "realtime.session.update",
+            format=_format_name(requested) if requested else None,
+            ignored=ignored,
+        )
+        await self._send(wire.SessionUpdated(session=self._session()))
+
+    def _session(self) -> wire.SessionConfig:
+        return session_in_effect(
+            self.ctx.agent,
+            self._format,
+            session_id=f"sess_{self.ctx.session_id.hex}",
+            model=self._model,
+        )
+
+    async def _on_truncate(self, event: wire.ConversationItemTruncate) -> None:
+        response_id = self._items.get(event.item_id)
+        if response_id is None:
+            await self._error(
+                "invalid_value",
+                f"No assistant item with id {event.item_id[:80]!r}.",
+                param="item_id",
+                client_event_id=event.event_id or None,
+            )
+            return
+        response = self._responses[response_id]
+        response.played_ms = float(event.audio_end_ms)
+        await self._send(
+            wire.ConversationItemTruncated(
+                item_id=event.item_id,
+                content_index=event.content_index,
+                audio_end_ms=event.audio_end_ms,
+            )
+        )
+
+    async def _on_commit(self, event: wire.InputAudioBufferCommit) -> None:
+        item_id = self._speech_item
+        if item_id is None:
+            await self._error(
+                "input_audio_buffer_commit_empty",
+                "No caller speech to commit: the runtime's voice activity detection "
+                "commits each turn itself.",
+                client_event_id=event.event_id or None,
+            )
+            return
+        await self._commit(item_id)
+
+    async def _commit(self, item_id: str) -> None:
+        if item_id in self._committed:
+            return
+        self._committed.add(item_id)
+        await self._send(
+            wire.InputAudioBufferCommitted(item_id=item_id, previous_item_id=self._last_item)
+        )
+
+    async def _on_item_create(self, event: wire.ConversationItemCreate) -> None:
+        item = event.item
+        item_id = item.id or self._new_id("item")
+        item = dataclasses.replace(item, id=item_id)
+        text = ""
+        if isinstance(item, wire.MessageItem):
+            item = dataclasses.replace(item, status="completed")
+            text = " ".join(p.text or p.transcript or "" for p in item.content).strip()
+        await self._events.emit(
+            "realtime.item.create", item_id=item_id, kind=type(item).__name__, text=text
+        )
+        await self._send(
+            wire.ConversationItemCreated(
+                item=item, previous_item_id=event.previous_item_id or self._last_item
+            )
+        )
+        self._last_item = item_id
+
+    async def _on_cancel(self, event: wire.ResponseCancel) -> None:
+        open_ids = [rid for rid, r in self._responses.items() if not r.closed]
+        response_id = event.response_id or (open_ids[-1] if open_ids else None)
+        if response_id is None or response_id not in open_ids:
+            await self._error(
+                "response_cancel_not_active",
+                "Cancellation failed: no active response found.",
+                client_event_id=event.event_id or None,
+            )
+            return
+        await self._events.emit("realtime.response.cancel", response_id=response_id)
+        await self._close_response(response_id, status="cancelled", reason="client_cancelled")
+
+    # -- call -> client --------------------------------------------------------------
+
+    async def _take_commands(self) -> None:
+        async with self._replies:
+            async for command in self._inbox:
+                if isinstance(command, PlayAudio):
+                    await self._play(command)
+                elif isinstance(command, ShowEvent):
+                    await self._show(command.event)
+                elif isinstance(command, MarkPlayback):
+                    await self._reply(PlaybackMarked(command.name))
+                elif isinstance(command, ClearPlayback):
+                    await self._clear()
+                elif isinstance(command, EndCall):
+                    await self._hang_up(command.reason)
+
+    async def _reply(self, message: ToSupervisor) -> None:
+        try:
+            await self._replies.send(message)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the supervisor is gone; the call is ending
+
+    async def _play(self, command: PlayAudio) -> None:
+        response = self._responses.get(command.response_id)
+        if response is None:  # audio without its response.start: open the response here
+            response = await self._open_response(command.response_id)
+        if response.closed:
+            return  # cancelled by the client: the rest is not sent
+        if response.first_audio_s is None:
+            response.first_audio_s = trio.current_time()
+        response.sent_ms += command.chunk.duration_ms
+        self._playing = command.response_id
+        await self._send(
+            wire.ResponseOutputAudioDelta(
+                response_id=command.response_id, item_id=response.item_id, delta=command.chunk.data
+            )
+        )
+
+    async def _clear(self) -> None:
+        """Barge-in: the client stops playing itself; report what it heard."""
+        response_id, self._playing = self._playing, None
+        response = self._responses.get(response_id or "")
+        now = trio.current_time()
+        heard = response.heard_ms(now) if response else 0.0
+        sent = response.sent_ms if response else 0.0
+        await self._reply(PlaybackCleared(response_id, round(heard, 1), round(sent, 1)))
+
+    async def _hang_up(self, reason: str) -> None:
+        """Close once the audio sent has had time to play (bounded)."""
+        ends = [r.playout_end_s() for r in self._responses.values() if r.first_audio_s is not None]
+        remaining_s = max([0.0, *(end - trio.current_time() for end in ends)])
+        await trio.sleep(min(remaining_s, MAX_HANGUP_WAIT_S))
+        await self._events.emit("hangup", reason=reason)
+        await self._socket.close(1000, reason[:120])
+
+    async def _show(self, event: CallEvent) -> None:
+        p = event.payload
+        if event.type == "speech.started":
+            self._speech_item = self._new_id("item")
+            await self._send(
+                wire.InputAudioBufferSpeechStarted(
+                    audio_start_ms=_ms(p.get("audio_offset_ms")), item_id=self._speech_item
+                )
+            )
+        elif event.type == "speech.stopped":
+            if self._speech_item is None:
+                self._speech_item = self._new_id("item")
+            await self._send(
+                wire.InputAudioBufferSpeechStopped(
+                    audio_end_ms=_ms(p.get("audio_offset_ms")), item_id=self._speech_item
+                )
+            )
+        elif event.type == "turn:user":
+            await self._user_turn(str(p.get("text") or ""))
+        elif event.type == "response.start":
+            if str(p.get("response_id")) not in self._responses:
+                await self._open_response(str(p.get("response_id")))
+        elif event.type == "turn:agent":
+            await self._agent_transcript(str(p.get("response_id")), str(p.get("text") or ""))
+        elif event.type == "response.done":
+            interrupted = bool(p.get("interrupted"))
+            await self._close_response(
+                str(p.get("response_id")),
+                status="cancelled" if interrupted else "completed",
+                reason="turn_detected" if interrupted else None,
+            )
+        # tool calls run in the runtime; failover and call.ending have no OpenAI event.
+
+    async def _user_turn(self, text: str) -> None:
+        item_id = self._speech_item or self._new_id("item")
+        self._speech_item = None
+        await self._commit(item_id)
+        item = wire.MessageItem(
+            role="user",
+            id=item_id,
+            status="completed",
+            content=(wire.ContentPart(type="input_audio", transcript=text),),
+        )
+        await self._send(wire.ConversationItemCreated(item=item, previous_item_id=self._last_item))
+        self._last_item = item_id
+        await self._send(
+            wire.InputAudioTranscriptionCompleted(item_id=item_id, content_index=0, transcript=text)
+        )
+
+    async def _open_response(self, response_id: str) -> _Response:
+        response = _Response(item_id=self._new_id("item"))
+        self._responses[response_id] = response
+        self._items[response.item_id] = response_id
+        item = wire.MessageItem(role="assistant", id=response.item_id, status="in_progress")
+        await self._send(wire.ResponseCreated(response=wire.ResponseInfo(id=response_id)))
+        await self._send(
+            wire.ResponseOutputItemAdded(response_id=response_id, output_index=0, item=item)
+        )
+        await self._send(wire.ConversationItemCreated(item=item, previous_item_id=self._last_item))
+        self._last_item = response.item_id
+        return response
+
+    async def _agent_transcript(self, response_id: str, text: str) -> None:
+        response = self._responses.get(response_id)
+        if response is None or response.closed or response.transcript is not None:
+            return
+        response.transcript = text
+        rid, item_id = response_id, response.item_id
+        await self._send(
+            wire.ResponseOutputAudioTranscriptDelta(response_id=rid, item_id=item_id, delta=text)
+        )
+        await self._send(
+            wire.ResponseOutputAudioTranscriptDone(
+                response_id=rid, item_id=item_id, transcript=text
+            )
+        )
+
+    async def _close_response(self, response_id: str, *, status: str, reason: str | None) -> None:
+        response = self._responses.get(response_id)
+        if response is None or response.closed:
+            return
+        response.closed = True
+        if self._playing == response_id:
+            self._playing = None
+        rid, item_id = response_id, response.item_id
+        await self._send(wire.ResponseOutputAudioDone(response_id=rid, item_id=item_id))
+        if response.transcript is None:
+            await self._send(
+                wire.ResponseOutputAudioTranscriptDone(
+                    response_id=rid, item_id=item_id, transcript=""
+                )
+            )
+        item = wire.MessageItem(
+            role="assistant",
+            id=response.item_id,
+            status="completed" if status == "completed" else "incomplete",
+            content=(wire.ContentPart(type="output_audio", transcript=response.transcript or ""),),
+        )
+        await self._send(
+            wire.ResponseOutputItemDone(response_id=response_id, output_index=0, item=item)
+        )
+        await self._send(
+            wire.ResponseDone(
+                response=wire.ResponseInfo(
+                    id=response_id, status=status, status_reason=reason, output=(item,)
+                )
+            )
+        )
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}_{self.ctx.session_id.hex[:12]}{next(self._ids):06d}"
+
+    async def _error(
+        self,
+        code: str,
+        message: str,
+        *,
+        param: str | None = None,
+        client_event_id: str | None = None,
+    ) -> None:
+        await self._send(
+            wire.ErrorEvent(
+                error_type="invalid_request_error",
+                code=code,
+                message=message,
+                param=param,
+                client_event_id=client_event_id,
+            )
+        )
+
+    async def _send(self, event: wire.ServerEvent) -> None:
+        if not isinstance(event, wire.UnknownEvent):
+            event = dataclasses.replace(event, event_id=self._new_id("event"))
+        text = wire.encode_server_event(event, self._dialect)
+        async with self._send_lock:
+            await self._socket.send(text)
+
+
+def _ms(value: Any) -> int:
+    return round(float(value)) if isinstance(value, int | float) else 0
+
+
+def _format_name(fmt: wire.WireAudioFormat) -> str:
+    return {"pcmu": "audio/pcmu", "pcma": "audio/pcma"}.get(fmt.encoding, "audio/pcm")
+
+
+def _event_id(text: str | bytes) -> str | None:
+    """The ``event_id`` of a client event that failed to parse, if one can be read."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    value = data.get("event_id") if isinstance(data, dict) else None
+    return value[:200] if isinstance(value, str) else None

@@ -1,0 +1,228 @@
+"""``WS /v1/realtime``: the OpenAI Realtime-compatible door.
+
+Any OpenAI Realtime client (the official SDKs with their WebSocket base URL
+pointed at ``ws://HOST:PORT/v1``) talks to the runtime as if it were the
+provider; :class:`~switchboard.actors.realtime_transport.RealtimeTransport`
+is its side of the call, and the usual call core (supervisor, provider with
+failover, tools, event log) answers it.
+
+Authentication, before ``accept`` and before anything is created:
+``Authorization: Bearer <credential>``, where the credential is
+
+- a tenant API key (``sb_...``): the tenant is the key's; the agent is the
+  ``?agent_id=<uuid>`` query parameter, which must be one of the tenant's
+  agents; a new ``realtime`` session row is created for the call;
+- a session token (from ``POST /v1/sessions``): checked by the
+  ``check_token`` seam (the shared handshake check: signature, claims, jti
+  consumption); the agent is the token's ``agent_id`` (a ``?agent_id=`` that
+  differs is refused) and the session is the token's.
+
+A refusal is an HTTP 401/403 (400 for a missing or malformed ``agent_id``)
+with a short reason and one ``auth.rejected`` log line; nothing else happens.
+``OpenAI-Beta: realtime=v1`` selects the beta event names. ``?model=`` is
+echoed back, not used: the agent's provider chain decides.
+
+After ``accept`` the server sends ``session.created``, then reads the
+client's first event (at most :data:`FIRST_EVENT_TIMEOUT_S`) to fix the
+call's audio format (:func:`~switchboard.actors.realtime_transport.call_format`),
+and only then starts the call, so the agent's greeting is in that format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Final, Literal
+from uuid import UUID
+
+import structlog
+import trio
+
+from switchboard.actors.context import CallContext, EventSink
+from switchboard.actors.messages import ToSupervisor, ToTransport
+from switchboard.actors.realtime_transport import (
+    RealtimeTransport,
+    call_format,
+    caller_format,
+    session_in_effect,
+)
+from switchboard.codecs import openai_realtime as wire
+
+from .agents import AgentSpec
+from .asgi_ws import AsgiWebSocket
+from .call import run_call
+from .errors import StorageError
+from .runtime import Runtime
+from .store import API_KEY_PREFIX, Store
+from .tokens import SessionClaims
+
+log = structlog.get_logger("switchboard.realtime")
+
+DOOR: Final = "realtime"
+FIRST_EVENT_TIMEOUT_S: Final = 2.0
+DEFAULT_MODEL: Final = "gpt-realtime"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Refuse the handshake with HTTP ``status`` and ``reason`` (short, safe to show)."""
+
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class RealtimeAdmission:
+    """Who may call: the tenant, the agent, and the session when a token named one."""
+
+    tenant_id: UUID
+    agent_id: UUID
+    agent: AgentSpec
+    session_id: UUID | None
+    via: Literal["api_key", "session_token"]
+
+
+TokenCheck = Callable[
+    [Mapping[str, str], Mapping[str, Sequence[str]]], Awaitable[SessionClaims | Refusal]
+]
+"""Checks a session token at the handshake (headers lower-cased, query as ``parse_qs``
+gives it) and spends it; returns its claims or a :class:`Refusal`, and logs its own
+``auth.rejected`` line. The lead wires ``orchestrator.ws_auth.check_handshake`` here."""
+
+
+async def authenticate(
+    headers: Mapping[str, str],
+    query: Mapping[str, Sequence[str]],
+    store: Store,
+    check_token: TokenCheck | None,
+) -> RealtimeAdmission | Refusal:
+    """Decide a ``/v1/realtime`` handshake; writes nothing unless a token is spent.
+
+    Never raises for a bad credential; a database failure is ``Refusal(503, ...)``.
+    """
+    scheme, _, credential = headers.get("authorization", "").partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        return _refused(401, "Authorization: Bearer <session token or API key> is required")
+    asked = query.get("agent_id", [""])[0]
+    asked_agent = _uuid(asked) if asked else None
+    if asked and asked_agent is None:
+        return _refused(400, "agent_id must be a UUID")
+    try:
+        if credential.startswith(API_KEY_PREFIX):
+            return await _by_api_key(store, credential, asked_agent)
+        if check_token is None:
+            return _refused(401, "session tokens are not accepted on this server")
+        claims = await check_token(headers, query)
+        if isinstance(claims, Refusal):
+            return claims
+        if asked_agent is not None and asked_agent != claims.agent_id:
+            return _refused(403, "agent_id is not the session token's agent")
+        agent = await _agent(store, claims.tenant_id, claims.agent_id)
+        if agent is None:
+            return _refused(403, "the session token's agent no longer exists")
+        return RealtimeAdmission(
+            claims.tenant_id, claims.agent_id, agent, claims.session_id, "session_token"
+        )
+    except StorageError:
+        log.exception("the credential could not be checked against the database")
+        return _refused(503, "cannot check the credential now; try again")
+
+
+async def _by_api_key(store: Store, key: str, agent_id: UUID | None) -> RealtimeAdmission | Refusal:
+    tenant_id = await trio.to_thread.run_sync(store.tenant_for_api_key, key)
+    if tenant_id is None:
+        return _refused(401, "unknown or revoked API key")
+    if agent_id is None:
+        return _refused(400, "?agent_id=<agent id> is required with a tenant API key")
+    agent = await _agent(store, tenant_id, agent_id)
+    if agent is None:
+        return _refused(403, "no such agent for this tenant")
+    return RealtimeAdmission(tenant_id, agent_id, agent, None, "api_key")
+
+
+async def _agent(store: Store, tenant_id: UUID, agent_id: UUID) -> AgentSpec | None:
+    """The tenant's agent, or None if it has none by that id (or its spec is unreadable)."""
+    try:
+        return await trio.to_thread.run_sync(store.get_agent, tenant_id, agent_id)
+    except StorageError:
+        return None
+
+
+def _refused(status: int, reason: str) -> Refusal:
+    log.warning("auth.rejected", door=DOOR, status=status, reason=reason)
+    return Refusal(status, reason)
+
+
+def _uuid(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+async def realtime_stream(
+    ws: AsgiWebSocket, rt: Runtime, *, check_token: TokenCheck | None = None
+) -> None:
+    """One ``/v1/realtime`` connection: authenticate, accept, run the call on it."""
+    admission = await authenticate(ws.headers, ws.query, rt.store, check_token)
+    if isinstance(admission, Refusal):
+        await ws.reject(admission.status, admission.reason)
+        return
+    store = rt.store
+    session_id = admission.session_id
+    if session_id is None:
+        session_id = await trio.to_thread.run_sync(
+            partial(store.create_session, admission.tenant_id, admission.agent_id, transport=DOOR)
+        )
+    mark = partial(store.mark_session, admission.tenant_id, session_id)
+    beta = "realtime=v1" in ws.headers.get("openai-beta", "").replace(" ", "")
+    dialect: wire.Dialect = "beta" if beta else "ga"
+    model = ws.query.get("model", [DEFAULT_MODEL])[0][:100]
+
+    await ws.accept()
+    if ws.closed:
+        await trio.to_thread.run_sync(partial(mark, status="ended"))
+        return
+    default = session_in_effect(
+        admission.agent, wire.PCM16_24K, session_id=f"sess_{session_id.hex}", model=model
+    )
+    await ws.send(
+        wire.encode_server_event(wire.SessionCreated(session=default, event_id="event_0"), dialect)
+    )
+    first: str | bytes | None = None
+    with trio.move_on_after(FIRST_EVENT_TIMEOUT_S):
+        first = await ws.receive()
+        if first is None:  # gone before the call started
+            await trio.to_thread.run_sync(partial(mark, status="ended"))
+            return
+    await trio.to_thread.run_sync(partial(mark, status="active"))
+    ctx = CallContext(
+        session_id=session_id,
+        tenant_id=admission.tenant_id,
+        agent_id=admission.agent_id,
+        agent=admission.agent,
+        t0=trio.current_time(),
+        caller_format=caller_format(call_format(first)),
+        extra={"transport": DOOR, "auth": admission.via, "model": model, "dialect": dialect},
+    )
+
+    def make_transport(
+        inbox: trio.MemoryReceiveChannel[ToTransport],
+        to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        events: EventSink,
+    ) -> RealtimeTransport:
+        return RealtimeTransport(
+            ctx,
+            socket=ws,
+            inbox=inbox,
+            to_supervisor=to_supervisor,
+            events=events,
+            dialect=dialect,
+            model=model,
+            pending=() if first is None else (first,),
+        )
+
+    log.info("realtime call admitted", session_id=str(session_id), via=admission.via)
+    await run_call(ctx, make_transport, rt.resources)
