@@ -372,16 +372,7 @@ ToSupervisor = (
     | PlaybackCleared
     | CallerHungUp
     | TransportFailed
-    | ProviderReady
-    | SpeechStarted
-    | SpeechStopped
-    | CallerTranscript
-    | ResponseStarted
-    | AgentAudio
-    | AgentTranscript
-    | ResponseDone
-    | ToolCallRequested
-    | ProviderFailed
+    | ProviderOutput
     | FromProvider
     | ToolResult
 )
