@@ -153,6 +153,16 @@ CREATE TABLE IF NOT EXISTS recordings (
     FOREIGN KEY (tenant_id, session_id) REFERENCES voice_sessions (tenant_id, id)
 );
 
+-- The jti of every session token that opened a call: a token admits once.
+CREATE TABLE IF NOT EXISTS session_token_uses (
+    jti         text PRIMARY KEY,
+    tenant_id   uuid NOT NULL,
+    session_id  uuid NOT NULL,
+    used_at     timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL,       -- the token's exp: the row may go after it
+    FOREIGN KEY (tenant_id, session_id) REFERENCES voice_sessions (tenant_id, id)
+);
+
 -- Row-level security ------------------------------------------------------------
 
 DO $$
@@ -162,7 +172,7 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['tenants', 'api_keys', 'agents', 'phone_numbers',
                              'voice_sessions', 'call_events', 'call_turns',
-                             'call_logs', 'recordings'] LOOP
+                             'call_logs', 'recordings', 'session_token_uses'] LOOP
         tenant_column := CASE WHEN t = 'tenants' THEN 'id' ELSE 'tenant_id' END;
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
@@ -182,7 +192,7 @@ $$;
 -- list an agent update replaces) -------------------------------------------------
 
 REVOKE ALL ON tenants, api_keys, agents, phone_numbers, voice_sessions, call_events,
-    call_turns, call_logs, recordings FROM switchboard_app;
+    call_turns, call_logs, recordings, session_token_uses FROM switchboard_app;
 GRANT USAGE ON SCHEMA public TO switchboard_app;
 GRANT SELECT, INSERT ON tenants TO switchboard_app;
 GRANT SELECT, INSERT, UPDATE ON api_keys TO switchboard_app;
@@ -193,6 +203,7 @@ GRANT SELECT, INSERT ON call_events TO switchboard_app;
 GRANT SELECT, INSERT ON call_turns TO switchboard_app;
 GRANT SELECT, INSERT ON call_logs TO switchboard_app;
 GRANT SELECT, INSERT, UPDATE ON recordings TO switchboard_app;
+GRANT SELECT ON session_token_uses TO switchboard_app;  -- written by switchboard_consume_token
 
 -- Look-ups before the tenant is known ---------------------------------------------
 --
@@ -240,7 +251,38 @@ AS $$
     SELECT t.id FROM public.tenants AS t WHERE t.name = p_name
 $$;
 
+-- A session token's jti is spent once: INSERT ... ON CONFLICT DO NOTHING lets
+-- exactly one of any number of concurrent callers in. Nothing is written
+-- unless the tenant exists and the session is that tenant's and that agent's.
+-- Returns 'ok', 'unknown_tenant', 'unknown_session' or 'reused'.
+CREATE OR REPLACE FUNCTION switchboard_consume_token(
+    p_jti text, p_tenant_id uuid, p_session_id uuid, p_agent_id uuid, p_expires_at timestamptz)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM public.tenants AS t WHERE t.id = p_tenant_id) THEN
+        RETURN 'unknown_tenant';
+    END IF;
+    IF NOT EXISTS (SELECT FROM public.voice_sessions AS s
+                   WHERE s.id = p_session_id AND s.tenant_id = p_tenant_id
+                     AND s.agent_id = p_agent_id) THEN
+        RETURN 'unknown_session';
+    END IF;
+    INSERT INTO public.session_token_uses (jti, tenant_id, session_id, expires_at)
+    VALUES (p_jti, p_tenant_id, p_session_id, p_expires_at)
+    ON CONFLICT (jti) DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN 'reused';
+    END IF;
+    RETURN 'ok';
+END
+$$;
+
 REVOKE ALL ON FUNCTION switchboard_number_agent(text), switchboard_key_tenant(text),
-    switchboard_consume_admission(text), switchboard_tenant_by_name(text) FROM PUBLIC;
+    switchboard_consume_admission(text), switchboard_tenant_by_name(text),
+    switchboard_consume_token(text, uuid, uuid, uuid, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION switchboard_number_agent(text), switchboard_key_tenant(text),
-    switchboard_consume_admission(text), switchboard_tenant_by_name(text) TO switchboard_app;
+    switchboard_consume_admission(text), switchboard_tenant_by_name(text),
+    switchboard_consume_token(text, uuid, uuid, uuid, timestamptz) TO switchboard_app;

@@ -7,33 +7,48 @@ Routes:
 - ``WS /v1/realtime``: OpenAI Realtime-compatible clients.
 - ``GET /v1/calls/{session_id}/events``: a call's events in order
   (``Authorization: Bearer <tenant API key>``).
+- ``POST /v1/sessions``: a session and its token (tenant API key).
+- ``WS /v1/voice``, ``WS /app/voice/stream/{session_id}``: browser calls (session token).
+- ``GET /practice``: the practice-call page; ``POST /practice/session``: its
+  session in development mode.
 - ``GET /health``: the process is alive.
+- ``GET /ready``: the server takes calls (503 while draining).
 """
 
 from __future__ import annotations
 
+import importlib.resources
+from functools import cache
 from typing import Any
 from uuid import UUID
 
 import structlog
 import trio
-from quart import Response, jsonify, request
+from quart import Response, jsonify
 from quart_trio import QuartTrio
 
 from .asgi_ws import AsgiWebSocket, Receive, Scope, Send
+from .browser_routes import STREAM_PREFIX, browser_call
 from .realtime_routes import realtime_stream
 from .runtime import Runtime
+from .sessions import post_practice_session, post_sessions, tenant_for_request
 from .twilio_routes import incoming_call, media_stream
 
 log = structlog.get_logger("switchboard.app")
 
 
-async def tenant_from_bearer(rt: Runtime) -> UUID | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        return None
-    return await trio.to_thread.run_sync(rt.store.tenant_for_api_key, key.strip())
+STATIC_FILES = {
+    "practice.html": "text/html; charset=utf-8",
+    "practice.js": "text/javascript; charset=utf-8",
+    "mic-worklet.js": "text/javascript; charset=utf-8",
+}
+
+
+@cache
+def static_file(name: str) -> bytes:
+    """A file of the packaged ``orchestrator/static`` folder."""
+    resource = importlib.resources.files("switchboard.orchestrator") / "static" / name
+    return resource.read_bytes()
 
 
 def create_app(rt: Runtime) -> Any:
@@ -46,7 +61,7 @@ def create_app(rt: Runtime) -> Any:
 
     @app.get("/v1/calls/<session_id>/events")
     async def call_events(session_id: str) -> Any:
-        tenant_id = await tenant_from_bearer(rt)
+        tenant_id = await tenant_for_request(rt)
         if tenant_id is None:
             log.warning("auth.rejected", door="events", reason="missing or unknown API key")
             return jsonify(
@@ -61,21 +76,55 @@ def create_app(rt: Runtime) -> Any:
             return jsonify({"error": "no such call"}), 404
         return jsonify({"session_id": session_id, "events": events})
 
+    @app.post("/v1/sessions")
+    async def sessions() -> Any:
+        return await post_sessions(rt)
+
+    @app.post("/practice/session")
+    async def practice_session() -> Any:
+        return await post_practice_session(rt)
+
+    @app.get("/practice")
+    async def practice() -> Response:
+        return static_response("practice.html")
+
+    @app.get("/practice/<name>")
+    async def practice_asset(name: str) -> Response:
+        if name not in STATIC_FILES or name == "practice.html":
+            return Response("not found\n", status=404, mimetype="text/plain")
+        return static_response(name)
+
     @app.get("/health")
     async def health() -> Any:
         return jsonify({"status": "ok"})
 
+    @app.get("/ready")
+    async def ready() -> Any:
+        if rt.draining:
+            return jsonify({"status": "draining"}), 503
+        return jsonify({"status": "ready"})
+
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             ws = AsgiWebSocket(scope, receive, send)
-            if scope["path"] == "/twilio/stream":
+            path = scope["path"]
+            if path == "/twilio/stream":
                 await media_stream(ws, rt)
-            elif scope["path"] == "/v1/realtime":
+            elif path == "/v1/realtime":
                 await realtime_stream(ws, rt)
+            elif path == "/v1/voice":
+                await browser_call(ws, rt)
+            elif path.startswith(STREAM_PREFIX) and "/" not in path[len(STREAM_PREFIX) :]:
+                await browser_call(ws, rt, session_id=path[len(STREAM_PREFIX) :])
             else:
                 await ws.reject(404, f"no WebSocket endpoint at {scope['path']}")
             return
         await quart_asgi(scope, receive, send)
+
+    def static_response(name: str) -> Response:
+        response = Response(static_file(name), status=200, content_type=STATIC_FILES[name])
+        response.headers["Cache-Control"] = "no-cache"
+        return response
 
     quart_asgi: Any = app  # Quart's ASGI types are narrower than the generic scope above
     return asgi

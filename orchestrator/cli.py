@@ -3,6 +3,8 @@
     switchboard serve [--host H] [--port P] [--data-dir DIR] [--public-url URL] [--mode MODE]
     switchboard db migrate [--data-dir DIR]
     switchboard agent apply FILE.yaml [--data-dir DIR]
+    switchboard tenant create NAME [--data-dir DIR]
+    switchboard key create TENANT [--data-dir DIR]
     switchboard call [--url URL] [--to NUMBER] (--say TEXT | --wav FILE)...
                      [--save-audio OUT.wav] [--json]
 
@@ -18,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import trio
@@ -28,6 +30,13 @@ from . import devcreds
 from .agents import MODES
 from .config import Settings, default_data_dir
 from .errors import SwitchboardError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .store import Store
+
+T = TypeVar("T")
 
 DEMO_NUMBER = "+15005550006"
 
@@ -103,6 +112,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument("file", type=Path, help="agent file, e.g. examples/receptionist.yaml")
     data_dir_flag(apply)
+
+    tenant = commands.add_parser("tenant", help="manage tenants")
+    tenant_commands = tenant.add_subparsers(
+        dest="tenant_command", required=True, metavar="SUBCOMMAND"
+    )
+    tenant_create = tenant_commands.add_parser(
+        "create",
+        help="create a tenant and its first API key (printed once)",
+        description="Create the tenant NAME and an API key for it. The key is printed once; "
+        "only its hash is stored.",
+    )
+    tenant_create.add_argument("name", help="the tenant's name (agent files name it in `tenant`)")
+    data_dir_flag(tenant_create)
+
+    key = commands.add_parser("key", help="manage tenant API keys")
+    key_commands = key.add_subparsers(dest="key_command", required=True, metavar="SUBCOMMAND")
+    key_create = key_commands.add_parser(
+        "create",
+        help="create an API key for a tenant (printed once)",
+        description="Create another API key for the tenant TENANT (for rotation). The key is "
+        "printed once; only its hash is stored.",
+    )
+    key_create.add_argument("tenant", help="the tenant's name")
+    data_dir_flag(key_create)
 
     call = commands.add_parser(
         "call",
@@ -204,6 +237,52 @@ def cmd_agent_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_store(args: argparse.Namespace, work: Callable[[Store], T]) -> T:
+    """Run ``work`` on a store of the configured (or embedded) database, migrated first."""
+    from .db import Database, migrate
+    from .server import open_database
+    from .store import Store
+
+    with open_database(_settings(args)) as dsn:
+        migrate(dsn)
+        db = Database(dsn)
+        try:
+            return work(Store(db))
+        finally:
+            db.close()
+
+
+def cmd_tenant_create(args: argparse.Namespace) -> int:
+    def create(store: Store) -> str | None:
+        if store.tenant_by_name(args.name) is not None:
+            return None
+        return str(store.create_api_key(store.ensure_tenant(args.name)))
+
+    key = _with_store(args, create)
+    if key is None:
+        print(
+            f"error: tenant {args.name!r} exists; `switchboard key create {args.name}` "
+            "makes another key",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"created tenant {args.name!r}; its API key (shown once, keep it safe):\n{key}")
+    return 0
+
+
+def cmd_key_create(args: argparse.Namespace) -> int:
+    def create(store: Store) -> str | None:
+        tenant_id = store.tenant_by_name(args.tenant)
+        return None if tenant_id is None else str(store.create_api_key(tenant_id))
+
+    key = _with_store(args, create)
+    if key is None:
+        print(f"error: no tenant {args.tenant!r}", file=sys.stderr)
+        return 2
+    print(f"API key for tenant {args.tenant!r} (shown once, keep it safe):\n{key}")
+    return 0
+
+
 def cmd_call(args: argparse.Namespace) -> int:
     from .caller import CallerLine, place_call
 
@@ -260,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": cmd_serve,
         "db": cmd_db_migrate,
         "agent": cmd_agent_apply,
+        "tenant": cmd_tenant_create,
+        "key": cmd_key_create,
         "call": cmd_call,
     }
     try:

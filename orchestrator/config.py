@@ -13,6 +13,12 @@ Environment variables (all optional):
   development token is generated and kept in the data folder.
 - ``TWILIO_ACCOUNT_SID``: with the auth token, lets transfers redirect live
   calls through Twilio's REST API. ``TWILIO_API_BASE`` overrides its address.
+- ``VOICE_RUNTIME_SIGNING_SECRETS``: the session-token keyring,
+  ``kid=secret[,kid=secret]`` (at most two; the first signs, both verify; each
+  secret at least 32 bytes). Without it the server is in development mode: it
+  signs with a random secret made at start, and the practice page gets its
+  sessions with the development API key.
+- ``VOICE_RUNTIME_ISSUER``: the tokens' ``iss`` (default ``switchboard``).
 - ``PLAYOUT_LEAD_MS``: how far ahead of real time agent audio is sent (300).
 - ``LOG_FORMAT``: ``json`` (default) or ``console``; ``LOG_LEVEL`` (``info``).
 - Provider URLs and keys (``OPENAI_API_KEY``, ``GEMINI_API_KEY``, ...): see
@@ -31,6 +37,7 @@ from switchboard.actors.providers import Endpoints, unavailable_reason
 
 from .agents import MODES, AgentSpec
 from .errors import ConfigError
+from .tokens import DEFAULT_ISSUER, Keyring
 
 
 def default_data_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -55,6 +62,8 @@ class Settings:
     log_level: str = "info"
     endpoints: Endpoints = field(default_factory=Endpoints)
     demo_mode: str | None = None
+    signing_secrets: str | None = None
+    token_issuer: str = DEFAULT_ISSUER
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
@@ -76,12 +85,15 @@ class Settings:
             log_format=env.get("LOG_FORMAT", "json"),
             log_level=env.get("LOG_LEVEL", "info"),
             endpoints=Endpoints.from_env(env),
+            signing_secrets=env.get("VOICE_RUNTIME_SIGNING_SECRETS") or None,
+            token_issuer=env.get("VOICE_RUNTIME_ISSUER") or DEFAULT_ISSUER,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.log_format not in ("json", "console"):
             raise ConfigError(
                 f"LOG_FORMAT must be 'json' or 'console', got {settings.log_format!r}"
             )
+        settings.keyring()  # a malformed keyring is an error at start, not at the first call
         if settings.demo_mode is not None:
             if settings.demo_mode not in MODES:
                 raise ConfigError(
@@ -105,6 +117,21 @@ class Settings:
                 + "; ".join(problems)
                 + ". Set the variables, or remove the mode from `mode`/`fallback`."
             )
+
+    @property
+    def dev_mode(self) -> bool:
+        """No signing secrets configured: tokens are signed with a secret made at start."""
+        return self.signing_secrets is None
+
+    def keyring(self) -> Keyring:
+        """The configured keyring, or (development mode) a new random one.
+
+        Raises:
+            ConfigError: ``VOICE_RUNTIME_SIGNING_SECRETS`` is malformed.
+        """
+        if self.signing_secrets is None:
+            return Keyring.generate()
+        return Keyring.parse(self.signing_secrets)
 
     @property
     def base_url(self) -> str:

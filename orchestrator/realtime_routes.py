@@ -56,6 +56,7 @@ from .errors import StorageError
 from .runtime import Runtime
 from .store import API_KEY_PREFIX, Store
 from .tokens import SessionClaims
+from .ws_auth import Rejected, check_handshake
 
 log = structlog.get_logger("switchboard.realtime")
 
@@ -130,6 +131,22 @@ async def authenticate(
         return _refused(503, "cannot check the credential now; try again")
 
 
+async def _check_session_token(
+    rt: Runtime, headers: Mapping[str, str], query: Mapping[str, Sequence[str]]
+) -> SessionClaims | Refusal:
+    result = await check_handshake(
+        headers,
+        query,
+        keyring=rt.keyring,
+        issuer=rt.settings.token_issuer,
+        store=rt.store,
+        door=DOOR,
+    )
+    if isinstance(result, Rejected):
+        return Refusal(result.status, result.reason)
+    return result.claims
+
+
 async def _by_api_key(store: Store, key: str, agent_id: UUID | None) -> RealtimeAdmission | Refusal:
     tenant_id = await trio.to_thread.run_sync(store.tenant_for_api_key, key)
     if tenant_id is None:
@@ -165,7 +182,13 @@ def _uuid(value: str) -> UUID | None:
 async def realtime_stream(
     ws: AsgiWebSocket, rt: Runtime, *, check_token: TokenCheck | None = None
 ) -> None:
-    """One ``/v1/realtime`` connection: authenticate, accept, run the call on it."""
+    """One ``/v1/realtime`` connection: authenticate, accept, run the call on it.
+
+    Session tokens are checked (and spent) by :func:`ws_auth.check_handshake`
+    with the runtime's keyring, unless ``check_token`` is given (tests).
+    """
+    if check_token is None:
+        check_token = partial(_check_session_token, rt)
     admission = await authenticate(ws.headers, ws.query, rt.store, check_token)
     if isinstance(admission, Refusal):
         await ws.reject(admission.status, admission.reason)

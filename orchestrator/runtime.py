@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .call import CallResources
 from .config import Settings
 from .store import Store
+from .tokens import Keyring
 
 
 @dataclass
@@ -15,4 +16,9 @@ class Runtime:
     store: Store
     resources: CallResources
     twilio_auth_token: str
+    keyring: Keyring = field(default_factory=Keyring.generate)
+    """Replaced whole to rotate secrets; a call in flight is never re-checked."""
+    dev_api_key: str | None = None
+    """Development mode only: the key the practice page's sessions are made with."""
     draining: bool = False
+    """Set when the server stops taking calls: /ready answers 503, new calls are refused."""

@@ -12,8 +12,9 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from switchboard.actors.context import PHONE_AUDIO
+from switchboard.actors.context import PHONE_AUDIO, AudioFormat
 from switchboard.actors.tool_executor import TwilioRest
+from switchboard.codecs.browser_protocol import DEFAULT_SAMPLE_RATE
 
 from . import devcreds
 from .agent_file import load_agent_file
@@ -123,12 +124,22 @@ async def serve(
             for agent in agents:  # synthesize greetings before the first call
                 assets = await trio.to_thread.run_sync(resources.assets.get, agent)
                 await trio.to_thread.run_sync(assets.prepare, PHONE_AUDIO)
+                browser_audio = AudioFormat("pcm16", DEFAULT_SAMPLE_RATE)
+                await trio.to_thread.run_sync(assets.prepare, browser_audio)
             runtime = Runtime(
                 settings=settings,
                 store=store,
                 resources=resources,
                 twilio_auth_token=settings.twilio_auth_token or creds.twilio_auth_token,
+                keyring=settings.keyring(),
+                dev_api_key=creds.api_key if settings.dev_mode else None,
             )
+            if settings.dev_mode:
+                log.warning(
+                    "development mode: session tokens are signed with a secret made at start "
+                    "(set VOICE_RUNTIME_SIGNING_SECRETS), and /practice makes sessions with "
+                    "the development API key"
+                )
             config = HypercornConfig()
             config.bind = [f"{settings.host}:{settings.port}"]
             config.accesslog = None
@@ -144,7 +155,8 @@ async def serve(
                 log.info("listening", urls=urls, public_url=settings.base_url)
                 print(
                     f"Switchboard is listening on {', '.join(urls)} "
-                    f"(public URL {settings.base_url})",
+                    f"(public URL {settings.base_url}); practice calls at "
+                    f"{settings.base_url}/practice",
                     flush=True,
                 )
                 task_status.started(urls)

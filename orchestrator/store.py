@@ -37,6 +37,7 @@ from .errors import ConfigError, StorageError
 __all__ = [
     "API_KEY_PREFIX",
     "SESSION_STATUSES",
+    "TOKEN_USE_RESULTS",
     "TRANSPORTS",
     "TURN_EVENT_ROLES",
     "Admission",
@@ -50,6 +51,8 @@ __all__ = [
 API_KEY_PREFIX: Final = "sb_"
 TRANSPORTS: Final = ("twilio", "browser", "realtime")
 SESSION_STATUSES: Final = ("pending", "active", "ended", "failed")
+TOKEN_USE_RESULTS: Final = ("ok", "unknown_tenant", "unknown_session", "reused")
+"""What :meth:`Store.consume_token` answers."""
 TURN_EVENT_ROLES: Final = {"turn:user": "caller", "turn:agent": "agent"}
 """Event types that also make a ``call_turns`` row, and the role they get."""
 
@@ -187,6 +190,17 @@ class Store:
             row = cur.fetchone()
         return None if row is None or row[0] is None else _as_uuid(row[0])
 
+    def tenant_by_name(self, name: str) -> UUID | None:
+        """The id of the tenant called ``name``, or None."""
+        return self._tenant_by_name(name)
+
+    def agent_id_by_name(self, tenant_id: UUID, name: str) -> UUID | None:
+        """The id of the tenant's agent called ``name``, or None."""
+        with self.db.tenant(tenant_id) as cur:
+            cur.execute("SELECT id FROM agents WHERE name = %s", (name,))
+            row = cur.fetchone()
+        return None if row is None else _as_uuid(row[0])
+
     # -- agents and phone numbers
 
     def apply_agent(self, spec: AgentSpec) -> UUID:
@@ -323,6 +337,33 @@ class Store:
             return None
         return Admission(_as_uuid(row[0]), _as_uuid(row[1]), _as_uuid(row[2]))
 
+    def consume_token(
+        self,
+        jti: str,
+        *,
+        tenant_id: UUID,
+        session_id: UUID,
+        agent_id: UUID,
+        expires_at: datetime,
+    ) -> str:
+        """Spend a session token's ``jti``, atomically (one of :data:`TOKEN_USE_RESULTS`).
+
+        ``"ok"``: the token was unused and now is spent. ``"unknown_tenant"``:
+        no such tenant here. ``"unknown_session"``: the tenant has no session
+        ``session_id`` of agent ``agent_id``. ``"reused"``: spent before.
+        Nothing is written unless the answer is ``"ok"``; of any number of
+        concurrent callers with one ``jti``, exactly one gets ``"ok"``.
+        """
+        with self.db.anonymous() as cur:
+            cur.execute(
+                "SELECT switchboard_consume_token(%s, %s, %s, %s, %s)",
+                (jti, tenant_id, session_id, agent_id, expires_at),
+            )
+            row = cur.fetchone()
+        if row is None or row[0] not in TOKEN_USE_RESULTS:
+            raise StorageError(f"switchboard_consume_token answered {row!r}")
+        return str(row[0])
+
     def mark_session(
         self, tenant_id: UUID, session_id: UUID, *, status: str, stream_sid: str | None = None
     ) -> None:
@@ -442,8 +483,10 @@ class Store:
                     turns,
                 )
 
-    def read_events(self, tenant_id: UUID, session_id: UUID) -> list[dict[str, Any]]:
-        """The session's events in ``seq`` order, as JSON data.
+    def read_events(
+        self, tenant_id: UUID, session_id: UUID, *, after_seq: int = 0
+    ) -> list[dict[str, Any]]:
+        """The session's events after ``after_seq``, in ``seq`` order, as JSON data.
 
         Each is ``{"seq": int, "type": str, "ts": ISO 8601 str (UTC), "t_ms": float,
         "payload": dict}``. Empty for an unknown session or another tenant's.
@@ -451,8 +494,8 @@ class Store:
         with self.db.tenant(tenant_id) as cur:
             cur.execute(
                 "SELECT seq, type, ts, t_ms, payload FROM call_events"
-                " WHERE session_id = %s ORDER BY seq",
-                (session_id,),
+                " WHERE session_id = %s AND seq > %s ORDER BY seq",
+                (session_id, after_seq),
             )
             rows = cur.fetchall()
         return [
