@@ -181,8 +181,8 @@ async def one_call(scenario: Scenario) -> Outcome:
         endpoints=ENDPOINTS,
         connect=memory_router(
             {
-                "openai.fake": primary.handle,
-                "gemini.fake": FakeGeminiLive(scenario.gemini).handle,
+                "openai.fake": primary.handler,
+                "gemini.fake": FakeGeminiLive(scenario.gemini).handler,
             }
         ),
     )

@@ -471,8 +471,8 @@ async def run(modes: list[str], calls: int, lines: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, start_embedded(Path(tmp)) as pg:
         benches = {mode: ModeBench(mode) for mode in modes}
         fakes: dict[str, Callable[[Any], Awaitable[None]]] = {
-            "openai-realtime": FakeOpenAIRealtime(SCRIPT).handle,
-            "gemini-live": FakeGeminiLive(SCRIPT).handle,
+            "openai-realtime": FakeOpenAIRealtime(SCRIPT).handler,
+            "gemini-live": FakeGeminiLive(SCRIPT).handler,
         }
         async with trio.open_nursery() as nursery:
             ports = {}
