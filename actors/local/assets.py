@@ -68,6 +68,12 @@ class LocalAssets:
                 self._cache.popitem(last=False)
         return chunk
 
+    def prepared_apology(self, fmt: AudioFormat) -> AudioChunk | None:
+        """The apology in ``fmt`` if it was made ahead (no synthesis, safe on the event loop)."""
+        text = apology_text(transfer=self.agent.transfer_number is not None)
+        with self._lock:
+            return self._pinned.get((text, fmt))
+
     def apology(self, fmt: AudioFormat) -> AudioChunk:
         """The failover apology in ``fmt``, kept for the life of the assets (call from a thread).
 
@@ -97,6 +103,11 @@ class AssetRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._assets: dict[str, LocalAssets] = {}
+
+    def peek(self, agent: AgentSpec) -> LocalAssets | None:
+        """The assets already built for ``agent``, or None (never builds: no waiting)."""
+        with self._lock:
+            return self._assets.get(_spec_key(agent))
 
     def get(self, agent: AgentSpec) -> LocalAssets:
         key = _spec_key(agent)
