@@ -10,17 +10,26 @@ each after the previous answer has played. Everything runs in one Trio loop,
 so one clock times both ends:
 
 - answer direction: per response, the fake hands its first audio chunk to its
-  WebSocket -> the caller receives the first ``media`` frame of that response;
+  WebSocket (``cascaded``: the fake TTS's streamed HTTP body yields its first
+  audio bytes) -> the caller receives the first ``media`` frame of that response;
 - caller direction: per caller frame, the caller hands it to its WebSocket ->
   the fake gets the message carrying that frame's last sample (matched by
-  cumulative sample position, after rate conversion: OpenAI Realtime gets
-  G.711 8 kHz passed through, Gemini Live PCM16 at 16 kHz). The microphone
+  cumulative sample position, after rate conversion: OpenAI Realtime and
+  Deepgram live (``cascaded``) get G.711 8 kHz passed through, Gemini Live
+  PCM16 at 16 kHz). The microphone
   starts once the greeting has played, so every frame it sends reaches a
   provider whose session is open (frames sent during the connect are held by
   the supervisor by design, and would measure the connect).
 
 The fakes are timed at their WebSocket (the accepted connection's
 ``send_message``/``get_message`` are wrapped; the fakes are unchanged).
+``cascaded`` gets caller audio at its fake Deepgram's WebSocket and answers
+from its fake TTS over HTTP (served by hypercorn on loopback): its handler is
+wrapped so the response body is timed as it streams. Each scripted answer is
+one sentence, so one TTS request per response (the greeting included); the
+fake chat's answer in between is not timed (it is the model's time, not the
+runtime's). Its reference answer leg is a WebSocket relay hop with the TTS
+chunk's size (binary in, the caller's ``media`` message out).
 ``local`` runs inside the runtime, so it has no provider wire: it is timed
 where the runtime hands it caller audio (its inbox) and where it hands the
 runtime agent audio (its outbox). Its figures cross one WebSocket (the
@@ -43,7 +52,7 @@ import json
 import statistics
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,14 +77,22 @@ from switchboard.orchestrator.server import serve
 from switchboard.orchestrator.store import Store
 from switchboard.testing import Script, Turn
 from switchboard.testing import serve as serve_fake
+from switchboard.testing.fake_chat import FakeChat
+from switchboard.testing.fake_deepgram import FakeDeepgram
 from switchboard.testing.fake_gemini_live import FakeGeminiLive
 from switchboard.testing.fake_openai_realtime import FakeOpenAIRealtime
+from switchboard.testing.fake_tts import FakeTTS
+from switchboard.testing.http import HttpHandler, serve_http
 from switchboard.testing.speech import speak_bytes
 
 MODES = ("openai-realtime", "gemini-live", "cascaded", "local")
 AUTH_TOKEN = "bench"
 DEMO_NUMBER = "+15005550006"  # the example agent (mode local), applied by the server
-NUMBERS = {"openai-realtime": "+15005550101", "gemini-live": "+15005550102"}
+NUMBERS = {
+    "openai-realtime": "+15005550101",
+    "gemini-live": "+15005550102",
+    "cascaded": "+15005550103",
+}
 FRAME_SAMPLES = twilio_wire.FRAME_BYTES  # G.711: one byte per sample, 8 kHz
 SCRIPT = Script(greeting="Hello, thanks for calling.", fallback=Turn(say="Sure, we can do that."))
 LINE_TEXT = "when are you open"  # the example agent's hours intent, for local
@@ -162,6 +179,32 @@ def timed(
     return handler
 
 
+def timed_http(handle: HttpHandler, bench: ModeBench) -> HttpHandler:
+    """An HTTP fake's handler whose streamed 200 bodies are audio chunks timed into ``bench``.
+
+    Each body is one response of the agent (see the module docstring); a chunk
+    is timed when the fake's body yields it, before the server writes it.
+    """
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        response = await handle(request)
+        if response.status_code != 200:
+            return response
+        body = response.aiter_raw()
+        key = object()  # this body: one response
+
+        async def timed_body() -> AsyncIterator[bytes]:
+            async for chunk in body:
+                bench.log.answer_chunk(trio.current_time(), key, len(chunk), True)
+                yield chunk
+
+        return httpx.Response(
+            200, headers={"content-type": response.headers["content-type"]}, content=timed_body()
+        )
+
+    return handler
+
+
 @dataclass
 class ModeBench:
     """One mode's calls: the current call's log, and every call's figures."""
@@ -183,7 +226,7 @@ class ModeBench:
             event = openai_realtime.parse_server_event(message)
             if isinstance(event, openai_realtime.ResponseOutputAudioDelta):
                 self.log.answer_chunk(at, event.response_id, len(message), binary)
-        else:
+        elif self.mode == "gemini-live":
             for part in gemini_live.parse_server(message):
                 if not isinstance(part, gemini_live.ServerContent):
                     continue
@@ -199,6 +242,9 @@ class ModeBench:
             if isinstance(event, openai_realtime.InputAudioBufferAppend):
                 # The session asks for audio/pcmu: one byte per 8 kHz sample.
                 self.log.caller_audio(at, len(event.audio), len(message), binary)
+        elif self.mode == "cascaded":
+            if binary:  # G.711 mu-law 8 kHz as the caller sent it: one byte per sample
+                self.log.caller_audio(at, len(message), len(message), binary)
         else:
             msg = gemini_live.parse_client(message)
             if isinstance(msg, gemini_live.RealtimeAudio):
@@ -467,7 +513,7 @@ def prewarm_speech() -> None:
 
 async def run(modes: list[str], calls: int, lines: int) -> dict[str, Any]:
     prewarm_speech()
-    report: dict[str, Any] = {"calls": calls, "lines": lines, "modes": {}, "skipped": {}}
+    report: dict[str, Any] = {"calls": calls, "lines": lines, "modes": {}}
     with tempfile.TemporaryDirectory() as tmp, start_embedded(Path(tmp)) as pg:
         benches = {mode: ModeBench(mode) for mode in modes}
         fakes: dict[str, Callable[[Any], Awaitable[None]]] = {
@@ -479,6 +525,12 @@ async def run(modes: list[str], calls: int, lines: int) -> dict[str, Any]:
             for mode, handle in fakes.items():
                 bench = benches.get(mode, ModeBench(mode))
                 ports[mode] = await nursery.start(serve_fake, timed(handle, bench))
+            cascaded = benches.get("cascaded", ModeBench("cascaded"))
+            stt = timed(FakeDeepgram(SCRIPT).handler, cascaded)
+            stt_port = await nursery.start(serve_fake, stt)
+            chat_url = await nursery.start(serve_http, FakeChat(SCRIPT).handler)
+            tts = timed_http(FakeTTS(SCRIPT).handler, cascaded)
+            tts_url = await nursery.start(serve_http, tts)
             settings = Settings(
                 port=0,
                 data_dir=Path(tmp),
@@ -489,6 +541,10 @@ async def run(modes: list[str], calls: int, lines: int) -> dict[str, Any]:
                 endpoints=Endpoints(
                     openai_realtime_url=f"ws://127.0.0.1:{ports['openai-realtime']}/v1/realtime",
                     gemini_live_url=f"ws://127.0.0.1:{ports['gemini-live']}/ws",
+                    stt_url=f"ws://127.0.0.1:{stt_port}/v1/listen",
+                    llm_base_url=f"{chat_url}/v1",
+                    llm_model="fake-llm",
+                    tts_base_url=f"{tts_url}/v1",
                 ),
             )
             (url, *_) = await nursery.start(serve, settings)
@@ -496,9 +552,6 @@ async def run(modes: list[str], calls: int, lines: int) -> dict[str, Any]:
                 for mode in NUMBERS:
                     Store(db).apply_agent(parse_agent_yaml(agent_yaml(mode)))
             for mode in modes:
-                if mode == "cascaded":
-                    report["skipped"][mode] = "the cascaded provider and its fakes are not on main"
-                    continue
                 if mode == "local":
                     time_local_provider(benches[mode])
                 report["modes"][mode] = await run_mode(mode, url, calls, lines, benches[mode])
@@ -531,10 +584,9 @@ def print_report(report: dict[str, Any]) -> None:
             )
         for problem in r["problems"]:
             print(f"  PROBLEM {problem}")
-    for mode, why in report["skipped"].items():
-        print(f"  {mode}: skipped ({why})")
     print(
-        "  answer: provider's first audio chunk of a response -> caller's first media frame;"
+        "  answer: provider's first audio chunk of a response (cascaded: the TTS body's first"
+        "\n  bytes) -> caller's first media frame;"
         "\n  caller: caller frame sent -> provider got its last sample. local is timed at its"
         "\n  inbox/outbox inside the runtime (no provider wire): one WebSocket, a direct hop."
     )
