@@ -142,3 +142,30 @@ async def test_an_unsupported_sample_rate_is_refused_before_the_token_is_spent(h
     assert caught.value.status_code == 400
     assert h.rows("select count(*) from session_token_uses") == [(0,)]
     assert h.calls_started == []
+
+
+async def test_drain_waits_for_the_calls_in_flight_then_gives_up_at_its_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    from types import SimpleNamespace
+
+    from switchboard.orchestrator.server import drain
+
+    runtime: Any = SimpleNamespace(draining=False, active_calls=2)
+    t0 = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        done: list[bool] = []
+
+        async def draining() -> None:
+            done.append(await drain(runtime, timeout_s=60))
+
+        nursery.start_soon(draining)
+        await trio.sleep(1)
+        assert runtime.draining and not done  # no new calls; the two go on
+        runtime.active_calls = 0  # both hung up at 1 s
+    assert done == [True] and trio.current_time() - t0 < 1.2
+
+    runtime.active_calls = 1  # a call that never ends
+    t1 = trio.current_time()
+    assert await drain(runtime, timeout_s=60) is False
+    assert abs(trio.current_time() - t1 - 60) < 0.2
