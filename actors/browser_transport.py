@@ -161,16 +161,17 @@ class BrowserTransport:
             info = wire.SessionInfo(str(self.ctx.session_id), self._rate, self.ctx.agent.name)
             await self._send(info)
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._read)
-                nursery.start_soon(self._pump)
-                nursery.start_soon(self._answer_marks, self._to_supervisor.clone())
-                if self._call_events is not None:
-                    nursery.start_soon(self._relay, self._call_events)
-                task_status.started()
-                async with self._to_supervisor.clone() as replies:
-                    await self._write(replies)
+                nursery.start_soon(self._read)  # ends when the socket closes: CallerHungUp
+                async with trio.open_nursery() as helpers:
+                    helpers.start_soon(self._pump)
+                    helpers.start_soon(self._answer_marks, self._to_supervisor.clone())
+                    if self._call_events is not None:
+                        helpers.start_soon(self._relay, self._call_events)
+                    task_status.started()
+                    async with self._to_supervisor.clone() as replies:
+                        await self._write(replies)
+                    helpers.cancel_scope.cancel()
                 await self._socket.close(1000, "call ended")
-                nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await self._socket.close(1000, "call ended")
@@ -278,7 +279,8 @@ class BrowserTransport:
             ahead = self._playout_end_s - now
             if ahead > self._lead_s:
                 await trio.sleep(ahead - self._lead_s)
-                continue  # look again: a clear may have emptied the queue meanwhile
+                if not self._queue or self._queue[0] is not item:
+                    continue  # a clear emptied the queue meanwhile
             self._queue.popleft()
             await self._play(item)
 
@@ -310,11 +312,10 @@ class BrowserTransport:
                     self._marks_changed = trio.Event()
                     continue
                 name, due = self._marks[0]
-                if trio.current_time() < due:
-                    with trio.move_on_at(due):
-                        await self._marks_changed.wait()
-                    if self._marks_changed.is_set():
-                        self._marks_changed = trio.Event()
+                with trio.move_on_at(due) as timer:
+                    await self._marks_changed.wait()
+                if not timer.cancelled_caught:  # marks changed (a clear): look again
+                    self._marks_changed = trio.Event()
                     continue
                 self._marks.popleft()
                 try:

@@ -108,16 +108,20 @@ def create_app(rt: Runtime) -> Any:
         if scope["type"] == "websocket":
             ws = AsgiWebSocket(scope, receive, send)
             path = scope["path"]
-            if path == "/twilio/stream":
-                await media_stream(ws, rt)
-            elif path == "/v1/realtime":
-                await realtime_stream(ws, rt)
-            elif path == "/v1/voice":
-                await browser_call(ws, rt)
-            elif path.startswith(STREAM_PREFIX) and "/" not in path[len(STREAM_PREFIX) :]:
-                await browser_call(ws, rt, session_id=path[len(STREAM_PREFIX) :])
-            else:
-                await ws.reject(404, f"no WebSocket endpoint at {scope['path']}")
+            rt.active_calls += 1
+            try:
+                if path == "/twilio/stream":
+                    await media_stream(ws, rt)
+                elif path == "/v1/realtime":
+                    await realtime_stream(ws, rt)
+                elif path == "/v1/voice":
+                    await browser_call(ws, rt)
+                elif path.startswith(STREAM_PREFIX) and "/" not in path[len(STREAM_PREFIX) :]:
+                    await browser_call(ws, rt, session_id=path[len(STREAM_PREFIX) :])
+                else:
+                    await ws.reject(404, f"no WebSocket endpoint at {scope['path']}")
+            finally:
+                rt.active_calls -= 1
             return
         await quart_asgi(scope, receive, send)
 

@@ -22,3 +22,5 @@ class Runtime:
     """Development mode only: the key the practice page's sessions are made with."""
     draining: bool = False
     """Set when the server stops taking calls: /ready answers 503, new calls are refused."""
+    active_calls: int = 0
+    """Call WebSockets open now (phone and browser)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import signal
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,6 +31,9 @@ from .spool import keep_draining
 from .store import Store
 
 log = structlog.get_logger("switchboard.server")
+
+DRAIN_TIMEOUT_S = 120.0
+"""How long a SIGTERM waits for the calls in flight before the server stops."""
 
 
 def example_agent_path() -> Path:
@@ -97,6 +102,35 @@ def bootstrap(store: Store, settings: Settings) -> tuple[devcreds.DevCredentials
     return creds, [example]
 
 
+async def drain(runtime: Runtime, timeout_s: float = DRAIN_TIMEOUT_S) -> bool:
+    """Stop taking calls (/ready: 503) and wait for those in flight; False on timeout."""
+    runtime.draining = True
+    log.warning("draining", calls=runtime.active_calls, timeout_s=timeout_s)
+    with trio.move_on_after(timeout_s):
+        while runtime.active_calls > 0:
+            await trio.sleep(0.1)
+        return True
+    log.warning("drain timed out", calls=runtime.active_calls)
+    return False
+
+
+async def stop_on_sigterm(runtime: Runtime, server: trio.CancelScope) -> None:
+    """On SIGTERM: drain, then stop the server (a second SIGTERM stops it at once)."""
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            break
+        async with trio.open_nursery() as nursery:
+
+            async def second_sigterm() -> None:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(second_sigterm)
+            await drain(runtime)
+            nursery.cancel_scope.cancel()
+        server.cancel()
+
+
 async def serve(
     settings: Settings, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -147,6 +181,8 @@ async def serve(
             async with trio.open_nursery() as nursery:
                 assert resources.spool_dir is not None
                 nursery.start_soon(keep_draining, store, resources.spool_dir)
+                if threading.current_thread() is threading.main_thread():
+                    nursery.start_soon(stop_on_sigterm, runtime, nursery.cancel_scope)
                 urls = await nursery.start(hypercorn_serve, create_app(runtime), config)
                 if settings.port == 0 and urls:  # the URLs Twilio is given need the real port
                     runtime.settings = settings = replace(

@@ -22,7 +22,6 @@ logs one ``auth.rejected`` line per refusal.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -163,11 +162,3 @@ async def _check(
         status, reason = _CONSUME_REFUSALS[outcome]
         return Rejected(status, reason, carrier)
     return Admitted(claims, carrier, None)
-
-
-def session_uuid(value: str) -> uuid.UUID | None:
-    """``value`` as a UUID, or None."""
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None

@@ -235,3 +235,52 @@ def test_find_tokens_reads_each_carrier_and_never_the_protocol_name() -> None:
     ]
     assert find_tokens({"sec-websocket-protocol": "switchboard.v1"}, {}) == []
     assert find_tokens({"authorization": "Basic dTpw"}, {}) == []
+
+
+def test_spent_tokens_are_tenant_isolated_and_written_only_by_the_definer_function(
+    database_url: str,
+) -> None:
+    import psycopg
+
+    with psycopg.connect(database_url) as owner:
+        (rls,) = owner.execute(
+            "select relrowsecurity and relforcerowsecurity from pg_class"
+            " where relname = 'session_token_uses'"
+        ).fetchone() or (None,)
+        function = owner.execute(
+            "select prosecdef, proconfig, has_function_privilege('public', oid, 'EXECUTE')"
+            " from pg_proc where proname = 'switchboard_consume_token'"
+        ).fetchone()
+        may_insert = owner.execute(
+            "select has_table_privilege('switchboard_app', 'session_token_uses', 'INSERT')"
+        ).fetchone()
+    assert rls is True
+    assert function == (True, ["search_path=public, pg_temp"], False)
+    assert may_insert == (False,)
+
+
+def test_a_jti_is_spent_exactly_once_under_concurrency(store: Store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime, timedelta
+
+    from switchboard.orchestrator.agents import AgentSpec
+
+    agent_id = store.apply_agent(AgentSpec(name="desk", tenant="acme", greeting="Hi", intents=()))
+    tenant_id = store.ensure_tenant("acme")
+    session_id = store.create_session(tenant_id, agent_id, transport="browser")
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+
+    def spend(_: int) -> str:
+        return store.consume_token(
+            "jti-1", tenant_id=tenant_id, session_id=session_id, agent_id=agent_id,
+            expires_at=expires,
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = sorted(pool.map(spend, range(8)))
+    assert outcomes == ["ok"] + ["reused"] * 7
+    wrong_agent = store.consume_token(
+        "jti-2", tenant_id=tenant_id, session_id=session_id, agent_id=uuid.uuid4(),
+        expires_at=expires,
+    )  # fmt: skip
+    assert wrong_agent == "unknown_session"
