@@ -187,6 +187,10 @@ async def realtime_stream(
     Session tokens are checked (and spent) by :func:`ws_auth.check_handshake`
     with the runtime's keyring, unless ``check_token`` is given (tests).
     """
+    if rt.draining:
+        log.info("call refused: draining", door=DOOR)
+        await ws.reject(503, "the server is draining; try another instance")
+        return
     if check_token is None:
         check_token = partial(_check_session_token, rt)
     admission = await authenticate(ws.headers, ws.query, rt.store, check_token)
