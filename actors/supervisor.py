@@ -54,6 +54,7 @@ from .failover.inputs import (
     Ticked,
     ToolCallStarted,
 )
+from .failover.metrics import FailoverMetrics
 from .failover.policy import FailoverPolicy
 from .messages import (
     SHOWN_EVENT_TYPES,
@@ -132,6 +133,7 @@ class Supervisor:
         events: EventSink,
         apology: ApologySource,
         health: ProviderHealth | None = None,
+        metrics: FailoverMetrics | None = None,
     ) -> None:
         if not chain:
             raise ValueError("the fallback chain is empty")
@@ -149,6 +151,7 @@ class Supervisor:
             self._chain, ctx.agent.failover, transfer_number=ctx.agent.transfer_number
         )
         self._health = health or ProviderHealth(trio.current_time)
+        self._metrics = metrics or FailoverMetrics()
         self._slot: ProviderSlot | None = None
         self._watch = Watchdog()
         self._conversation = Conversation()
@@ -521,6 +524,7 @@ class Supervisor:
     async def _emit(self, type_: str, **payload: Any) -> None:
         """Log an event; show the client the ones it displays (in order with the audio)."""
         event = await self._events.emit(type_, **payload)
+        self._metrics.observe(type_, payload)
         if type_ in SHOWN_EVENT_TYPES and not self._transport_closed:
             try:
                 await self._to_transport.send(ShowEvent(event))

@@ -13,6 +13,7 @@ Routes:
   session in development mode.
 - ``GET /health``: the process is alive.
 - ``GET /ready``: the server takes calls (503 while draining).
+- ``GET /metrics``: failover counters, Prometheus text format.
 """
 
 from __future__ import annotations
@@ -97,6 +98,11 @@ def create_app(rt: Runtime) -> Any:
     @app.get("/health")
     async def health() -> Any:
         return jsonify({"status": "ok"})
+
+    @app.get("/metrics")
+    async def metrics() -> Any:
+        text = rt.resources.metrics.prometheus_text()
+        return Response(text, status=200, content_type="text/plain; version=0.0.4")
 
     @app.get("/ready")
     async def ready() -> Any:

@@ -33,6 +33,7 @@ import trio
 from switchboard.actors.context import CallContext, EventSink
 from switchboard.actors.event_logger import EventLogger
 from switchboard.actors.failover.health import ProviderHealth
+from switchboard.actors.failover.metrics import FailoverMetrics
 from switchboard.actors.local.assets import AssetRegistry
 from switchboard.actors.messages import AudioChunk, CallEvent, ToSupervisor, ToTools, ToTransport
 from switchboard.actors.provider_slot import ProviderStart
@@ -78,6 +79,7 @@ class CallResources:
     endpoints: Endpoints = field(default_factory=Endpoints)
     connect: WebSocketConnector = connect_websocket
     health: ProviderHealth = field(default_factory=lambda: ProviderHealth(trio.current_time))
+    metrics: FailoverMetrics = field(default_factory=FailoverMetrics)
 
 
 def fallback_chain(ctx: CallContext) -> list[str]:
@@ -168,6 +170,7 @@ async def _run_call(
         make_provider=make_provider,
         apology=apology,
         health=res.health,
+        metrics=res.metrics,
         inbox=inbox_receive,
         inbox_sender=inbox_send,
         to_transport=transport_send,

@@ -232,3 +232,11 @@ async def test_malformed_frames_are_logged_and_the_calls_go_on(server: Server) -
         results["clean"].call_sid,
     )
     assert clean_errors == [(0,)]
+
+
+async def test_metrics_are_served_in_prometheus_text(server: Server) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(server.url + "/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert "# TYPE switchboard_failover_events_total counter" in response.text

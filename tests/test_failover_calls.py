@@ -19,6 +19,7 @@ import trio
 from call_harness import FakeTwilio, MemoryStore, transport_for
 
 from switchboard.actors.context import PHONE_AUDIO, CallContext
+from switchboard.actors.failover.metrics import FailoverMetrics
 from switchboard.actors.local.assets import APOLOGY_TRANSFER, AssetRegistry
 from switchboard.actors.providers import Endpoints
 from switchboard.codecs import twilio_media as wire
@@ -45,6 +46,7 @@ ENDPOINTS = Endpoints(
 )
 SETTINGS = AGENT.failover
 ASSETS = AssetRegistry()
+METRICS = FailoverMetrics()
 LINES = (
     "what are your opening hours",
     "can I book a cleaning",
@@ -100,6 +102,7 @@ async def run(
         FakeGeminiLive(gemini),
     )
     res = CallResources(
+        metrics=METRICS,
         store=fakes.store,  # type: ignore[arg-type]
         assets=ASSETS,
         endpoints=ENDPOINTS,
@@ -147,6 +150,10 @@ async def test_a_5xx_at_the_handshake_hands_the_greeting_to_the_next_link(
     assert failed.payload["kind"] == "http_5xx"
     (switch,) = call.events("failover.switch")
     assert (switch.payload["from"], switch.payload["to"]) == ("openai-realtime", "gemini-live")
+    # The process-wide counters (GET /metrics) saw the failure and the switch.
+    assert METRICS.count("provider.failed", "openai-realtime", "http_5xx") >= 1
+    assert METRICS.count("failover.switch", "openai-realtime", "gemini-live") >= 1
+    assert 'event="failover.switch"' in METRICS.prometheus_text()
     greeting = call.events("turn:agent")[0]
     assert greeting.payload["text"] == "Thanks for calling, this is the backup line."
     # The caller hears the backup's greeting at once: the refusal costs no waiting.
