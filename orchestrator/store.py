@@ -484,9 +484,9 @@ class Store:
                 )
 
     def read_events(
-        self, tenant_id: UUID, session_id: UUID, *, after_seq: int = 0
+        self, tenant_id: UUID, session_id: UUID, *, after_seq: int = -1
     ) -> list[dict[str, Any]]:
-        """The session's events after ``after_seq``, in ``seq`` order, as JSON data.
+        """The session's events after ``after_seq`` (default: all), in ``seq`` order, as JSON data.
 
         Each is ``{"seq": int, "type": str, "ts": ISO 8601 str (UTC), "t_ms": float,
         "payload": dict}``. Empty for an unknown session or another tenant's.
