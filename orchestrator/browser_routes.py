@@ -114,7 +114,7 @@ async def feed_call_events(
     store: Store, ctx: CallContext, out: trio.MemorySendChannel[CallEvent]
 ) -> None:
     """Send the call's events to ``out`` as they are written, in order, until cancelled."""
-    last_seq = 0
+    last_seq = -1
     async with out:
         while True:
             await trio.sleep(EVENT_POLL_S)
