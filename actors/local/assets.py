@@ -14,9 +14,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from switchboard.codecs import Resampler, pcm16_to_bytes, ulaw_encode
+from switchboard.codecs import pcm16_to_bytes
 from switchboard.orchestrator.agents import AgentSpec
 
+from ..audio_convert import ToFormat
 from ..context import AudioFormat
 from ..messages import AudioChunk
 from . import tts
@@ -36,10 +37,11 @@ def apology_text(*, transfer: bool) -> str:
 
 def render(pcm: np.ndarray, src_rate: int, fmt: AudioFormat) -> AudioChunk:
     """Convert PCM16 at ``src_rate`` into one chunk of the caller side's format."""
-    rs = Resampler(src_rate, fmt.sample_rate)
-    out = np.concatenate([rs.process(pcm), rs.flush()])
-    data = ulaw_encode(out) if fmt.encoding == "pcmu" else pcm16_to_bytes(out)
-    return AudioChunk(data, fmt.encoding, fmt.sample_rate)
+    convert = ToFormat(fmt)
+    pieces = (convert.convert(AudioChunk(pcm16_to_bytes(pcm), "pcm16", src_rate)), convert.flush())
+    return AudioChunk(
+        b"".join(p.data for p in pieces if p is not None), fmt.encoding, fmt.sample_rate
+    )
 
 
 class LocalAssets:

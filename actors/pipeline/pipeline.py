@@ -39,6 +39,7 @@ from typing import Final
 import structlog
 import trio
 
+from ..audio_convert import ToFormat
 from ..context import CallContext, EventSink
 from ..messages import (
     AgentAudio,
@@ -60,7 +61,6 @@ from ..messages import (
     ToSupervisor,
     TruncateResponse,
 )
-from .audio import ToCallerFormat
 from .sentences import SentenceSplitter, heard_text
 from .stages import Heard, Listener, StageFailed, Thinker, ToolCall, Voice
 
@@ -308,14 +308,14 @@ class Pipeline:
                     break
             segment = _Segment(text)
             response.segments.append(segment)
-            converter = ToCallerFormat(self.ctx.caller_format)
+            converter = ToFormat(self.ctx.caller_format)
 
             async def send(chunk: AudioChunk | None, segment: _Segment = segment) -> None:
                 if chunk is not None and chunk.data:
                     segment.audio_ms += chunk.duration_ms
                     await outbox.send(AgentAudio(chunk, response.response_id))
 
-            async def play(chunk: AudioChunk, converter: ToCallerFormat = converter) -> None:
+            async def play(chunk: AudioChunk, converter: ToFormat = converter) -> None:
                 await send(converter.convert(chunk))
 
             await self.voice(text.strip(), play)

@@ -55,15 +55,14 @@ from itertools import count
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
 
-import numpy as np
 import structlog
 import trio
 import trio_websocket
 
-from switchboard.codecs import Resampler, pcm16_from_bytes, pcm16_to_bytes, ulaw_decode, ulaw_encode
 from switchboard.codecs import gemini_live as wire
 
-from ..context import CallContext, EventSink
+from ..audio_convert import ToFormat
+from ..context import AudioFormat, CallContext, EventSink
 from ..messages import (
     AgentAudio,
     AgentSaid,
@@ -117,7 +116,7 @@ class _Connection:
 class _Response:
     id: str
     greeting: bool
-    to_caller: Resampler | None
+    to_caller: ToFormat
     transcript: list[str] = field(default_factory=list)
     audio_ms: float = 0.0
     stopped: bool = False  # interrupted or truncated: its output is dropped
@@ -135,12 +134,7 @@ class GeminiLiveProvider:
         self.conversation: list[ConversationItem] = list(setup.conversation)
         self._ids = count(1)
         self._numbers = count(1)
-        fmt = setup.ctx.caller_format
-        self._to_model = (
-            None
-            if fmt.sample_rate == wire.INPUT_SAMPLE_RATE
-            else Resampler(fmt.sample_rate, wire.INPUT_SAMPLE_RATE)
-        )
+        self._to_model = ToFormat(AudioFormat("pcm16", wire.INPUT_SAMPLE_RATE))
         self._conn: _Connection | None = None
         self._handle: str | None = None
         self._swap_buffer: deque[bytes] | None = None  # not None while swapping
@@ -294,12 +288,10 @@ class GeminiLiveProvider:
     async def _on_caller_audio(self, message: CallerAudio) -> None:
         chunk = message.chunk
         self._caller_ms = message.offset_ms + chunk.duration_ms
-        pcm = ulaw_decode(chunk.data) if chunk.encoding == "pcmu" else pcm16_from_bytes(chunk.data)
-        if self._to_model is not None:
-            pcm = self._to_model.process(pcm)
-        data = pcm16_to_bytes(pcm)
-        if not data:
+        converted = self._to_model.convert(chunk)
+        if converted is None or not converted.data:
             return
+        data = converted.data
         if self._swap_buffer is not None:
             self._swap_buffer.append(data)
             self._swap_buffer_ms += 1000.0 * len(data) / 2 / wire.INPUT_SAMPLE_RATE
@@ -405,13 +397,7 @@ class GeminiLiveProvider:
         greeting = self._greeting_pending
         self._greeting_pending = False
         rid = "greeting" if greeting else f"gemini_{next(self._ids)}"
-        fmt = self.ctx.caller_format
-        to_caller = (
-            None
-            if fmt.sample_rate == wire.OUTPUT_SAMPLE_RATE
-            else Resampler(wire.OUTPUT_SAMPLE_RATE, fmt.sample_rate)
-        )
-        response = _Response(rid, greeting, to_caller)
+        response = _Response(rid, greeting, ToFormat(self.ctx.caller_format))
         self._response = self._responses[rid] = response
         await self._send_up(ResponseStarted(rid, greeting=greeting))
         return response
@@ -424,15 +410,14 @@ class GeminiLiveProvider:
             self.conversation.append(CallerSaid(text))
 
     async def _play(self, response: _Response, audio: bytes, *, last: bool = False) -> None:
-        pcm = pcm16_from_bytes(audio) if audio else np.zeros(0, dtype=np.int16)
-        if response.to_caller is not None:
-            pcm = response.to_caller.process(pcm)
-            if last:
-                pcm = np.concatenate([pcm, response.to_caller.flush()])
-        if not len(pcm):
+        pieces = [
+            response.to_caller.convert(AudioChunk(audio, "pcm16", wire.OUTPUT_SAMPLE_RATE)),
+            response.to_caller.flush() if last else None,
+        ]
+        data = b"".join(p.data for p in pieces if p is not None)
+        if not data:
             return
         fmt = self.ctx.caller_format
-        data = ulaw_encode(pcm) if fmt.encoding == "pcmu" else pcm16_to_bytes(pcm)
         chunk = AudioChunk(data, fmt.encoding, fmt.sample_rate)
         response.audio_ms += chunk.duration_ms
         await self._send_up(AgentAudio(chunk, response.id))

@@ -34,16 +34,15 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
 
-import numpy as np
 import structlog
 import trio
 import trio_websocket
 
-from switchboard.codecs import Resampler, pcm16_from_bytes, pcm16_to_bytes, ulaw_decode
 from switchboard.codecs import openai_realtime as wire
 from switchboard.orchestrator.agents import AgentSpec
 
-from ..context import EventSink
+from ..audio_convert import ToFormat
+from ..context import AudioFormat, EventSink
 from ..messages import (
     AgentAudio,
     AgentSaid,
@@ -168,16 +167,12 @@ class OpenAIRealtimeProvider:
         self._passthrough = fmt.encoding == "pcmu" and fmt.sample_rate == 8000
         self._wire_format = wire.PCMU_8K if self._passthrough else wire.PCM16_24K
         self._caller_format = fmt
-        self._to_wire = (
-            None
-            if self._passthrough or fmt.sample_rate == 24000
-            else (Resampler(fmt.sample_rate, 24000))
+        wire_format = AudioFormat(
+            "pcmu" if self._passthrough else "pcm16", self._wire_format.sample_rate
         )
-        self._from_wire = (
-            None
-            if self._passthrough or fmt.sample_rate == 24000
-            else (Resampler(24000, fmt.sample_rate))
-        )
+        self._wire_audio = wire_format
+        self._to_wire = ToFormat(wire_format)  # G.711 passes through untouched
+        self._from_wire = ToFormat(fmt)
         self._model = agent.option(MODE, "model")
         self._answers: OrderedDict[str, _Answer] = OrderedDict()  # answer id -> answer
         self._by_response: dict[str, _Answer] = {}  # OpenAI response id -> answer
@@ -280,12 +275,8 @@ class OpenAIRealtimeProvider:
             pass  # the reader reports it
 
     def _encode_caller(self, chunk: AudioChunk) -> bytes:
-        if self._passthrough:
-            return chunk.data
-        pcm = ulaw_decode(chunk.data) if chunk.encoding == "pcmu" else pcm16_from_bytes(chunk.data)
-        if self._to_wire is not None:
-            pcm = self._to_wire.process(np.asarray(pcm, dtype=np.int16))
-        return pcm16_to_bytes(pcm)
+        converted = self._to_wire.convert(chunk)
+        return converted.data if converted is not None else b""
 
     async def _on_tool_result(
         self, ws: trio_websocket.WebSocketConnection, result: ToolResult
@@ -392,7 +383,7 @@ class OpenAIRealtimeProvider:
                 event.item_id, 1000.0 * self._samples(event.delta) / self._wire_format.sample_rate
             )
             chunk = self._decode_agent(event.delta)
-            if chunk.data:
+            if chunk is not None and chunk.data:
                 await outbox.send(AgentAudio(chunk, answer.id))
         elif isinstance(event, wire.ResponseOutputAudioTranscriptDelta):
             answer = self._by_response.get(event.response_id)
@@ -434,17 +425,11 @@ class OpenAIRealtimeProvider:
     def _samples(self, audio: bytes) -> int:
         return len(audio) if self._passthrough else len(audio) // 2
 
-    def _decode_agent(self, audio: bytes) -> AudioChunk:
-        fmt = self._caller_format
-        if self._passthrough:
-            return AudioChunk(audio, "pcmu", 8000)
-        if self._from_wire is None:
-            data = audio[: len(audio) // 2 * 2]
-        else:
-            data = pcm16_to_bytes(
-                self._from_wire.process(pcm16_from_bytes(audio[: len(audio) // 2 * 2]))
-            )
-        return AudioChunk(data, "pcm16", fmt.sample_rate)
+    def _decode_agent(self, audio: bytes) -> AudioChunk | None:
+        if self._wire_audio.encoding == "pcm16":
+            audio = audio[: len(audio) // 2 * 2]
+        wire_chunk = AudioChunk(audio, self._wire_audio.encoding, self._wire_audio.sample_rate)
+        return self._from_wire.convert(wire_chunk)
 
     async def _on_response_created(
         self, response: wire.ResponseInfo, outbox: trio.MemorySendChannel[ToSupervisor]
@@ -502,14 +487,10 @@ class OpenAIRealtimeProvider:
         self, answer: _Answer, outbox: trio.MemorySendChannel[ToSupervisor], *, interrupted: bool
     ) -> None:
         answer.finished = True
-        if self._from_wire is not None and not answer.truncated:
-            tail = pcm16_to_bytes(self._from_wire.flush())
-            if tail:
-                await outbox.send(
-                    AgentAudio(
-                        AudioChunk(tail, "pcm16", self._caller_format.sample_rate), answer.id
-                    )
-                )
+        if not answer.truncated:
+            tail = self._from_wire.flush()
+            if tail is not None:
+                await outbox.send(AgentAudio(tail, answer.id))
         text = " ".join(t.strip() for t in answer.transcripts.values() if t.strip())
         if text:
             await outbox.send(AgentTranscript(text, answer.id))

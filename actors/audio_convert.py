@@ -1,11 +1,13 @@
-"""Synthesized speech in any format -> the caller side's format, chunk by chunk.
+"""One stream of audio chunks -> another format, chunk by chunk: the conversion at an edge.
 
-One :class:`ToCallerFormat` per synthesized segment: chunks pass through
-untouched when they already are in the caller's format; otherwise they are
-decoded to PCM16 (G.711 mu-law via :func:`~switchboard.codecs.ulaw_decode`),
-resampled with a streaming :class:`~switchboard.codecs.Resampler` (its state
-carries across chunks, so chunk edges make no clicks) and encoded for the
-caller (:func:`~switchboard.codecs.ulaw_encode` for a phone call). Pure code.
+One :class:`ToFormat` per stream and direction (synthesized speech -> the
+caller's format, caller audio -> a provider's input format, a provider's
+output -> the caller's format): chunks pass through untouched when they
+already are in the target format; otherwise they are decoded to PCM16 (G.711
+mu-law via :func:`~switchboard.codecs.ulaw_decode`), resampled with a
+streaming :class:`~switchboard.codecs.Resampler` (its state carries across
+chunks, so chunk edges make no clicks) and encoded for the target
+(:func:`~switchboard.codecs.ulaw_encode` for a phone call). Pure code.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import numpy as np
 
 from switchboard.codecs import Resampler, pcm16_from_bytes, pcm16_to_bytes, ulaw_decode, ulaw_encode
 
-from ..context import AudioFormat
-from ..messages import AudioChunk
+from .context import AudioFormat
+from .messages import AudioChunk
 
-__all__ = ["ToCallerFormat"]
+__all__ = ["ToFormat"]
 
 
-class ToCallerFormat:
+class ToFormat:
     """Convert one stream of chunks (one format and rate throughout) to ``fmt``.
 
     Raises ``ValueError`` when a chunk's format differs from the first one's,
@@ -33,7 +35,7 @@ class ToCallerFormat:
         self._resampler: Resampler | None = None
 
     def convert(self, chunk: AudioChunk) -> AudioChunk | None:
-        """``chunk`` in the caller's format (None when it yields no samples yet)."""
+        """``chunk`` in the target format (None when it yields no samples yet)."""
         source = (chunk.encoding, chunk.sample_rate)
         if self._source is None:
             self._source = source
@@ -49,7 +51,11 @@ class ToCallerFormat:
         return self._encode(pcm)
 
     def flush(self) -> AudioChunk | None:
-        """The resampler's last samples, at the end of the segment (None if nothing)."""
+        """The resampler's last samples, at the end of the stream (None if nothing).
+
+        The resampler starts afresh: the converter can take the next stream
+        of the same source format.
+        """
         if self._resampler is None:
             return None
         return self._encode(self._resampler.flush())
