@@ -85,6 +85,7 @@ from ..messages import (
     ToSupervisor,
     TruncateResponse,
 )
+from ..pipeline.sentences import heard_text
 
 if TYPE_CHECKING:
     from . import ProviderSetup
@@ -322,9 +323,7 @@ class GeminiLiveProvider:
         if not response.stopped:
             await self._stop(response)
         text = " ".join(response.transcript).strip()
-        share = min(1.0, message.heard_ms / response.audio_ms) if response.audio_ms else 0.0
-        words = text.split()
-        heard = " ".join(words[: round(len(words) * share)])
+        heard = heard_text([(text, response.audio_ms)], message.heard_ms)
         self._record_agent(response.id, heard, interrupted=True)
         await self._events.emit(
             "provider.truncated", response_id=message.response_id, heard_ms=message.heard_ms
