@@ -74,9 +74,8 @@ import structlog
 import trio
 
 from switchboard.codecs import openai_realtime as wire
-from switchboard.orchestrator.agents import AgentSpec
 
-from .context import AudioFormat, CallContext, EventSink
+from .context import CallContext, EventSink
 from .messages import (
     AudioChunk,
     CallerAudio,
@@ -93,15 +92,10 @@ from .messages import (
     ToTransport,
     TransportFailed,
 )
+from .realtime_session import format_name, requested_format, session_in_effect, wire_format
 from .sockets import MessageSocket
 
-__all__ = [
-    "MAX_BAD_EVENTS_IN_A_ROW",
-    "RealtimeTransport",
-    "call_format",
-    "caller_format",
-    "session_in_effect",
-]
+__all__ = ["MAX_BAD_EVENTS_IN_A_ROW", "RealtimeTransport"]
 
 log = structlog.get_logger("switchboard.realtime")
 
@@ -109,9 +103,6 @@ FRAME_MS: Final = 20
 MAX_BAD_EVENTS_IN_A_ROW: Final = 20
 MAX_HANGUP_WAIT_S: Final = 10.0
 """The longest EndCall waits for the client to play the audio already sent."""
-SUPPORTED_FORMATS: Final = (wire.PCM16_24K, wire.PCMU_8K)
-TRANSCRIPTION_MODEL: Final = "switchboard"
-"""Named in ``session.updated``: the runtime transcribes with whichever provider is live."""
 
 _ERROR_CODES: Final = {
     "invalid_json": "invalid_json",
@@ -121,81 +112,6 @@ _ERROR_CODES: Final = {
     "bad_base64": "invalid_value",
 }
 """The codec's reasons as OpenAI's ``error.code`` values."""
-
-
-def caller_format(fmt: wire.WireAudioFormat) -> AudioFormat:
-    """The call's :class:`AudioFormat` for a supported wire format (``pcmu`` 8 kHz, PCM16 24 kHz).
-
-    Raises:
-        ValueError: A-law or another format the runtime does not carry.
-    """
-    if fmt not in SUPPORTED_FORMATS:
-        raise ValueError(f"unsupported audio format {fmt}")
-    return AudioFormat("pcmu" if fmt.encoding == "pcmu" else "pcm16", fmt.sample_rate)
-
-
-def _wire_format(fmt: AudioFormat) -> wire.WireAudioFormat:
-    for candidate in SUPPORTED_FORMATS:
-        if (candidate.encoding, candidate.sample_rate) == (fmt.encoding, fmt.sample_rate):
-            return candidate
-    raise ValueError(f"a realtime client cannot carry {fmt}")
-
-
-def _requested_format(update: wire.SessionUpdate) -> wire.WireAudioFormat | None:
-    return update.session.input_format or update.session.output_format
-
-
-def call_format(first_event: str | bytes | None) -> wire.WireAudioFormat:
-    """The call's audio format, fixed by the client's first event (the rule of this endpoint).
-
-    A ``session.update`` first that names a supported format (``audio.input.format``,
-    else ``audio.output.format``; beta ``input_audio_format``: ``audio/pcmu`` /
-    ``g711_ulaw`` or ``audio/pcm`` / ``pcm16``) sets it; anything else (no
-    event, another event, a malformed one, A-law) leaves OpenAI's default,
-    PCM16 at 24 kHz. It cannot change once the call runs.
-    """
-    if first_event is None:
-        return wire.PCM16_24K
-    try:
-        event = wire.parse_client_event(first_event)
-    except wire.RealtimeEventError:
-        return wire.PCM16_24K
-    if isinstance(event, wire.SessionUpdate):
-        requested = _requested_format(event)
-        if requested in SUPPORTED_FORMATS:
-            assert requested is not None
-            return requested
-    return wire.PCM16_24K
-
-
-def session_in_effect(
-    agent: AgentSpec, fmt: wire.WireAudioFormat, *, session_id: str, model: str
-) -> wire.SessionConfig:
-    """The session a client is told about (``session.created`` / ``session.updated``).
-
-    The agent's configuration, not the client's: instructions, voice and its
-    own function tools (the runtime's builtin tools are run by the runtime and
-    not listed); audio ``fmt`` both ways; turn detection by the runtime's VAD.
-    """
-    tools = tuple(
-        wire.FunctionTool(name=t.name, description=t.description, parameters=t.parameters_json())
-        for t in agent.tools
-    )
-    return wire.SessionConfig(
-        id=session_id,
-        model=model,
-        instructions=agent.instructions,
-        voice=agent.voice,
-        input_format=fmt,
-        output_format=fmt,
-        turn_detection=wire.TurnDetection(
-            type="server_vad", create_response=True, interrupt_response=True
-        ),
-        transcription_model=TRANSCRIPTION_MODEL,
-        tools=tools,
-        tool_choice="auto",
-        output_modalities=("audio",),
-    )
 
 
 @dataclass
@@ -256,7 +172,7 @@ class RealtimeTransport:
         self._dialect: wire.Dialect = dialect
         self._model = model
         self._pending = list(pending)
-        self._format = _wire_format(ctx.caller_format)
+        self._format = wire_format(ctx.caller_format)
         self._bytes_per_ms = (
             ctx.caller_format.sample_rate
             * (2 if ctx.caller_format.encoding == "pcm16" else 1)
@@ -364,7 +280,7 @@ class RealtimeTransport:
             self._input_ms += chunk.duration_ms
 
     async def _on_session_update(self, update: wire.SessionUpdate) -> None:
-        requested = _requested_format(update)
+        requested = requested_format(update)
         mismatched = [
             f
             for f in (update.session.input_format, update.session.output_format)
@@ -373,8 +289,8 @@ class RealtimeTransport:
         if mismatched:
             await self._error(
                 "invalid_value",
-                f"The audio format is fixed for this call ({_format_name(self._format)}); "
-                f"set it in the first session.update. Asked for {_format_name(mismatched[0])}.",
+                f"The audio format is fixed for this call ({format_name(self._format)}); "
+                f"set it in the first session.update. Asked for {format_name(mismatched[0])}.",
                 param="session.audio.input.format",
                 client_event_id=update.event_id or None,
             )
@@ -390,7 +306,7 @@ class RealtimeTransport:
         ]
         await self._events.emit(
             "realtime.session.update",
-            format=_format_name(requested) if requested else None,
+            format=format_name(requested) if requested else None,
             ignored=ignored,
         )
         await self._send(wire.SessionUpdated(session=self._session()))
@@ -671,10 +587,6 @@ class RealtimeTransport:
 
 def _ms(value: Any) -> int:
     return round(float(value)) if isinstance(value, int | float) else 0
-
-
-def _format_name(fmt: wire.WireAudioFormat) -> str:
-    return {"pcmu": "audio/pcmu", "pcma": "audio/pcma"}.get(fmt.encoding, "audio/pcm")
 
 
 def _event_id(text: str | bytes) -> str | None:

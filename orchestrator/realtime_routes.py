@@ -41,12 +41,8 @@ import trio
 
 from switchboard.actors.context import CallContext, EventSink
 from switchboard.actors.messages import ToSupervisor, ToTransport
-from switchboard.actors.realtime_transport import (
-    RealtimeTransport,
-    call_format,
-    caller_format,
-    session_in_effect,
-)
+from switchboard.actors.realtime_session import call_format, caller_format, session_in_effect
+from switchboard.actors.realtime_transport import RealtimeTransport
 from switchboard.codecs import openai_realtime as wire
 
 from .agents import AgentSpec

@@ -43,11 +43,8 @@ from switchboard.actors.messages import (
     ToTransport,
     TransportFailed,
 )
-from switchboard.actors.realtime_transport import (
-    MAX_BAD_EVENTS_IN_A_ROW,
-    RealtimeTransport,
-    call_format,
-)
+from switchboard.actors.realtime_session import call_format
+from switchboard.actors.realtime_transport import MAX_BAD_EVENTS_IN_A_ROW, RealtimeTransport
 from switchboard.codecs import openai_realtime as wire
 from switchboard.orchestrator.agent_file import parse_agent_yaml
 from switchboard.testing import memory_connector
