@@ -92,7 +92,7 @@ from .messages import (
     TruncateResponse,
 )
 from .provider_slot import ProviderRun, ProviderSlot, ProviderStart
-from .stall_watch import Watchdog
+from .watchdog import Watchdog
 
 __all__ = ["CallReport", "ProviderFactory", "ProviderRun", "Supervisor"]
 
