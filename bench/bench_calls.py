@@ -1,20 +1,27 @@
-"""Greeting and response latency of real calls to the local agent.
+"""Greeting and response latency of real calls to the local agent, and whether they were answered.
 
     python bench/bench_calls.py [--calls 20] [--concurrency 2] [--fast] [--json]
 
 Starts a server on an embedded PostgreSQL in a temporary folder, places
 ``--calls`` calls to the demo agent as Twilio would (signed webhook, Media
-Stream in real time: 20 ms frames every 20 ms, silence between lines), each
-saying "what are your opening hours", and reports on the caller's side:
+Stream in real time: 20 ms frames every 20 ms, silence between lines), at
+most ``--concurrency`` at once, each saying "what are your opening hours"
+then "thank you goodbye", and reports on the caller's side:
 
 - greeting latency: ``start`` sent -> first agent audio received;
-- response latency: end of the caller's audio -> first agent audio after it.
-  It contains the voice activity detector's end-of-speech hangover (how long
-  the caller must be silent before the turn ends), speech recognition, and
-  synthesis; the hangover is printed beside it.
+- response latency: end of the caller's audio -> first agent audio after it,
+  over every turn of every call. It contains the voice activity detector's
+  end-of-speech hangover (how long the caller must be silent before the turn
+  ends), the rest of speech recognition, and synthesis; the hangover is
+  printed beside it;
+- answered correctly: turns whose logged agent answer is the intent's reply
+  (opening hours, then the goodbye);
+- the longest gap in agent audio inside a response, as the caller's playout
+  clock hears it (a frame that arrives after the audio before it has played).
 
 Median and p95 over the calls. Design budget: first greeting audio within
-500 ms of the call's start.
+500 ms of the call's start. The callers run in the server's process (one
+Trio loop), so anything that blocks the server's loop delays them too.
 """
 
 from __future__ import annotations
@@ -31,15 +38,34 @@ from typing import Any
 import trio
 
 from switchboard.actors.local.vad import VoiceActivityDetector
+from switchboard.codecs import twilio_media as wire
 from switchboard.orchestrator import devcreds
-from switchboard.orchestrator.caller import CallerLine, place_call
+from switchboard.orchestrator.caller import CallerLine, Phone, place_call
 from switchboard.orchestrator.config import Settings
 from switchboard.orchestrator.server import serve
+
+LINES = {
+    "what are your opening hours": "We are open",
+    "thank you goodbye": "Thank you for calling",
+}
+"""What the caller says -> how the right answer starts (examples/receptionist.yaml)."""
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def longest_gap_ms(phone: Phone) -> float:
+    """The longest silence between two agent frames of one response, as the caller heard it."""
+    longest = 0.0
+    frames = sorted(phone.heard)
+    for (start, payload), (next_start, _) in zip(frames, frames[1:], strict=False):
+        end = start + len(payload) / wire.SAMPLE_RATE
+        if any(end - 0.001 <= t <= next_start for t in phone.response_ends):
+            continue  # a response ended here: silence between answers is not a gap
+        longest = max(longest, next_start - end)
+    return longest * 1000
 
 
 async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
@@ -53,8 +79,11 @@ async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
         )
         greeting_ms: list[float] = []
         response_ms: list[float] = []
+        gaps_ms: list[float] = []
         failures = 0
-        line = CallerLine.say("what are your opening hours")
+        correct = 0
+        turns = 0
+        lines = [CallerLine.say(text) for text in LINES]
         async with trio.open_nursery() as nursery:
             (url, *_) = await nursery.start(serve, settings)
             creds = devcreds.load(Path(tmp))
@@ -62,25 +91,30 @@ async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
             limiter = trio.CapacityLimiter(concurrency)
 
             async def one() -> None:
-                nonlocal failures
+                nonlocal failures, correct, turns
+                phones: list[Phone] = []
                 async with limiter:
                     s = await place_call(
                         url,
-                        [line],
+                        lines,
                         to_number="+15005550006",
                         auth_token="bench",
-                        api_key=None,
+                        api_key=creds.api_key,
                         realtime=realtime,
+                        phones=phones,
                     )
-                if (
-                    s.greeting_latency_ms is None
-                    or not s.turns
-                    or s.turns[0].response_latency_ms is None
-                ):
+                if phones:
+                    gaps_ms.append(longest_gap_ms(phones[0]))
+                if s.greeting_latency_ms is None:
                     failures += 1
                     return
                 greeting_ms.append(s.greeting_latency_ms)
-                response_ms.append(s.turns[0].response_latency_ms)
+                for turn in s.turns:
+                    turns += 1
+                    if turn.response_latency_ms is not None:
+                        response_ms.append(turn.response_latency_ms)
+                    if (turn.agent or "").startswith(LINES[turn.said]):
+                        correct += 1
 
             async with trio.open_nursery() as callers:
                 for _ in range(calls):
@@ -102,11 +136,14 @@ async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
         "concurrency": concurrency,
         "realtime": realtime,
         "failed": failures,
+        "turns": turns,
+        "answered_correctly": correct,
         "vad_hangover_ms": inspect.signature(VoiceActivityDetector)
         .parameters["hangover_ms"]
         .default,
         "greeting_latency": stats(greeting_ms),
         "response_latency": stats(response_ms),
+        "longest_gap": stats(gaps_ms),
     }
 
 
@@ -124,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"{report['calls']} calls, {report['concurrency']} at a time, "
-        f"{'real time' if report['realtime'] else 'fast'}; failed: {report['failed']}"
+        f"{'real time' if report['realtime'] else 'fast'}; failed: {report['failed']}; "
+        f"answered correctly: {report['answered_correctly']} of {report['turns']} turns"
     )
-    for name in ("greeting_latency", "response_latency"):
+    for name in ("greeting_latency", "response_latency", "longest_gap"):
         s = report[name]
         if s:
             print(

@@ -288,10 +288,12 @@ async def place_call(
     save_audio: Path | None = None,
     response_timeout_s: float = 20.0,
     inject: Sequence[str] = (),
+    phones: list[Phone] | None = None,
 ) -> CallSummary:
     """Place one call as Twilio would and report what the caller experienced.
 
     ``inject``: raw messages sent right after ``start`` (for tests of bad frames).
+    ``phones``: if given, the call's :class:`Phone` is appended (what it heard, when).
     """
     call_sid, account_sid = twilio_sid("CA"), twilio_sid("AC")
     params = {
@@ -313,6 +315,8 @@ async def place_call(
             trio.open_nursery() as nursery,
         ):
             phone = Phone(ws, encoder, realtime=realtime)
+            if phones is not None:
+                phones.append(phone)
             nursery.start_soon(phone.listen, nursery)
             await ws.send_message(encoder.connected())
             t_start = trio.current_time()

@@ -15,6 +15,7 @@ import structlog
 
 from switchboard.actors.local import tts
 from switchboard.actors.local.asr import (
+    CMN_WINDOW_MS,
     DEFAULT_PRIOR_LOG_ODDS,
     Recognition,
     Recognizer,
@@ -117,8 +118,8 @@ def test_the_synthetic_caller_lines_get_their_intent(
 
 
 MISS = (
-    "known miss, see asr.py: required log-odds +98 against the threshold's +45; the "
-    "acoustic model hears eSpeak's line as 'you leave'"
+    "known miss, see asr.py: required log-odds +60 against the threshold's +45; the "
+    "acoustic model hears eSpeak's line as 'i did not alert and the'"
 )
 ESPEAK_CASES = [
     pytest.param(
@@ -126,7 +127,7 @@ ESPEAK_CASES = [
         intent,
         rate,
         marks=[pytest.mark.xfail(strict=True, reason=MISS)]
-        if (intent, rate) == ("human", 175)
+        if (intent, rate) == ("emergency", 175)
         else [],
     )
     for text, intent in sorted(LINES.items())
@@ -143,9 +144,9 @@ def test_fresh_espeak_lines_get_their_intent(
 
 
 def test_the_missed_line_is_classified_right_but_rejected(recognizer: Recognizer) -> None:
-    evidence = recognizer.evidence(espeak("can I talk to a human please", 175), 8000)
-    assert evidence.candidate == "human"
-    assert evidence.required_log_odds == pytest.approx(98.0, abs=2.0)
+    evidence = recognizer.evidence(espeak("this is an emergency", 175), 8000)
+    assert evidence.candidate == "emergency"
+    assert evidence.required_log_odds == pytest.approx(60.4, abs=2.0)
 
 
 @pytest.mark.parametrize("name", sorted(RECORDED))
@@ -159,10 +160,10 @@ def test_real_speech_that_asks_for_nothing_gets_no_intent(
 
 def test_the_threshold_sits_between_the_nearest_cases(recognizer: Recognizer) -> None:
     """The two measurements nearest the threshold, on either side of it."""
-    accepted = recognizer.evidence(espeak("can I talk to a human please", 150), 8000)
+    accepted = recognizer.evidence(espeak("this is an emergency", 150), 8000)
     rejected = recognizer.evidence(recorded("cards-001.wav"), 8000)
-    assert accepted.candidate == "human"
-    assert accepted.required_log_odds == pytest.approx(37.5, abs=2.0)
+    assert accepted.candidate == "emergency"
+    assert accepted.required_log_odds == pytest.approx(29.9, abs=2.0)
     assert rejected.candidate == "booking"  # "ten of clubs" is nearest to "book an appointment"
     assert rejected.required_log_odds == pytest.approx(51.3, abs=2.0)
     assert accepted.required_log_odds < DEFAULT_PRIOR_LOG_ODDS < rejected.required_log_odds
@@ -178,7 +179,7 @@ def test_a_phrase_heard_verbatim_needs_no_race(recognizer: Recognizer) -> None:
 
 def test_a_higher_prior_accepts_more() -> None:
     eager = Recognizer(RECEPTIONIST, prior_log_odds=120.0)
-    assert eager.recognize(espeak("can I talk to a human please", 175), 8000).intent == "human"
+    assert eager.recognize(espeak("this is an emergency", 175), 8000).intent == "emergency"
     assert eager.recognize(recorded("cards-001.wav"), 8000).intent == "booking"
 
 
@@ -214,6 +215,56 @@ def test_an_agent_without_intents_still_gets_transcripts() -> None:
     plain = Recognizer({})
     heard = plain.recognize(recorded("librivox-0880.wav"), 8000)
     assert heard.intent is None and "young man" in heard.transcript
+
+
+# -- streaming -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("piece", [160, 1000, 4096])
+def test_any_split_of_the_audio_gives_the_same_result(recognizer: Recognizer, piece: int) -> None:
+    """What the caller hears back cannot depend on how the audio reached the worker."""
+    pcm = recorded("librivox-0880.wav")
+    whole = recognizer.recognize(pcm, 8000)
+    utterance = recognizer.start(8000)
+    for i in range(0, len(pcm), piece):
+        utterance.feed(pcm[i : i + piece])
+    heard = utterance.finish()
+    assert (heard.transcript, heard.intent, heard.confidence) == (
+        whole.transcript,
+        whole.intent,
+        whole.confidence,
+    )
+
+
+def test_the_normalization_window_starts_where_the_speech_starts(recognizer: Recognizer) -> None:
+    """A VAD's pre-roll before the speech does not shift what the decoder normalizes on."""
+    pcm = espeak("what are your opening hours", 150)
+    preroll = np.full(2400, 3, np.int16)  # 300 ms of a quiet line
+    clip = recognizer.recognize(pcm, 8000)
+    utterance = recognizer.start(8000, speech_start_ms=300)
+    utterance.feed(preroll)
+    utterance.feed(pcm)
+    cut = utterance.finish()
+    assert cut.intent == clip.intent == "hours"
+
+
+def test_a_short_utterance_is_decoded_whole_at_its_end(recognizer: Recognizer) -> None:
+    """Shorter than the normalization window: nothing is decoded until it ends."""
+    pcm = espeak("bye", 175)
+    assert len(pcm) < 8 * CMN_WINDOW_MS
+    utterance = recognizer.start(8000)
+    utterance.feed(pcm)
+    assert recognizer.decoders.idle_open >= 1  # no decoder taken yet
+    assert utterance.finish().intent == "goodbye"
+
+
+def test_a_finished_utterance_takes_no_more_audio(recognizer: Recognizer) -> None:
+    utterance = recognizer.start(8000)
+    utterance.feed(np.zeros(800, np.int16))
+    utterance.finish()
+    with pytest.raises(RuntimeError, match="finished"):
+        utterance.feed(np.zeros(800, np.int16))
+    utterance.abandon()  # harmless afterwards
 
 
 # -- phrases, threads, errors ----------------------------------------------------

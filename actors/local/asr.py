@@ -27,37 +27,66 @@ Each utterance goes through two searches:
    phrase verbatim, as in "I would like to book an appointment for tomorrow"),
    their intent is taken without the race.
 
-The race runs once for the decision and five more times, bisecting the bonus,
-for the confidence. Cost, measured on the test data (2 cores, one used): 0.45
-s of CPU per second of audio, of which the open search takes 0.36 (including
-the 0.6 s of padding per utterance) and the races 0.10.
+The race runs once for the decision and up to seven more times, bisecting
+the bonus, for the confidence.
+
+**Streaming.** The open search runs while the caller speaks
+(:meth:`Recognizer.start`, :class:`UtteranceDecoder`), so at the end of the
+utterance only the finishing work remains: the last audio and the padding,
+the open search's second pass and lattice, and the races (which need ``W``,
+so they run at the end, on the audio already in the decoder's process). The
+model is configured for *batch* cepstral mean normalization (CMN: each
+utterance normalized by its own mean cepstrum, known only at its end); fed
+as a stream with the model's initial mean instead, the open search is
+useless on phone audio ("i would like to book an appointment" comes out as
+"what what are you do"). So the stream waits for the first
+:data:`CMN_WINDOW_MS` (600 ms) of speech, normalizes the whole utterance
+with that window's mean (PocketSphinx's own batch CMN of the window), and
+then decodes as the audio comes; an utterance shorter than that is decoded
+whole at its end, with batch CMN, as before. Measured on 34 cases (the 5
+synthetic files, the 5 lines at 140/150/165/175 wpm, the 9 recordings of
+the shared speech data through the phone path), decoded as clips and as the
+VAD cuts them from a line with noise: the whole-utterance decode decided 31
+and 29 of 34 right, the 600 ms window 32 and 31, with the same word error
+rate on the recordings (0.61/0.49 against 0.59/0.50); windows of 200-300 ms
+lose words (WER 0.7-1.0), 400-500 ms gave 30-34 right depending on the path,
+800 ms 31-33.
+
+Cost, measured on the test data (2 cores, one used): about 0.25-0.35 s of
+CPU per second of audio for the open search (including the 0.6 s of
+padding per utterance), of which all but the last few hundred ms of audio is
+spent while the caller is still speaking; the races take about 0.05 s per
+second of audio, at the end.
 
 The *required log-odds* of an utterance is the smallest bonus at which H1
 wins (found by bisection; :meth:`Recognizer.evidence`). An intent is
 accepted when it is at most ``prior_log_odds``. Measured on the test data
-(``tests/test_local_asr.py`` reproduces these; 16 kHz after the phone path
-8 kHz G.711 mu-law, 300 ms of silence around each utterance):
+with the streaming decode (``tests/test_local_asr.py`` reproduces these; 16
+kHz after the phone path 8 kHz G.711 mu-law, 300 ms of silence around each
+utterance):
 
 - eSpeak NG caller lines (the 5 files in ``tests/data/speech/synthetic`` and
-  5 sentences synthesized at 150 and 175 words a minute): from -137 to +38,
-  except "can I talk to a human please" at 175 wpm: +98. (book.wav is heard
-  verbatim: "i would like to book an appointment or tomorrow at the".)
-- Real recordings that express no intent (goforward, cards-001..005,
-  librivox-0870/0880/0890): +51 (cards-001, "ten of clubs", nearest to "book
+  5 sentences synthesized at 150 and 175 words a minute): from -150 (heard
+  verbatim) to +30, except "this is an emergency" at 175 wpm: +60. (book.wav
+  is heard verbatim: "i would like to book an appointment or my early and".)
+- Real recordings that express no intent (goforward, cards-001 and 004,
+  librivox-0870/0880): +51 (cards-001, "ten of clubs", nearest to "book
   an appointment"), then +106 (cards-004) and up to the saturation at +137.
 
 ``DEFAULT_PRIOR_LOG_ODDS`` = 45 sits between the nearest cases on either side
-(+38, an eSpeak "can I talk to a human please" at 150 wpm, and +51,
-cards-001), and below the one synthetic line at +98, which is therefore
-rejected: a known miss. Real callers are what the threshold has to protect;
-the acoustic model fits eSpeak's formant synthesis badly (its open transcripts
-of eSpeak lines are mostly wrong, "thank you goodbye" comes out as "and you
-look body"), which is what pushes some synthetic lines up. The margins are
-thin (6 to 7 log-odds), and small changes to the signal move single
-utterances by tens of log-odds (measured: halving the level moves cards-004
-from +106 to +68 and the eSpeak human line from +98 to +108), so treat the
-threshold as a calibrated starting point, not a guarantee: the transcript is
-logged with every decision, so misses are visible.
+(+30, an eSpeak "this is an emergency" at 150 wpm, and +51, cards-001), and
+below the one synthetic line at +60, which is therefore rejected: a known
+miss. (With the whole-utterance decode the nearest cases were +38 and +51
+and the miss was "can I talk to a human please" at 175 wpm, at +98.) Real
+callers are what the threshold has to protect; the acoustic model fits
+eSpeak's formant synthesis badly (its open transcripts of eSpeak lines are
+mostly wrong, "thank you goodbye" comes out as "and you look body"), which
+is what pushes some synthetic lines up. The margins are thin, and small
+changes to the signal move single utterances by tens of log-odds (measured
+with the whole-utterance decode: halving the level moves cards-004 from
++106 to +68), so treat the threshold as a calibrated starting point, not a
+guarantee: the transcript is logged with every decision, so misses are
+visible.
 
 What did not work, measured on the same data: the grammar alone (every
 utterance maps to some phrase); per-frame acoustic score ratios against the
@@ -68,12 +97,15 @@ chosen); the open LM's full word lattice as H0 (makes eSpeak's "this is an
 emergency" lose to lattice paths); noise or dither added to the audio
 (changes results at random).
 
-Threads: :meth:`Recognizer.recognize` is thread-safe (one lock; the decoders
-are built once, about 0.4 s). Note that the PocketSphinx binding holds the
-GIL while it decodes (measured: two decoders in two threads take twice as
-long as one), so a decode stalls every other Python thread of the process,
-the Trio event loop included, for its duration; run recognizers in a
-separate process where that matters.
+Processes: the PocketSphinx binding holds the GIL while it decodes
+(measured: two decoders in two threads take twice as long as one), so a
+decode stalls every other Python thread of its process, the Trio event loop
+included. The runtime therefore decodes only in speech worker processes
+(:mod:`.workers`); this module never runs in the main process. Within a
+process :class:`Recognizer` is thread-safe (one lock per :class:`Decoders`);
+every agent's recognizer in a process shares its :class:`Decoders`: one
+race decoder and one open-search decoder per utterance in progress (about
+90 MB each).
 
 Errors: ``TypeError`` for audio that is not int16, ``ValueError`` for audio
 that is not mono or a sample rate the Resampler does not support;
@@ -100,11 +132,16 @@ from pocketsphinx import Decoder
 
 from switchboard.codecs import Pcm16, Resampler
 
+from .speech import DEFAULT_PRIOR_LOG_ODDS, Grammar, Recognition
+
 __all__ = [
+    "CMN_WINDOW_MS",
     "DEFAULT_PRIOR_LOG_ODDS",
+    "Decoders",
     "IntentEvidence",
     "Recognition",
     "Recognizer",
+    "UtteranceDecoder",
 ]
 
 log = structlog.get_logger("switchboard.asr")
@@ -113,13 +150,14 @@ DECODER_RATE: Final = 16000
 """Sample rate (Hz) of the acoustic model; other rates are resampled to it."""
 PAD_MS: Final = 300
 """Silence (ms) added before and after each utterance: the decoder needs some."""
-DEFAULT_PRIOR_LOG_ODDS: Final = 45.0
-"""Bonus (lw-scaled nats) of the intent branch; see the module docstring."""
+CMN_WINDOW_MS: Final = 600
+"""Speech (ms, from its start) whose cepstral mean normalizes the whole utterance."""
 CONFIDENCE_SCALE: Final = 10.0
 """Log-odds margin (nats) per e-fold of the confidence odds."""
 EVIDENCE_RANGE: Final = 150.0
 """Required log-odds are searched within +-this; beyond, they saturate."""
 
+_BYTES_PER_MS: Final = DECODER_RATE * 2 // 1000
 _REPEAT_PROB: Final = 0.1  # another phrase follows a phrase
 _CONFIDENCE_STEPS: Final = 5  # bisection steps for the confidence (resolution 64/32 nats)
 _CONFIDENCE_SPAN: Final = 64.0
@@ -131,34 +169,6 @@ _LN_FLOOR: Final = -50.0  # natural-log floor for an LM probability
 # Wide beams for the race: with the defaults the phrase branch is often pruned
 # before the end and the search returns no path (measured on the eSpeak lines).
 _RACE_BEAMS: Final = {"beam": 1e-80, "pbeam": 1e-80, "wbeam": 1e-60}
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class Recognition:
-    """The result for one utterance.
-
-    Attributes:
-        transcript: what the open search heard, lower case, words separated
-            by single spaces ("" when it heard no words).
-        intent: the agent intent the utterance expresses, or None.
-        confidence: in [0, 1], how sure the decision (including None) is: 0.5
-            at the threshold, towards 1 away from it (a logistic of the
-            log-odds margin, :data:`CONFIDENCE_SCALE`); for a phrase heard
-            verbatim by the open search, the mean posterior of its words.
-        decode_ms: wall time of :meth:`Recognizer.recognize`, in ms.
-    """
-
-    transcript: str
-    intent: str | None
-    confidence: float
-    decode_ms: float
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.confidence <= 1.0:
-            raise ValueError(f"confidence must be within [0, 1], got {self.confidence}")
-        if self.decode_ms < 0:
-            raise ValueError(f"decode_ms must not be negative, got {self.decode_ms}")
 
 
 @final
@@ -185,14 +195,182 @@ class IntentEvidence:
     required_log_odds: float
 
 
+class Decoders:
+    """The PocketSphinx decoders of one process, shared by every agent's recognizer.
+
+    One race decoder (grammar searches, one at a time, under :attr:`lock`) and
+    a free list of open-search decoders, one per utterance in progress: an
+    open decoder holds an utterance's search state from its first audio to
+    its end, so utterances decoded at once need one each (built on demand,
+    about 0.3 s and 90 MB each; kept for reuse).
+
+    Raises:
+        RuntimeError: PocketSphinx cannot load its model.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._idle: list[Decoder] = [self._new_open()]
+        first = self._idle[0]
+        self.lm = first.get_lm()
+        self.lw = float(first.config["lw"])
+        self.ln_base = math.log(float(first.config["logbase"]))
+        self.race = Decoder(
+            samprate=DECODER_RATE, loglevel="FATAL", lm=None, bestpath=False, **_RACE_BEAMS
+        )
+        self.race.add_fsg("idle", self.race.create_fsg("idle", 0, 1, [(0, 1, 1.0, "a")]))
+        self.race.activate_search("idle")
+        self._keep = [first]  # the LM object above belongs to this decoder
+
+    @staticmethod
+    def _new_open() -> Decoder:
+        return Decoder(samprate=DECODER_RATE, loglevel="FATAL")
+
+    @property
+    def idle_open(self) -> int:
+        """Open-search decoders built and not in use."""
+        with self.lock:
+            return len(self._idle)
+
+    def take_open(self) -> Decoder:
+        """An open-search decoder for one utterance (built if none is idle)."""
+        with self.lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._new_open()
+
+    def give_back(self, decoder: Decoder) -> None:
+        with self.lock:
+            self._idle.append(decoder)
+
+    def ensure_idle(self, count: int) -> None:
+        """Build open-search decoders until ``count`` are idle."""
+        while self.idle_open < count:
+            self.give_back(self._new_open())
+
+    def cepstral_mean(self, audio: bytes) -> str:
+        """The cepstral mean of raw 16 kHz PCM16 ``audio`` as PocketSphinx's batch CMN
+        computes it (frames of zero energy, such as the padding, are skipped), in
+        the comma-separated form of ``Decoder.set_cmn``. Features only: no search."""
+        with self.lock:
+            race = self.race
+            race.reinit_feat()
+            race.start_utt()
+            race.process_raw(audio, no_search=True, full_utt=True)
+            race.end_utt()
+            return str(race.get_cmn(False))
+
+
+class UtteranceDecoder:
+    """One utterance decoded as its audio arrives (see the module docstring).
+
+    Made by :meth:`Recognizer.start`; feed it with :meth:`feed`, end it with
+    :meth:`finish` (or :meth:`abandon`). Not thread-safe: one feeder at a time.
+    """
+
+    def __init__(self, recognizer: Recognizer, sample_rate: int, speech_start_ms: float) -> None:
+        self._recognizer = recognizer
+        self._resampler = (
+            Resampler(sample_rate, DECODER_RATE) if sample_rate != DECODER_RATE else None
+        )
+        self.sample_rate = sample_rate
+        self._audio = bytearray(_silence(PAD_MS))
+        self._cmn_end = len(self._audio) + round(
+            (max(0.0, speech_start_ms) + CMN_WINDOW_MS) * _BYTES_PER_MS
+        )
+        self._decoder: Decoder | None = None
+        self._fed = 0  # bytes of _audio given to the open decoder
+        self._done = False
+
+    def feed(self, pcm: Pcm16) -> None:
+        """Take the next audio: int16 array, shape (n,), at the stream's rate.
+
+        Raises:
+            TypeError: ``pcm`` is not int16. ValueError: not mono.
+            RuntimeError: the utterance was finished or abandoned, or PocketSphinx failed.
+        """
+        _check(pcm)
+        if self._done:
+            raise RuntimeError("this utterance is finished")
+        self._audio += self._resampled(pcm)
+        if self._decoder is None and len(self._audio) >= self._cmn_end:
+            self._begin(bytes(self._audio[: self._cmn_end]))
+        self._decode()
+
+    def finish(self) -> Recognition:
+        """End the utterance: its transcript and intent (see :meth:`Recognizer.recognize`).
+
+        Raises:
+            RuntimeError: finished twice, or PocketSphinx failed.
+        """
+        started = time.perf_counter()
+        audio, words, posteriors = self._end_search()
+        return self._recognizer.decide(audio, words, posteriors, started)
+
+    def _end_search(self) -> tuple[bytes, tuple[str, ...] | None, list[float]]:
+        """Finish the open search: (the padded 16 kHz audio, its words, their posteriors)."""
+        if self._done:
+            raise RuntimeError("this utterance is finished")
+        if self._resampler is not None:
+            self._audio += _pcm_bytes(self._resampler.flush())
+        self._audio += _silence(PAD_MS)
+        audio = bytes(self._audio)
+        try:
+            if self._decoder is None:  # shorter than the window: decode it whole
+                decoder = self._decoder = self._recognizer.decoders.take_open()
+                decoder.reinit_feat()
+                decoder.start_utt()
+                decoder.process_raw(audio, full_utt=True)
+            else:
+                self._decode()
+            self._decoder.end_utt()
+            words, posteriors = _words(self._decoder)
+        finally:
+            self._release()
+        return audio, words, posteriors
+
+    def abandon(self) -> None:
+        """Drop the utterance (its decoder goes back to the pool); safe to call twice."""
+        if self._decoder is not None and not self._done:
+            self._decoder.end_utt()
+        self._release()
+
+    def _resampled(self, pcm: Pcm16) -> bytes:
+        if self._resampler is not None:
+            pcm = self._resampler.process(pcm)
+        return _pcm_bytes(pcm)
+
+    def _begin(self, window: bytes) -> None:
+        """Start the open search, normalized with the cepstral mean of ``window``."""
+        decoders = self._recognizer.decoders
+        mean = decoders.cepstral_mean(window)
+        decoder = self._decoder = decoders.take_open()
+        decoder.reinit_feat()  # the noise tracker would otherwise carry over utterances
+        decoder.set_cmn(mean)
+        decoder.start_utt()
+
+    def _decode(self) -> None:
+        if self._decoder is not None and self._fed < len(self._audio):
+            self._decoder.process_raw(bytes(self._audio[self._fed :]), full_utt=False)
+            self._fed = len(self._audio)
+
+    def _release(self) -> None:
+        self._done = True
+        decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            self._recognizer.decoders.give_back(decoder)
+
+
 class Recognizer:
     """Transcripts and intents for one agent's phrases (thread-safe).
 
     Args:
         intents: intent name -> example phrases (plain text, any case; words
-            outside ``[a-z']`` are separators).
+            outside ``[a-z']`` are separators), or a :class:`~.speech.Grammar`.
         prior_log_odds: bonus of the intent branch, lw-scaled nats
-            (:data:`DEFAULT_PRIOR_LOG_ODDS`); higher accepts more.
+            (:data:`DEFAULT_PRIOR_LOG_ODDS`); higher accepts more. Ignored
+            when ``intents`` is a Grammar (it has its own).
+        decoders: the process's :class:`Decoders` (by default, new ones).
 
     Raises:
         TypeError: an intent's phrases are a single str, not a sequence of str.
@@ -201,33 +379,52 @@ class Recognizer:
 
     def __init__(
         self,
-        intents: Mapping[str, Sequence[str]],
+        intents: Mapping[str, Sequence[str]] | Grammar,
         *,
         prior_log_odds: float = DEFAULT_PRIOR_LOG_ODDS,
+        decoders: Decoders | None = None,
     ) -> None:
-        self.prior_log_odds = float(prior_log_odds)
-        self._lock = threading.Lock()
-        self._open = Decoder(samprate=DECODER_RATE, loglevel="FATAL")
-        self._lm = self._open.get_lm()
-        self._lw = float(self._open.config["lw"])
-        self._ln_base = math.log(float(self._open.config["logbase"]))
-        self._race = Decoder(
-            samprate=DECODER_RATE, loglevel="FATAL", lm=None, bestpath=False, **_RACE_BEAMS
+        grammar = (
+            intents
+            if isinstance(intents, Grammar)
+            else Grammar.of(intents, prior_log_odds=prior_log_odds)
         )
-        self._race.add_fsg("idle", self._race.create_fsg("idle", 0, 1, [(0, 1, 1.0, "a")]))
-        self._race.activate_search("idle")
+        self.grammar = grammar
+        self.prior_log_odds = grammar.prior_log_odds
+        self.decoders = decoders if decoders is not None else Decoders()
+        self._lock = self.decoders.lock
+        self._race = self.decoders.race
+        self._lm = self.decoders.lm
+        self._lw = self.decoders.lw
+        self._ln_base = self.decoders.ln_base
         self._names = count()
-        self._phrases = self._compile(intents)
+        mapping = grammar.as_mapping()
+        with self._lock:
+            self._phrases = self._compile(mapping)
         self.intents: Mapping[str, tuple[str, ...]] = {
             name: tuple(" ".join(p) for p, i in self._phrases.items() if i == name)
-            for name in intents
+            for name in mapping
         }
         """The phrases in use per intent, as spelled for the decoder."""
 
     # -- public --------------------------------------------------------------
 
+    def start(self, sample_rate: int, *, speech_start_ms: float = 0.0) -> UtteranceDecoder:
+        """A decoder for one utterance, to be fed while the caller speaks.
+
+        Args:
+            sample_rate: Hz of the audio to come, any rate
+                :class:`~switchboard.codecs.Resampler` supports.
+            speech_start_ms: where speech begins in that audio (after a VAD's
+                pre-roll), ms: the cepstral-mean window starts there.
+
+        Raises:
+            ValueError: an unsupported sample rate.
+        """
+        return UtteranceDecoder(self, sample_rate, speech_start_ms)
+
     def recognize(self, pcm: Pcm16, sample_rate: int) -> Recognition:
-        """Transcribe one utterance and decide its intent.
+        """Transcribe one utterance and decide its intent (:meth:`start`, fed at once).
 
         Args:
             pcm: int16 array, shape (n,): one utterance, as cut by a VAD.
@@ -241,31 +438,27 @@ class Recognizer:
         Raises:
             TypeError, ValueError: see the module docstring.
         """
-        started = time.perf_counter()
-        audio = _prepare(pcm, sample_rate)
-        intent: str | None = None
-        confidence = 1.0
-        with self._lock:
-            words, posteriors = self._transcribe(audio)
-            verbatim = self._verbatim(words)
-            if verbatim is not None:
-                phrases, matched = verbatim
-                intent = self._intent_of(phrases)
-                confidence = float(np.clip(np.mean([posteriors[i] for i in matched]), 0.0, 1.0))
-            elif self._phrases and words is not None:
-                confidence, intent = self._decide(audio, words)
-        return Recognition(
-            " ".join(words or ()), intent, confidence, (time.perf_counter() - started) * 1000
-        )
+        _check(pcm)
+        utterance = self.start(sample_rate)
+        try:
+            utterance.feed(pcm)
+            return utterance.finish()
+        finally:
+            utterance.abandon()
 
     def evidence(self, pcm: Pcm16, sample_rate: int) -> IntentEvidence:
         """Measure what :meth:`recognize` decides on (slower: a finer bisection).
 
         Args and Raises: as :meth:`recognize`.
         """
-        audio = _prepare(pcm, sample_rate)
+        _check(pcm)
+        utterance = self.start(sample_rate)
+        try:
+            utterance.feed(pcm)
+            audio, words, _ = utterance._end_search()
+        finally:
+            utterance.abandon()
         with self._lock:
-            words, _ = self._transcribe(audio)
             transcript = " ".join(words or ())
             verbatim = self._verbatim(words)
             if verbatim is not None:
@@ -273,7 +466,7 @@ class Recognizer:
                 return IntentEvidence(
                     transcript, True, self._intent_of(phrases), phrases, -EVIDENCE_RANGE
                 )
-            if not self._phrases or words is None:
+            if not self._phrases or not words:
                 return IntentEvidence(transcript, False, None, (), EVIDENCE_RANGE)
             lm_logprobs = self._lm_logprobs(words)
             best = self._run_race(audio, words, lm_logprobs, EVIDENCE_RANGE) or ()
@@ -283,6 +476,33 @@ class Recognizer:
             return IntentEvidence(
                 transcript, False, self._intent_of(best) if best else None, best, required
             )
+
+    def decide(
+        self,
+        audio: bytes,
+        words: tuple[str, ...] | None,
+        posteriors: Sequence[float],
+        started: float,
+    ) -> Recognition:
+        """The decision for an utterance whose open search is done.
+
+        ``audio``: the utterance at 16 kHz with its padding, raw PCM16;
+        ``words``/``posteriors``: the open search's; ``started``: the
+        ``time.perf_counter()`` at which the finishing work began.
+        """
+        intent: str | None = None
+        confidence = 1.0
+        with self._lock:
+            verbatim = self._verbatim(words)
+            if verbatim is not None:
+                phrases, matched = verbatim
+                intent = self._intent_of(phrases)
+                confidence = float(np.clip(np.mean([posteriors[i] for i in matched]), 0.0, 1.0))
+            elif self._phrases and words:  # no words heard: nothing said, no intent
+                confidence, intent = self._decide(audio, words)
+        return Recognition(
+            " ".join(words or ()), intent, confidence, (time.perf_counter() - started) * 1000
+        )
 
     # -- phrases -------------------------------------------------------------
 
@@ -352,23 +572,6 @@ class Recognizer:
         return (tuple(found), sorted(matched)) if found else None
 
     # -- decoding ------------------------------------------------------------
-
-    def _transcribe(self, audio: bytes) -> tuple[tuple[str, ...] | None, list[float]]:
-        """The open search's words (None if it found no path) and their posteriors."""
-        decoder = self._open
-        decoder.reinit_feat()  # the noise tracker would otherwise carry over utterances
-        decoder.start_utt()
-        decoder.process_raw(audio, full_utt=True)
-        decoder.end_utt()
-        if decoder.hyp() is None:
-            return None, []
-        words: list[str] = []
-        posteriors: list[float] = []
-        for seg in decoder.seg():
-            if not _FILLER.match(seg.word):
-                words.append(_ALTERNATE.sub("", seg.word))
-                posteriors.append(float(seg.prob))
-        return tuple(words), posteriors
 
     def _lm_logprobs(self, words: Sequence[str]) -> list[float]:
         """Natural-log trigram probabilities of ``words`` and of the end of sentence."""
@@ -500,14 +703,29 @@ def _prob(log_value: float) -> float:
     return max(math.exp(log_value), 1e-300)
 
 
-def _prepare(pcm: Pcm16, sample_rate: int) -> bytes:
-    """``pcm`` at 16 kHz with :data:`PAD_MS` of silence on both sides, as raw PCM16."""
+def _check(pcm: Pcm16) -> None:
     if not isinstance(pcm, np.ndarray) or pcm.dtype != np.int16:
         raise TypeError("pcm must be a numpy int16 array of shape (n,)")
     if pcm.ndim != 1:
         raise ValueError(f"pcm must be mono with shape (n,), got shape {pcm.shape}")
-    if sample_rate != DECODER_RATE:
-        resampler = Resampler(sample_rate, DECODER_RATE)
-        pcm = np.concatenate([resampler.process(pcm), resampler.flush()])
-    pad = np.zeros(DECODER_RATE * PAD_MS // 1000, dtype=np.int16)
-    return np.concatenate([pad, pcm, pad]).astype("<i2").tobytes()
+
+
+def _pcm_bytes(pcm: Pcm16) -> bytes:
+    return pcm.astype("<i2", copy=False).tobytes()
+
+
+def _silence(ms: int) -> bytes:
+    return bytes(ms * _BYTES_PER_MS)
+
+
+def _words(decoder: Decoder) -> tuple[tuple[str, ...] | None, list[float]]:
+    """The finished search's words (None if it found no path) and their posteriors."""
+    if decoder.hyp() is None:
+        return None, []
+    words: list[str] = []
+    posteriors: list[float] = []
+    for seg in decoder.seg():
+        if not _FILLER.match(seg.word):
+            words.append(_ALTERNATE.sub("", seg.word))
+            posteriors.append(float(seg.prob))
+    return tuple(words), posteriors
