@@ -15,8 +15,8 @@ Who sends what::
     supervisor -> provider   : CallerAudio, ToolResult, TruncateResponse
     provider   -> supervisor : ProviderReady, SpeechStarted, SpeechStopped, CallerTranscript,
                                ResponseStarted, AgentAudio, AgentTranscript, ResponseDone,
-                               ToolCallRequested, ProviderFailed (each wrapped in
-                               FromProvider by the supervisor's relay)
+                               ToolCallRequested, ProviderFailed, ProviderWorking
+                               (each wrapped in FromProvider by the supervisor's relay)
     supervisor -> tools      : ToolCallRequested, TransferCall
     tools      -> supervisor : ToolResult
     everyone   -> logger     : CallEvent
@@ -287,6 +287,20 @@ class ProviderFailed:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderWorking:
+    """The provider is still working on the answer it owes (not stalled).
+
+    ``activity``: what it is doing (the local provider: ``recognizing`` or
+    ``synthesizing``, possibly queued behind other calls' work);
+    ``elapsed_ms``: for how long. The supervisor counts it as progress
+    (:class:`~switchboard.actors.failover.inputs.ProgressReported`).
+    """
+
+    activity: str
+    elapsed_ms: float
+
+
 ProviderOutput = (
     ProviderReady
     | SpeechStarted
@@ -298,6 +312,7 @@ ProviderOutput = (
     | ResponseDone
     | ToolCallRequested
     | ProviderFailed
+    | ProviderWorking
 )
 """Everything a provider sends the supervisor."""
 

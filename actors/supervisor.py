@@ -48,6 +48,7 @@ from .failover.inputs import (
     FailoverInput,
     FailureReported,
     OutputProduced,
+    ProgressReported,
     ProviderConnected,
     ResponseEnded,
     ResponseRequested,
@@ -76,6 +77,7 @@ from .messages import (
     ProviderFailed,
     ProviderOutput,
     ProviderReady,
+    ProviderWorking,
     ResponseDone,
     ResponseStarted,
     ShowEvent,
@@ -336,6 +338,8 @@ class Supervisor:
             self._slot.mark_ready()
             await self._emit("provider.ready", provider=message.provider)
             await self._feed(ProviderConnected(now))
+        elif isinstance(message, ProviderWorking):  # queued, not stalled (the local provider)
+            await self._feed(ProgressReported(now))
         elif isinstance(message, ProviderFailed):
             self._health.record_failure(self._chain[self._policy.link], message.kind)
             await self._feed(

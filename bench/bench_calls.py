@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import itertools
 import json
 import statistics
 import sys
@@ -60,7 +61,7 @@ def longest_gap_ms(phone: Phone) -> float:
     """The longest silence between two agent frames of one response, as the caller heard it."""
     longest = 0.0
     frames = sorted(phone.heard)
-    for (start, payload), (next_start, _) in zip(frames, frames[1:], strict=False):
+    for (start, payload), (next_start, _) in itertools.pairwise(frames):
         end = start + len(payload) / wire.SAMPLE_RATE
         if any(end - 0.001 <= t <= next_start for t in phone.response_ends):
             continue  # a response ended here: silence between answers is not a gap

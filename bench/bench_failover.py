@@ -242,7 +242,7 @@ def run_scenario(scenario: Scenario, runs: int, virtual: bool) -> list[Outcome]:
 
 def prepare() -> None:
     """What a server does at start, and the fakes' speech cache (they synthesize inline)."""
-    ASSETS.get(AGENT).prepare(PHONE_AUDIO)
+    trio.run(ASSETS.get(AGENT).prepare, PHONE_AUDIO)  # in a speech worker
     for scenario in SCENARIOS:
         for script, rate in ((scenario.openai, 24000), (scenario.gemini, 24000)):
             for text in (script.greeting, *(t.say for t in script.turns)):

@@ -156,13 +156,11 @@ async def _run_call(
     chain, make_provider, skipped = provider_chain(ctx, res, http)
 
     async def apology() -> AudioChunk:
-        assets = res.assets.peek(ctx.agent)
-        prepared = assets.prepared_apology(ctx.caller_format) if assets is not None else None
+        assets = res.assets.get(ctx.agent)
+        prepared = assets.prepared_apology(ctx.caller_format)
         if prepared is not None:
-            return prepared  # made when the agent was loaded: no thread, no wait
-        return await trio.to_thread.run_sync(
-            lambda: res.assets.get(ctx.agent).apology(ctx.caller_format)
-        )
+            return prepared  # made when the agent was loaded: no worker, no wait
+        return await assets.apology(ctx.caller_format)
 
     supervisor = Supervisor(
         ctx,

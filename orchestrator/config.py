@@ -20,6 +20,9 @@ Environment variables (all optional):
   sessions with the development API key.
 - ``VOICE_RUNTIME_ISSUER``: the tokens' ``iss`` (default ``switchboard``).
 - ``PLAYOUT_LEAD_MS``: how far ahead of real time agent audio is sent (300).
+- ``SPEECH_WORKERS``: worker processes for the local provider's speech
+  recognition and synthesis (default: the number of cores; started on first
+  use, see :mod:`switchboard.actors.local.workers`).
 - ``LOG_FORMAT``: ``json`` (default) or ``console``; ``LOG_LEVEL`` (``info``).
 - Provider URLs and keys (``OPENAI_API_KEY``, ``GEMINI_API_KEY``, ...): see
   :mod:`switchboard.actors.providers.endpoints`.
@@ -58,6 +61,7 @@ class Settings:
     twilio_account_sid: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
     playout_lead_ms: float = 300.0
+    speech_workers: int | None = None
     log_format: str = "json"
     log_level: str = "info"
     endpoints: Endpoints = field(default_factory=Endpoints)
@@ -74,6 +78,9 @@ class Settings:
             raise ConfigError(
                 f"PLAYOUT_LEAD_MS must be a number of ms, got {env['PLAYOUT_LEAD_MS']!r}"
             ) from None
+        workers = env.get("SPEECH_WORKERS") or None
+        if workers is not None and (not workers.isdigit() or int(workers) < 1):
+            raise ConfigError(f"SPEECH_WORKERS must be a whole number >= 1, got {workers!r}")
         settings = cls(
             data_dir=default_data_dir(env),
             database_url=env.get("DATABASE_URL") or None,
@@ -82,6 +89,7 @@ class Settings:
             twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
             twilio_api_base=env.get("TWILIO_API_BASE") or cls.twilio_api_base,
             playout_lead_ms=lead,
+            speech_workers=int(workers) if workers is not None else None,
             log_format=env.get("LOG_FORMAT", "json"),
             log_level=env.get("LOG_LEVEL", "info"),
             endpoints=Endpoints.from_env(env),

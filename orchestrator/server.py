@@ -15,6 +15,8 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from switchboard.actors.context import PHONE_AUDIO, AudioFormat
+from switchboard.actors.local.assets import AssetRegistry
+from switchboard.actors.local.workers import SpeechWorkers
 from switchboard.actors.tool_executor import TwilioRest
 from switchboard.codecs.browser_protocol import DEFAULT_SAMPLE_RATE
 
@@ -143,6 +145,7 @@ async def serve(
             creds, agents = await trio.to_thread.run_sync(bootstrap, store, settings)
             resources = CallResources(
                 store=store,
+                assets=AssetRegistry(SpeechWorkers(settings.speech_workers)),
                 spool_dir=settings.data_dir / "spool",
                 endpoints=settings.endpoints,
                 twilio_rest=(
@@ -155,11 +158,10 @@ async def serve(
                     else None
                 ),
             )
-            for agent in agents:  # synthesize greetings before the first call
-                assets = await trio.to_thread.run_sync(resources.assets.get, agent)
-                await trio.to_thread.run_sync(assets.prepare, PHONE_AUDIO)
-                browser_audio = AudioFormat("pcm16", DEFAULT_SAMPLE_RATE)
-                await trio.to_thread.run_sync(assets.prepare, browser_audio)
+            for agent in agents:  # greetings and apologies, made in a speech worker
+                assets = resources.assets.get(agent)  # no model is loaded here
+                await assets.prepare(PHONE_AUDIO)
+                await assets.prepare(AudioFormat("pcm16", DEFAULT_SAMPLE_RATE))
             runtime = Runtime(
                 settings=settings,
                 store=store,

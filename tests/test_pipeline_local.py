@@ -4,7 +4,7 @@
 in the middle of an answer, it starts with the conversation so far and must
 answer the caller's last turn at once, from its text alone.
 
-(Real clock: recognition and synthesis run in worker threads, which Trio's
+(Real clock: synthesis runs in a speech worker process, which Trio's
 MockClock would jump over; nothing here waits on time.)
 """
 
@@ -19,6 +19,7 @@ import trio
 from switchboard.actors.context import PHONE_AUDIO, CallContext, EventSink
 from switchboard.actors.local.assets import LocalAssets
 from switchboard.actors.local.provider import LocalProvider
+from switchboard.actors.local.workers import SpeechWorkers
 from switchboard.actors.messages import (
     AgentAudio,
     AgentSaid,
@@ -43,7 +44,7 @@ AGENT = parse_agent_yaml(
 
 @pytest.fixture(scope="module")
 def assets() -> LocalAssets:
-    return LocalAssets(AGENT)
+    return LocalAssets(AGENT, SpeechWorkers(1))
 
 
 async def answer_after_failover(

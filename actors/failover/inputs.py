@@ -21,6 +21,7 @@ __all__ = [
     "FailoverInput",
     "FailureReported",
     "OutputProduced",
+    "ProgressReported",
     "ProviderConnected",
     "ResponseEnded",
     "ResponseRequested",
@@ -61,6 +62,15 @@ class ProviderConnected:
 @dataclass(frozen=True, slots=True)
 class OutputProduced:
     """The current provider produced output the caller will hear (agent audio)."""
+
+    at_s: float
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ProgressReported:
+    """The current provider says it is still working on what it owes (``ProviderWorking``):
+    not output, but not a stall either, for at most ``progress_limit_ms``."""
 
     at_s: float
 
@@ -148,6 +158,7 @@ FailoverInput = (
     CallStarted
     | ProviderConnected
     | OutputProduced
+    | ProgressReported
     | ResponseEnded
     | CallerStartedSpeaking
     | CallerFinishedSpeaking

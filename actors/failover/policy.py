@@ -54,10 +54,11 @@ Inputs to feed, from the supervisor's messages: ``ProviderReady`` ->
 :class:`CallerStartedSpeaking` / :class:`CallerFinishedSpeaking`;
 ``ToolCallRequested`` -> :class:`ToolCallStarted`; a ``ToolResult`` sent to the
 provider -> :class:`ResponseRequested`; ``ProviderFailed`` ->
-:class:`FailureReported`. Output of a response the supervisor drops (a
-truncated one) must not be fed, nor anything from a provider already replaced
-(a late :class:`FailureReported` of an old ``attempt`` is recognised and
-ignored). Only :class:`ProviderConnected` ends the connect watch.
+:class:`FailureReported`; ``ProviderWorking`` -> :class:`ProgressReported`.
+Output of a response the supervisor drops (a truncated one) must not be fed,
+nor anything from a provider already replaced (a late
+:class:`FailureReported` of an old ``attempt`` is recognised and ignored).
+Only :class:`ProviderConnected` ends the connect watch.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ from .inputs import (
     FailoverInput,
     FailureReported,
     OutputProduced,
+    ProgressReported,
     ProviderConnected,
     ResponseEnded,
     ResponseRequested,
@@ -132,6 +134,7 @@ class FailoverPolicy:
         self._links: list[int] = []  # the link of each attempt (attempt n at index n - 1)
         self._phase: _Phase = "connecting"
         self._since_s = 0.0  # when the current phase's clock started
+        self._progress_s: float | None = None  # the last progress report since then
         self._awaiting_what = ""
         self._turns = 0
         self._switches = 0
@@ -192,7 +195,14 @@ class FailoverPolicy:
             "awaiting": self.settings.stall_timeout_ms,
             "speaking": self.settings.audio_gap_timeout_ms,
         }.get(self._phase)
-        return math.inf if timeout_ms is None else self._since_s + timeout_ms / 1000.0
+        if timeout_ms is None:
+            return math.inf
+        timeout_s = timeout_ms / 1000.0
+        deadline = self._since_s + timeout_s
+        if self._progress_s is not None:
+            limit = self._since_s + self.settings.progress_limit_ms / 1000.0
+            deadline = max(deadline, min(self._progress_s + timeout_s, limit))
+        return deadline
 
     # -- the state machine
 
@@ -217,6 +227,9 @@ class FailoverPolicy:
             case OutputProduced(at_s=at_s):
                 self._output_since_due = True
                 self._watch("speaking", at_s)
+            case ProgressReported(at_s=at_s):
+                if self._phase in ("awaiting", "speaking"):
+                    self._progress_s = max(at_s, self._progress_s or at_s)
             case ResponseEnded(greeting=greeting, interrupted=interrupted):
                 self._response_ended(greeting, interrupted)
             case CallerStartedSpeaking():
@@ -239,6 +252,7 @@ class FailoverPolicy:
         """Move the stall watch to ``phase`` from ``at_s`` (not while connecting)."""
         if self._phase != "connecting":
             self._phase, self._since_s, self._awaiting_what = phase, at_s, what
+            self._progress_s = None
 
     def _await_if_owed(self, at_s: float) -> None:
         """The session is up: watch for the greeting or the owed answer, else idle."""
@@ -286,6 +300,7 @@ class FailoverPolicy:
         self._attempt += 1
         self._links.append(link)
         self._phase, self._since_s, self._awaiting_what = "connecting", at_s, ""
+        self._progress_s = None
 
     def _cooling(self, link: int, cooling: Mapping[str, float]) -> Suppression:
         mode = self.chain[link]
@@ -304,6 +319,9 @@ class FailoverPolicy:
         else:
             ms = self.settings.stall_timeout_ms
             detail = f"no output within {ms} ms {self._awaiting_what}"
+        if self._progress_s is not None:
+            waited_ms = round((at_s - self._since_s) * 1000)
+            detail += f" (still working after {waited_ms} ms: progress reports are not output)"
         return self._fail(at_s, "stall", detail, None, cooling)
 
     def _fail(

@@ -20,6 +20,7 @@ FAILOVER_SETTING_RANGES: Final[Mapping[str, tuple[int, int]]] = {
     "stall_timeout_ms": (100, 60_000),
     "audio_gap_timeout_ms": (100, 60_000),
     "connect_timeout_ms": (100, 60_000),
+    "progress_limit_ms": (100, 60_000),
     "lock_after_turns": (0, 1_000),
     "cooldown_seconds": (0, 86_400),
     "max_switches_per_call": (0, 100),
@@ -59,6 +60,17 @@ class FailoverSettings:
             avoids switching on a slow but working provider, and a failure of
             the first link costs the caller at most this long before the next
             link greets them.
+        progress_limit_ms: a provider that reports progress instead of output
+            (``ProviderWorking``: the local provider while its answer waits on
+            recognition or synthesis in the shared speech workers) keeps the
+            stall and gap timeouts from firing, but only up to this long after
+            the answer became due (or after its last output); then it has
+            stalled. Default 6000 ms: three times the stall timeout, several
+            times the longest queue the local provider meets at its capacity
+            (2 calls per core finishing their utterances at once: about 1.5 s
+            on a busy machine), so a provider that really is working is not
+            switched, while one that is hung but still claims progress costs
+            the caller 6 s, not a whole call.
         lock_after_turns: once this many turns have completed (an agent answer
             to a caller utterance that finished; the greeting does not count),
             the supervisor no longer switches provider: one reconnect of the
@@ -82,6 +94,7 @@ class FailoverSettings:
     stall_timeout_ms: int = 2000
     audio_gap_timeout_ms: int = 1500
     connect_timeout_ms: int = 3000
+    progress_limit_ms: int = 6000
     lock_after_turns: int = 3
     cooldown_seconds: int = 30
     max_switches_per_call: int = 3

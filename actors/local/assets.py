@@ -1,27 +1,34 @@
-"""What the local provider prepares once per agent and shares between that agent's calls.
+"""What the local provider keeps per agent: its grammar and its speech, made in a worker.
 
-Building a PocketSphinx recognizer takes a fraction of a second, and a
-greeting synthesized per call would delay the first audio, so both are made
-ahead (at server start and when an agent is applied) and cached here. Speech
-for replies is cached too: a receptionist says the same sentences often.
+An agent's recognizer lives in the speech worker processes (built there on
+first use, :mod:`.speech_process`); this process keeps only the agent's
+:class:`~.speech.Grammar` and the audio its voice has spoken, in the
+caller's formats. The greeting, the no-match reply and the failover apology
+are pinned (:meth:`LocalAssets.prepare`, at server start): the apology plays
+when every provider is down, so it must not need a worker then, and the
+greeting starts a call within milliseconds. Other replies are cached, most
+recently used first: a receptionist says the same sentences often.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from collections import OrderedDict
 
-import numpy as np
-
-from switchboard.codecs import pcm16_to_bytes
 from switchboard.orchestrator.agents import AgentSpec
 
-from ..audio_convert import ToFormat
 from ..context import AudioFormat
 from ..messages import AudioChunk
-from . import tts
-from .asr import Recognizer
+from .speech import Grammar, SpeechService
+from .workers import SpeechWorkers
+
+__all__ = [
+    "APOLOGY_END",
+    "APOLOGY_TRANSFER",
+    "AssetRegistry",
+    "LocalAssets",
+    "apology_text",
+]
 
 APOLOGY_TRANSFER = "I'm sorry, I'm having technical trouble. Let me put you through to a colleague."
 APOLOGY_END = (
@@ -35,90 +42,105 @@ def apology_text(*, transfer: bool) -> str:
     return APOLOGY_TRANSFER if transfer else APOLOGY_END
 
 
-def render(pcm: np.ndarray, src_rate: int, fmt: AudioFormat) -> AudioChunk:
-    """Convert PCM16 at ``src_rate`` into one chunk of the caller side's format."""
-    convert = ToFormat(fmt)
-    pieces = (convert.convert(AudioChunk(pcm16_to_bytes(pcm), "pcm16", src_rate)), convert.flush())
-    return AudioChunk(
-        b"".join(p.data for p in pieces if p is not None), fmt.encoding, fmt.sample_rate
-    )
-
-
 class LocalAssets:
-    """One agent's recognizer and speech cache (thread-safe)."""
+    """One agent's grammar and spoken audio (use from the event loop: no locks).
 
-    def __init__(self, agent: AgentSpec, *, speech_cache_size: int = 64) -> None:
+    Args:
+        agent: the agent.
+        speech: where synthesis (and the agent's recognition) runs.
+        speech_cache_size: replies kept besides the pinned ones.
+    """
+
+    def __init__(
+        self, agent: AgentSpec, speech: SpeechService, *, speech_cache_size: int = 64
+    ) -> None:
         self.agent = agent
-        self.recognizer = Recognizer({i.name: i.phrases for i in agent.intents})
+        self.speech_service = speech
+        self.grammar = Grammar.of({i.name: i.phrases for i in agent.intents})
         self._cache: OrderedDict[tuple[str, AudioFormat], AudioChunk] = OrderedDict()
         self._cache_size = speech_cache_size
         self._pinned: dict[tuple[str, AudioFormat], AudioChunk] = {}
-        self._lock = threading.Lock()
 
-    def speech(self, text: str, fmt: AudioFormat) -> AudioChunk:
-        """``text`` spoken in the agent's voice, in ``fmt`` (cached; call from a thread)."""
+    def cached(self, text: str, fmt: AudioFormat) -> AudioChunk | None:
+        """``text`` in ``fmt`` if it was spoken before (never waits)."""
         key = (text, fmt)
-        with self._lock:
-            if key in self._cache:
+        chunk = self._pinned.get(key)
+        if chunk is None:
+            chunk = self._cache.get(key)
+            if chunk is not None:
                 self._cache.move_to_end(key)
-                return self._cache[key]
-        pcm = tts.synthesize(text, voice=self.agent.voice)
-        chunk = render(pcm, tts.SAMPLE_RATE, fmt)
-        with self._lock:
-            self._cache[key] = chunk
+        return chunk
+
+    async def speech(self, text: str, fmt: AudioFormat) -> AudioChunk:
+        """``text`` spoken in the agent's voice, in ``fmt`` (cached; synthesized in a worker).
+
+        Raises:
+            ValueError: blank text or an unknown voice.
+            SpeechWorkerLost: the worker died while synthesizing.
+        """
+        chunk = self.cached(text, fmt)
+        if chunk is None:
+            chunk = await self.speech_service.synthesize(text, self.agent.voice, fmt)
+            self._cache[(text, fmt)] = chunk
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return chunk
 
     def prepared_apology(self, fmt: AudioFormat) -> AudioChunk | None:
-        """The apology in ``fmt`` if it was made ahead (no synthesis, safe on the event loop)."""
-        text = apology_text(transfer=self.agent.transfer_number is not None)
-        with self._lock:
-            return self._pinned.get((text, fmt))
+        """The failover apology in ``fmt`` if it was made ahead (never waits)."""
+        return self._pinned.get((self._apology_text(), fmt))
 
-    def apology(self, fmt: AudioFormat) -> AudioChunk:
-        """The failover apology in ``fmt``, kept for the life of the assets (call from a thread).
+    async def apology(self, fmt: AudioFormat) -> AudioChunk:
+        """The failover apology in ``fmt``, kept for the life of the assets.
 
-        It is made when the agent is prepared, with the local voice, so it
-        plays even when every provider is down.
+        Made with the local voice when the agent is prepared, so it plays even
+        when every provider is down; made now (in a worker) if it was not.
         """
-        text = apology_text(transfer=self.agent.transfer_number is not None)
-        key = (text, fmt)
-        with self._lock:
-            chunk = self._pinned.get(key)
-        if chunk is None:
-            chunk = render(tts.synthesize(text, voice=self.agent.voice), tts.SAMPLE_RATE, fmt)
-            with self._lock:
-                self._pinned[key] = chunk
-        return chunk
+        return await self._pin(self._apology_text(), fmt)
 
-    def prepare(self, fmt: AudioFormat) -> None:
-        """Synthesize the greeting, the no-match reply and the apology for ``fmt`` ahead."""
-        self.speech(self.agent.greeting, fmt)
-        self.speech(self.agent.no_match_reply, fmt)
-        self.apology(fmt)
+    async def prepare(self, fmt: AudioFormat) -> None:
+        """Make the greeting, the no-match reply and the apology in ``fmt`` ahead, and pin them."""
+        for text in (self.agent.greeting, self.agent.no_match_reply):
+            if text.strip():
+                await self._pin(text, fmt)
+        await self.apology(fmt)
+
+    def _apology_text(self) -> str:
+        return apology_text(transfer=self.agent.transfer_number is not None)
+
+    async def _pin(self, text: str, fmt: AudioFormat) -> AudioChunk:
+        key = (text, fmt)
+        chunk = self._pinned.get(key)
+        if chunk is None:
+            chunk = self._cache.pop(key, None) or await self.speech_service.synthesize(
+                text, self.agent.voice, fmt
+            )
+            self._pinned[key] = chunk
+        return chunk
 
 
 class AssetRegistry:
-    """Assets per agent spec, built on first use and reused while the spec is unchanged."""
+    """Assets per agent spec, made on first use and reused while the spec is unchanged.
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    Args:
+        speech: the process's speech service (by default, a pool of
+            :class:`~.workers.SpeechWorkers`, one per core, started on first use).
+    """
+
+    def __init__(self, speech: SpeechService | None = None) -> None:
+        self.speech: SpeechService = speech if speech is not None else SpeechWorkers()
         self._assets: dict[str, LocalAssets] = {}
 
     def peek(self, agent: AgentSpec) -> LocalAssets | None:
-        """The assets already built for ``agent``, or None (never builds: no waiting)."""
-        with self._lock:
-            return self._assets.get(_spec_key(agent))
+        """The assets already made for ``agent``, or None."""
+        return self._assets.get(_spec_key(agent))
 
     def get(self, agent: AgentSpec) -> LocalAssets:
+        """The agent's assets (cheap to make: nothing is loaded or synthesized here)."""
         key = _spec_key(agent)
-        with self._lock:
-            assets = self._assets.get(key)
+        assets = self._assets.get(key)
         if assets is None:
-            assets = LocalAssets(agent)
-            with self._lock:
-                assets = self._assets.setdefault(key, assets)
+            assets = self._assets[key] = LocalAssets(agent, self.speech)
         return assets
 
 

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol, final
+from typing import TYPE_CHECKING, Final, Protocol, final
 
-from switchboard.codecs import Pcm16
 from switchboard.orchestrator.errors import ProviderError
 
-from ..context import AudioFormat
-from ..messages import AudioChunk
+if TYPE_CHECKING:  # worker processes import this module: keep it light
+    from switchboard.codecs import Pcm16
+
+    from ..context import AudioFormat
+    from ..messages import AudioChunk
 
 __all__ = [
     "DEFAULT_PRIOR_LOG_ODDS",
@@ -128,8 +130,8 @@ class RecognitionStream(Protocol):
         """
         ...
 
-    async def finish(self) -> Recognition:
-        """The utterance has ended: its transcript and intent.
+    async def finish(self, last: Pcm16 | None = None) -> Recognition:
+        """The utterance has ended with ``last`` (if any): its transcript and intent.
 
         Raises:
             SpeechWorkerLost: the worker serving the stream is gone.

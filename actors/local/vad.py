@@ -158,6 +158,16 @@ class VoiceActivityDetector:
         return self._in_speech
 
     @property
+    def voiced_until(self) -> int:
+        """The end of the last voiced frame, in samples from the stream start.
+
+        While speech goes on, the utterance's end (:class:`SpeechEnded`) will
+        be at this sample or later, so the audio before it certainly belongs
+        to the utterance: a recognizer may take it before the utterance ends.
+        """
+        return self._last_voiced_end
+
+    @property
     def noise_floor_db(self) -> float:
         """The current noise floor, dB re 1 LSB^2 (inf before the first frame)."""
         return self._floor_db

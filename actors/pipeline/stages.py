@@ -121,7 +121,8 @@ class StageFailed(ProviderError):  # noqa: N818 - past tense, like ProviderFaile
     Attributes:
         kind: ``http_5xx`` (a 5xx answer or refused handshake), ``error_event``
             (a stream that ended with an error), ``disconnect`` (the connection
-            was lost), ``connect_timeout``.
+            was lost), ``connect_timeout``, ``crash`` (a local engine's worker
+            process died or hung).
         detail: what happened, for the event log.
     """
 
