@@ -30,6 +30,8 @@ import argparse
 import inspect
 import itertools
 import json
+import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -76,12 +78,13 @@ async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
             data_dir=Path(tmp),
             twilio_auth_token="bench",
             log_format="console",
-            log_level="warning",
+            log_level=os.environ.get("BENCH_LOG_LEVEL", "warning"),
         )
         greeting_ms: list[float] = []
         response_ms: list[float] = []
         gaps_ms: list[float] = []
         failures = 0
+        wrong: list[dict[str, Any]] = []
         correct = 0
         turns = 0
         lines = [CallerLine.say(text) for text in LINES]
@@ -116,6 +119,17 @@ async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
                         response_ms.append(turn.response_latency_ms)
                     if (turn.agent or "").startswith(LINES[turn.said]):
                         correct += 1
+                    else:
+                        wrong.append(
+                            {
+                                "said": turn.said,
+                                "heard": turn.caller,
+                                "answer": turn.agent,
+                                "latency_ms": turn.response_latency_ms,
+                                "ended_by": s.ended_by,
+                                "events": s.events_logged,
+                            }
+                        )
 
             async with trio.open_nursery() as callers:
                 for _ in range(calls):
@@ -139,6 +153,7 @@ async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
         "failed": failures,
         "turns": turns,
         "answered_correctly": correct,
+        "wrong_answers": wrong,
         "vad_hangover_ms": inspect.signature(VoiceActivityDetector)
         .parameters["hangover_ms"]
         .default,
@@ -155,7 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="send caller audio as fast as possible")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     report = trio.run(run, args.calls, args.concurrency, not args.fast)
+    after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    report["cpu_s"] = {
+        name: round(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime, 1)
+        for name, b, a in zip(("this_process", "children"), before, after, strict=True)
+    }
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         print()
@@ -165,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'real time' if report['realtime'] else 'fast'}; failed: {report['failed']}; "
         f"answered correctly: {report['answered_correctly']} of {report['turns']} turns"
     )
+    for turn in report["wrong_answers"]:
+        print(f"  wrong: {turn}")
     for name in ("greeting_latency", "response_latency", "longest_gap"):
         s = report[name]
         if s:
@@ -174,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"   (min {s['min_ms']:.1f}, max {s['max_ms']:.1f})"
             )
     print(f"  (response latency includes the VAD hangover of {report['vad_hangover_ms']} ms)")
+    print(
+        f"  CPU: {report['cpu_s']['this_process']} s in this process (server and callers), "
+        f"{report['cpu_s']['children']} s in child processes (speech workers, PostgreSQL)"
+    )
     print(
         "  greeting budget 500 ms (p95): "
         + ("met" if report["greeting_latency"].get("p95_ms", 1e9) <= 500 else "MISSED")

@@ -258,6 +258,26 @@ def test_a_short_utterance_is_decoded_whole_at_its_end(recognizer: Recognizer) -
     assert utterance.finish().intent == "goodbye"
 
 
+def test_a_guess_before_the_end_changes_nothing(recognizer: Recognizer) -> None:
+    """The finishing work may start while the VAD waits: a guess made at a pause that
+    turns out not to be the end leaves the result as it would have been."""
+    pcm = recorded("librivox-0880.wav")
+    whole = recognizer.recognize(pcm, 8000)
+    utterance = recognizer.start(8000)
+    half = len(pcm) // 2
+    utterance.feed(pcm[:half])
+    early = utterance.guess()  # the caller paused; it was not the end
+    utterance.feed(pcm[half:])
+    last = utterance.guess()  # the caller stopped
+    assert early.transcript != whole.transcript
+    assert utterance.finish() == last  # no more audio: the guess is the answer, at once
+    assert (last.transcript, last.intent, last.confidence) == (
+        whole.transcript,
+        whole.intent,
+        whole.confidence,
+    )
+
+
 def test_a_finished_utterance_takes_no_more_audio(recognizer: Recognizer) -> None:
     utterance = recognizer.start(8000)
     utterance.feed(np.zeros(800, np.int16))

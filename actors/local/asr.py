@@ -117,6 +117,8 @@ phrase left empty is dropped, each with a warning in the log.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 import re
 import threading
@@ -220,7 +222,8 @@ class Decoders:
         )
         self.race.add_fsg("idle", self.race.create_fsg("idle", 0, 1, [(0, 1, 1.0, "a")]))
         self.race.activate_search("idle")
-        self._keep = [first]  # the LM object above belongs to this decoder
+        self._first = first  # the LM object above belongs to it: it is never dropped
+        self._built = 1
 
     @staticmethod
     def _new_open() -> Decoder:
@@ -232,21 +235,41 @@ class Decoders:
         with self.lock:
             return len(self._idle)
 
+    @property
+    def built_open(self) -> int:
+        """Open-search decoders in this process, idle or in use."""
+        with self.lock:
+            return self._built
+
     def take_open(self) -> Decoder:
         """An open-search decoder for one utterance (built if none is idle)."""
         with self.lock:
             if self._idle:
                 return self._idle.pop()
+            self._built += 1
         return self._new_open()
 
     def give_back(self, decoder: Decoder) -> None:
         with self.lock:
             self._idle.append(decoder)
 
-    def ensure_idle(self, count: int) -> None:
-        """Build open-search decoders until ``count`` are idle."""
-        while self.idle_open < count:
-            self.give_back(self._new_open())
+    def ensure_built(self, count: int) -> None:
+        """Build open-search decoders until ``count`` exist (idle or in use)."""
+        while self.built_open < count:
+            decoder = self._new_open()
+            with self.lock:
+                self._built += 1
+                self._idle.append(decoder)
+
+    def trim(self, count: int) -> None:
+        """Drop idle open-search decoders while more than ``count`` exist (memory back)."""
+        with self.lock:
+            keep = [d for d in self._idle if d is self._first]
+            spare = [d for d in self._idle if d is not self._first]
+            while spare and self._built > max(count, 1):
+                spare.pop()
+                self._built -= 1
+            self._idle = keep + spare
 
     def cepstral_mean(self, audio: bytes) -> str:
         """The cepstral mean of raw 16 kHz PCM16 ``audio`` as PocketSphinx's batch CMN
@@ -265,7 +288,11 @@ class UtteranceDecoder:
     """One utterance decoded as its audio arrives (see the module docstring).
 
     Made by :meth:`Recognizer.start`; feed it with :meth:`feed`, end it with
-    :meth:`finish` (or :meth:`abandon`). Not thread-safe: one feeder at a time.
+    :meth:`finish` (or :meth:`abandon`). :meth:`guess` answers as if the
+    utterance ended now, so the finishing work can run while a VAD is still
+    waiting to be sure; if more audio follows, the open search starts again
+    from the top (the result is the same as without the guess). Not
+    thread-safe: one feeder at a time.
     """
 
     def __init__(self, recognizer: Recognizer, sample_rate: int, speech_start_ms: float) -> None:
@@ -278,8 +305,10 @@ class UtteranceDecoder:
         self._cmn_end = len(self._audio) + round(
             (max(0.0, speech_start_ms) + CMN_WINDOW_MS) * _BYTES_PER_MS
         )
-        self._decoder: Decoder | None = None
-        self._fed = 0  # bytes of _audio given to the open decoder
+        self._mean: str | None = None  # the window's cepstral mean, once it is complete
+        self._decoder: Decoder | None = None  # an open search in progress
+        self._fed = 0  # bytes of _audio given to it
+        self._guess: tuple[int, Recognition] | None = None  # (audio length then, result)
         self._done = False
 
     def feed(self, pcm: Pcm16) -> None:
@@ -290,12 +319,31 @@ class UtteranceDecoder:
             RuntimeError: the utterance was finished or abandoned, or PocketSphinx failed.
         """
         _check(pcm)
-        if self._done:
-            raise RuntimeError("this utterance is finished")
+        self._check_open()
         self._audio += self._resampled(pcm)
-        if self._decoder is None and len(self._audio) >= self._cmn_end:
-            self._begin(bytes(self._audio[: self._cmn_end]))
+        if self._mean is None and len(self._audio) >= self._cmn_end:
+            window = bytes(self._audio[: self._cmn_end])
+            self._mean = self._recognizer.decoders.cepstral_mean(window)
         self._decode()
+
+    def guess(self) -> Recognition:
+        """The recognition as if the utterance ended with the audio fed so far.
+
+        The utterance stays open: :meth:`finish` without more audio returns
+        this result at once; more audio makes the next :meth:`feed` decode
+        the utterance again from its start.
+
+        Raises:
+            RuntimeError: the utterance was finished, or PocketSphinx failed.
+        """
+        self._check_open()
+        if self._guess is not None and self._guess[0] == len(self._audio):
+            return self._guess[1]
+        started = time.perf_counter()
+        tail = copy.deepcopy(self._resampler).flush() if self._resampler is not None else None
+        recognition = self._recognizer.decide(*self._end(tail), started)
+        self._guess = (len(self._audio), recognition)
+        return recognition
 
     def finish(self) -> Recognition:
         """End the utterance: its transcript and intent (see :meth:`Recognizer.recognize`).
@@ -303,61 +351,83 @@ class UtteranceDecoder:
         Raises:
             RuntimeError: finished twice, or PocketSphinx failed.
         """
-        started = time.perf_counter()
-        audio, words, posteriors = self._end_search()
-        return self._recognizer.decide(audio, words, posteriors, started)
-
-    def _end_search(self) -> tuple[bytes, tuple[str, ...] | None, list[float]]:
-        """Finish the open search: (the padded 16 kHz audio, its words, their posteriors)."""
-        if self._done:
-            raise RuntimeError("this utterance is finished")
-        if self._resampler is not None:
-            self._audio += _pcm_bytes(self._resampler.flush())
-        self._audio += _silence(PAD_MS)
-        audio = bytes(self._audio)
+        self._check_open()
         try:
-            if self._decoder is None:  # shorter than the window: decode it whole
-                decoder = self._decoder = self._recognizer.decoders.take_open()
-                decoder.reinit_feat()
-                decoder.start_utt()
-                decoder.process_raw(audio, full_utt=True)
-            else:
-                self._decode()
-            self._decoder.end_utt()
-            words, posteriors = _words(self._decoder)
+            if self._guess is not None and self._guess[0] == len(self._audio):
+                return self._guess[1]
+            started = time.perf_counter()
+            tail = self._resampler.flush() if self._resampler is not None else None
+            return self._recognizer.decide(*self._end(tail), started)
         finally:
-            self._release()
-        return audio, words, posteriors
+            self.abandon()
 
     def abandon(self) -> None:
         """Drop the utterance (its decoder goes back to the pool); safe to call twice."""
-        if self._decoder is not None and not self._done:
-            self._decoder.end_utt()
+        self._done = True
         self._release()
+
+    def _end(self, tail: Pcm16 | None) -> tuple[bytes, tuple[str, ...] | None, list[float]]:
+        """End the open search on the audio so far, ``tail`` (the resampler's last
+        samples) and the padding: (that 16 kHz audio, its words, their posteriors).
+        The search is over afterwards (its decoder back in the pool)."""
+        audio = bytes(self._audio)
+        ending = (_pcm_bytes(tail) if tail is not None else b"") + _silence(PAD_MS)
+        decoders = self._recognizer.decoders
+        decoder: Decoder | None = None
+        ended = False
+        try:
+            if self._mean is None:  # shorter than the window: decode it whole
+                decoder = self._decoder = decoders.take_open()
+                decoder.reinit_feat()
+                decoder.start_utt()
+                decoder.process_raw(audio + ending, full_utt=True)
+            else:
+                self._decode()
+                decoder = self._require_decoder()
+                decoder.process_raw(ending, full_utt=False)
+            decoder.end_utt()
+            ended = True
+            words, posteriors = _words(decoder)
+        finally:
+            self._decoder = None
+            if decoder is not None:
+                if not ended:
+                    with contextlib.suppress(RuntimeError):
+                        decoder.end_utt()
+                decoders.give_back(decoder)
+        return audio + ending, words, posteriors
+
+    def _require_decoder(self) -> Decoder:
+        assert self._decoder is not None
+        return self._decoder
+
+    def _check_open(self) -> None:
+        if self._done:
+            raise RuntimeError("this utterance is finished")
 
     def _resampled(self, pcm: Pcm16) -> bytes:
         if self._resampler is not None:
             pcm = self._resampler.process(pcm)
         return _pcm_bytes(pcm)
 
-    def _begin(self, window: bytes) -> None:
-        """Start the open search, normalized with the cepstral mean of ``window``."""
-        decoders = self._recognizer.decoders
-        mean = decoders.cepstral_mean(window)
-        decoder = self._decoder = decoders.take_open()
-        decoder.reinit_feat()  # the noise tracker would otherwise carry over utterances
-        decoder.set_cmn(mean)
-        decoder.start_utt()
-
     def _decode(self) -> None:
-        if self._decoder is not None and self._fed < len(self._audio):
+        """Bring the open search up to the audio fed (starting it, or again after a guess)."""
+        if self._mean is None:
+            return
+        if self._decoder is None:
+            decoder = self._decoder = self._recognizer.decoders.take_open()
+            decoder.reinit_feat()  # the noise tracker would otherwise carry over utterances
+            decoder.set_cmn(self._mean)
+            decoder.start_utt()
+            self._fed = 0
+        if self._fed < len(self._audio):
             self._decoder.process_raw(bytes(self._audio[self._fed :]), full_utt=False)
             self._fed = len(self._audio)
 
     def _release(self) -> None:
-        self._done = True
         decoder, self._decoder = self._decoder, None
         if decoder is not None:
+            decoder.end_utt()
             self._recognizer.decoders.give_back(decoder)
 
 
@@ -455,7 +525,8 @@ class Recognizer:
         utterance = self.start(sample_rate)
         try:
             utterance.feed(pcm)
-            audio, words, _ = utterance._end_search()
+            tail = utterance._resampler.flush() if utterance._resampler is not None else None
+            audio, words, _ = utterance._end(tail)
         finally:
             utterance.abandon()
         with self._lock:

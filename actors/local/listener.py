@@ -10,9 +10,21 @@ frame in the call's task, and streams each utterance to a
   (audio that certainly belongs to the utterance, whatever its end) is sent
   in pieces of at least :data:`FEED_MS`; pieces that pile up while the worker
   is busy go together in its next job;
-- on speech end, the rest (up to the end of the last voiced frame: the
-  hangover is not part of the utterance) goes with the finishing request,
-  which counts as answer work for progress reports (:mod:`.progress`).
+- after :data:`GUESS_AFTER_MS` of silence (the VAD waits for its hangover,
+  600 ms, before it ends the utterance), the worker is asked to finish it
+  as if it had ended (:meth:`~.speech.RecognitionStream.guess`), so the
+  finishing work runs while the VAD makes sure; if the caller goes on, the
+  worker decodes the utterance again (same result as without the guess);
+- on speech end, the guess is the answer if nothing was said since;
+  otherwise the rest (up to the end of the last voiced frame: the hangover
+  is not part of the utterance) goes with the finishing request.
+  From then until the transcript is known, the call is owed an answer and
+  the recognition counts as answer work for progress reports
+  (:mod:`.progress`), queued jobs included.
+
+The call's :class:`~.speech.RecognitionSession` is opened when the listener
+starts, so the worker has the call's decoder ready before the caller speaks,
+and closed when it ends.
 
 Detection never waits on recognition: utterances are handed over through a
 small queue and recognized in order by a task of their own, so the caller's
@@ -31,6 +43,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
+import structlog
 import trio
 
 from switchboard.codecs import Resampler, pcm16_from_bytes, ulaw_decode
@@ -40,9 +53,18 @@ from ..messages import CallerAudio, CallerTranscript, SpeechStarted, SpeechStopp
 from ..pipeline import Heard, StageFailed
 from . import vad
 from .progress import WorkTracker
-from .speech import Grammar, Recognition, RecognitionStream, SpeechService, SpeechWorkerLost
+from .speech import (
+    Grammar,
+    Recognition,
+    RecognitionSession,
+    RecognitionStream,
+    SpeechService,
+    SpeechWorkerLost,
+)
 
-__all__ = ["FEED_MS", "PRE_ROLL_MS", "VAD_RATE", "LocalListener"]
+__all__ = ["FEED_MS", "GUESS_AFTER_MS", "PRE_ROLL_MS", "VAD_RATE", "LocalListener"]
+
+log = structlog.get_logger("switchboard.listener")
 
 VAD_RATE: Final = 8000
 """Hz at which speech is detected and sent to the recognizer."""
@@ -50,7 +72,16 @@ PRE_ROLL_MS: Final = 300
 """Audio kept from before the detected start of speech, ms."""
 FEED_MS: Final = 200
 """Smallest piece of an utterance sent to its worker while the caller speaks, ms."""
+GUESS_AFTER_MS: Final = 300
+"""Silence (ms) after which the recognizer finishes the utterance as a guess: longer
+than most pauses inside an utterance (the longest in the test speech is 380 ms,
+cards-005), half the VAD's 600 ms hangover, so the finishing work gets 300 ms start."""
 UTTERANCES_QUEUED: Final = 8
+_NO_AUDIO: Final = np.zeros(0, dtype=np.int16)
+
+
+_Piece = tuple[np.ndarray, bool]
+"""Audio of an utterance, in order, and whether to guess its end right after it."""
 
 
 @dataclass
@@ -59,8 +90,9 @@ class _Utterance:
 
     start_ms: float
     speech_start_ms: float  # where the speech begins within the utterance's audio
-    pieces: trio.MemoryReceiveChannel[np.ndarray]
+    pieces: trio.MemoryReceiveChannel[_Piece]
     end_ms: float | None = None  # set before ``pieces`` closes
+    work: int | None = None  # the WorkTracker token from the end of speech on
 
 
 class LocalListener:
@@ -94,12 +126,15 @@ class LocalListener:
         audio: trio.MemoryReceiveChannel[CallerAudio],
         heard: Callable[[Heard], Awaitable[None]],
     ) -> None:
-        self.speech.warm(self.grammar)  # a worker with the models loaded before the caller speaks
+        session = self.speech.open_session(self.grammar)  # the decoder is built meanwhile
         to_recognizer, utterances = trio.open_memory_channel[_Utterance](UTTERANCES_QUEUED)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._recognize, utterances, heard)
-            async with to_recognizer:
-                await self._detect(audio, to_recognizer, heard)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._recognize, session, utterances, heard)
+                async with to_recognizer:
+                    await self._detect(audio, to_recognizer, heard)
+        finally:
+            session.close()
 
     # -- detection (the call's task: never waits on a worker) ----------------------------
 
@@ -118,9 +153,10 @@ class LocalListener:
         unsent: deque[np.ndarray] = deque()  # utterance audio not yet given to the recognizer
         unsent_samples = 0
         sent = 0  # samples of the utterance given to the recognizer
-        pieces: trio.MemorySendChannel[np.ndarray] | None = None
+        pieces: trio.MemorySendChannel[_Piece] | None = None
         utterance: _Utterance | None = None
         start_sample = 0
+        guessed_at = -1  # voiced_until when the last guess was asked for
         samples_heard = 0  # samples at VAD_RATE since the stream began
 
         def take(samples: int) -> np.ndarray:
@@ -156,7 +192,7 @@ class LocalListener:
                     start_sample = max(0, samples_heard + len(pcm) - pre_roll_samples)
                     unsent, unsent_samples, sent = pre_roll, pre_roll_samples, 0
                     pre_roll, pre_roll_samples = deque(), 0
-                    pieces, receive = trio.open_memory_channel[np.ndarray](math.inf)
+                    pieces, receive = trio.open_memory_channel[_Piece](math.inf)
                     utterance = _Utterance(
                         start_sample * 1000 / VAD_RATE,
                         max(0, event.sample - start_sample) * 1000 / VAD_RATE,
@@ -172,18 +208,24 @@ class LocalListener:
                     rest = max(0, event.sample - start_sample - sent)
                     last = take(rest)
                     if len(last):
-                        pieces.send_nowait(last)
+                        pieces.send_nowait((last, False))
                     utterance.end_ms = event.sample * 1000 / VAD_RATE
+                    utterance.work = self.work.begin("recognizing")  # an answer is owed
                     await pieces.aclose()
                     pieces, utterance = None, None
                     unsent, unsent_samples = deque(), 0
+            samples_heard += len(pcm)
             if pieces is not None:
-                certain = detector.voiced_until - start_sample - sent
-                if certain >= _samples(FEED_MS):
+                voiced_until = detector.voiced_until
+                certain = voiced_until - start_sample - sent
+                silent = samples_heard - voiced_until
+                guess = silent >= _samples(GUESS_AFTER_MS) and guessed_at != voiced_until
+                if certain >= _samples(FEED_MS) or guess:
                     piece = take(certain)
                     sent += len(piece)
-                    pieces.send_nowait(piece)
-            samples_heard += len(pcm)
+                    pieces.send_nowait((piece, guess))
+                    if guess:
+                        guessed_at = voiced_until
         if pieces is not None:  # the call ended mid-utterance: nothing to answer
             await pieces.aclose()
 
@@ -191,19 +233,20 @@ class LocalListener:
 
     async def _recognize(
         self,
+        session: RecognitionSession,
         utterances: trio.MemoryReceiveChannel[_Utterance],
         heard: Callable[[Heard], Awaitable[None]],
     ) -> None:
         async for utterance in utterances:
-            stream = self.speech.open_stream(
-                self.grammar, VAD_RATE, speech_start_ms=utterance.speech_start_ms
-            )
+            stream = session.open_stream(VAD_RATE, speech_start_ms=utterance.speech_start_ms)
             try:
                 recognition = await self._decode(stream, utterance)
             except SpeechWorkerLost as exc:
                 raise StageFailed("crash", f"speech recognition: {exc}") from exc
             finally:
                 stream.abandon()
+                if utterance.work is not None:
+                    self.work.end(utterance.work)
             if recognition is None:
                 continue  # the call ended before the utterance did
             if not recognition.transcript and recognition.intent is None:
@@ -220,35 +263,49 @@ class LocalListener:
             )
 
     async def _decode(self, stream: RecognitionStream, utterance: _Utterance) -> Recognition | None:
-        """Feed the utterance as it comes; finish it when it ends (None if it never did)."""
+        """Feed the utterance as it comes, guess its end at pauses, finish it when it ends
+        (None if the call ended first)."""
         pieces = utterance.pieces
+        guessed: Recognition | None = None
         ended = False
-        while not ended:
+        while True:
+            batch: list[_Piece] = []
             try:
-                batch = [await pieces.receive()]
+                batch.append(await pieces.receive())
             except trio.EndOfChannel:
-                break
-            while True:  # whatever piled up while the worker was busy goes in one job
+                ended = True
+            while not ended:  # whatever piled up while the worker was busy goes in one job
                 try:
                     batch.append(pieces.receive_nowait())
                 except trio.WouldBlock:
                     break
                 except trio.EndOfChannel:
                     ended = True
-                    break
-            audio = np.concatenate(batch)
+            audio = np.concatenate([piece for piece, _ in batch]) if batch else _NO_AUDIO
             if ended:
-                return await self._finish(stream, utterance, audio)
-            await stream.feed(audio)
-        return await self._finish(stream, utterance, None)
+                if guessed is not None and not audio.size:
+                    return guessed if utterance.end_ms is not None else None
+                return await self._finish(stream, utterance, audio if audio.size else None)
+            if batch[-1][1]:  # a pause: finish it as a guess while the VAD makes sure
+                guessed = await stream.guess(audio)
+            elif audio.size:
+                guessed = None
+                await stream.feed(audio)
 
     async def _finish(
         self, stream: RecognitionStream, utterance: _Utterance, last: np.ndarray | None
     ) -> Recognition | None:
         if utterance.end_ms is None:
             return None
-        with self.work.working("recognizing"):
-            return await stream.finish(last)
+        started = trio.current_time()
+        recognition = await stream.finish(last)
+        log.debug(
+            "recognized",
+            finish_ms=round((trio.current_time() - started) * 1000, 1),
+            decode_ms=round(recognition.decode_ms, 1),
+            intent=recognition.intent,
+        )
+        return recognition
 
 
 def _samples(ms: float) -> int:

@@ -34,16 +34,26 @@ class WorkTracker:
         self._ids = count()
         self._started = trio.Event()
 
-    @contextmanager
-    def working(self, activity: str) -> Iterator[None]:
-        """Count the block as answer work (``activity``: ``recognizing``, ``synthesizing``)."""
+    def begin(self, activity: str) -> int:
+        """Answer work begins (``activity``: ``recognizing``, ``synthesizing``); a token for
+        :meth:`end`. (For work that starts in one task and ends in another.)"""
         token = next(self._ids)
         self._work[token] = (activity, trio.current_time())
         self._started.set()
+        return token
+
+    def end(self, token: int) -> None:
+        """The work of ``token`` is over (unknown or ended tokens are fine)."""
+        self._work.pop(token, None)
+
+    @contextmanager
+    def working(self, activity: str) -> Iterator[None]:
+        """Count the block as answer work."""
+        token = self.begin(activity)
         try:
             yield
         finally:
-            del self._work[token]
+            self.end(token)
 
     @property
     def oldest(self) -> tuple[str, float] | None:

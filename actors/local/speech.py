@@ -8,7 +8,8 @@ slow recognizer on Trio's MockClock, say). Nothing here imports PocketSphinx.
 - :class:`Grammar`: what an agent's recognizer is built from (its intents).
 - :class:`Recognition`: the result for one utterance.
 - :class:`RecognitionStream`: one utterance, fed while the caller speaks.
-- :class:`SpeechService`: streams, synthesis, warm-up.
+- :class:`RecognitionSession`: one call's recognition (its utterances' streams).
+- :class:`SpeechService`: sessions and synthesis.
 - :class:`SpeechWorkerLost`: the worker serving a stream is gone.
 """
 
@@ -30,6 +31,7 @@ __all__ = [
     "DEFAULT_PRIOR_LOG_ODDS",
     "Grammar",
     "Recognition",
+    "RecognitionSession",
     "RecognitionStream",
     "SpeechService",
     "SpeechWorkerLost",
@@ -130,6 +132,18 @@ class RecognitionStream(Protocol):
         """
         ...
 
+    async def guess(self, last: Pcm16 | None = None) -> Recognition:
+        """The recognition if the utterance ended with ``last`` (if any); it stays open.
+
+        For the end of speech the VAD is not yet sure of: :meth:`finish`
+        without more audio then answers at once; more audio continues the
+        utterance (the worker decodes it again from its start).
+
+        Raises:
+            SpeechWorkerLost: the worker serving the stream is gone.
+        """
+        ...
+
     async def finish(self, last: Pcm16 | None = None) -> Recognition:
         """The utterance has ended with ``last`` (if any): its transcript and intent.
 
@@ -143,12 +157,15 @@ class RecognitionStream(Protocol):
         ...
 
 
-class SpeechService(Protocol):
-    """Speech recognition and synthesis for the local provider's calls."""
+class RecognitionSession(Protocol):
+    """One call's speech recognition: its utterances, one stream each, in order.
 
-    def open_stream(
-        self, grammar: Grammar, sample_rate: int, *, speech_start_ms: float = 0.0
-    ) -> RecognitionStream:
+    Opening a session gets a recognizer ready for the call (in a worker: its
+    models and a decoder for the call, built while the greeting plays), so
+    the caller's first words never wait for a model to load.
+    """
+
+    def open_stream(self, sample_rate: int, *, speech_start_ms: float = 0.0) -> RecognitionStream:
         """A stream for one utterance at ``sample_rate`` Hz (nothing runs until it is fed).
 
         ``speech_start_ms``: where the speech begins in the utterance's audio
@@ -159,6 +176,18 @@ class SpeechService(Protocol):
         """
         ...
 
+    def close(self) -> None:
+        """The call is over: what was kept ready for it may go (never waits; idempotent)."""
+        ...
+
+
+class SpeechService(Protocol):
+    """Speech recognition and synthesis for the local provider's calls."""
+
+    def open_session(self, grammar: Grammar) -> RecognitionSession:
+        """Recognition of ``grammar``'s intents for one call (never waits)."""
+        ...
+
     async def synthesize(self, text: str, voice: str, fmt: AudioFormat) -> AudioChunk:
         """``text`` spoken by eSpeak NG voice ``voice``, as one chunk in ``fmt``.
 
@@ -166,8 +195,4 @@ class SpeechService(Protocol):
             ValueError: blank text or an unknown voice.
             SpeechWorkerLost: the worker died while synthesizing.
         """
-        ...
-
-    def warm(self, grammar: Grammar) -> None:
-        """Get a worker ready to recognize ``grammar`` soon (never waits)."""
         ...

@@ -8,7 +8,10 @@ state in this module's globals, which live as long as the process:
   recognition job: a worker that only synthesizes never loads PocketSphinx);
 - one :class:`~.asr.Recognizer` per :class:`~.speech.Grammar` (the most
   recently used :data:`RECOGNIZERS_KEPT`);
-- the utterances in progress, by stream id.
+- the utterances in progress, by stream id;
+- how many calls have a session here (:func:`reserve`, :func:`release`):
+  the process keeps one open-search decoder ready per call, built while the
+  call's greeting plays, and drops the spare ones when calls end.
 
 A job for a stream this process does not hold (the process was replaced
 after a crash, a kill or an idle retirement) raises :class:`StreamGone`.
@@ -39,9 +42,11 @@ __all__ = [
     "abandon",
     "feed",
     "finish",
+    "guess",
     "process_id",
+    "release",
+    "reserve",
     "synthesize",
-    "warm",
 ]
 
 RECOGNIZERS_KEPT: Final = 16
@@ -58,6 +63,7 @@ class StreamGone(Exception):  # noqa: N818 - what happened, like SpeechWorkerLos
 _decoders: Decoders | None = None
 _recognizers: OrderedDict[Grammar, Recognizer] = OrderedDict()
 _streams: dict[int, UtteranceDecoder] = {}
+_sessions = 0
 
 
 def _recognizer(grammar: Grammar) -> Recognizer:
@@ -87,11 +93,20 @@ def _stream(stream_id: int, opening: Opening | None) -> UtteranceDecoder:
     return known
 
 
-def warm(grammar: Grammar, streams: int = 1) -> int:
-    """Build the grammar's recognizer and ``streams`` idle open-search decoders; the pid."""
-    recognizer = _recognizer(grammar)
-    recognizer.decoders.ensure_idle(streams)
+def reserve(grammar: Grammar) -> int:
+    """A call's session begins here: its grammar's recognizer and a decoder for it; the pid."""
+    global _sessions
+    _sessions += 1
+    _recognizer(grammar).decoders.ensure_built(_sessions)
     return os.getpid()
+
+
+def release() -> None:
+    """A call's session ended: drop a spare decoder (one is always kept)."""
+    global _sessions
+    _sessions = max(0, _sessions - 1)
+    if _decoders is not None:
+        _decoders.trim(max(_sessions, len(_streams)))
 
 
 def feed(stream_id: int, pcm: np.ndarray, opening: Opening | None = None) -> None:
@@ -117,6 +132,19 @@ def finish(stream_id: int, pcm: np.ndarray, opening: Opening | None = None) -> R
     finally:
         stream.abandon()
         _streams.pop(stream_id, None)
+
+
+def guess(stream_id: int, pcm: np.ndarray, opening: Opening | None = None) -> Recognition:
+    """The stream's next audio (may be empty), then its recognition as if it ended there;
+    the stream stays open (see :meth:`~.asr.UtteranceDecoder.guess`).
+
+    Raises:
+        StreamGone: the stream is not in this process.
+    """
+    stream = _stream(stream_id, opening)
+    if pcm.size:
+        stream.feed(pcm)
+    return stream.guess()
 
 
 def abandon(stream_id: int) -> None:

@@ -18,9 +18,12 @@ affinity added, rather than a process pool of our own. Each of the pool's
 queue and one dispatcher task that runs the queue in order (FIFO, so a
 stream's jobs stay in order).
 
-- Assignment: each utterance goes to the least-loaded worker (open streams
-  plus queued jobs, ties to the lowest index), and stays there; synthesis
-  and warm-ups go to the least-loaded worker too.
+- Assignment: each call's recognition (:class:`WorkerSession`) goes to the
+  worker with the fewest calls (then the fewest open streams plus queued
+  jobs, then the lowest index), which builds the call's decoder at once,
+  while the greeting plays: the caller's words never wait for a model to
+  load. Each utterance of the call is decoded there, in one process from
+  its first audio to its end. Synthesis goes to the least-loaded worker.
 - Lazy: nothing exists until the first request in a Trio run; a worker's
   process is spawned by its first job, so a server whose calls never use
   ``local`` starts none (synthesis of the greeting and apology at start-up
@@ -48,7 +51,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any, Final, final
@@ -69,6 +72,7 @@ __all__ = [
     "DEFAULT_IDLE_TIMEOUT_S",
     "DEFAULT_JOB_TIMEOUT_S",
     "SpeechWorkers",
+    "WorkerSession",
     "WorkerStatistics",
     "WorkerStream",
 ]
@@ -91,12 +95,14 @@ class WorkerStatistics:
 
     Attributes:
         index: its place in the pool.
+        sessions: calls whose recognition it serves.
         streams: utterances assigned to it and not finished.
         queued: jobs sent to it and not done (the running one included).
         replaced: how many times its process died or was killed.
     """
 
     index: int
+    sessions: int
     streams: int
     queued: int
     replaced: int
@@ -108,6 +114,7 @@ class _Job:
     args: tuple[Any, ...]
     incarnation: int | None  # the process the job must run in (None: any)
     done: trio.Event = field(default_factory=trio.Event)
+    posted_s: float = field(default_factory=trio.current_time)
     ran_in: int | None = None
     value: Any = None
     error: BaseException | None = None
@@ -118,6 +125,7 @@ class _Worker:
     index: int
     send: trio.MemorySendChannel[_Job]
     receive: trio.MemoryReceiveChannel[_Job]
+    sessions: int = 0
     streams: int = 0
     queued: int = 0
     incarnation: int = 0
@@ -190,19 +198,17 @@ class SpeechWorkers:
 
     # -- SpeechService -----------------------------------------------------------------
 
-    def open_stream(
-        self, grammar: Grammar, sample_rate: int, *, speech_start_ms: float = 0.0
-    ) -> WorkerStream:
-        """A stream on the least-loaded worker (no job runs until it is fed)."""
-        if sample_rate not in SUPPORTED_RATES:
-            raise ValueError(
-                f"unsupported sample rate {sample_rate} Hz (supported: {sorted(SUPPORTED_RATES)})"
-            )
+    def open_session(self, grammar: Grammar) -> WorkerSession:
+        """A call's recognition, on the worker with the fewest calls (then the least load).
+
+        The worker builds the grammar's recognizer and a decoder for the call
+        now (spawning its process if needed), before the caller speaks.
+        """
         pool = self._pool()
-        worker = pool.least_loaded()
-        worker.streams += 1
-        opening = (grammar, sample_rate, float(speech_start_ms))
-        return WorkerStream(pool, worker, next(self._stream_ids), opening)
+        worker = min(pool.workers, key=lambda w: (w.sessions, w.load, w.index))
+        worker.sessions += 1
+        reserve = pool.post(worker, _Job(speech_process.reserve, (grammar,), None))
+        return WorkerSession(pool, worker, grammar, reserve, self._stream_ids)
 
     async def synthesize(self, text: str, voice: str, fmt: AudioFormat) -> AudioChunk:
         """eSpeak NG in the least-loaded worker (see :meth:`.speech.SpeechService.synthesize`)."""
@@ -210,11 +216,6 @@ class SpeechWorkers:
         job = _Job(speech_process.synthesize, (text, voice, fmt.encoding, fmt.sample_rate), None)
         chunk: AudioChunk = await pool.run(pool.least_loaded(), job)
         return chunk
-
-    def warm(self, grammar: Grammar) -> None:
-        """Spawn (if needed) the least-loaded worker and build ``grammar``'s recognizer there."""
-        pool = self._pool()
-        pool.post(pool.least_loaded(), _Job(speech_process.warm, (grammar,), None))
 
     # -- introspection -----------------------------------------------------------------
 
@@ -233,7 +234,10 @@ class SpeechWorkers:
             pool = self._state.get()
         except LookupError:
             return []
-        return [WorkerStatistics(w.index, w.streams, w.queued, w.incarnation) for w in pool.workers]
+        return [
+            WorkerStatistics(w.index, w.sessions, w.streams, w.queued, w.incarnation)
+            for w in pool.workers
+        ]
 
     async def process_id(self, index: int) -> int:
         """The pid of worker ``index``'s process (spawned if needed): for tests and tools."""
@@ -291,10 +295,19 @@ class SpeechWorkers:
                         f"speech worker {worker.index} was replaced since the stream began"
                     )
                 job.ran_in = worker.incarnation
+                started_s = trio.current_time()
                 with trio.move_on_after(self.job_timeout_s) as timer:
                     job.value = await context.run_sync(
                         job.fn, *job.args, kill_on_cancel=True, limiter=pool.limiter
                     )
+                log.debug(
+                    "speech job",
+                    worker=worker.index,
+                    job=job.fn.__name__,
+                    queued_ms=round((started_s - job.posted_s) * 1000, 1),
+                    ran_ms=round((trio.current_time() - started_s) * 1000, 1),
+                    backlog=worker.queued - 1,
+                )
                 if timer.cancelled_caught:
                     worker.incarnation += 1
                     log.error(
@@ -317,8 +330,47 @@ class SpeechWorkers:
                 job.done.set()
 
 
+class WorkerSession:
+    """One call's recognition in one pinned worker (:meth:`SpeechWorkers.open_session`)."""
+
+    def __init__(
+        self, pool: _Pool, worker: _Worker, grammar: Grammar, reserve: _Job, ids: Iterator[int]
+    ) -> None:
+        self._pool = pool
+        self._worker = worker
+        self.grammar = grammar
+        self._reserve = reserve
+        self._ids = ids
+        self._closed = False
+
+    @property
+    def worker(self) -> int:
+        """The index of the worker that serves this call."""
+        return self._worker.index
+
+    def open_stream(self, sample_rate: int, *, speech_start_ms: float = 0.0) -> WorkerStream:
+        """A stream for one utterance (see :class:`~.speech.RecognitionSession`)."""
+        if sample_rate not in SUPPORTED_RATES:
+            raise ValueError(
+                f"unsupported sample rate {sample_rate} Hz (supported: {sorted(SUPPORTED_RATES)})"
+            )
+        self._worker.streams += 1
+        opening = (self.grammar, sample_rate, float(speech_start_ms))
+        return WorkerStream(self._pool, self._worker, next(self._ids), opening)
+
+    def close(self) -> None:
+        """Release the call's decoder in the worker (never waits; idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._worker.sessions -= 1
+        # In the process that took the reservation (a replacement never had it).
+        job = _Job(speech_process.release, (), self._reserve.ran_in)
+        self._pool.post(self._worker, job)
+
+
 class WorkerStream:
-    """One utterance decoded in one pinned worker (:meth:`SpeechWorkers.open_stream`).
+    """One utterance decoded in one pinned worker (:meth:`WorkerSession.open_stream`).
 
     Use it from one task at a time: feed, feed, ..., finish.
     """
@@ -341,6 +393,13 @@ class WorkerStream:
     async def feed(self, pcm: Pcm16) -> None:
         """Decode ``pcm`` in the stream's worker (see :class:`~.speech.RecognitionStream`)."""
         await self._run(speech_process.feed, pcm)
+
+    async def guess(self, last: Pcm16 | None = None) -> Recognition:
+        """Decode ``last`` (if any); the recognition if the utterance ended there."""
+        recognition: Recognition = await self._run(
+            speech_process.guess, _NO_AUDIO if last is None else last
+        )
+        return recognition
 
     async def finish(self, last: Pcm16 | None = None) -> Recognition:
         """Decode ``last`` (if any) and end the utterance; the stream is then closed."""
