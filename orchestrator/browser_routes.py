@@ -22,7 +22,7 @@ import trio
 
 from switchboard.actors.browser_transport import BrowserTransport
 from switchboard.actors.context import AudioFormat, CallContext, EventSink
-from switchboard.actors.messages import CallEvent, ToSupervisor, ToTransport
+from switchboard.actors.messages import CallEvent, HearCaller, ToSupervisor, ToTransport
 from switchboard.codecs import browser_protocol as wire
 
 from .asgi_ws import AsgiWebSocket
@@ -92,6 +92,7 @@ async def browser_call(ws: AsgiWebSocket, rt: Runtime, *, session_id: str | None
     def make_transport(
         inbox: trio.MemoryReceiveChannel[ToTransport],
         to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        hear: HearCaller,
         events: EventSink,
     ) -> BrowserTransport:
         return BrowserTransport(
@@ -99,6 +100,7 @@ async def browser_call(ws: AsgiWebSocket, rt: Runtime, *, session_id: str | None
             socket=ws,
             inbox=inbox,
             to_supervisor=to_supervisor,
+            hear=hear,
             events=events,
             call_events=feed_receive,
             playout_lead_ms=rt.settings.playout_lead_ms,

@@ -40,7 +40,7 @@ import structlog
 import trio
 
 from switchboard.actors.context import CallContext, EventSink
-from switchboard.actors.messages import ToSupervisor, ToTransport
+from switchboard.actors.messages import HearCaller, ToSupervisor, ToTransport
 from switchboard.actors.realtime_session import call_format, caller_format, session_in_effect
 from switchboard.actors.realtime_transport import RealtimeTransport
 from switchboard.codecs import openai_realtime as wire
@@ -234,8 +234,11 @@ async def realtime_stream(
     def make_transport(
         inbox: trio.MemoryReceiveChannel[ToTransport],
         to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        hear: HearCaller,
         events: EventSink,
     ) -> RealtimeTransport:
+        # Caller audio goes through the channel, not ``hear``: one append may carry
+        # seconds of audio, and the channel's backpressure paces it into the provider.
         return RealtimeTransport(
             ctx,
             socket=ws,

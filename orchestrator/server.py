@@ -9,6 +9,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import structlog
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -138,12 +139,14 @@ async def serve(
     with open_database(settings) as dsn:
         await trio.to_thread.run_sync(migrate, dsn)
         db = Database(dsn)
+        http = httpx.AsyncClient()  # one TLS context and connection pool for every call
         try:
             store = Store(db)
             creds, agents = await trio.to_thread.run_sync(bootstrap, store, settings)
             resources = CallResources(
                 store=store,
                 spool_dir=settings.data_dir / "spool",
+                http=http,
                 endpoints=settings.endpoints,
                 twilio_rest=(
                     TwilioRest(
@@ -197,4 +200,6 @@ async def serve(
                 )
                 task_status.started(urls)
         finally:
+            with trio.CancelScope(shield=True):
+                await http.aclose()
             db.close()

@@ -28,7 +28,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from switchboard.actors.context import PHONE_AUDIO, CallContext, EventSink
-from switchboard.actors.messages import ToSupervisor, ToTransport
+from switchboard.actors.messages import HearCaller, ToSupervisor, ToTransport
 from switchboard.actors.twilio_transport import TwilioTransport
 from switchboard.codecs import twilio_media as wire
 
@@ -152,6 +152,7 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
     def make_transport(
         inbox: trio.MemoryReceiveChannel[ToTransport],
         to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        hear: HearCaller,
         events: EventSink,
     ) -> TwilioTransport:
         return TwilioTransport(
@@ -160,6 +161,7 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
             stream_sid=start.stream_sid,
             inbox=inbox,
             to_supervisor=to_supervisor,
+            hear=hear,
             events=events,
             playout_lead_ms=rt.settings.playout_lead_ms,
         )
