@@ -30,6 +30,7 @@ from .embedded_pg import start_embedded
 from .runtime import Runtime
 from .spool import keep_draining
 from .store import Store
+from .ws_compression import refuse_permessage_deflate
 
 log = structlog.get_logger("switchboard.server")
 
@@ -177,6 +178,7 @@ async def serve(
                     "(set VOICE_RUNTIME_SIGNING_SECRETS), and /practice makes sessions with "
                     "the development API key"
                 )
+            refuse_permessage_deflate()
             config = HypercornConfig()
             config.bind = [f"{settings.host}:{settings.port}"]
             config.accesslog = None
