@@ -1,0 +1,287 @@
+"""Issue 10's load benchmark: simulated Twilio callers against the runtime and references.
+
+    python bench/bench_load.py [--steps 10,25,50,100,200] [--seconds 30] [--clients 2]
+                               [--workers N] [--server-arg ARG]... [--json]
+    python bench/bench_load.py --mode local [--steps 1,2,4,8]
+    python bench/bench_load.py --soak-minutes 10 --soak-calls N [--seconds 30]
+
+Relay mode (default): ``switchboard serve --mode openai-realtime`` relays
+calls to an OpenAI Realtime fake that echoes every appended chunk at once
+(``_load_echo.py``; G.711 mu-law passes through untouched), and, in the same
+run and step by step, a naive asyncio relay does the same job
+(``_load_naive.py``). Pipecat's Twilio echo pipeline would be a third column
+when ``pipecat-ai`` is importable (it is never a dependency). One embedded
+PostgreSQL serves the whole run. Per step of N calls (``--clients`` caller
+processes, ``_load_caller.py``; calls ramp up over min(5 s, N x 50 ms) and
+each streams ``--seconds``): calls completed / refused / failed, share of the
+audio returned, echo delay p50/p95/p99 matched by content, server CPU-s per
+call-minute (the target's process tree less PostgreSQL, whose CPU is given
+apart), RSS idle / peak / 5 s after, and the load generator's own CPU and
+send lateness, so a reader sees when the load generator is the bottleneck.
+
+Local mode: N concurrent calls to the example agent on the embedded ``local``
+provider, each saying "what are your opening hours" then "thank you goodbye"
+(``/work/shared/data/speech/synthetic`` or eSpeak NG), judged from the call's
+logged events (``_load_speech.py``).
+
+Soak: a steady ``--soak-calls`` relay calls of ``--seconds`` each, redialled
+as they end, for ``--soak-minutes``; the runtime's RSS and open fds sampled
+every 10 s; their slope per hour by least squares.
+
+Targets are issue 10's; each prints as met or MISSED. The agent's
+``idle_timeout_seconds`` is raised to an hour for relay runs: the echo fake
+reports caller speech once, and calls must last the whole step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from _load_report import local_figures, local_targets, relay_figures, relay_targets
+from _load_run import Rig
+
+SPEECH = Path("/work/shared/data/speech/synthetic")
+LINES = (("hours.wav", "what are your opening hours"), ("bye.wav", "thank you goodbye"))
+
+
+def pipecat_status() -> str | None:
+    """None when Pipecat can run as a column; otherwise why it is skipped."""
+    try:
+        import pipecat  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError as exc:
+        return f"skipped: pipecat-ai is not importable ({exc})"
+    return "skipped: pipecat-ai is importable, but its echo pipeline column is not written yet"
+
+
+def ulaw_wav_data(path: Path) -> bytes:
+    """The ``data`` chunk of a WAV file (RIFF: chunk id, little-endian size, body)."""
+    blob = path.read_bytes()
+    i = 12
+    while i + 8 <= len(blob):
+        size = int.from_bytes(blob[i + 4 : i + 8], "little")
+        if blob[i : i + 4] == b"data":
+            return blob[i + 8 : i + 8 + size]
+        i += 8 + size + (size & 1)
+    raise ValueError(f"{path}: no data chunk")
+
+
+def caller_lines() -> list[bytes]:
+    if all((SPEECH / name).exists() for name, _ in LINES):
+        return [ulaw_wav_data(SPEECH / name) for name, _ in LINES]
+    from switchboard.actors.local import tts
+
+    return [tts.synthesize_ulaw(text) for _, text in LINES]
+
+
+def expected_answers() -> list[tuple[str, str]]:
+    """(intent, the start of its reply) per line, from the example agent."""
+    from switchboard.orchestrator.agent_file import load_agent_file
+    from switchboard.orchestrator.server import example_agent_path
+
+    agent = load_agent_file(example_agent_path())
+    replies = {i.name: i.reply.split("{result}")[0] for i in agent.intents}
+    return [(name, replies[name]) for name in ("hours", "goodbye")]
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_relay(args: argparse.Namespace, rig: Rig) -> dict[str, Any]:
+    rows: dict[int, dict[str, dict[str, Any]]] = {}
+    targets = ["switchboard", *([] if args.no_naive else ["naive"])]
+    for n in args.steps:
+        rows[n] = {}
+        for target in targets:
+            log(f"step {n} calls: {target} ...")
+            raw = rig.step(target, n, args.clients, {"seconds": args.seconds})
+            rows[n][target] = relay_figures(raw)
+            log("  " + brief(rows[n][target]))
+    return {"steps": rows, "targets": relay_targets(rows, args.workers)}
+
+
+def brief(r: dict[str, Any]) -> str:
+    d = r["echo_delay_ms"]
+    return (
+        f"{r['completed']}/{r['calls']} completed, {r['refused']} refused, "
+        f"audio {r['audio_returned']}, delay p50/p99 {d['p50']}/{d['p99']} ms, "
+        f"{r['cpu_s_per_call_minute']} CPU-s/call-min"
+    )
+
+
+def run_local(args: argparse.Namespace, rig: Rig) -> dict[str, Any]:
+    extra = {
+        "kind": "speech",
+        "lines": caller_lines(),
+        "expected": expected_answers(),
+        "ramp_s": 0.0,
+    }
+    rows = {}
+    for n in args.steps:
+        log(f"local: {n} concurrent calls ...")
+        rows[n] = local_figures(rig.step("switchboard", n, args.clients, extra))
+        log(f"  {rows[n]['correct']}/{n} correct, latency {rows[n]['response_latency_ms']}")
+    return {"steps": rows, "targets": local_targets(rows)}
+
+
+def run_soak(args: argparse.Namespace, rig: Rig) -> dict[str, Any]:
+    tree = rig.tree("switchboard")
+    samples: list[tuple[float, float, int]] = []
+    stop = threading.Event()
+    t0 = time.monotonic()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append((time.monotonic() - t0, tree.rss_mib(), tree.fds()))
+            stop.wait(10.0)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    end_at = time.monotonic() + 2.5 + 60 * args.soak_minutes
+    extra = {"kind": "soak", "seconds": args.seconds, "end_at": end_at, "ramp_s": args.seconds}
+    try:
+        raw = rig.step("switchboard", args.soak_calls, args.clients, extra)
+    finally:
+        stop.set()
+        sampler.join()
+    raw["calls"] = [_flatten(slot) for slot in raw["calls"]]
+    figures = relay_figures(raw)
+    return {"figures": figures, "memory": slopes(samples), "samples": samples}
+
+
+def _flatten(slot: dict[str, Any]) -> dict[str, Any]:
+    status = max(slot["status"], key=slot["status"].get) if slot["status"] else "failed"
+    reason = ", ".join(f"{k} x{v}" for k, v in slot["reasons"].items())[:200]
+    return {**slot, "status": status, "reason": reason, "deflate": None, "placed": slot["status"]}
+
+
+def slopes(samples: list[tuple[float, float, int]]) -> dict[str, Any]:
+    """Least-squares slopes of RSS (MB per hour) and fds (per hour), start and end values."""
+    import numpy as np
+
+    if len(samples) < 2:
+        return {}
+    t, rss, fds = (np.asarray(column, dtype=float) for column in zip(*samples, strict=True))
+    hours = t / 3600.0
+    return {
+        "rss_mib_start": round(rss[0], 1),
+        "rss_mib_end": round(rss[-1], 1),
+        "rss_mb_per_hour": round(float(np.polyfit(hours, rss * 1.048576, 1)[0]), 2),
+        "fds_start": int(fds[0]),
+        "fds_end": int(fds[-1]),
+        "fds_per_hour": round(float(np.polyfit(hours, fds, 1)[0]), 1),
+    }
+
+
+def print_relay(report: dict[str, Any]) -> None:
+    cols = [
+        (
+            "calls completed / refused / failed",
+            lambda r: f"{r['completed']}/{r['refused']}/{r['failed']}",
+        ),
+        ("audio returned", lambda r: f"{r['audio_returned']}"),
+        ("echo delay p50/p95/p99 ms", lambda r: "{p50}/{p95}/{p99}".format(**r["echo_delay_ms"])),
+        ("server CPU-s per call-minute", lambda r: f"{r['cpu_s_per_call_minute']}"),
+        ("PostgreSQL CPU-s per call-minute", lambda r: f"{r['postgres_cpu_s_per_call_minute']}"),
+        ("RSS MiB idle/peak/after", lambda r: "{idle}/{peak}/{after}".format(**r["rss_mib"])),
+        ("RSS KiB per call", lambda r: f"{r['rss_kib_per_call']}"),
+        (
+            "deflate caller / provider leg",
+            lambda r: f"{r['caller_leg_deflate']} / {r['provider_leg_deflate']}",
+        ),
+        (
+            "loadgen CPU-s (share of 2 cores)",
+            lambda r: f"{r['loadgen_cpu_s']} ({r['loadgen_cpu_share']:.0%})",
+        ),
+        (
+            "loadgen send late p99/max ms",
+            lambda r: "{p99}/{max}".format(**r["loadgen_send_late_ms"]),
+        ),
+        ("echo fake CPU-s", lambda r: f"{r['echo_fake_cpu_s']}"),
+    ]
+    for n, row in report["steps"].items():
+        names = list(row)
+        print(f"\n{n} calls | " + " | ".join(names))
+        for label, fmt in cols:
+            print(f"  {label:34} | " + " | ".join(fmt(row[t]) for t in names))
+        for t in names:
+            if row[t]["reasons"]:
+                print(f"  {t} reasons: {row[t]['reasons']}")
+
+
+def print_local(report: dict[str, Any]) -> None:
+    print(
+        "\nN | correct | refused | failed | latency median/p95 ms | max gap ms"
+        " | underruns (longest ms) | server CPU-s | RSS idle/peak/after MiB"
+    )
+    for n, r in report["steps"].items():
+        lat = r["response_latency_ms"]
+        print(
+            f"{n} | {r['correct']}/{r['calls']} | {r['refused']} | {r['failed']} | "
+            f"{lat['median']}/{lat['p95']} | {r['max_gap_ms']} | "
+            f"{r['underruns']} ({r['longest_underrun_ms']}) | {r['server_cpu_s']} | "
+            "{idle}/{peak}/{after}".format(**r["rss_mib"])
+        )
+        if r["reasons"]:
+            print(f"   reasons: {r['reasons']}; answers: {r['answers']}")
+
+
+def print_targets(targets: list[tuple[str, str, str]]) -> None:
+    print("\ntargets (issue 10):")
+    for text, measured, verdict in targets:
+        print(f"  {text:52} {measured:40} {verdict}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("relay", "local"), default="relay")
+    parser.add_argument("--steps", default=None, help="comma-separated call counts")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each call (s)")
+    parser.add_argument("--clients", type=int, default=2, help="caller processes")
+    parser.add_argument("--workers", type=int, default=None, help="passed to serve when given")
+    parser.add_argument("--server-arg", action="append", default=[], help="passed to serve")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive relay column")
+    parser.add_argument("--soak-minutes", type=float, default=0.0)
+    parser.add_argument("--soak-calls", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print every figure as JSON")
+    args = parser.parse_args(argv)
+    default = "1,2,4,8" if args.mode == "local" else "10,25,50,100,200"
+    args.steps = [int(s) for s in (args.steps or default).split(",") if s]
+    if args.soak_minutes and (args.mode != "relay" or args.soak_calls <= 0):
+        parser.error("--soak-minutes needs relay mode and --soak-calls N")
+    report: dict[str, Any] = {"mode": args.mode, "seconds": args.seconds, "workers": args.workers}
+    report["pipecat"] = pipecat_status() if args.mode == "relay" else None
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what the rig started
+    with Rig(args.mode, args.workers, args.server_arg) as rig:
+        if args.soak_minutes:
+            report["soak"] = run_soak(args, rig)
+        elif args.mode == "relay":
+            report.update(run_relay(args, rig))
+        else:
+            report.update(run_local(args, rig))
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        print()
+        return 0
+    if "soak" in report:
+        soak = report["soak"]
+        print(json.dumps({"figures": soak["figures"], "memory": soak["memory"]}, indent=2))
+        return 0
+    if args.mode == "relay":
+        print(f"Pipecat column: {report['pipecat']}")
+        print_relay(report)
+    else:
+        print_local(report)
+    print_targets(report["targets"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
