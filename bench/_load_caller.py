@@ -1,274 +1,53 @@
-"""Simulated Twilio callers for ``bench_load.py``: the webhook, the Media Stream, the phone.
+"""Relay callers for ``bench_load.py``: many calls per client process, echoes matched by content.
 
-Not the product: asyncio + ``websockets`` + ``httpx``, kept cheap because the
-load generator shares the cores with what it measures. Each client process
-(:func:`client_main`) runs many calls in one event loop. A call, as Twilio
-places it (Media Streams docs, "WebSocket Messages"):
+Each client process (:func:`client_main`) runs its share of the calls in one
+asyncio loop (see :mod:`_load_twilio` for how a call is placed). A relay call
+(:class:`RelayCall`) streams 160-byte G.711 mu-law frames every 20 ms on an
+absolute schedule (``t0 + k * 20 ms``, never drifting), then waits up to
+:data:`ECHO_GRACE_S` for the last echoes and sends ``stop``.
 
-1. ``POST /twilio/incoming``, form-encoded, signed with ``X-Twilio-Signature``
-   (``twilio.request_validator.RequestValidator.compute_signature``); the
-   TwiML answer gives ``<Connect><Stream url=...>`` and its ``<Parameter>``s.
-   ``<Reject>``, a ``<Say>``/``<Hangup>`` without a stream, or HTTP 503/429
-   count as *refused*, apart from failures. (The naive relay has no webhook:
-   its calls go straight to the stream.)
-2. The stream WebSocket, offering permessage-deflate as ordinary clients do
-   (the ``websockets`` default): ``connected``, ``start`` with the
-   parameters, then 160-byte G.711 mu-law ``media`` frames every 20 ms on an
-   absolute schedule (``t0 + k * 20 ms``, never drifting), then ``stop``.
-   A handshake refused with 503, or a close with 1013 (try again later),
-   counts as refused.
-3. The loudspeaker: agent ``media`` plays on a clock at real time from the
-   first agent audio (20 ms per 160 bytes); a ``mark`` is echoed once the
-   audio received before it has played (checked at each 20 ms tick); a
-   ``clear`` echoes every pending mark at once and resets the clock.
-
-Relay calls (:class:`RelayCall`) send distinguishable frames: bytes 0-1 a
-magic, 2-5 the call's id, 6-9 the frame counter (big-endian), the rest mu-law
-silence; an agent frame carrying this call's id and a counter is that frame's
-echo, anything else (a greeting) is ignored for delay. Echo delay = receive
-time of the first echo of frame k - send time of frame k.
+Frames are distinguishable: bytes 0-1 a magic, 2-5 the call's id, 6-9 the
+frame counter (big-endian), the rest mu-law silence. An agent frame carrying
+this call's id and a counter is that frame's echo; anything else (a
+greeting) is ignored for delay. Echo delay = receive time of the first echo
+of frame k - send time of frame k; audio returned = distinct frames echoed /
+frames sent. Each frame's send lateness against its schedule is kept, to show
+when the load generator itself falls behind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import json
 import math
 import os
 import resource
-import secrets
 import struct
 import time
-import xml.etree.ElementTree as ET
 from array import array
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from twilio.request_validator import RequestValidator
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from _load_twilio import (
+    FRAME_S,
+    SILENCE,
+    CallFailedError,
+    CallRefusedError,
+    Phone,
+    closed_reason,
+    dial,
+    ended_early,
+    hang_up,
+    stop_task,
+)
+from websockets.exceptions import ConnectionClosed
 
-FRAME_BYTES = 160
-FRAME_S = 0.02
-SILENCE = b"\xff" * FRAME_BYTES
 MAGIC = b"LB"
 ECHO_GRACE_S = 2.0  # after the last frame, how long echoes may still come before `stop`
-TRY_AGAIN_LATER = 1013
-
-MEDIA = (
-    '{{"event":"media","sequenceNumber":"{seq}","streamSid":"{sid}","media":'
-    '{{"track":"inbound","chunk":"{chunk}","timestamp":"{ts}","payload":"{payload}"}}}}'
-)
-MARK = '{{"event":"mark","sequenceNumber":"{seq}","streamSid":"{sid}","mark":{{"name":{name}}}}}'
-
-
-class CallRefusedError(Exception):
-    """The runtime declined the call (busy TwiML, 503, close 1013)."""
-
-
-class CallFailedError(Exception):
-    """The call went wrong (anything that is not a refusal)."""
 
 
 def frame_payload(call_id: int, k: int) -> bytes:
     return MAGIC + struct.pack(">II", call_id, k) + SILENCE[10:]
-
-
-def sid(prefix: str) -> str:
-    return prefix + secrets.token_hex(16)
-
-
-@dataclass
-class Dialed:
-    ws: ClientConnection
-    stream_sid: str
-    call_sid: str
-    session_id: str | None
-    deflate: bool
-
-
-async def webhook(
-    client: httpx.AsyncClient, base_url: str, token: str, to_number: str, call_sid: str
-) -> tuple[str, dict[str, str]]:
-    """POST the signed voice webhook; the ``<Stream>`` URL and its parameters.
-
-    Raises:
-        CallRefusedError: busy TwiML or HTTP 503/429.
-        CallFailedError: anything else that is not a stream.
-    """
-    url = base_url.rstrip("/") + "/twilio/incoming"
-    params = {
-        "CallSid": call_sid,
-        "AccountSid": "AC" + "0" * 32,
-        "From": "+15005550001",
-        "To": to_number,
-        "Direction": "inbound",
-        "CallStatus": "ringing",
-        "ApiVersion": "2010-04-01",
-    }
-    signature = RequestValidator(token).compute_signature(url, params)
-    try:
-        response = await client.post(url, data=params, headers={"X-Twilio-Signature": signature})
-    except httpx.HTTPError as exc:
-        raise CallFailedError(f"webhook: {type(exc).__name__}") from None
-    if response.status_code in (503, 429):
-        raise CallRefusedError(f"webhook HTTP {response.status_code}")
-    if response.status_code != 200:
-        raise CallFailedError(f"webhook HTTP {response.status_code}")
-    root = ET.fromstring(response.text)
-    if root.find("Reject") is not None:
-        raise CallRefusedError("TwiML <Reject>")
-    stream = root.find("./Connect/Stream")
-    if stream is None:
-        said = " ".join(e.text or "" for e in root.iter("Say"))
-        if root.find("Hangup") is not None or said:
-            raise CallRefusedError(f"TwiML says: {said[:60]}")
-        raise CallFailedError("TwiML without a stream")
-    parameters = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
-    return stream.get("url", ""), parameters
-
-
-async def dial(
-    client: httpx.AsyncClient | None, plan: dict[str, Any], to_number: str
-) -> tuple[Dialed, int]:
-    """Webhook (unless ``plan["stream_url"]`` is given), WebSocket, ``connected``, ``start``."""
-    call_sid, stream_sid = sid("CA"), sid("MZ")
-    if plan.get("stream_url"):
-        url, parameters = plan["stream_url"], {}
-    else:
-        assert client is not None
-        url, parameters = await webhook(
-            client, plan["base_url"], plan["token"], to_number, call_sid
-        )
-    try:
-        ws = await connect(url, ping_interval=None, open_timeout=20, max_queue=64)
-    except InvalidStatus as exc:
-        status = exc.response.status_code
-        if status in (503, 429):
-            raise CallRefusedError(f"stream HTTP {status}") from None
-        raise CallFailedError(f"stream HTTP {status}") from None
-    except (OSError, TimeoutError) as exc:
-        raise CallFailedError(f"stream: {type(exc).__name__}") from None
-    extensions = ws.response.headers.get("Sec-WebSocket-Extensions", "") if ws.response else ""
-    dialed = Dialed(ws, stream_sid, call_sid, parameters.get("session_id"), "deflate" in extensions)
-    await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
-    start = {
-        "event": "start",
-        "sequenceNumber": "1",
-        "streamSid": stream_sid,
-        "start": {
-            "streamSid": stream_sid,
-            "accountSid": "AC" + "0" * 32,
-            "callSid": call_sid,
-            "tracks": ["inbound"],
-            "customParameters": parameters,
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        },
-    }
-    await ws.send(json.dumps(start))
-    return dialed, 1
-
-
-def closed_reason(exc: ConnectionClosed) -> Exception:
-    code = exc.rcvd.code if exc.rcvd else None
-    why = exc.rcvd.reason if exc.rcvd else "no close frame"
-    if code == TRY_AGAIN_LATER:
-        return CallRefusedError(f"closed {code} {why}")
-    return CallFailedError(f"closed by server: {code} {why}"[:120])
-
-
-async def stop_task(task: asyncio.Future[Any]) -> None:
-    """Cancel ``task`` and wait until it has stopped (its outcome is not wanted)."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-
-
-def ended_early(ws: ClientConnection) -> Exception:
-    """Why a stream the server closed normally ended before the caller hung up."""
-    if ws.close_code == TRY_AGAIN_LATER:
-        return CallRefusedError(f"closed {ws.close_code} {ws.close_reason}")
-    return CallFailedError(f"closed by server: {ws.close_code} {ws.close_reason}"[:120])
-
-
-@dataclass
-class Phone:
-    """The Twilio side of one stream: sequence numbers, playout clock, marks."""
-
-    dialed: Dialed
-    seq: int = 1
-    chunk: int = 0
-    playout_end: float = 0.0
-    marks: deque[tuple[float, str]] = field(default_factory=deque)
-    marks_echoed: int = 0
-    clears: int = 0
-    agent_frames: int = 0
-
-    async def send_media(self, payload: bytes) -> None:
-        self.seq += 1
-        self.chunk += 1
-        text = MEDIA.format(
-            seq=self.seq,
-            sid=self.dialed.stream_sid,
-            chunk=self.chunk,
-            ts=(self.chunk - 1) * 20,
-            payload=base64.b64encode(payload).decode("ascii"),
-        )
-        await self.dialed.ws.send(text)
-
-    async def flush_marks(self, now: float) -> None:
-        """Echo every mark whose audio has played by ``now``."""
-        marks = self.marks
-        while marks and marks[0][0] <= now:
-            _, name = marks.popleft()
-            self.seq += 1
-            self.marks_echoed += 1
-            await self.dialed.ws.send(
-                MARK.format(seq=self.seq, sid=self.dialed.stream_sid, name=json.dumps(name))
-            )
-
-    def heard(self, message: dict[str, Any], now: float) -> bytes | None:
-        """Take one server message; the agent audio if it is ``media``."""
-        event = message.get("event")
-        if event == "media":
-            payload = base64.b64decode(message["media"]["payload"])
-            self.playout_end = max(self.playout_end, now) + len(payload) / 8000
-            self.agent_frames += 1
-            return payload
-        if event == "mark":
-            self.marks.append((self.playout_end, message["mark"]["name"]))
-        elif event == "clear":
-            self.clears += 1
-            self.marks = deque((now, name) for _, name in self.marks)
-            self.playout_end = now
-        return None
-
-    async def stop(self) -> None:
-        self.seq += 1
-        stop = {
-            "event": "stop",
-            "sequenceNumber": str(self.seq),
-            "streamSid": self.dialed.stream_sid,
-            "stop": {"accountSid": "AC" + "0" * 32, "callSid": self.dialed.call_sid},
-        }
-        await self.dialed.ws.send(json.dumps(stop))
-
-
-async def hang_up(phone: Phone, wait_s: float = 5.0) -> None:
-    """Send ``stop`` and wait (a while) for the server to close, as Twilio does."""
-    ws = phone.dialed.ws
-    try:
-        await phone.stop()
-        async with asyncio.timeout(wait_s):
-            async for _ in ws:
-                pass
-    except (ConnectionClosed, TimeoutError):
-        pass
-    await ws.close()
 
 
 class RelayCall:

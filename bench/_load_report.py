@@ -87,7 +87,11 @@ def local_figures(step: dict[str, Any]) -> dict[str, Any]:
         "failed": status["failed"],
         "wrong": sum(c["status"] == "completed" and not c.get("correct") for c in calls),
         "reasons": _reasons(calls),
-        "answers": [[line.get("intent") for line in c.get("lines", [])] for c in calls],
+        "answers": [
+            [(line.get("intent"), (line.get("answer") or "")[:48]) for line in c.get("lines", [])]
+            for c in calls
+            if not c.get("correct")
+        ],
         "response_latency_ms": {
             "median": round(statistics.median(latencies), 1) if latencies else None,
             "p95": _pct(np.asarray(latencies), 95),
@@ -180,7 +184,7 @@ def local_targets(rows: dict[int, dict[str, Any]]) -> list:
         out.append(
             (
                 f"every call answered correctly up to {cap} calls",
-                "all correct" if not bad else f"not at N={bad}",
+                (f"all correct (N={sorted(within)})" if not bad else f"not at N={bad}"),
                 _verdict(not bad),
             )
         )

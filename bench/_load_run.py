@@ -47,7 +47,7 @@ def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None
     end = time.monotonic() + timeout_s
     while time.monotonic() < end:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+            raise RuntimeError(f"{' '.join(map(str, proc.args))} exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -131,7 +131,11 @@ class Rig:
             argv += ["--workers", str(self.workers)]
         self._spawn("switchboard", argv + self.server_args, env)
         self.urls["switchboard"] = base
-        wait_http(base + "/health", 180, self.procs["switchboard"])
+        try:
+            wait_http(base + "/health", 180, self.procs["switchboard"])
+        except RuntimeError as exc:
+            tail = (self.tmp / "switchboard.log").read_text(errors="replace")[-600:]
+            raise RuntimeError(f"{exc}; its output ends with:\n{tail}") from None
         wait_http(self.urls["echo"] + "/stats", 30, self.procs["echo"])
         if self.mode == "relay":
             self._apply_bench_agent()

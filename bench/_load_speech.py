@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from _load_caller import (
+from _load_twilio import (
     FRAME_BYTES,
     FRAME_S,
     SILENCE,

@@ -45,19 +45,27 @@ from pathlib import Path
 from typing import Any
 
 from _load_report import local_figures, local_targets, relay_figures, relay_targets
-from _load_run import Rig
+from _load_run import START_LEAD_S, Rig
 
 SPEECH = Path("/work/shared/data/speech/synthetic")
 LINES = (("hours.wav", "what are your opening hours"), ("bye.wav", "thank you goodbye"))
 
 
 def pipecat_status() -> str | None:
-    """None when Pipecat can run as a column; otherwise why it is skipped."""
+    """None when Pipecat can run as a column; otherwise why it is skipped.
+
+    ``pipecat`` on PyPI is also an unrelated data-logging package: the
+    distribution must be ``pipecat-ai`` and its Twilio serializer importable.
+    """
+    from importlib import metadata, util
+
     try:
-        import pipecat  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError as exc:
-        return f"skipped: pipecat-ai is not importable ({exc})"
-    return "skipped: pipecat-ai is importable, but its echo pipeline column is not written yet"
+        version = metadata.version("pipecat-ai")
+    except metadata.PackageNotFoundError:
+        return "skipped: pipecat-ai is not installed (it is never a dependency of the project)"
+    if util.find_spec("pipecat.serializers.twilio") is None:
+        return f"skipped: pipecat-ai {version} has no pipecat.serializers.twilio"
+    return f"skipped: pipecat-ai {version} is installed, but its echo column is not written yet"
 
 
 def ulaw_wav_data(path: Path) -> bytes:
@@ -151,9 +159,21 @@ def run_soak(args: argparse.Namespace, rig: Rig) -> dict[str, Any]:
     finally:
         stop.set()
         sampler.join()
+    placed: dict[str, int] = {}
+    for slot in raw["calls"]:
+        for status, count in slot["status"].items():
+            placed[status] = placed.get(status, 0) + count
     raw["calls"] = [_flatten(slot) for slot in raw["calls"]]
     figures = relay_figures(raw)
-    return {"figures": figures, "memory": slopes(samples), "samples": samples}
+    steady_from = START_LEAD_S + args.seconds + 10.0  # every line has dialled by then
+    steady = [s for s in samples if s[0] >= steady_from]
+    return {
+        "lines": args.soak_calls,
+        "calls_placed": placed,
+        "figures": figures,
+        "memory": slopes(steady if len(steady) >= 3 else samples),
+        "samples": samples,
+    }
 
 
 def _flatten(slot: dict[str, Any]) -> dict[str, Any]:
@@ -233,6 +253,25 @@ def print_local(report: dict[str, Any]) -> None:
             print(f"   reasons: {r['reasons']}; answers: {r['answers']}")
 
 
+def print_soak(soak: dict[str, Any], args: argparse.Namespace) -> None:
+    f, m = soak["figures"], soak["memory"]
+    d = f["echo_delay_ms"]
+    print(
+        f"soak: {soak['lines']} lines of {args.seconds:g} s calls for {args.soak_minutes:g} min;"
+        f" calls placed {soak['calls_placed']}"
+    )
+    print(f"  audio returned {f['audio_returned']}, echo delay p50/p99 {d['p50']}/{d['p99']} ms")
+    print(f"  server CPU-s per call-minute {f['cpu_s_per_call_minute']}")
+    if m:
+        print(
+            f"  RSS {m['rss_mib_start']} -> {m['rss_mib_end']} MiB, {m['rss_mb_per_hour']} MB/h;"
+            f" fds {m['fds_start']} -> {m['fds_end']}, {m['fds_per_hour']} per hour"
+            " (least squares over the steady part, samples every 10 s)"
+        )
+    if f["reasons"]:
+        print(f"  reasons: {f['reasons']}")
+
+
 def print_targets(targets: list[tuple[str, str, str]]) -> None:
     print("\ntargets (issue 10):")
     for text, measured, verdict in targets:
@@ -259,20 +298,23 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"mode": args.mode, "seconds": args.seconds, "workers": args.workers}
     report["pipecat"] = pipecat_status() if args.mode == "relay" else None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what the rig started
-    with Rig(args.mode, args.workers, args.server_arg) as rig:
-        if args.soak_minutes:
-            report["soak"] = run_soak(args, rig)
-        elif args.mode == "relay":
-            report.update(run_relay(args, rig))
-        else:
-            report.update(run_local(args, rig))
+    try:
+        with Rig(args.mode, args.workers, args.server_arg) as rig:
+            if args.soak_minutes:
+                report["soak"] = run_soak(args, rig)
+            elif args.mode == "relay":
+                report.update(run_relay(args, rig))
+            else:
+                report.update(run_local(args, rig))
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         print()
         return 0
     if "soak" in report:
-        soak = report["soak"]
-        print(json.dumps({"figures": soak["figures"], "memory": soak["memory"]}, indent=2))
+        print_soak(report["soak"], args)
         return 0
     if args.mode == "relay":
         print(f"Pipecat column: {report['pipecat']}")
