@@ -6,10 +6,13 @@ asyncio loop (see :mod:`_load_twilio` for how a call is placed). A relay call
 absolute schedule (``t0 + k * 20 ms``, never drifting), then waits up to
 :data:`ECHO_GRACE_S` for the last echoes and sends ``stop``.
 
-Frames are distinguishable: bytes 0-1 a magic, 2-5 the call's id, 6-9 the
-frame counter (big-endian), the rest mu-law silence. An agent frame carrying
-this call's id and a counter is that frame's echo; anything else (a
-greeting) is ignored for delay. Echo delay = receive time of the first echo
+Frames are distinguishable: a marker ``LB`` + the call's id in 8 hex digits +
+the frame counter in 8 hex digits (ASCII, so no byte is mu-law's negative
+zero 0x7F, which a decode/encode round trip turns into 0xFF), then mu-law
+silence. Agent audio is scanned for this call's markers wherever they fall
+(a peer that re-chunks audio moves them): a marker is that frame's echo,
+received when the message completing it arrives; agent audio without one
+(a greeting) is ignored for delay. Echo delay = receive time of the first echo
 of frame k - send time of frame k; audio returned = distinct frames echoed /
 frames sent. Each frame's send lateness against its schedule is kept, to show
 when the load generator itself falls behind.
@@ -22,7 +25,6 @@ import json
 import math
 import os
 import resource
-import struct
 import time
 from array import array
 from typing import Any
@@ -43,11 +45,12 @@ from _load_twilio import (
 from websockets.exceptions import ConnectionClosed
 
 MAGIC = b"LB"
+MARKER_BYTES = 18  # MAGIC + 8 hex digits of call id + 8 of frame counter
 ECHO_GRACE_S = 2.0  # after the last frame, how long echoes may still come before `stop`
 
 
 def frame_payload(call_id: int, k: int) -> bytes:
-    return MAGIC + struct.pack(">II", call_id, k) + SILENCE[10:]
+    return b"%s%08x%08x" % (MAGIC, call_id, k) + SILENCE[MARKER_BYTES:]
 
 
 class RelayCall:
@@ -99,20 +102,28 @@ class RelayCall:
 
     async def _receive(self, phone: Phone) -> None:
         loop = asyncio.get_running_loop()
-        key = MAGIC + struct.pack(">I", self.call_id)
+        key = b"%s%08x" % (MAGIC, self.call_id)
+        tail = b""
         try:
             async for text in phone.dialed.ws:
                 now = loop.time()
                 payload = phone.heard(json.loads(text), now)
                 if payload is None:
                     continue
-                if payload[:6] != key:
+                audio = tail + payload
+                tail = audio[-(MARKER_BYTES - 1) :]
+                at = audio.find(key)
+                if at < 0:
                     self.other += 1
-                    continue
-                (k,) = struct.unpack_from(">I", payload, 6)
-                if k < self.frames and math.isnan(self.echo_at[k]):
-                    self.echo_at[k] = now
-                    self.echoed += 1
+                while 0 <= at <= len(audio) - MARKER_BYTES:
+                    try:
+                        k = int(audio[at + len(key) : at + MARKER_BYTES], 16)
+                    except ValueError:  # not a marker after all
+                        k = self.frames
+                    if k < self.frames and math.isnan(self.echo_at[k]):
+                        self.echo_at[k] = now
+                        self.echoed += 1
+                    at = audio.find(key, at + MARKER_BYTES)
         except ConnectionClosed as exc:
             raise closed_reason(exc) from None
         raise ended_early(phone.dialed.ws)  # the server closed the stream under us

@@ -2,7 +2,8 @@
 
 :class:`Rig` starts, for the whole run: one embedded PostgreSQL (``pgserver``,
 as ``switchboard.orchestrator.embedded_pg`` starts it), the echo fake
-(``_load_echo.py``), the naive relay (``_load_naive.py``) and
+(``_load_echo.py``), the naive relay (``_load_naive.py``), Pipecat's echo
+pipeline when an interpreter with ``pipecat-ai`` is given (``_load_pipecat.py``), and
 ``switchboard serve`` (``--workers`` only when given, so the bench runs on
 code without that flag), each its own process. :meth:`Rig.step` runs N calls
 from ``clients`` client processes against one target and reads, from
@@ -61,8 +62,12 @@ def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None
 class Rig:
     """Everything a run needs; a context manager that stops what it started."""
 
-    def __init__(self, mode: str, workers: int | None, server_args: list[str]) -> None:
+    def __init__(
+        self, mode: str, workers: int | None, server_args: list[str], pipecat: str | None = None
+    ) -> None:
         self.mode = mode  # "relay" or "local"
+        self.pipecat = pipecat  # the interpreter for the Pipecat column, or None
+        self.extra_targets: list[str] = []
         self.workers = workers
         self.server_args = server_args
         self._stack = contextlib.ExitStack()
@@ -115,6 +120,13 @@ class Rig:
             argv = [py, str(BENCH / "_load_naive.py"), "--port", str(naive_port)]
             self._spawn("naive", [*argv, "--upstream", upstream])
             self.urls["naive"] = f"ws://127.0.0.1:{naive_port}/"
+        if self.mode == "relay" and self.pipecat:
+            pipecat_port = free_port()
+            argv = [self.pipecat, str(BENCH / "_load_pipecat.py"), "--port", str(pipecat_port)]
+            self._spawn("pipecat", argv)
+            wait_http(f"http://127.0.0.1:{pipecat_port}/health", 120, self.procs["pipecat"])
+            self.urls["pipecat"] = f"ws://127.0.0.1:{pipecat_port}/ws"
+            self.extra_targets.append("pipecat")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {
@@ -176,8 +188,8 @@ class Rig:
             "api_key": getattr(self, "api_key", None),
             **extra,
         }
-        if target == "naive":
-            common["stream_url"] = self.urls["naive"]
+        if target in ("naive", "pipecat"):
+            common["stream_url"] = self.urls[target]
         plans = []
         for c in range(min(clients, n)):
             mine = starts[c::clients]

@@ -238,14 +238,10 @@ class Phone:
         await self.dialed.ws.send(json.dumps(stop))
 
 
-async def hang_up(phone: Phone, wait_s: float = 5.0) -> None:
-    """Send ``stop`` and wait (a while) for the server to close, as Twilio does."""
-    ws = phone.dialed.ws
+async def hang_up(phone: Phone) -> None:
+    """Send ``stop`` and close the WebSocket, as Twilio does when the caller hangs up."""
     try:
         await phone.stop()
-        async with asyncio.timeout(wait_s):
-            async for _ in ws:
-                pass
-    except (ConnectionClosed, TimeoutError):
+    except ConnectionClosed:
         pass
-    await ws.close()
+    await phone.dialed.ws.close()

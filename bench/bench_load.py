@@ -1,7 +1,8 @@
 """Issue 10's load benchmark: simulated Twilio callers against the runtime and references.
 
     python bench/bench_load.py [--steps 10,25,50,100,200] [--seconds 30] [--clients 2]
-                               [--workers N] [--server-arg ARG]... [--json]
+                               [--workers N] [--server-arg ARG]... [--pipecat-python PY]
+                               [--no-naive] [--json]
     python bench/bench_load.py --mode local [--steps 1,2,4,8]
     python bench/bench_load.py --soak-minutes 10 --soak-calls N [--seconds 30]
 
@@ -9,15 +10,19 @@ Relay mode (default): ``switchboard serve --mode openai-realtime`` relays
 calls to an OpenAI Realtime fake that echoes every appended chunk at once
 (``_load_echo.py``; G.711 mu-law passes through untouched), and, in the same
 run and step by step, a naive asyncio relay does the same job
-(``_load_naive.py``). Pipecat's Twilio echo pipeline would be a third column
-when ``pipecat-ai`` is importable (it is never a dependency). One embedded
-PostgreSQL serves the whole run. Per step of N calls (``--clients`` caller
-processes, ``_load_caller.py``; calls ramp up over min(5 s, N x 50 ms) and
-each streams ``--seconds``): calls completed / refused / failed, share of the
-audio returned, echo delay p50/p95/p99 matched by content, server CPU-s per
-call-minute (the target's process tree less PostgreSQL, whose CPU is given
-apart), RSS idle / peak / 5 s after, and the load generator's own CPU and
-send lateness, so a reader sees when the load generator is the bottleneck.
+(``_load_naive.py``). Pipecat's Twilio echo pipeline is a third column
+(``_load_pipecat.py``) when ``pipecat-ai``, ``fastapi`` and ``uvicorn`` are
+importable by ``--pipecat-python`` (default: this interpreter; Pipecat is
+never a dependency of the project); otherwise the report says why it was
+skipped. One embedded PostgreSQL serves the whole run. Per step of N calls
+(``--clients`` caller processes, ``_load_caller.py``; calls ramp up over
+min(5 s, N x 50 ms) and each streams ``--seconds``): calls completed /
+refused / failed, share of the audio returned, echo delay p50/p95/p99 matched
+by content, server CPU-s per call-minute (the target's process tree less
+PostgreSQL, whose CPU is given apart), RSS idle / peak / 5 s after, whether
+permessage-deflate was negotiated on each leg, and the load generator's own
+CPU and send lateness, so a reader sees when the load generator is the
+bottleneck.
 
 Local mode: N concurrent calls to the example agent on the embedded ``local``
 provider, each saying "what are your opening hours" then "thank you goodbye"
@@ -51,21 +56,25 @@ SPEECH = Path("/work/shared/data/speech/synthetic")
 LINES = (("hours.wav", "what are your opening hours"), ("bye.wav", "thank you goodbye"))
 
 
-def pipecat_status() -> str | None:
-    """None when Pipecat can run as a column; otherwise why it is skipped.
+def pipecat_status(python: str) -> str | None:
+    """None when ``python`` can run the Pipecat column; otherwise why it is skipped.
 
     ``pipecat`` on PyPI is also an unrelated data-logging package: the
-    distribution must be ``pipecat-ai`` and its Twilio serializer importable.
+    distribution must be ``pipecat-ai``, with its Twilio serializer, FastAPI
+    transport, ``fastapi`` and ``uvicorn`` importable.
     """
-    from importlib import metadata, util
+    import subprocess
 
-    try:
-        version = metadata.version("pipecat-ai")
-    except metadata.PackageNotFoundError:
-        return "skipped: pipecat-ai is not installed (it is never a dependency of the project)"
-    if util.find_spec("pipecat.serializers.twilio") is None:
-        return f"skipped: pipecat-ai {version} has no pipecat.serializers.twilio"
-    return f"skipped: pipecat-ai {version} is installed, but its echo column is not written yet"
+    probe = (
+        "import importlib.metadata as m; v = m.version('pipecat-ai'); "
+        "import pipecat.serializers.twilio, pipecat.transports.websocket.fastapi, uvicorn; "
+        "print(v)"
+    )
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return f"skipped: pipecat-ai cannot run with {python} ({last})"
+    return None
 
 
 def ulaw_wav_data(path: Path) -> bytes:
@@ -104,7 +113,7 @@ def log(text: str) -> None:
 
 def run_relay(args: argparse.Namespace, rig: Rig) -> dict[str, Any]:
     rows: dict[int, dict[str, dict[str, Any]]] = {}
-    targets = ["switchboard", *([] if args.no_naive else ["naive"])]
+    targets = ["switchboard", *([] if args.no_naive else ["naive"]), *rig.extra_targets]
     for n in args.steps:
         rows[n] = {}
         for target in targets:
@@ -287,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="passed to serve when given")
     parser.add_argument("--server-arg", action="append", default=[], help="passed to serve")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive relay column")
+    parser.add_argument(
+        "--pipecat-python",
+        default=sys.executable,
+        help="interpreter with pipecat-ai, fastapi and uvicorn for the Pipecat column",
+    )
     parser.add_argument("--soak-minutes", type=float, default=0.0)
     parser.add_argument("--soak-calls", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print every figure as JSON")
@@ -296,10 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.soak_minutes and (args.mode != "relay" or args.soak_calls <= 0):
         parser.error("--soak-minutes needs relay mode and --soak-calls N")
     report: dict[str, Any] = {"mode": args.mode, "seconds": args.seconds, "workers": args.workers}
-    report["pipecat"] = pipecat_status() if args.mode == "relay" else None
+    pipecat = None
+    if args.mode == "relay" and not args.soak_minutes:
+        report["pipecat"] = pipecat_status(args.pipecat_python)
+        pipecat = args.pipecat_python if report["pipecat"] is None else None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what the rig started
     try:
-        with Rig(args.mode, args.workers, args.server_arg) as rig:
+        with Rig(args.mode, args.workers, args.server_arg, pipecat) as rig:
             if args.soak_minutes:
                 report["soak"] = run_soak(args, rig)
             elif args.mode == "relay":
@@ -317,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         print_soak(report["soak"], args)
         return 0
     if args.mode == "relay":
-        print(f"Pipecat column: {report['pipecat']}")
+        print(f"Pipecat column: {report['pipecat'] or 'run'}")
         print_relay(report)
     else:
         print_local(report)
