@@ -107,6 +107,7 @@ def local_figures(step: dict[str, Any]) -> dict[str, Any]:
             "peak": round(step["rss_peak_mib"], 1),
             "after": round(step["rss_after_mib"], 1),
         },
+        "per_call": calls,
     }
 
 

@@ -216,6 +216,8 @@ async def speaking_call(client: httpx.AsyncClient, plan: dict[str, Any], index: 
     if dialed.session_id and plan.get("api_key"):
         events = await fetch_events(client, plan, dialed.session_id)
         result.update(judge(events, [tuple(e) for e in plan["expected"]]))
+        result["events"] = len(events)
+        result["event_types"] = [e["type"] for e in events if not e["type"].startswith("audio")]
     if result["status"] == "completed" and not result["correct"]:
         result["reason"] = "wrong or missing answer"
     return result
