@@ -52,17 +52,22 @@ class AsgiWebSocket:
         await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
         self.accepted = True
 
-    async def reject(self, status: int, reason: str) -> None:
-        """Refuse the handshake with an HTTP ``status`` and a JSON body (or 1008)."""
+    async def reject(self, status: int, reason: str, *, retry_after_s: int | None = None) -> None:
+        """Refuse the handshake with an HTTP ``status`` and a JSON body ``{"error": reason}``
+        (or close code 1008 where the server cannot answer HTTP); ``retry_after_s`` adds a
+        ``Retry-After`` header (RFC 9110 section 10.2.3), as for a 503."""
         self.closed = True
         extensions = self.scope.get("extensions") or {}
         if "websocket.http.response" in extensions:
             body = json.dumps({"error": reason}).encode()
+            headers = [(b"content-type", b"application/json")]
+            if retry_after_s is not None:
+                headers.append((b"retry-after", str(retry_after_s).encode()))
             await self._send(
                 {
                     "type": "websocket.http.response.start",
                     "status": status,
-                    "headers": [(b"content-type", b"application/json")],
+                    "headers": headers,
                 }
             )
             await self._send({"type": "websocket.http.response.body", "body": body})
