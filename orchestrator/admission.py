@@ -34,6 +34,7 @@ from typing import Final, Literal
 import structlog
 
 from .call_table import CallTable
+from .config import usable_cores
 from .metrics import ServerMetrics
 
 log = structlog.get_logger("switchboard.admission")
@@ -44,14 +45,6 @@ RETRY_AFTER_FULL_S: Final = 5
 RETRY_AFTER_DRAINING_S: Final = 30
 
 Reason = Literal["capacity", "local_capacity", "draining"]
-
-
-def usable_cores() -> int:
-    """The CPUs this process may run on (``sched_getaffinity``), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)

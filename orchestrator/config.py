@@ -40,10 +40,17 @@ from typing import Any
 
 from switchboard.actors.providers import Endpoints, unavailable_reason
 
-from .admission import usable_cores
 from .agents import MODES, AgentSpec
 from .errors import ConfigError
 from .tokens import DEFAULT_ISSUER, Keyring
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (``sched_getaffinity``), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def default_data_dir(env: Mapping[str, str] = os.environ) -> Path:
