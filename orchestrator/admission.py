@@ -108,7 +108,8 @@ class Admission:
     Args:
         table: the server's call table.
         worker: this worker's slot in it.
-        metrics: where refusals and calls in progress are counted.
+        metrics: where refusals and calls in progress are counted (one admission per
+            metrics object: it serves ``switchboard_calls_reserved`` from this table).
         clock: seconds on ``CLOCK_MONOTONIC`` (the table's clock).
     """
 
@@ -125,6 +126,7 @@ class Admission:
         self.metrics = metrics
         self.draining = False
         self._clock = clock
+        metrics.watch_reserved(self.pending_streams)
 
     @classmethod
     def in_process(

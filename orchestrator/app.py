@@ -11,7 +11,7 @@ Routes:
 - ``WS /v1/voice``, ``WS /app/voice/stream/{session_id}``: browser calls (session token).
 - ``GET /practice``: the practice-call page; ``POST /practice/session``: its
   session in development mode.
-- ``GET /health``: the process is alive.
+- ``GET /health``: the process is alive (``{"status": "ok", "worker": n, "pid": pid}``).
 - ``GET /ready``: the server takes calls (503 while draining, and while full:
   no room for another call, see :mod:`.admission`).
 - ``GET /metrics``: call and failover metrics, Prometheus text format
@@ -24,6 +24,7 @@ gave it (0 with one process), for operators and the multi-worker tests.
 from __future__ import annotations
 
 import importlib.resources
+import os
 from functools import cache
 from typing import Any
 from uuid import UUID
@@ -63,6 +64,7 @@ def static_file(name: str) -> bytes:
 def create_app(rt: Runtime) -> Any:
     """Build the ASGI application for ``rt``."""
     app = QuartTrio("switchboard")
+    worker_header = [(WORKER_HEADER.lower().encode(), str(rt.admission.worker).encode())]
 
     @app.post("/twilio/incoming")
     async def twilio_incoming() -> Response:
@@ -105,7 +107,7 @@ def create_app(rt: Runtime) -> Any:
 
     @app.get("/health")
     async def health() -> Any:
-        return jsonify({"status": "ok"})
+        return jsonify({"status": "ok", "worker": rt.admission.worker, "pid": os.getpid()})
 
     @app.get("/metrics")
     async def metrics() -> Any:
@@ -120,13 +122,13 @@ def create_app(rt: Runtime) -> Any:
         return jsonify({"status": "ready"})
 
     @app.after_request
-    async def worker_header(response: Response) -> Response:
+    async def add_worker_header(response: Response) -> Response:
         response.headers[WORKER_HEADER] = str(rt.admission.worker)
         return response
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            ws = AsgiWebSocket(scope, receive, send)
+            ws = AsgiWebSocket(scope, receive, send, headers=worker_header)
             path = scope["path"]
             rt.active_calls += 1
             try:

@@ -254,7 +254,6 @@ async def serve(
                 max_calls=settings.max_calls_per_worker,
                 max_local_calls=settings.local_calls_per_worker,
             )
-            admission.metrics.watch_reserved(admission.pending_streams)
             runtime = build_runtime(
                 settings, store, creds, keyring=settings.keyring(), admission=admission
             )

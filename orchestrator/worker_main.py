@@ -106,7 +106,6 @@ async def run_worker(spec: WorkerSpec) -> None:
     metrics = ServerMetrics(multiprocess_dir=spec.metrics_dir)
     table = CallTable.attach(spec.table_path)
     admission = Admission(table, spec.index, metrics)
-    metrics.watch_reserved(admission.pending_streams)
     db = Database(spec.dsn)
     try:
         store = Store(db)
