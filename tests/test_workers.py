@@ -240,23 +240,25 @@ async def test_a_webhook_and_its_stream_on_different_workers_make_one_call(
 
 async def test_metrics_from_any_worker_sum_both_workers(database_url: str, tmp_path: Path) -> None:
     flags = ("--max-calls-per-worker", "1", "--max-local-calls-per-worker", "1")
-    async with multi_worker_server(database_url, tmp_path, *flags) as server:
-        async with AsyncExitStack() as stack:
-            _, refused = await one_call_per_worker(server, stack)
-            for _ in range(3):  # both workers are full now
-                with pytest.raises(trio_websocket.ConnectionRejected) as caught:
-                    await stack.enter_async_context(realtime_call(server))
-                assert caught.value.status_code == 503
-            refused += 3
-            answers = await server.per_worker("/metrics")
-            for response in answers.values():
-                text = response.text
-                assert metric(text, 'switchboard_calls_in_progress{door="realtime"}') == 2
-                assert metric(text, 'switchboard_call_capacity{kind="all"}') == 2
-                sample = 'switchboard_calls_refused_total{door="realtime",reason="capacity"}'
-                assert metric(text, sample) == refused
-            for response in (await server.per_worker("/ready")).values():
-                assert (response.status_code, response.json()) == (503, {"status": "full"})
+    async with (
+        multi_worker_server(database_url, tmp_path, *flags) as server,
+        AsyncExitStack() as stack,
+    ):
+        _, refused = await one_call_per_worker(server, stack)
+        for _ in range(3):  # both workers are full now
+            with pytest.raises(trio_websocket.ConnectionRejected) as caught:
+                await stack.enter_async_context(realtime_call(server))
+            assert caught.value.status_code == 503
+        refused += 3
+        answers = await server.per_worker("/metrics")
+        for response in answers.values():
+            text = response.text
+            assert metric(text, 'switchboard_calls_in_progress{door="realtime"}') == 2
+            assert metric(text, 'switchboard_call_capacity{kind="all"}') == 2
+            sample = 'switchboard_calls_refused_total{door="realtime",reason="capacity"}'
+            assert metric(text, sample) == refused
+        for response in (await server.per_worker("/ready")).values():
+            assert (response.status_code, response.json()) == (503, {"status": "full"})
 
 
 async def test_a_killed_worker_is_replaced(database_url: str, tmp_path: Path) -> None:
