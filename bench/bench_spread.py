@@ -13,14 +13,16 @@ answered (``X-Switchboard-Worker``):
 
 Part 2, the choice of socket: two minimal accept loops (Python processes,
 ``selectors`` + non-blocking ``accept``, answering one byte), first sharing
-one inherited listening socket (what ``serve --workers`` does), then each
-with its own ``SO_REUSEPORT`` socket. Worker 0 is made busy (20 ms of CPU per
-connection it accepts, standing in for a loaded event loop) and a client opens
-``--connections`` connections at a steady rate (one every 5 ms). Reported:
-each worker's share and the client's connect-to-answer time (median, p99). With
-one shared queue the idle worker picks up what the busy one cannot; with
-``SO_REUSEPORT`` the kernel hashes each connection to a socket whoever is
-busy, so the busy worker's share waits.
+one inherited listening socket, then each with its own ``SO_REUSEPORT``
+socket (what ``serve --workers`` does). Worker 0 is made busy (20 ms of CPU
+per connection it accepts, standing in for a loaded event loop) and a client
+opens ``--connections`` connections at a steady rate (one every 5 ms).
+Reported: each worker's share and the client's connect-to-answer time
+(median, p99). With one shared queue the idle worker picks up what the busy
+one cannot; with ``SO_REUSEPORT`` the kernel hashes each connection to a
+socket whoever is busy, so the busy worker's share waits. (With idle workers
+the shared queue is uneven instead: whichever process wakes first takes the
+connection; see ``orchestrator/workers.py`` for the figures and the choice.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One worker process of ``serve --workers N``: ``python -m switchboard.orchestrator.worker_main``.
 
-The parent (:mod:`.workers`) starts it with the listening socket and a
+The parent (:mod:`.workers`) starts it with its listening socket and a
 readiness pipe as inherited file descriptors, ``PROMETHEUS_MULTIPROC_DIR`` in
 its environment, and a :class:`WorkerSpec` on standard input (a 4-byte
 big-endian length, then the spec pickled: parent and child are the same
@@ -55,7 +55,7 @@ class WorkerSpec:
         creds: the development credentials (API key, Twilio auth token).
         keyring: the session-token keyring every worker signs and verifies with
             (in development mode, one random secret made by the parent).
-        listen_fd: the listening socket, inherited.
+        listen_fd: its listening socket (one of the port's SO_REUSEPORT group), inherited.
         ready_fd: the write end of the readiness pipe, inherited.
         table_path: the shared call table.
         metrics_dir: ``PROMETHEUS_MULTIPROC_DIR``.

@@ -6,7 +6,7 @@ credentials), the session-token keyring (in development mode one random
 secret, so a token minted by one worker is good on every other), a fresh run
 folder ``DATA_DIR/run/<parent pid>/`` (the call table, and
 ``PROMETHEUS_MULTIPROC_DIR`` for the metrics; run folders of parents no longer
-running are removed at start), the listening socket, and draining the event
+running are removed at start), the listening sockets, and draining the event
 spool. Then it starts the workers (:mod:`.worker_main`) and keeps them:
 
 - a worker that exits is restarted after a backoff (0.5 s, doubling to 30 s;
@@ -23,17 +23,20 @@ spool. Then it starts the workers (:mod:`.worker_main`) and keeps them:
 - If the parent dies, each worker sees end of file on its standard input and
   drains.
 
-Sharing the port: the parent binds and listens once and every worker inherits
-that socket (hypercorn's ``fd://`` bind), rather than each worker binding its
-own with ``SO_REUSEPORT``. One socket means ``--port 0`` works (the parent
-knows the port before any worker starts), a restarted worker never changes
-the port, and a connection waiting in the accept queue is never lost when the
-worker that would have taken it dies (with ``SO_REUSEPORT`` each socket has
-its own queue, dropped with its process). It also spreads calls by load: every
-worker waits on the one queue and the first free one accepts, where
-``SO_REUSEPORT`` hashes each connection to a worker however busy it is.
-Measured on 2 cores with ``--workers 2`` (``bench/bench_spread.py``): see the
-README ("Several worker processes").
+Sharing the port: the parent binds one listening socket per worker, all on
+the same port with ``SO_REUSEPORT``, and worker ``i`` inherits socket ``i``
+(hypercorn's ``fd://`` bind); the kernel hashes each new connection to one of
+the sockets. Measured with ``bench/bench_spread.py`` (README, "Serving:
+workers and capacity"), the alternative, one socket shared by every worker,
+spreads calls by whichever process wakes first: 100 idle calls held open
+landed 97 / 3, 74 / 26 and 76 / 24 on two workers, which would refuse calls
+at one worker's capacity with the other nearly empty; per-worker sockets
+spread them evenly (by hash, not by load: a worker busy with CPU still gets
+its share, so its capacity, not the spread, keeps its calls safe). Because
+the parent owns the sockets, ``--port 0`` works (the parent learns the port
+before any worker starts), and a connection that arrives while worker ``i``
+restarts waits in socket ``i``'s queue for the new worker instead of being
+reset.
 """
 
 from __future__ import annotations
@@ -112,16 +115,27 @@ def _alive(pid: int) -> bool:
     return pid != os.getpid()
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """The server's listening TCP socket (``port`` 0: any free port), inheritable."""
+@contextlib.contextmanager
+def listen(host: str, port: int, count: int) -> Iterator[list[socket.socket]]:
+    """``count`` listening TCP sockets on one port (``port`` 0: any free port), in one
+    ``SO_REUSEPORT`` group, inheritable; closed at the end."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(BACKLOG)
-    sock.set_inheritable(True)
-    return sock
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.bind((host, port))
+            port = sock.getsockname()[1]
+            sock.listen(BACKLOG)
+            sock.set_inheritable(True)
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass
@@ -130,7 +144,8 @@ class Pool:
 
     settings: Settings
     spec: WorkerSpec
-    """The spec of worker 0; each worker's is this with its own index and ready pipe."""
+    """The spec of worker 0; each worker's is this with its own index, socket and pipe."""
+    listen_fds: list[int]
     table: CallTable
     stopping: bool = False
     stopped: trio.Event = field(default_factory=trio.Event)
@@ -169,7 +184,7 @@ class Pool:
     async def _run_once(self, index: int, task_status: trio.TaskStatus[None] | None) -> bool:
         """Start worker ``index`` and wait for it to exit; whether it got to listen."""
         read_fd, write_fd = os.pipe()
-        spec = replace(self.spec, index=index, ready_fd=write_fd)
+        spec = replace(self.spec, index=index, ready_fd=write_fd, listen_fd=self.listen_fds[index])
         env = dict(os.environ)
         env[METRICS_ENV] = str(spec.metrics_dir)
         try:
@@ -253,8 +268,11 @@ async def serve_workers(settings: Settings) -> None:
 async def _run_pool(
     settings: Settings, dsn: str, store: Store, creds: devcreds.DevCredentials
 ) -> None:
-    with run_folder(settings.data_dir) as folder, listen(settings.host, settings.port) as sock:
-        settings = replace(settings, port=sock.getsockname()[1])
+    with (
+        run_folder(settings.data_dir) as folder,
+        listen(settings.host, settings.port, settings.workers) as sockets,
+    ):
+        settings = replace(settings, port=sockets[0].getsockname()[1])
         reservations = settings.workers * settings.max_calls_per_worker
         table = CallTable.create(
             folder / "calls", workers=settings.workers, reservations=reservations
@@ -265,12 +283,12 @@ async def _run_pool(
             dsn=dsn,
             creds=creds,
             keyring=settings.keyring(),
-            listen_fd=sock.fileno(),
+            listen_fd=sockets[0].fileno(),
             ready_fd=-1,
             table_path=folder / "calls",
             metrics_dir=folder / "metrics",
         )
-        pool = Pool(settings, spec, table)
+        pool = Pool(settings, spec, [sock.fileno() for sock in sockets], table)
         warn_dev_mode(settings)
         try:
             async with trio.open_nursery() as nursery:
