@@ -195,6 +195,9 @@ class Pool:
                 env=env,
                 start_new_session=True,
             )
+        except BaseException:
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
         self.processes[index] = process
@@ -202,7 +205,8 @@ class Pool:
         ready = False
         try:
             assert process.stdin is not None
-            await process.stdin.send_all(spec.encode())
+            with contextlib.suppress(trio.BrokenResourceError):  # it died at once: seen below
+                await process.stdin.send_all(spec.encode())
             async with trio.lowlevel.FdStream(read_fd) as pipe:
                 ready = (await pipe.receive_some(64)).startswith(b"ready")
             if ready and task_status is not None:
