@@ -15,7 +15,8 @@ server keeps the same table in anonymous memory. It holds:
   process of one Linux host) a little after the token's own.
 
 Every read-modify-write holds ``flock(LOCK_EX)`` on the file (plus a thread
-lock): a few microseconds of numpy work, nothing else, so a worker's event loop
+lock): under 10 us of numpy work per operation (measured: admit and finish of a
+call 16 us together), nothing else, so a worker's event loop
 never waits long; a worker killed while holding it loses it with its file
 descriptor, so no crash leaves the table locked.
 
