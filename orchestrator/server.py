@@ -13,6 +13,7 @@ import contextlib
 import importlib.resources
 import signal
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -213,6 +214,24 @@ def build_runtime(
     )
 
 
+@contextlib.asynccontextmanager
+async def started_database(
+    settings: Settings,
+) -> AsyncIterator[tuple[str, Store, devcreds.DevCredentials, list[AgentSpec]]]:
+    """The once-only start: the database (:func:`open_database`), ``migrate``, and
+    :func:`bootstrap`; yields its DSN, a store on it, the dev credentials and the agents
+    to prepare."""
+    with open_database(settings) as dsn:
+        await trio.to_thread.run_sync(migrate, dsn)
+        db = Database(dsn)
+        try:
+            store = Store(db)
+            creds, agents = await trio.to_thread.run_sync(bootstrap, store, settings)
+            yield dsn, store, creds, agents
+        finally:
+            db.close()
+
+
 def warn_dev_mode(settings: Settings) -> None:
     if settings.dev_mode:
         log.warning(
@@ -243,40 +262,31 @@ async def serve(
 ) -> None:
     """Run the server in this process until cancelled; ``task_status.started`` gets the
     bound URLs. SIGTERM drains (:func:`drain`), then stops."""
-    with open_database(settings) as dsn:
-        await trio.to_thread.run_sync(migrate, dsn)
-        db = Database(dsn)
-        try:
-            store = Store(db)
-            creds, agents = await trio.to_thread.run_sync(bootstrap, store, settings)
-            admission = Admission.in_process(
-                ServerMetrics(),
-                max_calls=settings.max_calls_per_worker,
-                max_local_calls=settings.local_calls_per_worker,
-            )
-            runtime = build_runtime(
-                settings, store, creds, keyring=settings.keyring(), admission=admission
-            )
-            await prepare_greetings(runtime.resources, agents)
-            warn_dev_mode(settings)
-            async with trio.open_nursery() as nursery:
-                assert runtime.resources.spool_dir is not None
-                nursery.start_soon(keep_draining, store, runtime.resources.spool_dir)
+    async with started_database(settings) as (_, store, creds, agents):
+        admission = Admission.in_process(
+            ServerMetrics(),
+            max_calls=settings.max_calls_per_worker,
+            max_local_calls=settings.local_calls_per_worker,
+        )
+        runtime = build_runtime(
+            settings, store, creds, keyring=settings.keyring(), admission=admission
+        )
+        await prepare_greetings(runtime.resources, agents)
+        warn_dev_mode(settings)
+        async with trio.open_nursery() as nursery:
+            assert runtime.resources.spool_dir is not None
+            nursery.start_soon(keep_draining, store, runtime.resources.spool_dir)
 
-                async def http(task_status: trio.TaskStatus[list[str]]) -> None:
-                    bind = f"{settings.host}:{settings.port}"
-                    await run_http(runtime, bind, task_status=task_status)
-                    nursery.cancel_scope.cancel()  # drained: stop the spool task too
+            async def http(task_status: trio.TaskStatus[list[str]]) -> None:
+                bind = f"{settings.host}:{settings.port}"
+                await run_http(runtime, bind, task_status=task_status)
+                nursery.cancel_scope.cancel()  # drained: stop the spool task too
 
-                urls = await nursery.start(http)
-                if settings.port == 0 and urls:  # the URLs Twilio is given need the real port
-                    runtime.settings = settings = replace(
-                        settings, port=int(urls[0].rsplit(":", 1)[1])
-                    )
-                announce(settings, urls)
-                task_status.started(urls)
-        finally:
-            db.close()
+            urls = await nursery.start(http)
+            if settings.port == 0 and urls:  # the URLs Twilio is given need the real port
+                runtime.settings = settings = replace(settings, port=int(urls[0].rsplit(":", 1)[1]))
+            announce(settings, urls)
+            task_status.started(urls)
 
 
 def announce(settings: Settings, urls: list[str], workers: int = 1) -> None:

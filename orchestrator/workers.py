@@ -60,8 +60,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from . import devcreds
 from .call_table import CallTable
 from .config import Settings
-from .db import Database, migrate
-from .server import announce, bootstrap, open_database, warn_dev_mode
+from .server import announce, started_database, warn_dev_mode
 from .spool import keep_draining
 from .store import Store
 from .worker_main import WorkerSpec
@@ -258,15 +257,8 @@ async def serve_workers(settings: Settings) -> None:
     Raises:
         WorkerStartError: a worker exited before it listened, at start.
     """
-    with open_database(settings) as dsn:
-        await trio.to_thread.run_sync(migrate, dsn)
-        db = Database(dsn)
-        try:
-            store = Store(db)
-            creds, _ = await trio.to_thread.run_sync(bootstrap, store, settings)
-            await _run_pool(settings, dsn, store, creds)
-        finally:
-            db.close()
+    async with started_database(settings) as (dsn, store, creds, _):
+        await _run_pool(settings, dsn, store, creds)
 
 
 async def _run_pool(
