@@ -42,6 +42,7 @@ from .messages import (
     CallEvent,
     ClearPlayback,
     EndCall,
+    HearCaller,
     MarkPlayback,
     PlayAudio,
     PlaybackCleared,
@@ -125,6 +126,7 @@ class BrowserTransport:
         inbox: trio.MemoryReceiveChannel[ToTransport],
         to_supervisor: trio.MemorySendChannel[ToSupervisor],
         events: EventSink,
+        hear: HearCaller | None = None,
         call_events: trio.MemoryReceiveChannel[CallEvent] | None = None,
         playout_lead_ms: float = 300.0,
     ) -> None:
@@ -135,6 +137,7 @@ class BrowserTransport:
         self._socket = socket
         self._inbox = inbox
         self._to_supervisor = to_supervisor
+        self._hear = hear  # the supervisor's line for caller audio (else: the channel)
         self._events = events
         self._call_events = call_events
         self._lead_s = playout_lead_ms / 1000.0
@@ -198,7 +201,11 @@ class BrowserTransport:
                         offset_ms = self._samples_in * 1000.0 / self._rate
                         self._samples_in += len(message.pcm) // 2
                         chunk = AudioChunk(message.pcm, "pcm16", self._rate)
-                        await self._to_supervisor.send(CallerAudio(chunk, offset_ms))
+                        audio = CallerAudio(chunk, offset_ms)
+                        if self._hear is not None:
+                            self._hear(audio)
+                        else:
+                            await self._to_supervisor.send(audio)
                     else:
                         await self._events.emit("caller.text", text=message.text)
                         await self._send(

@@ -8,8 +8,10 @@ Trio's MockClock reproduces them.
 
 Who sends what::
 
-    transport  -> supervisor : CallerAudio, CallerDtmf, PlaybackMarked, CallerHungUp,
-                               TransportFailed
+    transport  -> provider   : CallerAudio, through the supervisor's line (HearCaller),
+                               in the transport's own task: the supervisor decides where
+                               it goes without a hop of its own
+    transport  -> supervisor : CallerDtmf, PlaybackMarked, CallerHungUp, TransportFailed
     transport  -> supervisor : PlaybackCleared (the answer to ClearPlayback)
     supervisor -> transport  : PlayAudio, MarkPlayback, ClearPlayback, ShowEvent, EndCall
     supervisor -> provider   : CallerAudio, ToolResult, TruncateResponse
@@ -24,9 +26,9 @@ Who sends what::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Encoding = Literal["pcmu", "pcm16"]
 """``pcmu``: G.711 mu-law, 1 byte per sample; ``pcm16``: little-endian PCM16, 2 bytes."""
@@ -392,5 +394,24 @@ ToSupervisor = (
     | ToolResult
 )
 ToTransport = PlayAudio | MarkPlayback | ClearPlayback | ShowEvent | EndCall
+
+
+class Outbox(Protocol):
+    """A provider's line to the supervisor (``provider_slot.ProviderOutbox``).
+
+    ``send`` waits while the supervisor's inbox is full; what a provider that
+    has been replaced sends is dropped.
+    """
+
+    async def send(self, message: ProviderOutput) -> None: ...
+
+
+HearCaller = Callable[[CallerAudio], None]
+"""The supervisor's line for caller audio (``Supervisor.hear``), called by the transport
+for every frame. It never blocks and never switches tasks: the frame goes straight into
+the live provider's inbox (or the swap buffer while none is ready); a frame the provider
+has no room for is dropped and counted (:class:`~switchboard.actors.provider_slot.ProviderSlot`).
+Caller audio is the one message that only passes through the supervisor, so it takes no
+channel hop of its own there."""
 ToProvider = CallerAudio | ToolResult | TruncateResponse
 ToTools = ToolCallRequested | TransferCall

@@ -1,11 +1,14 @@
 """The supervisor's one live provider: start, replace, feed, and relay.
 
 Each provider instance runs in a cancel scope of its own inside the
-supervisor's nursery, with a relay that tags everything it says with its
-generation (:class:`FromProvider`), so once it has been replaced nothing it
-still had in flight can reach the caller. A provider that crashes or ends its
-session by itself is reported as :class:`ProviderFailed` (``crash`` /
-``disconnect``): the failure is itself the message.
+supervisor's nursery. Its outbox (:class:`ProviderOutbox`) tags everything it
+says with its generation (:class:`FromProvider`) and puts it straight into the
+supervisor's inbox, with no relay task in between (a hop that only forwards
+costs a task switch per audio chunk); once the instance has been replaced,
+what it still sends is dropped at once, so nothing it had in flight can reach
+the caller. A provider that crashes or ends its session by itself is reported
+as :class:`ProviderFailed` (``crash`` / ``disconnect``): the failure is itself
+the message.
 
 Caller audio waits in a bounded buffer (:data:`SWAP_BUFFER_MS`) until the
 provider says it is ready, so what the caller says while a provider connects,
@@ -20,7 +23,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, get_args
+from typing import Final, final, get_args
 
 import structlog
 import trio
@@ -30,6 +33,7 @@ from .messages import (
     CallerAudio,
     ConversationItem,
     FromProvider,
+    Outbox,
     ProviderFailed,
     ProviderOutput,
     ToProvider,
@@ -39,7 +43,7 @@ from .messages import (
 log = structlog.get_logger("switchboard.provider_slot")
 
 ProviderRun = Callable[
-    [trio.MemoryReceiveChannel[ToProvider], trio.MemorySendChannel[ToSupervisor], EventSink],
+    [trio.MemoryReceiveChannel[ToProvider], Outbox, EventSink],
     Awaitable[None],
 ]
 """A provider actor: reads its inbox, writes to the supervisor, logs events."""
@@ -146,14 +150,24 @@ class ProviderSlot:
             self._offer(self._buffer.popleft())
         self._buffered_ms = 0.0
 
+    def hear(self, audio: CallerAudio) -> None:
+        """Give the live provider a frame of caller audio, without waiting.
+
+        Kept in the swap buffer while no provider is ready; dropped and counted
+        (:attr:`dropped_frames`) when the provider's inbox is full.
+        """
+        live = self._live
+        if live is None or not live.ready:
+            self._keep(audio)
+        else:
+            self._offer(audio)
+
     async def send(self, message: ToProvider) -> None:
-        """Give the live provider ``message`` (caller audio is buffered until it is ready)."""
+        """Give the live provider ``message`` (caller audio as :meth:`hear` does)."""
         live = self._live
         if isinstance(message, CallerAudio):
-            if live is None or not live.ready:
-                self._keep(message)
-            else:
-                self._offer(message)
+            self.hear(message)
+            await trio.lowlevel.checkpoint()
             return
         if live is not None:
             try:
@@ -186,21 +200,9 @@ class ProviderSlot:
         build: Callable[[], ProviderRun],
         inbox: trio.MemoryReceiveChannel[ToProvider],
     ) -> None:
-        outbox, from_provider = trio.open_memory_channel[ToSupervisor](INBOX_SIZE)
-        with instance.scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._relay, instance.generation, from_provider)
-                await self._run_provider(instance, build, inbox, outbox)
-
-    async def _run_provider(
-        self,
-        instance: _Instance,
-        build: Callable[[], ProviderRun],
-        inbox: trio.MemoryReceiveChannel[ToProvider],
-        outbox: trio.MemorySendChannel[ToSupervisor],
-    ) -> None:
+        outbox = ProviderOutbox(self, instance.generation, self._to_supervisor)
         events = self._events.clone()
-        async with outbox:
+        with instance.scope:
             try:
                 await build()(inbox, outbox, events)
                 failure = ProviderFailed(instance.mode, "disconnect", "the provider ended")
@@ -210,22 +212,38 @@ class ProviderSlot:
             finally:
                 with trio.CancelScope(shield=True):
                     await events.aclose()
-            try:
-                await outbox.send(failure)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+            await outbox.send(failure)
 
-    async def _relay(
-        self, generation: int, from_provider: trio.MemoryReceiveChannel[ToSupervisor]
+
+@final
+class ProviderOutbox:
+    """One provider instance's line to the supervisor (implements :class:`Outbox`).
+
+    ``send`` tags the message with the instance's generation and puts it in
+    the supervisor's inbox (waiting while the inbox is full). Once the
+    instance has been replaced, or the supervisor has closed its inbox, the
+    message is dropped; a message that is not a :data:`ProviderOutput` is
+    logged and dropped.
+    """
+
+    __slots__ = ("_channel", "_generation", "_slot")
+
+    def __init__(
+        self, slot: ProviderSlot, generation: int, channel: trio.MemorySendChannel[ToSupervisor]
     ) -> None:
-        async with from_provider:
-            async for message in from_provider:
-                if not self.is_current(generation):
-                    continue
-                if not isinstance(message, _PROVIDER_OUTPUT):
-                    log.error("provider sent a message it may not send", message=repr(message))
-                    continue
-                try:
-                    await self._to_supervisor.send(FromProvider(generation, message))
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
+        self._slot = slot
+        self._generation = generation
+        self._channel = channel
+
+    async def send(self, message: ProviderOutput) -> None:
+        if not self._slot.is_current(self._generation):
+            await trio.lowlevel.checkpoint()  # replaced: a cancellation point all the same
+            return
+        if not isinstance(message, _PROVIDER_OUTPUT):
+            log.error("provider sent a message it may not send", message=repr(message))
+            await trio.lowlevel.checkpoint()
+            return
+        try:
+            await self._channel.send(FromProvider(self._generation, message))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the supervisor has ended the call

@@ -232,6 +232,15 @@ class Supervisor:
 
     # -- routing -------------------------------------------------------------
 
+    def hear(self, audio: CallerAudio) -> None:
+        """The transport's line for caller audio (:data:`~.messages.HearCaller`).
+
+        Runs in the transport's task: the frame goes to the live provider (or
+        the swap buffer) at once, and is dropped once the call has given up.
+        """
+        if self._slot is not None and not self._gave_up:
+            self._slot.hear(audio)
+
     async def _route(self) -> None:
         async for message in self._inbox:
             if isinstance(message, (CallerHungUp, TransportFailed)):
@@ -249,9 +258,8 @@ class Supervisor:
         if isinstance(message, FromProvider):
             if self._slot.is_current(message.generation) and not self._gave_up:
                 await self._from_provider(message.message, message.generation)
-        elif isinstance(message, CallerAudio):
-            if not self._gave_up:
-                await self._slot.send(message)
+        elif isinstance(message, CallerAudio):  # a transport that does not use the line
+            self.hear(message)
         elif isinstance(message, ToolResult):
             await self._on_tool_result(message)
         elif isinstance(message, PlaybackCleared):
@@ -466,6 +474,8 @@ class Supervisor:
         """Tell the policy what happened; carry out its decision; move the watch's deadline."""
         decision = self._policy.handle(event)
         self._watch.set_deadline(self._policy.deadline_s)
+        if type(decision) is DoNothing and decision.failure is None:
+            return  # what almost every input gets (each chunk of agent audio among them)
         failure = getattr(decision, "failure", None)
         if isinstance(event, Ticked) and failure is not None:  # a stall the watch found
             self._health.record_failure(failure.mode, failure.kind)

@@ -4,19 +4,28 @@ Reads ``media``, ``dtmf``, ``mark`` and ``stop`` (the stream's ``start`` was
 read, and its admission token checked, before the call began), and writes
 agent audio as 20 ms ``media`` frames, ``mark`` and ``clear``.
 
-Three tasks: the reader (Twilio -> supervisor), the command taker (supervisor
--> a playout queue; a :class:`ClearPlayback` is carried out at once, never
-behind queued audio), and the player, which sends the queue at most
-``playout_lead_ms`` ahead of real time, so that a ``clear`` has little to
-discard and Twilio's mark echoes say what the caller has actually heard.
+Two tasks. The reader hands each caller frame to the supervisor's line
+(:data:`~.messages.HearCaller`, no task switch) and everything else to the
+supervisor's inbox. The player takes the supervisor's commands and sends
+agent audio at most ``playout_lead_ms`` ahead of real time, so a ``clear``
+has little to discard and Twilio's mark echoes say what the caller has
+actually heard. It is one task: a frame that is due goes out as soon as its
+command arrives, and a :class:`ClearPlayback` is carried out as soon as it
+arrives (the player waits for the next command and the next due frame at
+once; it never sleeps behind queued audio).
 
-What was heard: after each chunk of agent audio, and at least every
-:data:`MARK_EVERY_MS` of it, the player sends a mark ``audio:<response
-id>:<ms sent>``; Twilio echoes a mark once the audio before it has played
-(Media Streams docs, "mark" message), so the last echo is the heard position.
-On ``clear`` Twilio echoes every pending mark at once; those echoes are
-ignored. A malformed frame from Twilio is logged as an ``error`` event and
-skipped: the call goes on.
+What was heard: after every :data:`MARK_EVERY_MS` of agent audio sent, the
+player sends a ``mark`` (at most 10 a second, where one per 20 ms frame
+would make six WebSocket messages per frame pair); Twilio echoes a mark once
+the audio before it has played (Media Streams docs, "mark" message), so the
+last echo is the heard position, exact to :data:`MARK_EVERY_MS`. The
+supervisor's own marks (``response:<id>`` after each answer) count as
+positions too, so the end of an answer is exact. Echoes are looked up in the
+table of marks sent, never parsed: an echo of a name never sent, or echoed
+twice, is ignored. On ``clear`` Twilio echoes every pending mark at once; the
+positions they carried are dropped (that audio was never heard) and the
+supervisor's marks among them are still passed on. A malformed frame from
+Twilio is logged as an ``error`` event and skipped: the call goes on.
 """
 
 from __future__ import annotations
@@ -37,11 +46,11 @@ from .messages import (
     CallerHungUp,
     ClearPlayback,
     EndCall,
+    HearCaller,
     MarkPlayback,
     PlayAudio,
     PlaybackCleared,
     PlaybackMarked,
-    ShowEvent,
     ToSupervisor,
     ToTransport,
 )
@@ -49,11 +58,13 @@ from .sockets import MessageSocket
 
 log = structlog.get_logger("switchboard.twilio")
 
-FRAME_S = wire.FRAME_BYTES / wire.SAMPLE_RATE  # 0.02
+FRAME_MS = 1000.0 * wire.FRAME_BYTES / wire.SAMPLE_RATE  # 20.0
 END_MARK = "switchboard:end-of-call"
 AUDIO_MARK = "audio:"
 MARK_EVERY_MS = 100.0
 """The longest stretch of agent audio sent without a mark: the heard position's resolution."""
+
+_Queued = PlayAudio | MarkPlayback | EndCall
 
 
 @dataclass
@@ -73,6 +84,7 @@ class TwilioTransport:
         stream_sid: str,
         inbox: trio.MemoryReceiveChannel[ToTransport],
         to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        hear: HearCaller,
         events: EventSink,
         playout_lead_ms: float = 300.0,
     ) -> None:
@@ -81,27 +93,30 @@ class TwilioTransport:
         self._sid = stream_sid
         self._inbox = inbox
         self._to_supervisor = to_supervisor
-        self._replies = to_supervisor.clone()  # the command taker's (PlaybackCleared)
+        self._hear = hear
+        self._replies = to_supervisor.clone()  # the player's (PlaybackCleared)
         self._events = events
         self._lead_s = playout_lead_ms / 1000.0
         self._playout_end_s = 0.0  # when the audio sent so far will have played (trio time)
         self._end_heard = trio.Event()
-        self._queue: deque[ToTransport | None] = deque()  # None: the supervisor is done
-        self._queued = trio.Event()
-        self._generation = 0  # bumped by each clear: audio of older generations is dropped
+        self._queue: deque[_Queued] = deque()
+        self._offset = 0  # bytes of the queue's first PlayAudio already sent
         self._responses: dict[str, _Heard] = {}
         self._playing: str | None = None  # response id of the audio sent last
-        self._pending_marks: set[str] = set()
-        self._stale_marks: set[str] = set()
+        self._unmarked_ms = 0.0  # audio sent since the last mark
+        self._mark_seq = 0
+        self._positions: dict[str, tuple[str, float]] = {}  # mark -> (response, sent_ms)
+        self._named: set[str] = set()  # the supervisor's marks sent, not yet echoed
         self.frames_sent = 0
+        self.marks_sent = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read)
-                nursery.start_soon(self._take_commands)
                 task_status.started()
-                await self._play_out()
+                async with self._replies:
+                    await self._play_out()
                 # The supervisor is done: nothing more will be played.
                 await self._socket.close(1000, "call ended")
         finally:
@@ -113,6 +128,7 @@ class TwilioTransport:
     # -- Twilio -> call ------------------------------------------------------
 
     async def _read(self) -> None:
+        parse, media_type, hear, sid = wire.parse_inbound, wire.Media, self._hear, self._sid
         async with self._to_supervisor:
             reason = "stream closed"
             try:
@@ -121,39 +137,34 @@ class TwilioTransport:
                     if text is None:
                         break
                     try:
-                        message = wire.parse_inbound(text)
+                        message = parse(text)
                     except wire.MediaStreamError as exc:
                         await self._events.emit(
                             "error", where="twilio.stream", reason=exc.reason, detail=exc.detail
                         )
                         continue
-                    if isinstance(message, wire.Stop):
+                    if type(message) is media_type and message.stream_sid == sid:
+                        body = message.media  # the hot path: one frame of caller audio
+                        hear(CallerAudio(AudioChunk(body.payload, "pcmu", 8000), body.timestamp))
+                    elif isinstance(message, wire.Stop):
                         reason = "caller hung up"
                         break
-                    await self._forward(message)
+                    else:
+                        await self._forward(message)
                 await self._to_supervisor.send(CallerHungUp(reason))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the supervisor has already ended the call
 
     async def _forward(self, message: wire.Inbound) -> None:
         if isinstance(message, wire.Media):
-            if message.stream_sid != self._sid:
-                await self._events.emit(
-                    "error",
-                    where="twilio.stream",
-                    reason="bad_field",
-                    detail=f"media for another stream {message.stream_sid[:40]!r}",
-                )
-                return
-            chunk = AudioChunk(message.payload, "pcmu", wire.SAMPLE_RATE)
-            await self._to_supervisor.send(CallerAudio(chunk, float(message.timestamp_ms)))
+            await self._events.emit(
+                "error",
+                where="twilio.stream",
+                reason="bad_field",
+                detail=f"media for another stream {message.stream_sid[:40]!r}",
+            )
         elif isinstance(message, wire.MarkPlayed):
-            if message.name == END_MARK:
-                self._end_heard.set()
-            elif message.name.startswith(AUDIO_MARK):
-                self._on_audio_mark(message.name)
-            else:
-                await self._to_supervisor.send(PlaybackMarked(message.name))
+            await self._on_mark(message.name)
         elif isinstance(message, wire.Dtmf):
             await self._to_supervisor.send(CallerDtmf(message.digit))
         elif isinstance(message, wire.Start):
@@ -165,45 +176,115 @@ class TwilioTransport:
             )
         # 'connected' carries nothing the call needs.
 
-    def _on_audio_mark(self, name: str) -> None:
-        if name in self._stale_marks:  # echoed by a clear: that audio was never heard
-            self._stale_marks.discard(name)
-            return
-        self._pending_marks.discard(name)
-        response_id, _, ms = name.removeprefix(AUDIO_MARK).rpartition(":")
-        heard = self._responses.get(response_id)
-        if heard is not None:
-            heard.heard_ms = max(heard.heard_ms, float(ms))
+    async def _on_mark(self, name: str) -> None:
+        position = self._positions.pop(name, None)
+        if position is not None:
+            heard = self._responses.get(position[0])
+            if heard is not None and position[1] > heard.heard_ms:
+                heard.heard_ms = position[1]
+        if name == END_MARK:
+            self._end_heard.set()
+        elif name in self._named:
+            self._named.discard(name)
+            await self._to_supervisor.send(PlaybackMarked(name))
 
     # -- call -> Twilio ------------------------------------------------------
 
-    async def _take_commands(self) -> None:
-        """Queue commands for the player; carry out a clear at once."""
-        async with self._replies:
-            async for command in self._inbox:
-                if isinstance(command, ClearPlayback):
-                    await self._clear()
-                elif isinstance(command, ShowEvent):
-                    continue  # a phone has no screen
+    async def _play_out(self) -> None:
+        """Take commands and send what is due, in order; return after the hang-up."""
+        inbox = self._inbox
+        while True:
+            if self._queue and not await self._send_due():
+                return  # hung up
+            try:
+                if self._queue:  # wait for the next command or the next frame, whichever first
+                    command = None
+                    with trio.move_on_at(self._playout_end_s - self._lead_s):
+                        command = await inbox.receive()
+                    if command is None:
+                        continue
                 else:
-                    self._enqueue(command)
-            self._enqueue(None)
+                    command = await inbox.receive()
+            except trio.EndOfChannel:
+                await self._play_remaining()
+                return
+            if type(command) is PlayAudio or isinstance(command, MarkPlayback | EndCall):
+                self._queue.append(command)
+            elif isinstance(command, ClearPlayback):
+                await self._clear()
+            # ShowEvent: a phone has no screen.
 
-    def _enqueue(self, item: ToTransport | None) -> None:
-        self._queue.append(item)
-        self._queued.set()
+    async def _play_remaining(self) -> None:
+        """The supervisor is done: send what is queued, paced, then return."""
+        while self._queue and await self._send_due():
+            if self._queue:
+                await trio.sleep_until(self._playout_end_s - self._lead_s)
+
+    async def _send_due(self) -> bool:
+        """Send the queue's commands that are due; False once the call was hung up."""
+        queue = self._queue
+        while queue:
+            command = queue[0]
+            if type(command) is PlayAudio:
+                if not await self._send_frames(command.chunk, command.response_id):
+                    return True  # the rest is not due yet
+                self._offset = 0
+            elif isinstance(command, MarkPlayback):
+                self._named.add(command.name)
+                await self._mark(command.name)
+            elif isinstance(command, EndCall):
+                queue.popleft()
+                await self._hang_up(command.reason)
+                return False
+            queue.popleft()
+        return True
+
+    async def _send_frames(self, chunk: AudioChunk, response_id: str) -> bool:
+        """Send ``chunk``'s frames from ``self._offset`` while due; True when all are sent."""
+        if chunk.encoding != "pcmu" or chunk.sample_rate != wire.SAMPLE_RATE:
+            raise ValueError(f"Twilio plays G.711 mu-law at 8000 Hz, got {chunk}")
+        heard = self._responses.get(response_id)
+        if heard is None:
+            heard = self._responses[response_id] = _Heard()
+        data, sid, lead_s = chunk.data, self._sid, self._lead_s
+        while self._offset < len(data):
+            now = trio.current_time()
+            if self._playout_end_s < now:
+                self._playout_end_s = now
+            elif now < self._playout_end_s - lead_s:  # the very expression the player waits on
+                return False
+            frame = data[self._offset : self._offset + wire.FRAME_BYTES]
+            self._offset += len(frame)
+            await self._socket.send(wire.encode_outbound(wire.media(sid, frame)))
+            self._playing = response_id
+            frame_ms = len(frame) * (1000.0 / wire.SAMPLE_RATE)
+            self._playout_end_s += frame_ms / 1000.0
+            heard.sent_ms += frame_ms
+            self.frames_sent += 1
+            self._unmarked_ms += frame_ms
+            if self._unmarked_ms >= MARK_EVERY_MS:
+                self._mark_seq += 1
+                await self._mark(f"{AUDIO_MARK}{self._mark_seq}")
+        return True
+
+    async def _mark(self, name: str) -> None:
+        """Send mark ``name``; its echo will say the audio sent so far has played."""
+        if self._playing is not None:
+            self._positions[name] = (self._playing, self._responses[self._playing].sent_ms)
+        self._unmarked_ms = 0.0
+        self.marks_sent += 1
+        await self._socket.send(wire.encode_outbound(wire.mark(self._sid, name)))
 
     async def _clear(self) -> None:
         """Barge-in: drop queued audio, ``clear`` Twilio's buffer, say what was heard."""
-        self._generation += 1
-        self._queue = deque(item for item in self._queue if not isinstance(item, PlayAudio))
-        self._stale_marks |= self._pending_marks
-        self._pending_marks.clear()
-        await self._send(wire.Clear(self._sid))
+        self._queue = deque(c for c in self._queue if not isinstance(c, PlayAudio))
+        self._offset = 0
+        self._positions.clear()  # their echoes, which the clear releases, were not heard
+        self._unmarked_ms = 0.0
+        await self._socket.send(wire.encode_outbound(wire.Clear(self._sid)))
         self._playout_end_s = trio.current_time()
-        response_id = self._playing
+        response_id, self._playing = self._playing, None
         heard = self._responses.get(response_id or "", _Heard())
-        self._playing = None
         try:
             await self._replies.send(
                 PlaybackCleared(response_id, round(heard.heard_ms, 1), round(heard.sent_ms, 1))
@@ -211,63 +292,18 @@ class TwilioTransport:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the supervisor is gone; the call is ending
 
-    async def _play_out(self) -> None:
-        """Send queued commands in order, pacing audio; return after the hang-up."""
-        while True:
-            while not self._queue:
-                self._queued = trio.Event()
-                await self._queued.wait()
-            command = self._queue.popleft()
-            if command is None:
-                return
-            if isinstance(command, PlayAudio):
-                await self._play(command.chunk, command.response_id)
-            elif isinstance(command, MarkPlayback):
-                await self._send(wire.OutboundMark(self._sid, command.name))
-            elif isinstance(command, EndCall):
-                await self._hang_up(command.reason)
-                return
-
-    async def _play(self, chunk: AudioChunk, response_id: str) -> None:
-        if chunk.encoding != "pcmu" or chunk.sample_rate != wire.SAMPLE_RATE:
-            raise ValueError(f"Twilio plays G.711 mu-law at 8000 Hz, got {chunk}")
-        generation = self._generation
-        heard = self._responses.setdefault(response_id, _Heard())
-        data = chunk.data
-        unmarked_ms = 0.0
-        for i in range(0, len(data), wire.FRAME_BYTES):
-            now = trio.current_time()
-            self._playout_end_s = max(self._playout_end_s, now)
-            ahead = self._playout_end_s - now
-            if ahead > self._lead_s:
-                await trio.sleep(ahead - self._lead_s)
-                if generation != self._generation:
-                    return  # cleared while waiting: the rest is never sent
-            frame = data[i : i + wire.FRAME_BYTES]
-            await self._send(wire.OutboundMedia(self._sid, frame))
-            self._playing = response_id
-            frame_ms = 1000.0 * len(frame) / wire.SAMPLE_RATE
-            self._playout_end_s += frame_ms / 1000.0
-            heard.sent_ms += frame_ms
-            unmarked_ms += frame_ms
-            self.frames_sent += 1
-            if unmarked_ms >= MARK_EVERY_MS or i + wire.FRAME_BYTES >= len(data):
-                await self._mark_audio(response_id, heard.sent_ms)
-                unmarked_ms = 0.0
-
-    async def _mark_audio(self, response_id: str, sent_ms: float) -> None:
-        name = f"{AUDIO_MARK}{response_id}:{sent_ms:.0f}"
-        self._pending_marks.add(name)
-        await self._send(wire.OutboundMark(self._sid, name))
-
     async def _hang_up(self, reason: str) -> None:
         """Close once the caller has heard everything sent (Twilio's echo of a last mark)."""
-        await self._send(wire.OutboundMark(self._sid, END_MARK))
+        await self._mark(END_MARK)
         remaining_s = max(0.0, self._playout_end_s - trio.current_time())
         with trio.move_on_after(remaining_s + 2.0):
-            await self._end_heard.wait()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._discard_commands)  # the supervisor must not block
+                await self._end_heard.wait()
+                nursery.cancel_scope.cancel()
         await self._events.emit("hangup", reason=reason)
         await self._socket.close(1000, reason[:120])
 
-    async def _send(self, message: wire.Outbound) -> None:
-        await self._socket.send(wire.encode_outbound(message))
+    async def _discard_commands(self) -> None:
+        async for _ in self._inbox:
+            pass

@@ -38,6 +38,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
+from . import _realtime_audio as audio_wire
+
 __all__ = [
     "PCM16_24K",
     "PCMU_8K",
@@ -831,6 +833,9 @@ def parse_client_event(text: str | bytes) -> ClientEvent:
         RealtimeEventError: invalid JSON, not an object, no ``type``, or a
             modelled event with a missing or mistyped field or bad base64.
     """
+    append = audio_wire.read_append(text)  # the event of every chunk: read by its schema
+    if append is not None:
+        return InputAudioBufferAppend(audio=append.audio, event_id=append.event_id)
     type_, o = _load(text)
     eid = o.opt_str("event_id") or ""
     if type_ == "input_audio_buffer.append":
@@ -877,6 +882,16 @@ def parse_server_event(text: str | bytes) -> ServerEvent:
     Raises:
         RealtimeEventError: as :func:`parse_client_event`.
     """
+    delta = audio_wire.read_delta(text)  # the event of every chunk: read by its schema
+    if delta is not None:
+        return ResponseOutputAudioDelta(
+            response_id=delta.response_id,
+            item_id=delta.item_id,
+            delta=delta.delta,
+            output_index=delta.output_index,
+            content_index=delta.content_index,
+            event_id=delta.event_id,
+        )
     type_, o = _load(text)
     type_ = _BETA_SERVER_NAMES.get(type_, type_)
     eid = o.opt_str("event_id") or ""
@@ -1146,8 +1161,8 @@ def encode_client_event(event: ClientEvent, dialect: Dialect = "ga") -> str:
     """Encode a client event as its JSON text (``event_id`` only when set)."""
     data: dict[str, Any]
     if isinstance(event, InputAudioBufferAppend):
-        data = {"type": "input_audio_buffer.append", "audio": _b64(event.audio)}
-    elif isinstance(event, SessionUpdate):
+        return audio_wire.write_append(event.audio, event.event_id)
+    if isinstance(event, SessionUpdate):
         data = {"type": "session.update", "session": _session_json(event.session, dialect)}
     elif isinstance(event, ConversationItemCreate):
         data = _drop_none(
@@ -1191,15 +1206,6 @@ def encode_client_event(event: ClientEvent, dialect: Dialect = "ga") -> str:
 
 
 def _server_json(event: ServerEvent, dialect: Dialect) -> dict[str, Any]:
-    if isinstance(event, ResponseOutputAudioDelta):
-        return {
-            "type": "response.output_audio.delta",
-            "response_id": event.response_id,
-            "item_id": event.item_id,
-            "output_index": event.output_index,
-            "content_index": event.content_index,
-            "delta": _b64(event.delta),
-        }
     if isinstance(event, ResponseOutputAudioTranscriptDelta | ResponseOutputAudioTranscriptDone):
         delta = isinstance(event, ResponseOutputAudioTranscriptDelta)
         return {
@@ -1320,6 +1326,7 @@ def _server_json(event: ServerEvent, dialect: Dialect) -> dict[str, Any]:
             "content_index": event.content_index,
             "audio_end_ms": event.audio_end_ms,
         }
+    assert isinstance(event, UnknownEvent)  # audio deltas are written by their schema
     return dict(event.data)
 
 
@@ -1328,6 +1335,16 @@ def encode_server_event(event: ServerEvent, dialect: Dialect = "ga") -> str:
 
     ``event_id`` is always written (the wire requires it), ``""`` when unset.
     """
+    if isinstance(event, ResponseOutputAudioDelta):
+        return audio_wire.write_delta(
+            event.response_id,
+            event.item_id,
+            event.delta,
+            event.output_index,
+            event.content_index,
+            event.event_id,
+            beta=dialect == "beta",
+        )
     data = _server_json(event, dialect)
     if not isinstance(event, UnknownEvent):
         data["event_id"] = event.event_id

@@ -9,33 +9,51 @@ From Twilio to the server: ``connected``, ``start``, ``media``, ``dtmf``,
 G.711 mu-law at 8000 Hz, mono, base64 in ``media.payload``; Twilio sends one
 20 ms frame (160 bytes) per message.
 
-Both directions are here, as typed messages with parse and encode functions,
-so the server and a client standing in for Twilio share one definition.
+Every message is a ``msgspec`` struct shaped like the wire (tagged on
+``event``; nested objects are structs of their own), so the schema is the
+parser: one decode per message, base64 included, about 1 us for a ``media``
+frame. Twilio writes numbers as strings (``"chunk": "1"``); both forms are
+read, and a number out of range (negative, above 2**53) is a decode error,
+never an exception deeper in. Unknown fields are ignored, unknown events are
+an error. Convenience properties give the flat view the actors use
+(``Media.payload``, ``Start.custom_parameters``, ...).
+
 :func:`parse_inbound` and :func:`parse_outbound` raise :class:`MediaStreamError`
-(a ``ValueError``) with a short ``reason`` for anything malformed.
+(a ``ValueError``) with a short ``reason`` for anything malformed; the
+encoders return the message's JSON text.
 """
 
 from __future__ import annotations
 
-import binascii
-import json
-from base64 import b64decode, b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Annotated, Any, Final
+
+import msgspec
+from msgspec import Meta, Struct
 
 ENCODING: Final = "audio/x-mulaw"
 SAMPLE_RATE: Final = 8000
 FRAME_BYTES: Final = 160
 """One 20 ms frame of G.711 mu-law at 8 kHz."""
 
+Count = Annotated[int, Meta(ge=0, le=2**53)]
+"""A sequence number, chunk index or millisecond count: JSON-safe, never negative."""
+
+REASONS: Final = frozenset(
+    {"invalid_json", "not_an_object", "unknown_event", "missing_field", "bad_field", "bad_base64"}
+)
+
 
 class MediaStreamError(ValueError):
     """A Media Streams message that cannot be understood.
 
     Attributes:
-        reason: one of ``invalid_json``, ``not_an_object``, ``unknown_event``,
-            ``missing_field``, ``bad_field``, ``bad_base64``.
+        reason: one of :data:`REASONS`: ``invalid_json`` (not JSON, not UTF-8,
+            nested too deep), ``not_an_object``, ``unknown_event``,
+            ``missing_field``, ``bad_field`` (wrong type or out of range),
+            ``bad_base64``.
+        detail: what was wrong and where (a JSON path such as ``$.media.chunk``).
     """
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -47,56 +65,149 @@ class MediaStreamError(ValueError):
 # -- Twilio -> server --------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Connected:
-    protocol: str
-    version: str
+class Connected(Struct, frozen=True, tag="connected", tag_field="event"):
+    protocol: str = "Call"
+    version: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Start:
-    """The stream's metadata; ``custom_parameters`` are TwiML ``<Parameter>`` values."""
-
-    stream_sid: str
-    call_sid: str
-    account_sid: str
-    tracks: tuple[str, ...]
-    custom_parameters: Mapping[str, str]
+class MediaFormat(Struct, frozen=True, rename="camel"):
     encoding: str = ENCODING
-    sample_rate: int = SAMPLE_RATE
-    channels: int = 1
+    sample_rate: Annotated[int, Meta(ge=1, le=384_000)] = SAMPLE_RATE
+    channels: Annotated[int, Meta(ge=1, le=8)] = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Media:
-    """One chunk of caller audio: ``payload`` is G.711 mu-law bytes."""
+class StartBody(Struct, frozen=True, rename="camel"):
+    """``start``'s object; ``custom_parameters`` are the TwiML ``<Parameter>`` values."""
 
-    stream_sid: str
-    chunk: int
-    timestamp_ms: int
+    call_sid: str
+    stream_sid: str | None = None
+    account_sid: str = ""
+    tracks: tuple[str, ...] = ("inbound",)
+    custom_parameters: dict[str, str] = {}
+    media_format: MediaFormat = MediaFormat()
+
+
+class Start(Struct, frozen=True, tag="start", tag_field="event"):
+    """The stream's metadata (the stream SID is ``start.streamSid``, else the top-level one)."""
+
+    start: StartBody
+    top_stream_sid: str | None = msgspec.field(default=None, name="streamSid")
+
+    def __post_init__(self) -> None:
+        if self.start.stream_sid is None and self.top_stream_sid is None:
+            raise ValueError("Object missing required field `streamSid` - at `$.start`")
+
+    @property
+    def stream_sid(self) -> str:
+        return self.start.stream_sid or self.top_stream_sid or ""
+
+    @property
+    def call_sid(self) -> str:
+        return self.start.call_sid
+
+    @property
+    def account_sid(self) -> str:
+        return self.start.account_sid
+
+    @property
+    def tracks(self) -> tuple[str, ...]:
+        return self.start.tracks
+
+    @property
+    def custom_parameters(self) -> Mapping[str, str]:
+        return self.start.custom_parameters
+
+    @property
+    def encoding(self) -> str:
+        return self.start.media_format.encoding
+
+    @property
+    def sample_rate(self) -> int:
+        return self.start.media_format.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.start.media_format.channels
+
+
+class MediaBody(Struct, frozen=True):
+    """``media``'s object: ``payload`` is G.711 mu-law bytes (base64 on the wire)."""
+
     payload: bytes
     track: str = "inbound"
+    chunk: Count = 0
+    timestamp: Count = 0
+    """Milliseconds since the stream started."""
 
 
-@dataclass(frozen=True, slots=True)
-class Dtmf:
-    stream_sid: str
+class Media(Struct, frozen=True, tag="media", tag_field="event"):
+    """One chunk of caller audio."""
+
+    stream_sid: str = msgspec.field(name="streamSid")
+    media: MediaBody
+
+    @property
+    def payload(self) -> bytes:
+        return self.media.payload
+
+    @property
+    def timestamp_ms(self) -> int:
+        return self.media.timestamp
+
+    @property
+    def chunk(self) -> int:
+        return self.media.chunk
+
+    @property
+    def track(self) -> str:
+        return self.media.track
+
+
+class DtmfBody(Struct, frozen=True):
     digit: str
+    track: str = "inbound_track"
 
 
-@dataclass(frozen=True, slots=True)
-class MarkPlayed:
-    """Twilio's echo of a mark: the audio sent before it has been played (or cleared)."""
+class Dtmf(Struct, frozen=True, tag="dtmf", tag_field="event"):
+    stream_sid: str = msgspec.field(name="streamSid")
+    dtmf: DtmfBody
 
-    stream_sid: str
+    @property
+    def digit(self) -> str:
+        return self.dtmf.digit
+
+
+class MarkBody(Struct, frozen=True):
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class Stop:
-    stream_sid: str
-    call_sid: str
-    account_sid: str
+class MarkPlayed(Struct, frozen=True, tag="mark", tag_field="event"):
+    """Twilio's echo of a mark: the audio sent before it has been played (or cleared)."""
+
+    stream_sid: str = msgspec.field(name="streamSid")
+    mark: MarkBody
+
+    @property
+    def name(self) -> str:
+        return self.mark.name
+
+
+class StopBody(Struct, frozen=True, rename="camel"):
+    call_sid: str = ""
+    account_sid: str = ""
+
+
+class Stop(Struct, frozen=True, tag="stop", tag_field="event"):
+    stream_sid: str = msgspec.field(name="streamSid")
+    stop: StopBody = StopBody()
+
+    @property
+    def call_sid(self) -> str:
+        return self.stop.call_sid
+
+    @property
+    def account_sid(self) -> str:
+        return self.stop.account_sid
 
 
 Inbound = Connected | Start | Media | Dtmf | MarkPlayed | Stop
@@ -105,76 +216,68 @@ Inbound = Connected | Start | Media | Dtmf | MarkPlayed | Stop
 # -- server -> Twilio --------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class OutboundMedia:
-    stream_sid: str
+class OutboundMediaBody(Struct, frozen=True):
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class OutboundMark:
-    stream_sid: str
-    name: str
+class OutboundMedia(Struct, frozen=True, tag="media", tag_field="event"):
+    stream_sid: str = msgspec.field(name="streamSid")
+    media: OutboundMediaBody
+
+    @property
+    def payload(self) -> bytes:
+        return self.media.payload
 
 
-@dataclass(frozen=True, slots=True)
-class Clear:
-    stream_sid: str
+class OutboundMark(Struct, frozen=True, tag="mark", tag_field="event"):
+    stream_sid: str = msgspec.field(name="streamSid")
+    mark: MarkBody
+
+    @property
+    def name(self) -> str:
+        return self.mark.name
+
+
+class Clear(Struct, frozen=True, tag="clear", tag_field="event"):
+    stream_sid: str = msgspec.field(name="streamSid")
 
 
 Outbound = OutboundMedia | OutboundMark | Clear
 
 
+def media(stream_sid: str, payload: bytes) -> OutboundMedia:
+    """A ``media`` message of agent audio (G.711 mu-law bytes) for Twilio."""
+    return OutboundMedia(stream_sid, OutboundMediaBody(payload))
+
+
+def mark(stream_sid: str, name: str) -> OutboundMark:
+    """A ``mark`` message: Twilio echoes it once the audio sent before it has played."""
+    return OutboundMark(stream_sid, MarkBody(name))
+
+
 # -- parsing -----------------------------------------------------------------
 
-
-def _load(text: str | bytes) -> tuple[str, Mapping[str, Any]]:
-    try:
-        message = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MediaStreamError("invalid_json", str(exc)) from None
-    if not isinstance(message, dict):
-        raise MediaStreamError(
-            "not_an_object", f"expected a JSON object, got {type(message).__name__}"
-        )
-    event = message.get("event")
-    if not isinstance(event, str):
-        raise MediaStreamError("missing_field", "no 'event'")
-    return event, message
+_INBOUND: Final = msgspec.json.Decoder(Inbound, strict=False)  # strict=False: "1" reads as 1
+_OUTBOUND: Final = msgspec.json.Decoder(Outbound)
+_ENCODER: Final = msgspec.json.Encoder()
 
 
-def _section(message: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = message.get(name)
-    if not isinstance(value, dict):
-        raise MediaStreamError(
-            "missing_field", f"'{message.get('event')}' message has no '{name}' object"
-        )
-    return value
-
-
-def _str(obj: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
-    value = obj.get(key, default)
-    if not isinstance(value, str):
-        if value is None:
-            raise MediaStreamError("missing_field", f"{where}.{key} is missing")
-        raise MediaStreamError("bad_field", f"{where}.{key} must be a string")
-    return value
-
-
-def _int(obj: Mapping[str, Any], key: str, where: str, default: int) -> int:
-    value = obj.get(key, default)
-    try:
-        return int(value)  # Twilio sends numbers as strings ("chunk": "1")
-    except (TypeError, ValueError):
-        raise MediaStreamError("bad_field", f"{where}.{key} must be an integer") from None
-
-
-def _payload(obj: Mapping[str, Any], where: str) -> bytes:
-    text = _str(obj, "payload", where)
-    try:
-        return b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise MediaStreamError("bad_base64", f"{where}.payload is not valid base64") from None
+def _error(exc: Exception) -> MediaStreamError:
+    """The named error for a ``msgspec`` decode failure."""
+    text = str(exc)
+    if isinstance(exc, RecursionError):
+        return MediaStreamError("invalid_json", "nested too deeply")
+    if not isinstance(exc, msgspec.ValidationError):
+        return MediaStreamError("invalid_json", text)
+    if text.startswith("Expected `object`, got") and " - at `" not in text:
+        return MediaStreamError("not_an_object", text)
+    if text.startswith("Invalid value") and text.endswith("at `$.event`"):
+        return MediaStreamError("unknown_event", text)
+    if text.startswith("Object missing required field"):
+        return MediaStreamError("missing_field", text)
+    if text.startswith("Invalid base64"):
+        return MediaStreamError("bad_base64", text)
+    return MediaStreamError("bad_field", text)
 
 
 def parse_inbound(text: str | bytes) -> Inbound:
@@ -182,61 +285,13 @@ def parse_inbound(text: str | bytes) -> Inbound:
 
     Raises:
         MediaStreamError: invalid JSON, an unknown ``event``, a missing or
-            mistyped field, or a payload that is not base64.
+            mistyped field, a number out of range, or a payload that is not
+            base64.
     """
-    event, m = _load(text)
-    if event == "media":
-        media = _section(m, "media")
-        return Media(
-            stream_sid=_str(m, "streamSid", "media"),
-            chunk=_int(media, "chunk", "media", 0),
-            timestamp_ms=_int(media, "timestamp", "media", 0),
-            payload=_payload(media, "media"),
-            track=_str(media, "track", "media", "inbound"),
-        )
-    if event == "mark":
-        return MarkPlayed(_str(m, "streamSid", "mark"), _str(_section(m, "mark"), "name", "mark"))
-    if event == "start":
-        start = _section(m, "start")
-        params = start.get("customParameters", {})
-        if not isinstance(params, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in params.items()
-        ):
-            raise MediaStreamError(
-                "bad_field", "start.customParameters must map strings to strings"
-            )
-        fmt = start.get("mediaFormat", {})
-        if not isinstance(fmt, dict):
-            raise MediaStreamError("bad_field", "start.mediaFormat must be an object")
-        tracks = start.get("tracks", ["inbound"])
-        if not isinstance(tracks, list) or not all(isinstance(t, str) for t in tracks):
-            raise MediaStreamError("bad_field", "start.tracks must be a list of strings")
-        return Start(
-            stream_sid=_str(start, "streamSid", "start", m.get("streamSid")),
-            call_sid=_str(start, "callSid", "start"),
-            account_sid=_str(start, "accountSid", "start", ""),
-            tracks=tuple(tracks),
-            custom_parameters=dict(params),
-            encoding=_str(fmt, "encoding", "start.mediaFormat", ENCODING),
-            sample_rate=_int(fmt, "sampleRate", "start.mediaFormat", SAMPLE_RATE),
-            channels=_int(fmt, "channels", "start.mediaFormat", 1),
-        )
-    if event == "dtmf":
-        return Dtmf(_str(m, "streamSid", "dtmf"), _str(_section(m, "dtmf"), "digit", "dtmf"))
-    if event == "stop":
-        stop = m.get("stop", {})
-        if not isinstance(stop, dict):
-            raise MediaStreamError("bad_field", "stop must be an object")
-        return Stop(
-            stream_sid=_str(m, "streamSid", "stop"),
-            call_sid=_str(stop, "callSid", "stop", ""),
-            account_sid=_str(stop, "accountSid", "stop", ""),
-        )
-    if event == "connected":
-        return Connected(
-            _str(m, "protocol", "connected", "Call"), _str(m, "version", "connected", "")
-        )
-    raise MediaStreamError("unknown_event", f"unknown event {event[:40]!r}")
+    try:
+        return _INBOUND.decode(text)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _error(exc) from None
 
 
 def parse_outbound(text: str | bytes) -> Outbound:
@@ -245,15 +300,10 @@ def parse_outbound(text: str | bytes) -> Outbound:
     Raises:
         MediaStreamError: as :func:`parse_inbound`.
     """
-    event, m = _load(text)
-    sid = _str(m, "streamSid", event)
-    if event == "media":
-        return OutboundMedia(sid, _payload(_section(m, "media"), "media"))
-    if event == "mark":
-        return OutboundMark(sid, _str(_section(m, "mark"), "name", "mark"))
-    if event == "clear":
-        return Clear(sid)
-    raise MediaStreamError("unknown_event", f"unknown event {event[:40]!r}")
+    try:
+        return _OUTBOUND.decode(text)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _error(exc) from None
 
 
 # -- encoding ----------------------------------------------------------------
@@ -261,16 +311,11 @@ def parse_outbound(text: str | bytes) -> Outbound:
 
 def encode_outbound(message: Outbound) -> str:
     """Encode a server -> Twilio message as its JSON text."""
-    if isinstance(message, OutboundMedia):
-        payload = b64encode(message.payload).decode("ascii")
-        return json.dumps(
-            {"event": "media", "streamSid": message.stream_sid, "media": {"payload": payload}}
-        )
-    if isinstance(message, OutboundMark):
-        return json.dumps(
-            {"event": "mark", "streamSid": message.stream_sid, "mark": {"name": message.name}}
-        )
-    return json.dumps({"event": "clear", "streamSid": message.stream_sid})
+    return _ENCODER.encode(message).decode()
+
+
+def _json(message: Mapping[str, Any]) -> str:
+    return _ENCODER.encode(message).decode()
 
 
 @dataclass
@@ -278,7 +323,8 @@ class InboundEncoder:
     """Encodes Twilio -> server messages with Twilio's sequence numbers and chunk counters.
 
     For a client that stands in for Twilio (the ``switchboard call`` command,
-    tests). ``timestamp_ms`` of media counts 20 ms per 160-byte frame.
+    tests). Numbers are written as strings, as Twilio writes them;
+    ``timestamp`` of media counts 20 ms per 160-byte frame.
     """
 
     stream_sid: str
@@ -293,10 +339,10 @@ class InboundEncoder:
         return str(self._sequence)
 
     def connected(self) -> str:
-        return json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+        return _json({"event": "connected", "protocol": "Call", "version": "1.0.0"})
 
     def start(self, custom_parameters: Mapping[str, str]) -> str:
-        return json.dumps(
+        return _json(
             {
                 "event": "start",
                 "sequenceNumber": self._next(),
@@ -322,14 +368,14 @@ class InboundEncoder:
                 "track": "inbound",
                 "chunk": str(self._chunk),
                 "timestamp": str(self._audio_ms),
-                "payload": b64encode(payload).decode("ascii"),
+                "payload": payload,
             },
         }
         self._audio_ms += len(payload) * 1000 // SAMPLE_RATE
-        return json.dumps(message)
+        return _json(message)
 
     def dtmf(self, digit: str) -> str:
-        return json.dumps(
+        return _json(
             {
                 "event": "dtmf",
                 "sequenceNumber": self._next(),
@@ -339,7 +385,7 @@ class InboundEncoder:
         )
 
     def mark(self, name: str) -> str:
-        return json.dumps(
+        return _json(
             {
                 "event": "mark",
                 "sequenceNumber": self._next(),
@@ -349,7 +395,7 @@ class InboundEncoder:
         )
 
     def stop(self) -> str:
-        return json.dumps(
+        return _json(
             {
                 "event": "stop",
                 "sequenceNumber": self._next(),

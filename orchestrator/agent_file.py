@@ -29,6 +29,7 @@ from .agents import (
     PROVIDER_OPTIONS,
     RESULT,
     WEEKDAYS,
+    WHEN_BUSY,
     AgentSpec,
     Intent,
     ToolSpec,
@@ -38,6 +39,7 @@ from .agents import (
     provider_option_problem,
     timezone_problem,
     tool_name_problem,
+    when_busy_problem,
 )
 from .errors import AgentFileError
 
@@ -68,6 +70,7 @@ _TOP_KEYS: Final = (
     "hours",
     "timezone",
     "transfer_number",
+    "when_busy",
     "max_call_seconds",
     "idle_timeout_seconds",
     "voice",
@@ -215,6 +218,8 @@ class _Parser:
             values["providers"] = self.providers(keys["providers"])
         if "failover" in keys:
             values["failover"] = self.failover(keys["failover"])
+        if "when_busy" in keys:
+            values["when_busy"] = self.when_busy(keys["when_busy"], values.get("transfer_number"))
         tools = self.tools(keys["tools"]) if "tools" in keys else ()
         values["tools"] = tools
         values["intents"] = self.intents(keys["intents"], {t.name for t in tools})
@@ -229,6 +234,15 @@ class _Parser:
         if problem is not None:
             raise self.fail(node, key, problem)
         return name
+
+    def when_busy(self, node: yaml.Node, transfer_number: str | None) -> str:
+        value = self.string(node, "when_busy")
+        problem = when_busy_problem(value, transfer_number)
+        if problem is not None:
+            if value not in WHEN_BUSY:
+                problem = f"unknown value {value!r}" + _suggestion(value, WHEN_BUSY)
+            raise self.fail(node, "when_busy", problem)
+        return value
 
     def transfer_number(self, node: yaml.Node, key: str) -> str | None:
         if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:

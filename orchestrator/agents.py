@@ -33,6 +33,7 @@ one)::
     hours: {monday: "08:00-18:00", sunday: closed}   # days not listed are closed
     timezone: America/New_York         # IANA name, default UTC
     transfer_number: "+15005550009"
+    when_busy: reject                  # reject | message | transfer (to transfer_number)
     max_call_seconds: 600
     idle_timeout_seconds: 30
     voice: en-us
@@ -61,6 +62,7 @@ __all__ = [
     "MODES",
     "PROVIDER_OPTIONS",
     "WEEKDAYS",
+    "WHEN_BUSY",
     "AgentSpec",
     "Intent",
     "ToolSpec",
@@ -95,6 +97,11 @@ PROVIDER_OPTIONS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
 """Each mode's options under an agent's ``providers`` key, with their defaults."""
 
 TURN_DETECTION_MODES: Final = ("server_vad", "semantic_vad")
+
+WHEN_BUSY: Final = ("reject", "message", "transfer")
+"""What a phone caller gets when the server is full or draining (``when_busy``):
+Twilio's ``<Reject reason="busy"/>`` (a busy tone), a short "all lines are busy"
+message then ``<Hangup/>``, or ``<Dial>`` to ``transfer_number``."""
 
 BUILTIN_TOOL_NAMES: Final = frozenset({"lookup_hours", "transfer_to_human", "hangup_call"})
 """Tools the runtime provides; an intent may use them without declaring them."""
@@ -190,6 +197,9 @@ class AgentSpec:
             ``24:00``) or ``"closed"``; days not listed are closed.
         timezone: IANA time zone of ``hours``.
         transfer_number: E.164 number for ``transfer_to_human``, or None.
+        when_busy: what a phone caller gets when the server cannot take the
+            call (full or draining), one of :data:`WHEN_BUSY`; ``transfer``
+            needs ``transfer_number``.
         max_call_seconds: the call is ended after this many seconds.
         idle_timeout_seconds: silence from the caller after which the call ends.
         voice: voice or language name for speech synthesis.
@@ -212,6 +222,7 @@ class AgentSpec:
     hours: Mapping[str, str] = field(default_factory=dict)
     timezone: str = "UTC"
     transfer_number: str | None = None
+    when_busy: str = "reject"
     max_call_seconds: int = 600
     idle_timeout_seconds: int = 30
     voice: str = "en-us"
@@ -279,6 +290,7 @@ class AgentSpec:
             "hours": dict(self.hours),
             "timezone": self.timezone,
             "transfer_number": self.transfer_number,
+            "when_busy": self.when_busy,
             "max_call_seconds": self.max_call_seconds,
             "idle_timeout_seconds": self.idle_timeout_seconds,
             "voice": self.voice,
@@ -323,6 +335,7 @@ class AgentSpec:
                 hours=dict(data.get("hours", {})),
                 timezone=data.get("timezone", "UTC"),
                 transfer_number=data.get("transfer_number"),
+                when_busy=data.get("when_busy", "reject"),
                 max_call_seconds=data.get("max_call_seconds", 600),
                 idle_timeout_seconds=data.get("idle_timeout_seconds", 30),
                 voice=data.get("voice", "en-us"),
@@ -384,6 +397,15 @@ def provider_option_problem(mode: str, name: str, value: str) -> str | None:
     return None
 
 
+def when_busy_problem(value: str, transfer_number: str | None) -> str | None:
+    """What is wrong with ``when_busy: value``, or None (the message omits the key)."""
+    if value not in WHEN_BUSY:
+        return f"must be one of {', '.join(WHEN_BUSY)}, got {value!r}"
+    if value == "transfer" and transfer_number is None:
+        return "'transfer' needs a transfer_number"
+    return None
+
+
 def tool_name_problem(name: str) -> str | None:
     if _TOOL_NAME.fullmatch(name):
         return None
@@ -404,6 +426,7 @@ def _spec_problem(spec: AgentSpec) -> str | None:
         ),
         *(e164_problem(n) for n in spec.phone_numbers),
         None if spec.transfer_number is None else e164_problem(spec.transfer_number),
+        _keyed("when_busy", when_busy_problem(spec.when_busy, spec.transfer_number)),
         *(None if d in WEEKDAYS else f"unknown weekday {d!r}" for d in spec.hours),
         *(hours_problem(v) for v in spec.hours.values()),
         timezone_problem(spec.timezone),
@@ -427,6 +450,10 @@ def _spec_problem(spec: AgentSpec) -> str | None:
         ),
     ]
     return next((c for c in checks if c is not None), None)
+
+
+def _keyed(key: str, problem: str | None) -> str | None:
+    return None if problem is None else f"{key}: {problem}"
 
 
 def _freeze(value: Any) -> Any:

@@ -11,14 +11,20 @@ Routes:
 - ``WS /v1/voice``, ``WS /app/voice/stream/{session_id}``: browser calls (session token).
 - ``GET /practice``: the practice-call page; ``POST /practice/session``: its
   session in development mode.
-- ``GET /health``: the process is alive.
-- ``GET /ready``: the server takes calls (503 while draining).
-- ``GET /metrics``: failover counters, Prometheus text format.
+- ``GET /health``: the process is alive (``{"status": "ok", "worker": n, "pid": pid}``).
+- ``GET /ready``: the server takes calls (503 while draining, and while full:
+  no room for another call, see :mod:`.admission`).
+- ``GET /metrics``: call and failover metrics, Prometheus text format
+  (:mod:`.metrics`; the whole server's figures with several workers).
+
+Every answer carries ``X-Switchboard-Worker: <n>``, the worker process that
+gave it (0 with one process), for operators and the multi-worker tests.
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import os
 from functools import cache
 from typing import Any
 from uuid import UUID
@@ -30,12 +36,15 @@ from quart_trio import QuartTrio
 
 from .asgi_ws import AsgiWebSocket, Receive, Scope, Send
 from .browser_routes import STREAM_PREFIX, browser_call
+from .metrics import CONTENT_TYPE
 from .realtime_routes import realtime_stream
 from .runtime import Runtime
 from .sessions import post_practice_session, post_sessions, tenant_for_request
 from .twilio_routes import incoming_call, media_stream
 
 log = structlog.get_logger("switchboard.app")
+
+WORKER_HEADER = "X-Switchboard-Worker"
 
 
 STATIC_FILES = {
@@ -55,6 +64,7 @@ def static_file(name: str) -> bytes:
 def create_app(rt: Runtime) -> Any:
     """Build the ASGI application for ``rt``."""
     app = QuartTrio("switchboard")
+    worker_header = [(WORKER_HEADER.lower().encode(), str(rt.admission.worker).encode())]
 
     @app.post("/twilio/incoming")
     async def twilio_incoming() -> Response:
@@ -97,22 +107,28 @@ def create_app(rt: Runtime) -> Any:
 
     @app.get("/health")
     async def health() -> Any:
-        return jsonify({"status": "ok"})
+        return jsonify({"status": "ok", "worker": rt.admission.worker, "pid": os.getpid()})
 
     @app.get("/metrics")
     async def metrics() -> Any:
-        text = rt.resources.metrics.prometheus_text()
-        return Response(text, status=200, content_type="text/plain; version=0.0.4")
+        body = await trio.to_thread.run_sync(rt.admission.metrics.exposition)
+        return Response(body, status=200, content_type=CONTENT_TYPE)
 
     @app.get("/ready")
     async def ready() -> Any:
-        if rt.draining:
-            return jsonify({"status": "draining"}), 503
+        reason = rt.admission.not_ready()
+        if reason is not None:
+            return jsonify({"status": reason}), 503
         return jsonify({"status": "ready"})
+
+    @app.after_request
+    async def add_worker_header(response: Response) -> Response:
+        response.headers[WORKER_HEADER] = str(rt.admission.worker)
+        return response
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            ws = AsgiWebSocket(scope, receive, send)
+            ws = AsgiWebSocket(scope, receive, send, headers=worker_header)
             path = scope["path"]
             rt.active_calls += 1
             try:

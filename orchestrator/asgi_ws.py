@@ -12,7 +12,7 @@ extension, which hypercorn implements), or, failing that, with close code 1008.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,8 +24,17 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 class AsgiWebSocket:
     """One WebSocket connection; implements ``actors.sockets.MessageSocket``."""
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        """``headers``: added to the handshake's answer, accepted or refused."""
         self.scope = scope
+        self._headers = list(headers)
         self._receive = receive
         self._send = send
         self.accepted = False
@@ -49,20 +58,27 @@ class AsgiWebSocket:
         if message["type"] != "websocket.connect":
             self.closed = True
             return
-        await self._send({"type": "websocket.accept", "subprotocol": subprotocol})
+        await self._send(
+            {"type": "websocket.accept", "subprotocol": subprotocol, "headers": self._headers}
+        )
         self.accepted = True
 
-    async def reject(self, status: int, reason: str) -> None:
-        """Refuse the handshake with an HTTP ``status`` and a JSON body (or 1008)."""
+    async def reject(self, status: int, reason: str, *, retry_after_s: int | None = None) -> None:
+        """Refuse the handshake with an HTTP ``status`` and a JSON body ``{"error": reason}``
+        (or close code 1008 where the server cannot answer HTTP); ``retry_after_s`` adds a
+        ``Retry-After`` header (RFC 9110 section 10.2.3), as for a 503."""
         self.closed = True
         extensions = self.scope.get("extensions") or {}
         if "websocket.http.response" in extensions:
             body = json.dumps({"error": reason}).encode()
+            headers = [(b"content-type", b"application/json"), *self._headers]
+            if retry_after_s is not None:
+                headers.append((b"retry-after", str(retry_after_s).encode()))
             await self._send(
                 {
                     "type": "websocket.http.response.start",
                     "status": status,
-                    "headers": [(b"content-type", b"application/json")],
+                    "headers": headers,
                 }
             )
             await self._send({"type": "websocket.http.response.body", "body": body})

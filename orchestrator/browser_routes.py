@@ -1,8 +1,10 @@
 """Browser calls: ``WS /v1/voice`` and ``WS /app/voice/stream/{session_id}``.
 
-The handshake is checked before ``accept`` (:mod:`.ws_auth`): a draining
-server answers 503, a bad ``?sample_rate=`` 400, a bad token 401 or 403, and
-nothing is opened, written or started for the call. An admitted call runs
+The handshake is checked before ``accept``: admission control first (a
+draining or full server answers 503 with ``Retry-After``, see
+:mod:`.admission`; the token's ``mode`` says whether the call is local-first),
+then a bad ``?sample_rate=`` is 400 and a bad token 401 or 403
+(:mod:`.ws_auth`), and nothing is opened, written or started for the call. An admitted call runs
 :func:`~switchboard.orchestrator.call.run_call` with a
 :class:`~switchboard.actors.browser_transport.BrowserTransport`, the agent's
 fallback chain led by the token's ``mode``, and the caller's audio format
@@ -22,14 +24,15 @@ import trio
 
 from switchboard.actors.browser_transport import BrowserTransport
 from switchboard.actors.context import AudioFormat, CallContext, EventSink
-from switchboard.actors.messages import CallEvent, ToSupervisor, ToTransport
+from switchboard.actors.messages import CallEvent, HearCaller, ToSupervisor, ToTransport
 from switchboard.codecs import browser_protocol as wire
 
+from .admission import Refused
 from .asgi_ws import AsgiWebSocket
 from .call import run_call
 from .runtime import Runtime
 from .store import Store
-from .ws_auth import Rejected, check_handshake
+from .ws_auth import Rejected, check_handshake, peek_claims
 
 log = structlog.get_logger("switchboard.browser")
 
@@ -38,12 +41,18 @@ STREAM_PREFIX = "/app/voice/stream/"
 
 
 async def browser_call(ws: AsgiWebSocket, rt: Runtime, *, session_id: str | None = None) -> None:
-    """One browser call: check the handshake, then run the call on the socket."""
+    """One browser call: admit it, check the handshake, then run the call on the socket."""
     door = "browser.stream" if session_id is not None else "browser.voice"
-    if rt.draining:
-        log.info("call refused: draining", door=door)
-        await ws.reject(503, "the server is draining; try another instance")
+    peeked = peek_claims(ws.headers, ws.query, keyring=rt.keyring, issuer=rt.settings.token_issuer)
+    ticket = rt.admission.start_call(door, local=peeked is not None and peeked.mode == "local")
+    if isinstance(ticket, Refused):
+        await ws.reject(503, ticket.message, retry_after_s=ticket.retry_after_s)
         return
+    with ticket:
+        await _admitted(ws, rt, door, session_id)
+
+
+async def _admitted(ws: AsgiWebSocket, rt: Runtime, door: str, session_id: str | None) -> None:
     try:
         rates = ws.query.get("sample_rate")
         rate = wire.parse_sample_rate(rates[-1] if rates else None)
@@ -92,6 +101,7 @@ async def browser_call(ws: AsgiWebSocket, rt: Runtime, *, session_id: str | None
     def make_transport(
         inbox: trio.MemoryReceiveChannel[ToTransport],
         to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        hear: HearCaller,
         events: EventSink,
     ) -> BrowserTransport:
         return BrowserTransport(
@@ -99,6 +109,7 @@ async def browser_call(ws: AsgiWebSocket, rt: Runtime, *, session_id: str | None
             socket=ws,
             inbox=inbox,
             to_supervisor=to_supervisor,
+            hear=hear,
             events=events,
             call_events=feed_receive,
             playout_lead_ms=rt.settings.playout_lead_ms,

@@ -35,7 +35,14 @@ from switchboard.actors.event_logger import EventLogger
 from switchboard.actors.failover.health import ProviderHealth
 from switchboard.actors.failover.metrics import FailoverMetrics
 from switchboard.actors.local.assets import AssetRegistry
-from switchboard.actors.messages import AudioChunk, CallEvent, ToSupervisor, ToTools, ToTransport
+from switchboard.actors.messages import (
+    AudioChunk,
+    CallEvent,
+    HearCaller,
+    ToSupervisor,
+    ToTools,
+    ToTransport,
+)
 from switchboard.actors.provider_slot import ProviderStart
 from switchboard.actors.providers import (
     Endpoints,
@@ -61,10 +68,16 @@ class Actor(Protocol):
 
 
 MakeTransport = Callable[
-    [trio.MemoryReceiveChannel[ToTransport], trio.MemorySendChannel[ToSupervisor], EventSink],
+    [
+        trio.MemoryReceiveChannel[ToTransport],
+        trio.MemorySendChannel[ToSupervisor],
+        HearCaller,
+        EventSink,
+    ],
     Actor,
 ]
-"""Builds the transport actor from its inbox, its line to the supervisor and its event sink."""
+"""Builds the transport actor from its inbox, its channel to the supervisor, the
+supervisor's line for caller audio and its event sink."""
 
 
 @dataclass
@@ -76,6 +89,8 @@ class CallResources:
     twilio_rest: TwilioRest | None = None
     spool_dir: Path | None = None
     http: httpx.AsyncClient | None = None
+    """Shared by the calls (its connection pool and TLS context are made once); None: each
+    call opens its own (tests)."""
     endpoints: Endpoints = field(default_factory=Endpoints)
     connect: WebSocketConnector = connect_websocket
     health: ProviderHealth = field(default_factory=lambda: ProviderHealth(trio.current_time))
@@ -183,7 +198,7 @@ async def _run_call(
         twilio=res.twilio_rest,
         http=http,
     )
-    transport = make_transport(transport_receive, inbox_send.clone(), sink.clone())
+    transport = make_transport(transport_receive, inbox_send.clone(), supervisor.hear, sink.clone())
 
     report = supervisor.report
     try:

@@ -1,6 +1,7 @@
 """The ``switchboard`` command.
 
-    switchboard serve [--host H] [--port P] [--data-dir DIR] [--public-url URL] [--mode MODE]
+    switchboard serve [--host H] [--port P] [--workers N] [--data-dir DIR] [--public-url URL]
+                      [--mode MODE] [--max-calls-per-worker N] [--max-local-calls-per-worker N]
     switchboard db migrate [--data-dir DIR]
     switchboard agent apply FILE.yaml [--data-dir DIR]
     switchboard tenant create NAME [--data-dir DIR]
@@ -28,7 +29,7 @@ import trio_websocket
 
 from . import devcreds
 from .agents import MODES
-from .config import Settings, default_data_dir
+from .config import Settings, default_data_dir, usable_cores
 from .errors import SwitchboardError
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ EPILOG = """environment:
   TWILIO_AUTH_TOKEN   checks X-Twilio-Signature (default: a development token in the data folder)
   TWILIO_ACCOUNT_SID  with the auth token: transfers redirect live calls via Twilio's REST API
   LOG_FORMAT          json (default) or console
+  MAX_CALLS_PER_WORKER, MAX_LOCAL_CALLS_PER_WORKER  capacity (see serve --help)
   OPENAI_API_KEY, OPENAI_REALTIME_URL            the openai-realtime mode
   GEMINI_API_KEY, GEMINI_LIVE_URL                the gemini-live mode
   STT_URL, STT_API_KEY (or DEEPGRAM_API_KEY)     cascaded: speech-to-text (Deepgram live)
@@ -86,6 +88,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--port", type=int, default=8080, help="port to listen on (default 8080; 0: any free port)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes, each with its own event loop, all on one port (default: "
+        f"the usable cores, here {usable_cores()}); the parent process starts the "
+        "database, applies the schema, binds the port, restarts a worker that dies and, on "
+        "SIGTERM or Ctrl-C, makes every worker drain its calls before it exits. Calls share "
+        "only what is in PostgreSQL. 1: everything in this process",
+    )
+    serve.add_argument(
+        "--max-calls-per-worker",
+        type=int,
+        default=None,
+        metavar="N",
+        help="calls one worker admits at once; beyond, calls are refused before they start "
+        "(Twilio: the agent's when_busy TwiML; browser and /v1/realtime: HTTP 503) "
+        "(default MAX_CALLS_PER_WORKER or 100)",
+    )
+    serve.add_argument(
+        "--max-local-calls-per-worker",
+        type=int,
+        default=None,
+        metavar="N",
+        help="of those, calls whose first provider is local (CPU-heavy) (default "
+        "MAX_LOCAL_CALLS_PER_WORKER or 2 x cores / workers)",
     )
     serve.add_argument("--public-url", default=None, help="overrides PUBLIC_URL")
     serve.add_argument(
@@ -192,16 +222,29 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from . import logs, server
+    from . import logs, server, workers
 
     settings = _settings(
-        args, host=args.host, port=args.port, public_url=args.public_url, demo_mode=args.mode
+        args,
+        host=args.host,
+        port=args.port,
+        public_url=args.public_url,
+        demo_mode=args.mode,
+        workers=args.workers if args.workers is not None else usable_cores(),
+        max_calls_per_worker=args.max_calls_per_worker,
+        max_local_calls_per_worker=args.max_local_calls_per_worker,
     )
     logs.configure(settings.log_format, settings.log_level)
     try:
-        trio.run(server.serve, settings)
+        if settings.workers == 1:
+            trio.run(server.serve, settings)
+        else:
+            trio.run(workers.serve_workers, settings)
     except KeyboardInterrupt:
         pass
+    except workers.WorkerStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -21,9 +21,15 @@ Environment variables (all optional):
 - ``VOICE_RUNTIME_ISSUER``: the tokens' ``iss`` (default ``switchboard``).
 - ``PLAYOUT_LEAD_MS``: how far ahead of real time agent audio is sent (300).
 - ``SPEECH_WORKERS``: worker processes for the local provider's speech
-  recognition and synthesis (default: the number of cores; started on first
-  use, see :mod:`switchboard.actors.local.workers`).
+  recognition and synthesis, per server process (default: the usable cores
+  divided by ``--workers``, at least 1; started on first use, see
+  :mod:`switchboard.actors.local.workers`).
 - ``LOG_FORMAT``: ``json`` (default) or ``console``; ``LOG_LEVEL`` (``info``).
+- ``MAX_CALLS_PER_WORKER``: calls one worker process admits at once (100);
+  beyond it calls are refused before they start (see :mod:`.admission`).
+- ``MAX_LOCAL_CALLS_PER_WORKER``: of those, calls whose first provider is
+  ``local`` (CPU-heavy speech recognition and synthesis); default
+  ``max(1, 2 * usable cores // workers)``.
 - Provider URLs and keys (``OPENAI_API_KEY``, ``GEMINI_API_KEY``, ...): see
   :mod:`switchboard.actors.providers.endpoints`.
 """
@@ -41,6 +47,14 @@ from switchboard.actors.providers import Endpoints, unavailable_reason
 from .agents import MODES, AgentSpec
 from .errors import ConfigError
 from .tokens import DEFAULT_ISSUER, Keyring
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (``sched_getaffinity``), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def default_data_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -68,6 +82,11 @@ class Settings:
     demo_mode: str | None = None
     signing_secrets: str | None = None
     token_issuer: str = DEFAULT_ISSUER
+    workers: int = 1
+    """Worker processes (``serve --workers``); 1 runs everything in this process."""
+    max_calls_per_worker: int = 100
+    max_local_calls_per_worker: int | None = None
+    """None: ``max(1, 2 * usable cores // workers)`` (see :attr:`local_calls_per_worker`)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
@@ -82,6 +101,8 @@ class Settings:
         if workers is not None and (not workers.isdigit() or int(workers) < 1):
             raise ConfigError(f"SPEECH_WORKERS must be a whole number >= 1, got {workers!r}")
         settings = cls(
+            max_calls_per_worker=_positive_int(env, "MAX_CALLS_PER_WORKER") or 100,
+            max_local_calls_per_worker=_positive_int(env, "MAX_LOCAL_CALLS_PER_WORKER"),
             data_dir=default_data_dir(env),
             database_url=env.get("DATABASE_URL") or None,
             public_url=env.get("PUBLIC_URL") or None,
@@ -101,6 +122,10 @@ class Settings:
             raise ConfigError(
                 f"LOG_FORMAT must be 'json' or 'console', got {settings.log_format!r}"
             )
+        if settings.workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {settings.workers}")
+        if settings.max_calls_per_worker < 1 or (settings.max_local_calls_per_worker or 1) < 1:
+            raise ConfigError("the calls per worker must be at least 1")
         settings.keyring()  # a malformed keyring is an error at start, not at the first call
         if settings.demo_mode is not None:
             if settings.demo_mode not in MODES:
@@ -125,6 +150,21 @@ class Settings:
                 + "; ".join(problems)
                 + ". Set the variables, or remove the mode from `mode`/`fallback`."
             )
+
+    @property
+    def local_calls_per_worker(self) -> int:
+        """The capacity of one worker for calls whose first provider is ``local``."""
+        if self.max_local_calls_per_worker is not None:
+            return self.max_local_calls_per_worker
+        return max(1, 2 * usable_cores() // self.workers)
+
+    @property
+    def speech_workers_per_process(self) -> int:
+        """Speech worker processes of one server process: ``SPEECH_WORKERS``, else its
+        share of the usable cores (``max(1, cores // workers)``)."""
+        if self.speech_workers is not None:
+            return self.speech_workers
+        return max(1, usable_cores() // self.workers)
 
     @property
     def dev_mode(self) -> bool:
@@ -153,3 +193,21 @@ class Settings:
         if url.startswith("https://"):
             return "wss://" + url.removeprefix("https://")
         return "ws://" + url.removeprefix("http://")
+
+
+def _positive_int(env: Mapping[str, str], name: str) -> int | None:
+    """``env[name]`` as a whole number >= 1, or None if unset.
+
+    Raises:
+        ConfigError: set, but not a whole number >= 1.
+    """
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number of calls, at least 1, got {raw!r}")
+    return value

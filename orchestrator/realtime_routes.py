@@ -17,6 +17,10 @@ Authentication, before ``accept`` and before anything is created:
   consumption); the agent is the token's ``agent_id`` (a ``?agent_id=`` that
   differs is refused) and the session is the token's.
 
+Admission control comes first (:mod:`.admission`): a draining or full
+server answers 503 with ``Retry-After`` before the credential is looked at;
+a call whose agent's first provider is ``local`` also needs a local-call slot,
+checked once the agent is known (a session token is spent by then).
 A refusal is an HTTP 401/403 (400 for a missing or malformed ``agent_id``)
 with a short reason and one ``auth.rejected`` log line; nothing else happens.
 ``OpenAI-Beta: realtime=v1`` selects the beta event names. ``?model=`` is
@@ -40,11 +44,12 @@ import structlog
 import trio
 
 from switchboard.actors.context import CallContext, EventSink
-from switchboard.actors.messages import ToSupervisor, ToTransport
+from switchboard.actors.messages import HearCaller, ToSupervisor, ToTransport
 from switchboard.actors.realtime_session import call_format, caller_format, session_in_effect
 from switchboard.actors.realtime_transport import RealtimeTransport
 from switchboard.codecs import openai_realtime as wire
 
+from .admission import Refused
 from .agents import AgentSpec
 from .asgi_ws import AsgiWebSocket
 from .call import run_call
@@ -183,16 +188,26 @@ async def realtime_stream(
     Session tokens are checked (and spent) by :func:`ws_auth.check_handshake`
     with the runtime's keyring, unless ``check_token`` is given (tests).
     """
-    if rt.draining:
-        log.info("call refused: draining", door=DOOR)
-        await ws.reject(503, "the server is draining; try another instance")
+    ticket = rt.admission.start_call(DOOR, local=False)
+    if isinstance(ticket, Refused):
+        await ws.reject(503, ticket.message, retry_after_s=ticket.retry_after_s)
         return
-    if check_token is None:
-        check_token = partial(_check_session_token, rt)
-    admission = await authenticate(ws.headers, ws.query, rt.store, check_token)
-    if isinstance(admission, Refusal):
-        await ws.reject(admission.status, admission.reason)
-        return
+    with ticket:
+        if check_token is None:
+            check_token = partial(_check_session_token, rt)
+        admission = await authenticate(ws.headers, ws.query, rt.store, check_token)
+        if isinstance(admission, Refusal):
+            await ws.reject(admission.status, admission.reason)
+            return
+        if admission.agent.mode == "local":  # a local-first call needs a local slot too
+            refused = ticket.make_local()
+            if refused is not None:
+                await ws.reject(503, refused.message, retry_after_s=refused.retry_after_s)
+                return
+        await _admitted(ws, rt, admission)
+
+
+async def _admitted(ws: AsgiWebSocket, rt: Runtime, admission: RealtimeAdmission) -> None:
     store = rt.store
     session_id = admission.session_id
     if session_id is None:
@@ -234,8 +249,11 @@ async def realtime_stream(
     def make_transport(
         inbox: trio.MemoryReceiveChannel[ToTransport],
         to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        hear: HearCaller,
         events: EventSink,
     ) -> RealtimeTransport:
+        # Caller audio goes through the channel, not ``hear``: one append may carry
+        # seconds of audio, and the channel's backpressure paces it into the provider.
         return RealtimeTransport(
             ctx,
             socket=ws,

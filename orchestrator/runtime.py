@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .admission import Admission
 from .call import CallResources
 from .config import Settings
 from .store import Store
@@ -12,6 +13,14 @@ from .tokens import Keyring
 
 @dataclass
 class Runtime:
+    """One worker's shared state.
+
+    ``serve`` builds ``admission`` on the server's call table and metrics, and
+    gives ``resources.metrics`` its failover counters (``admission.metrics.failover``),
+    so ``GET /metrics`` shows both; the default is a single-process admission
+    with the default capacities.
+    """
+
     settings: Settings
     store: Store
     resources: CallResources
@@ -20,7 +29,16 @@ class Runtime:
     """Replaced whole to rotate secrets; a call in flight is never re-checked."""
     dev_api_key: str | None = None
     """Development mode only: the key the practice page's sessions are made with."""
-    draining: bool = False
-    """Set when the server stops taking calls: /ready answers 503, new calls are refused."""
+    admission: Admission = field(default_factory=Admission.in_process)
+    """Who may call now: capacity, reservations, draining (see :mod:`.admission`)."""
     active_calls: int = 0
-    """Call WebSockets open now (phone and browser)."""
+    """Call WebSockets open now (phone and browser), refused ones included until they close."""
+
+    @property
+    def draining(self) -> bool:
+        """Set when the server stops taking calls: /ready answers 503, new calls are refused."""
+        return self.admission.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self.admission.draining = value

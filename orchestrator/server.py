@@ -1,4 +1,11 @@
-"""``switchboard serve``: bring up the database, the demo agent and the HTTP server."""
+"""``switchboard serve``: bring up the database, the demo agent and the HTTP server.
+
+:func:`serve` runs the whole server in this process (``--workers 1``, and the
+tests). With several workers, :mod:`.workers` does the once-only part here
+(:func:`open_database`, ``migrate``, :func:`bootstrap`) in a parent process
+and each worker runs :func:`build_runtime` and :func:`run_http` on the
+listening socket it inherits.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,11 @@ import contextlib
 import importlib.resources
 import signal
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import structlog
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -21,6 +30,7 @@ from switchboard.actors.tool_executor import TwilioRest
 from switchboard.codecs.browser_protocol import DEFAULT_SAMPLE_RATE
 
 from . import devcreds
+from .admission import Admission
 from .agent_file import load_agent_file
 from .agents import AgentSpec
 from .app import create_app
@@ -28,9 +38,12 @@ from .call import CallResources
 from .config import Settings
 from .db import Database, migrate
 from .embedded_pg import start_embedded
+from .metrics import ServerMetrics
 from .runtime import Runtime
 from .spool import keep_draining
 from .store import Store
+from .tokens import Keyring
+from .ws_compression import refuse_permessage_deflate
 
 log = structlog.get_logger("switchboard.server")
 
@@ -67,11 +80,17 @@ def with_mode_first(agent: AgentSpec, mode: str) -> AgentSpec:
     return replace(agent, mode=mode, fallback=tuple(dict.fromkeys(rest)))
 
 
-def bootstrap(store: Store, settings: Settings) -> tuple[devcreds.DevCredentials, list[AgentSpec]]:
-    """Apply the example agent on a fresh database; make sure dev credentials work."""
+def example_agent(settings: Settings) -> AgentSpec:
+    """The packaged example agent, with ``--mode`` first in its chain if one was given."""
     example = load_agent_file(example_agent_path())
     if settings.demo_mode is not None:
         example = with_mode_first(example, settings.demo_mode)
+    return example
+
+
+def bootstrap(store: Store, settings: Settings) -> tuple[devcreds.DevCredentials, list[AgentSpec]]:
+    """Apply the example agent on a fresh database; make sure dev credentials work."""
+    example = example_agent(settings)
     if settings.demo_mode is not None or not any(
         store.agent_for_number(n) for n in example.phone_numbers
     ):
@@ -105,98 +124,185 @@ def bootstrap(store: Store, settings: Settings) -> tuple[devcreds.DevCredentials
 
 
 async def drain(runtime: Runtime, timeout_s: float = DRAIN_TIMEOUT_S) -> bool:
-    """Stop taking calls (/ready: 503) and wait for those in flight; False on timeout."""
+    """Stop taking calls (/ready: 503) and wait for those in flight; False on timeout.
+
+    In flight: the call WebSockets open in this process, and the Twilio streams
+    the server still expects (their webhook was answered; they are admitted
+    wherever they land, so every worker stays up until none is due).
+    """
     runtime.draining = True
     log.warning("draining", calls=runtime.active_calls, timeout_s=timeout_s)
     with trio.move_on_after(timeout_s):
-        while runtime.active_calls > 0:
+        while runtime.active_calls > 0 or runtime.admission.pending_streams() > 0:
             await trio.sleep(0.1)
         return True
     log.warning("drain timed out", calls=runtime.active_calls)
     return False
 
 
-async def stop_on_sigterm(runtime: Runtime, server: trio.CancelScope) -> None:
-    """On SIGTERM: drain, then stop the server (a second SIGTERM stops it at once)."""
-    with trio.open_signal_receiver(signal.SIGTERM) as signals:
-        async for _ in signals:
+async def stop_on_signals(
+    runtime: Runtime,
+    server: trio.CancelScope,
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM,),
+) -> None:
+    """On one of ``signals``: drain, then stop the server (a second one stops it at once)."""
+    with trio.open_signal_receiver(*signals) as received:
+        async for _ in received:
             break
         async with trio.open_nursery() as nursery:
 
-            async def second_sigterm() -> None:
-                async for _ in signals:
+            async def second_signal() -> None:
+                async for _ in received:
                     nursery.cancel_scope.cancel()
 
-            nursery.start_soon(second_sigterm)
+            nursery.start_soon(second_signal)
             await drain(runtime)
             nursery.cancel_scope.cancel()
         server.cancel()
 
 
-async def serve(
-    settings: Settings, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """Run the server until cancelled; ``task_status.started`` gets the bound URLs."""
+def hypercorn_config(bind: str) -> HypercornConfig:
+    """Hypercorn's settings for ``bind`` (``HOST:PORT`` or ``fd://N``); call sockets
+    decline permessage-deflate (:func:`refuse_permessage_deflate`)."""
+    refuse_permessage_deflate()
+    config = HypercornConfig()
+    config.bind = [bind]
+    config.accesslog = None
+    config.graceful_timeout = 5.0
+    return config
+
+
+def call_resources(settings: Settings, store: Store, metrics: ServerMetrics) -> CallResources:
+    """What this process's calls share (the failover counters are ``metrics``')."""
+    return CallResources(
+        store=store,
+        assets=AssetRegistry(SpeechWorkers(settings.speech_workers_per_process)),
+        spool_dir=settings.data_dir / "spool",
+        endpoints=settings.endpoints,
+        twilio_rest=(
+            TwilioRest(
+                settings.twilio_account_sid,
+                settings.twilio_auth_token,
+                settings.twilio_api_base,
+            )
+            if settings.twilio_account_sid and settings.twilio_auth_token
+            else None
+        ),
+        metrics=metrics.failover,
+    )
+
+
+async def prepare_greetings(resources: CallResources, agents: list[AgentSpec]) -> None:
+    """Synthesize the agents' greetings (phone and browser formats) before the first call."""
+    for agent in agents:  # made in a speech worker: no model is loaded in this process
+        assets = resources.assets.get(agent)
+        await assets.prepare(PHONE_AUDIO)
+        await assets.prepare(AudioFormat("pcm16", DEFAULT_SAMPLE_RATE))
+
+
+def build_runtime(
+    settings: Settings,
+    store: Store,
+    creds: devcreds.DevCredentials,
+    *,
+    keyring: Keyring,
+    admission: Admission,
+) -> Runtime:
+    """One worker's runtime; ``admission.metrics`` is what ``GET /metrics`` serves."""
+    return Runtime(
+        settings=settings,
+        store=store,
+        resources=call_resources(settings, store, admission.metrics),
+        twilio_auth_token=settings.twilio_auth_token or creds.twilio_auth_token,
+        keyring=keyring,
+        dev_api_key=creds.api_key if settings.dev_mode else None,
+        admission=admission,
+    )
+
+
+@contextlib.asynccontextmanager
+async def started_database(
+    settings: Settings,
+) -> AsyncIterator[tuple[str, Store, devcreds.DevCredentials, list[AgentSpec]]]:
+    """The once-only start: the database (:func:`open_database`), ``migrate``, and
+    :func:`bootstrap`; yields its DSN, a store on it, the dev credentials and the agents
+    to prepare."""
     with open_database(settings) as dsn:
         await trio.to_thread.run_sync(migrate, dsn)
         db = Database(dsn)
         try:
             store = Store(db)
             creds, agents = await trio.to_thread.run_sync(bootstrap, store, settings)
-            resources = CallResources(
-                store=store,
-                assets=AssetRegistry(SpeechWorkers(settings.speech_workers)),
-                spool_dir=settings.data_dir / "spool",
-                endpoints=settings.endpoints,
-                twilio_rest=(
-                    TwilioRest(
-                        settings.twilio_account_sid,
-                        settings.twilio_auth_token,
-                        settings.twilio_api_base,
-                    )
-                    if settings.twilio_account_sid and settings.twilio_auth_token
-                    else None
-                ),
-            )
-            for agent in agents:  # greetings and apologies, made in a speech worker
-                assets = resources.assets.get(agent)  # no model is loaded here
-                await assets.prepare(PHONE_AUDIO)
-                await assets.prepare(AudioFormat("pcm16", DEFAULT_SAMPLE_RATE))
-            runtime = Runtime(
-                settings=settings,
-                store=store,
-                resources=resources,
-                twilio_auth_token=settings.twilio_auth_token or creds.twilio_auth_token,
-                keyring=settings.keyring(),
-                dev_api_key=creds.api_key if settings.dev_mode else None,
-            )
-            if settings.dev_mode:
-                log.warning(
-                    "development mode: session tokens are signed with a secret made at start "
-                    "(set VOICE_RUNTIME_SIGNING_SECRETS), and /practice makes sessions with "
-                    "the development API key"
-                )
-            config = HypercornConfig()
-            config.bind = [f"{settings.host}:{settings.port}"]
-            config.accesslog = None
-            config.graceful_timeout = 5.0
-            async with trio.open_nursery() as nursery:
-                assert resources.spool_dir is not None
-                nursery.start_soon(keep_draining, store, resources.spool_dir)
-                if threading.current_thread() is threading.main_thread():
-                    nursery.start_soon(stop_on_sigterm, runtime, nursery.cancel_scope)
-                urls = await nursery.start(hypercorn_serve, create_app(runtime), config)
-                if settings.port == 0 and urls:  # the URLs Twilio is given need the real port
-                    runtime.settings = settings = replace(
-                        settings, port=int(urls[0].rsplit(":", 1)[1])
-                    )
-                log.info("listening", urls=urls, public_url=settings.base_url)
-                print(
-                    f"Switchboard is listening on {', '.join(urls)} "
-                    f"(public URL {settings.base_url}); practice calls at "
-                    f"{settings.base_url}/practice",
-                    flush=True,
-                )
-                task_status.started(urls)
+            yield dsn, store, creds, agents
         finally:
             db.close()
+
+
+def warn_dev_mode(settings: Settings) -> None:
+    if settings.dev_mode:
+        log.warning(
+            "development mode: session tokens are signed with a secret made at start "
+            "(set VOICE_RUNTIME_SIGNING_SECRETS), and /practice makes sessions with "
+            "the development API key"
+        )
+
+
+async def run_http(
+    runtime: Runtime,
+    bind: str,
+    *,
+    signals: tuple[signal.Signals, ...] = (signal.SIGTERM,),
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``runtime``'s app on ``bind`` until cancelled or drained by one of ``signals``
+    (signals only when this is the main thread); ``task_status`` gets the bound URLs.
+    The calls share one HTTP client (one TLS context and connection pool per process)."""
+    async with httpx.AsyncClient() as shared_http, trio.open_nursery() as nursery:
+        runtime.resources.http = shared_http
+        if threading.current_thread() is threading.main_thread():
+            nursery.start_soon(stop_on_signals, runtime, nursery.cancel_scope, signals)
+        urls = await nursery.start(hypercorn_serve, create_app(runtime), hypercorn_config(bind))
+        task_status.started(urls)
+
+
+async def serve(
+    settings: Settings, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the server in this process until cancelled; ``task_status.started`` gets the
+    bound URLs. SIGTERM drains (:func:`drain`), then stops."""
+    async with started_database(settings) as (_, store, creds, agents):
+        admission = Admission.in_process(
+            ServerMetrics(),
+            max_calls=settings.max_calls_per_worker,
+            max_local_calls=settings.local_calls_per_worker,
+        )
+        runtime = build_runtime(
+            settings, store, creds, keyring=settings.keyring(), admission=admission
+        )
+        await prepare_greetings(runtime.resources, agents)
+        warn_dev_mode(settings)
+        async with trio.open_nursery() as nursery:
+            assert runtime.resources.spool_dir is not None
+            nursery.start_soon(keep_draining, store, runtime.resources.spool_dir)
+
+            async def http(task_status: trio.TaskStatus[list[str]]) -> None:
+                bind = f"{settings.host}:{settings.port}"
+                await run_http(runtime, bind, task_status=task_status)
+                nursery.cancel_scope.cancel()  # drained: stop the spool task too
+
+            urls = await nursery.start(http)
+            if settings.port == 0 and urls:  # the URLs Twilio is given need the real port
+                runtime.settings = settings = replace(settings, port=int(urls[0].rsplit(":", 1)[1]))
+            announce(settings, urls)
+            task_status.started(urls)
+
+
+def announce(settings: Settings, urls: list[str], workers: int = 1) -> None:
+    """Log and print where the server listens."""
+    log.info("listening", urls=urls, public_url=settings.base_url, workers=workers)
+    print(
+        f"Switchboard is listening on {', '.join(urls)} "
+        f"(public URL {settings.base_url}, {workers} worker process"
+        f"{'es' if workers > 1 else ''}); practice calls at {settings.base_url}/practice",
+        flush=True,
+    )

@@ -3,15 +3,21 @@
 ``POST /twilio/incoming`` checks ``X-Twilio-Signature`` against the public URL
 (``PUBLIC_URL``, never the Host header) with the ``twilio`` package's
 ``RequestValidator`` (Twilio, "Webhooks security"); on failure it answers 403
-and creates nothing. Otherwise it looks up the agent of the called number,
-creates the session row with a single-use admission token (a hash is stored,
-never the token), and answers ``<Connect><Stream>`` with the token in a
-``<Parameter>``.
+and creates nothing. Otherwise it looks up the agent of the called number and
+asks admission control for room (:meth:`Admission.reserve_stream`, which
+holds the room for the stream, on whichever worker it lands, until it arrives
+or its token expires). Refused (the server is full or draining), it answers
+the agent's ``when_busy`` TwiML (:func:`busy_twiml`) and creates nothing.
+Admitted, it creates the session row with a single-use admission token (a
+hash is stored, never the token), and answers ``<Connect><Stream>`` with the
+token in a ``<Parameter>``.
 
 ``WS /twilio/stream`` reads ``connected`` and ``start``, and consumes the
 admission token from ``start.customParameters`` before anything else is
 opened; a missing, wrong, expired or reused token, or any message other than
-``start`` first, closes the socket with 1008 (policy violation).
+``start`` first, closes the socket with 1008 (policy violation). A stream
+with a good token is never refused for capacity, not even while draining: its
+caller was promised the call when the webhook answered.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 import structlog
 import trio
@@ -28,23 +34,53 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from switchboard.actors.context import PHONE_AUDIO, CallContext, EventSink
-from switchboard.actors.messages import ToSupervisor, ToTransport
+from switchboard.actors.messages import HearCaller, ToSupervisor, ToTransport
 from switchboard.actors.twilio_transport import TwilioTransport
 from switchboard.codecs import twilio_media as wire
 
+from .admission import Refused
+from .agents import AgentSpec
 from .asgi_ws import AsgiWebSocket
 from .call import run_call
 from .runtime import Runtime
+from .store import Admission
 
 log = structlog.get_logger("switchboard.twilio")
 
 ADMISSION_TTL_S = 60
 START_TIMEOUT_S = 10.0
 POLICY_VIOLATION = 1008
+INCOMING: Final = "twilio.incoming"
+STREAM: Final = "twilio.stream"
+BUSY_MESSAGE: Final = "All our lines are busy right now. Please call again in a few minutes."
 
 
 def admission_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def reservation_key(hash_hex: str) -> bytes:
+    """The call table's key for an admission token: the first 16 bytes of its hash."""
+    return bytes.fromhex(hash_hex[:32])
+
+
+def busy_twiml(agent: AgentSpec) -> VoiceResponse:
+    """What a caller gets when the server cannot take the call, per ``agent.when_busy``.
+
+    ``reject``: ``<Reject reason="busy"/>`` (the caller hears a busy tone and
+    Twilio bills nothing); ``message``: ``<Say>`` :data:`BUSY_MESSAGE` then
+    ``<Hangup/>``; ``transfer``: ``<Dial>`` the agent's ``transfer_number``
+    (Twilio TwiML reference: ``<Reject>``, ``<Say>``, ``<Dial>``).
+    """
+    twiml = VoiceResponse()
+    if agent.when_busy == "message":
+        twiml.say(BUSY_MESSAGE)
+        twiml.hangup()
+    elif agent.when_busy == "transfer" and agent.transfer_number:
+        twiml.dial(agent.transfer_number)
+    else:
+        twiml.reject(reason="busy")
+    return twiml
 
 
 def twiml_response(twiml: VoiceResponse) -> Response:
@@ -78,19 +114,30 @@ async def incoming_call(rt: Runtime) -> Response:
         return twiml_response(twiml)
 
     token = secrets.token_urlsafe(32)
-    session_id = await trio.to_thread.run_sync(
-        partial(
-            rt.store.create_session,
-            record.tenant_id,
-            record.agent_id,
-            transport="twilio",
-            call_sid=params.get("CallSid"),
-            from_number=params.get("From"),
-            to_number=to_number,
-            admission_hash=admission_hash(token),
-            admission_ttl_s=ADMISSION_TTL_S,
-        )
+    token_hash = admission_hash(token)
+    key = reservation_key(token_hash)
+    refused = rt.admission.reserve_stream(
+        INCOMING, key, local=record.spec.mode == "local", ttl_s=ADMISSION_TTL_S
     )
+    if isinstance(refused, Refused):
+        return twiml_response(busy_twiml(record.spec))
+    try:
+        session_id = await trio.to_thread.run_sync(
+            partial(
+                rt.store.create_session,
+                record.tenant_id,
+                record.agent_id,
+                transport="twilio",
+                call_sid=params.get("CallSid"),
+                from_number=params.get("From"),
+                to_number=to_number,
+                admission_hash=token_hash,
+                admission_ttl_s=ADMISSION_TTL_S,
+            )
+        )
+    except BaseException:
+        rt.admission.release_stream(key)
+        raise
     log.info("call admitted to stream", session_id=str(session_id), call_sid=params.get("CallSid"))
     twiml = VoiceResponse()
     connect = Connect()
@@ -110,10 +157,9 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
     if start is None:
         return
     token = start.custom_parameters.get("token", "")
+    token_hash = admission_hash(token)
     admission = (
-        await trio.to_thread.run_sync(rt.store.consume_admission, admission_hash(token))
-        if token
-        else None
+        await trio.to_thread.run_sync(rt.store.consume_admission, token_hash) if token else None
     )
     claimed = start.custom_parameters.get("session_id")
     if admission is None or (claimed is not None and claimed != str(admission.session_id)):
@@ -129,6 +175,14 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
     agent = await trio.to_thread.run_sync(
         rt.store.get_agent, admission.tenant_id, admission.agent_id
     )
+    local = agent.mode == "local"
+    with rt.admission.claim_stream(STREAM, reservation_key(token_hash), local=local):
+        await _run_stream(ws, rt, start, admission, agent)
+
+
+async def _run_stream(
+    ws: AsgiWebSocket, rt: Runtime, start: wire.Start, admission: Admission, agent: AgentSpec
+) -> None:
     await trio.to_thread.run_sync(
         partial(
             rt.store.mark_session,
@@ -152,6 +206,7 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
     def make_transport(
         inbox: trio.MemoryReceiveChannel[ToTransport],
         to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        hear: HearCaller,
         events: EventSink,
     ) -> TwilioTransport:
         return TwilioTransport(
@@ -160,6 +215,7 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
             stream_sid=start.stream_sid,
             inbox=inbox,
             to_supervisor=to_supervisor,
+            hear=hear,
             events=events,
             playout_lead_ms=rt.settings.playout_lead_ms,
         )

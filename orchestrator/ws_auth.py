@@ -88,6 +88,27 @@ def find_tokens(
     return found
 
 
+def peek_claims(
+    headers: Mapping[str, str],
+    query: Mapping[str, Sequence[str]],
+    *,
+    keyring: Keyring,
+    issuer: str,
+) -> SessionClaims | None:
+    """The claims of the one token the handshake carries, if it verifies; else None.
+
+    Pure (no database, no log, nothing spent): admission control reads the
+    call's ``mode`` with it before :func:`check_handshake` spends the token.
+    """
+    tokens = {token for _, token in find_tokens(headers, query)}
+    if len(tokens) != 1:
+        return None
+    try:
+        return verify(keyring, tokens.pop(), issuer=issuer)
+    except TokenRejectedError:
+        return None
+
+
 async def check_handshake(
     headers: Mapping[str, str],
     query: Mapping[str, Sequence[str]],

@@ -15,7 +15,7 @@ from uuid import UUID
 import trio
 
 from switchboard.actors.context import CallContext, EventSink
-from switchboard.actors.messages import ToSupervisor, ToTransport
+from switchboard.actors.messages import HearCaller, ToSupervisor, ToTransport
 from switchboard.actors.twilio_transport import TwilioTransport
 from switchboard.codecs import twilio_media as wire
 from switchboard.orchestrator.call import MakeTransport
@@ -118,6 +118,7 @@ def transport_for(ctx: CallContext, twilio: FakeTwilio) -> MakeTransport:
     def make(
         inbox: trio.MemoryReceiveChannel[ToTransport],
         to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        hear: HearCaller,
         events: EventSink,
     ) -> TwilioTransport:
         return TwilioTransport(
@@ -126,6 +127,7 @@ def transport_for(ctx: CallContext, twilio: FakeTwilio) -> MakeTransport:
             stream_sid="MZ1",
             inbox=inbox,
             to_supervisor=to_supervisor,
+            hear=hear,
             events=events,
             playout_lead_ms=LEAD_MS,
         )

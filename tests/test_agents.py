@@ -197,6 +197,20 @@ ERRORS = [
         "'5550009' is not an E.164 phone number",
     ),
     (
+        "unknown when_busy",
+        MINIMAL + "when_busy: rejct\n",
+        9,
+        "when_busy",
+        "unknown value 'rejct' (did you mean 'reject'?)",
+    ),
+    (
+        "when_busy transfer without a number",
+        MINIMAL + "when_busy: transfer\n",
+        9,
+        "when_busy",
+        "'transfer' needs a transfer_number",
+    ),
+    (
         "bad hours format",
         MINIMAL + "hours:\n  monday: 9-5\n",
         10,

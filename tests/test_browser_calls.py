@@ -149,9 +149,10 @@ async def test_drain_waits_for_the_calls_in_flight_then_gives_up_at_its_timeout(
 ) -> None:
     from types import SimpleNamespace
 
+    from switchboard.orchestrator.admission import Admission
     from switchboard.orchestrator.server import drain
 
-    runtime: Any = SimpleNamespace(draining=False, active_calls=2)
+    runtime: Any = SimpleNamespace(draining=False, active_calls=2, admission=Admission.in_process())
     t0 = trio.current_time()
     async with trio.open_nursery() as nursery:
         done: list[bool] = []

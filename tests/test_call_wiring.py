@@ -21,6 +21,7 @@ from switchboard.actors.messages import (
     AudioChunk,
     CallerAudio,
     CallerTranscript,
+    Outbox,
     ProviderReady,
     ResponseDone,
     ResponseStarted,
@@ -28,9 +29,9 @@ from switchboard.actors.messages import (
     ToolCallRequested,
     ToolResult,
     ToProvider,
-    ToSupervisor,
     TruncateResponse,
 )
+from switchboard.actors.twilio_transport import MARK_EVERY_MS
 from switchboard.codecs import twilio_media as wire
 from switchboard.orchestrator.agent_file import parse_agent_yaml
 from switchboard.orchestrator.call import CallResources, run_call
@@ -52,7 +53,7 @@ def tone(seconds: float) -> AudioChunk:
 
 async def scripted_provider(
     inbox: trio.MemoryReceiveChannel[ToProvider],
-    outbox: trio.MemorySendChannel[ToSupervisor],
+    outbox: Outbox,
     events: EventSink,
 ) -> None:
     """Greets (2 s of audio); answers the first caller audio with hangup_call and a 1 s goodbye."""
@@ -105,8 +106,10 @@ async def test_a_call_greets_paces_audio_and_hangs_up_after_the_goodbye_is_heard
     assert twilio.media_sent_at[0] - ctx.t0 < 0.01
     # Never more than the lead (plus the frame being sent) ahead of real time.
     assert max(twilio.audio_ahead_s) <= LEAD_MS / 1000 + 0.02 + 1e-9
-    # 3 s of agent audio, 20 ms frames.
+    # 3 s of agent audio, 20 ms frames, and a mark per 100 ms of it at most (plus the
+    # supervisor's marks after each answer and the end-of-call mark), not one per frame.
     assert len(twilio.media_sent_at) == 150
+    assert len(twilio.marks) <= 3000 / MARK_EVERY_MS + 3
     # The line closes normally, only once the goodbye has been played.
     goodbye_end = dict(twilio.marks)["response:r1"]
     assert twilio.close_code == 1000
@@ -136,7 +139,7 @@ async def test_a_call_greets_paces_audio_and_hangs_up_after_the_goodbye_is_heard
 
 async def silent_provider(
     inbox: trio.MemoryReceiveChannel[ToProvider],
-    outbox: trio.MemorySendChannel[ToSupervisor],
+    outbox: Outbox,
     events: EventSink,
 ) -> None:
     """Greets with 1 s of audio, then only listens."""
@@ -234,7 +237,7 @@ class BargeInProvider:
     async def __call__(
         self,
         inbox: trio.MemoryReceiveChannel[ToProvider],
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
         events: EventSink,
     ) -> None:
         await outbox.send(ProviderReady("barge-in"))
@@ -253,7 +256,7 @@ class BargeInProvider:
                     await outbox.send(AgentAudio(tone(1.0), "r2"))
                     await outbox.send(ResponseDone("r2"))
 
-    async def _long_answer(self, outbox: trio.MemorySendChannel[ToSupervisor]) -> None:
+    async def _long_answer(self, outbox: Outbox) -> None:
         await trio.sleep(1.5)  # the caller spoke during the greeting; it has played now
         await outbox.send(ResponseStarted("r1"))
         for _ in range(100):
@@ -277,16 +280,13 @@ async def test_barge_in_clears_at_once_truncates_at_the_heard_mark_and_the_next_
     # `clear` reaches Twilio within 100 ms of the speech-start signal, not behind 8 s of audio.
     assert len(twilio.clears) == 1
     assert twilio.clears[0] - spoke <= 0.1
-    # The truncation names what the caller heard: the last mark Twilio echoed before the clear.
+    # The truncation names what the caller heard, exact to one mark interval: two seconds
+    # into the answer, as Twilio's echoes before the clear confirmed.
     ((truncate, _),) = provider.truncations
-    heard_marks = [
-        float(name.rsplit(":", 1)[1])
-        for name, at in twilio.echoed
-        if name.startswith("audio:r1:") and at < twilio.clears[0]
-    ]
     assert truncate.response_id == "r1"
-    assert truncate.heard_ms == max(heard_marks)
-    assert 1900 <= truncate.heard_ms <= 2000  # two seconds into the answer
+    assert 2000 - MARK_EVERY_MS <= truncate.heard_ms <= 2000
+    echoed_before_clear = [name for name, at in twilio.echoed if at < twilio.clears[0]]
+    assert echoed_before_clear, "the heard position comes from echoed marks"
     # Nothing of r1 is sent after the clear; the next answer (1 s) is.
     after = [t for t in twilio.media_sent_at if t >= twilio.clears[0]]
     assert len(after) == 50

@@ -240,3 +240,25 @@ async def test_metrics_are_served_in_prometheus_text(server: Server) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert "# TYPE switchboard_failover_events_total counter" in response.text
+
+
+async def test_call_sockets_decline_permessage_deflate(server: Server) -> None:
+    """A client that offers compression (most WebSocket clients do) gets a plain socket:
+    base64 audio does not compress, and zlib on every frame costs CPU."""
+    host, port = server.url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(
+            b"GET /twilio/stream HTTP/1.1\r\n"
+            b"Host: " + host.encode() + b"\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+        )
+        response = b""
+        with trio.fail_after(10):
+            while b"\r\n\r\n" not in response:
+                response += await stream.receive_some(4096)
+    head = response.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+    assert head.startswith("http/1.1 101")
+    assert "sec-websocket-extensions" not in head

@@ -1,18 +1,28 @@
-"""Process-wide failover counters, for ``GET /metrics`` (Prometheus text format).
+"""Failover counters, for ``GET /metrics`` (Prometheus exposition, via ``prometheus-client``).
 
-One counter per event type the supervisor logs for failover
-(``provider.failed``, ``failover.switch``, ``failover.suppressed``,
-``failover.reconnect``, ``failover.exhausted``), labelled by provider and by
-kind or reason where the event has one. Thread-safe; shared by every call of
-the process like :class:`~.health.ProviderHealth`.
+One counter, ``switchboard_failover_events_total{event, provider, detail}``,
+counts each event the supervisor logs for failover: ``provider.failed``
+(detail: the failure kind), ``failover.switch`` (detail: the provider switched
+to), ``failover.suppressed`` (detail: the reason), ``failover.reconnect`` and
+``failover.exhausted`` (no detail). ``provider`` is the failed (or switched
+from) provider.
+
+The counter lives in a :class:`prometheus_client.CollectorRegistry` given to
+the constructor (the server's, which also serves its own call metrics), or in
+a private one. Under ``prometheus-client``'s multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR`` set before the process started) its values go
+to the shared folder, and the server's exposition sums them over every
+worker; :meth:`FailoverMetrics.count` still reads this process's value only.
+Thread-safe (``prometheus-client`` locks each value); one instance is shared
+by every call of the process, like :class:`~.health.ProviderHealth`.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 COUNTED: Final = {
     "provider.failed": "kind",
@@ -23,40 +33,42 @@ COUNTED: Final = {
 }
 """Event type -> the payload key that labels it (besides the provider)."""
 
+METRIC: Final = "switchboard_failover_events"
+"""The counter's name; the exposition adds ``_total``."""
+
 
 class FailoverMetrics:
-    """Counts failover events (see the module docstring)."""
+    """Counts failover events (see the module docstring).
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: Counter[tuple[str, str, str]] = Counter()
+    Args:
+        registry: where the counter is registered; a private registry if None.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._events = Counter(
+            METRIC,
+            "Failover events since the process started.",
+            ("event", "provider", "detail"),
+            registry=self.registry,
+        )
 
     def observe(self, type_: str, payload: Mapping[str, Any]) -> None:
         """Count one event if it is a failover event; ignore the rest."""
-        if type_ not in COUNTED:
+        label = COUNTED.get(type_)
+        if label is None:
             return
-        label = COUNTED[type_]
-        key = (type_, str(payload.get("provider") or payload.get("from") or ""), "")
-        if label:
-            key = (key[0], key[1], str(payload.get(label) or ""))
-        with self._lock:
-            self._counts[key] += 1
+        provider = str(payload.get("provider") or payload.get("from") or "")
+        detail = str(payload.get(label) or "") if label else ""
+        self._events.labels(type_, provider, detail).inc()
 
     def count(self, type_: str, provider: str = "", detail: str = "") -> int:
-        with self._lock:
-            return self._counts[(type_, provider, detail)]
+        """How many ``type_`` events this process counted for ``provider`` and ``detail``."""
+        value = self.registry.get_sample_value(
+            METRIC + "_total", {"event": type_, "provider": provider, "detail": detail}
+        )
+        return int(value or 0)
 
     def prometheus_text(self) -> str:
-        """``switchboard_failover_events_total{event=...,provider=...,detail=...} N`` lines."""
-        with self._lock:
-            items = sorted(self._counts.items())
-        lines = [
-            "# HELP switchboard_failover_events_total Failover events since the process started.",
-            "# TYPE switchboard_failover_events_total counter",
-        ]
-        for (type_, provider, detail), n in items:
-            lines.append(
-                f'switchboard_failover_events_total{{event="{type_}",provider="{provider}",'
-                f'detail="{detail}"}} {n}'
-            )
-        return "\n".join(lines) + "\n"
+        """This registry in the Prometheus text format 0.0.4 (this process's figures)."""
+        return generate_latest(self.registry).decode()

@@ -18,7 +18,7 @@ from typing import Final
 
 import trio
 
-from ..messages import ProviderWorking, ToSupervisor
+from ..messages import Outbox, ProviderWorking
 
 __all__ = ["PROGRESS_INTERVAL_S", "WorkTracker", "report_progress"]
 
@@ -69,7 +69,7 @@ class WorkTracker:
 
 async def report_progress(
     work: WorkTracker,
-    outbox: trio.MemorySendChannel[ToSupervisor],
+    outbox: Outbox,
     interval_s: float = PROGRESS_INTERVAL_S,
 ) -> None:
     """Send :class:`ProviderWorking` every ``interval_s`` while ``work`` is busy (runs until

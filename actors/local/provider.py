@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..context import CallContext, EventSink
-from ..messages import ConversationItem, ToProvider, ToSupervisor
+from ..messages import ConversationItem, Outbox, ToProvider
 from ..pipeline import Pipeline
 from .assets import LocalAssets
 from .listener import LocalListener
@@ -65,7 +65,7 @@ class LocalProvider(Pipeline):
     async def __call__(
         self,
         inbox: trio.MemoryReceiveChannel[ToProvider],
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
         events: EventSink,
     ) -> None:
         """The pipeline (:meth:`Pipeline.__call__`), with progress reports beside it."""

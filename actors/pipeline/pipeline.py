@@ -50,6 +50,7 @@ from ..messages import (
     CallerSaid,
     CallerTranscript,
     ConversationItem,
+    Outbox,
     ProviderFailed,
     ProviderReady,
     ResponseDone,
@@ -58,7 +59,6 @@ from ..messages import (
     ToolRan,
     ToolResult,
     ToProvider,
-    ToSupervisor,
     TruncateResponse,
 )
 from .sentences import SentenceSplitter, heard_text
@@ -158,7 +158,7 @@ class Pipeline:
     async def __call__(
         self,
         inbox: trio.MemoryReceiveChannel[ToProvider],
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
         events: EventSink,
     ) -> None:
         """Run until ``inbox`` closes or a stage fails (then ``ProviderFailed`` is sent).
@@ -199,9 +199,7 @@ class Pipeline:
                         self._truncate(message)
             nursery.cancel_scope.cancel()
 
-    async def _fail(
-        self, outbox: trio.MemorySendChannel[ToSupervisor], failure: StageFailed
-    ) -> None:
+    async def _fail(self, outbox: Outbox, failure: StageFailed) -> None:
         if self._failed:
             return
         self._failed = True
@@ -212,7 +210,7 @@ class Pipeline:
 
     def _heard(
         self,
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
         turns: trio.MemorySendChannel[CallerTranscript],
     ) -> Callable[[Heard], Awaitable[None]]:
         async def heard(event: Heard) -> None:
@@ -231,7 +229,7 @@ class Pipeline:
     async def _respond(
         self,
         turns: trio.MemoryReceiveChannel[CallerTranscript],
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
     ) -> None:
         agent = self.ctx.agent
         if self.greet and agent.greeting.strip():
@@ -244,7 +242,7 @@ class Pipeline:
 
     async def _response(
         self,
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
         response_id: str,
         utterance: CallerTranscript | None,
         *,
@@ -297,7 +295,7 @@ class Pipeline:
         self,
         response: _Response,
         sentences: trio.MemoryReceiveChannel[str],
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
     ) -> None:
         async for first in sentences:
             text = first
@@ -322,9 +320,7 @@ class Pipeline:
             await send(converter.flush())
             segment.done = True
 
-    async def _call_tool(
-        self, outbox: trio.MemorySendChannel[ToSupervisor], response_id: str, call: ToolCall
-    ) -> ToolResult:
+    async def _call_tool(self, outbox: Outbox, response_id: str, call: ToolCall) -> ToolResult:
         call_id = call.call_id or f"call_{response_id}_{next(self._ids)}"
         send, receive = trio.open_memory_channel[ToolResult](1)
         self._tool_waiters[call_id] = send

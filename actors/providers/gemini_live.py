@@ -73,7 +73,9 @@ from ..messages import (
     CallerTranscript,
     ConversationItem,
     FailureKind,
+    Outbox,
     ProviderFailed,
+    ProviderOutput,
     ProviderReady,
     ResponseDone,
     ResponseStarted,
@@ -82,7 +84,6 @@ from ..messages import (
     ToolRan,
     ToolResult,
     ToProvider,
-    ToSupervisor,
     TruncateResponse,
 )
 from ..pipeline.sentences import heard_text
@@ -148,7 +149,7 @@ class GeminiLiveProvider:
         self._utterance_start_ms = 0.0
         self._calls: dict[str, wire.FunctionCall] = {}  # awaiting a result, by call id
         self._said_index: dict[str, int] = {}  # response id -> its AgentSaid in conversation
-        self._outbox: trio.MemorySendChannel[ToSupervisor] | None = None
+        self._outbox: Outbox | None = None
         self._events: EventSink | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -157,7 +158,7 @@ class GeminiLiveProvider:
     async def __call__(
         self,
         inbox: trio.MemoryReceiveChannel[ToProvider],
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
         events: EventSink,
     ) -> None:
         self._outbox, self._events = outbox, events
@@ -459,7 +460,7 @@ class GeminiLiveProvider:
         else:
             self.conversation[index] = item
 
-    async def _send_up(self, message: ToSupervisor) -> None:
+    async def _send_up(self, message: ProviderOutput) -> None:
         assert self._outbox is not None
         await self._outbox.send(message)
 

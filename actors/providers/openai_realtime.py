@@ -53,6 +53,7 @@ from ..messages import (
     CallerTranscript,
     ConversationItem,
     FailureKind,
+    Outbox,
     ProviderFailed,
     ProviderReady,
     ResponseDone,
@@ -63,7 +64,6 @@ from ..messages import (
     ToolRan,
     ToolResult,
     ToProvider,
-    ToSupervisor,
     TruncateResponse,
 )
 from . import ProviderSetup
@@ -190,7 +190,7 @@ class OpenAIRealtimeProvider:
     async def __call__(
         self,
         inbox: trio.MemoryReceiveChannel[ToProvider],
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
         events: EventSink,
     ) -> None:
         key = self._setup.endpoints.openai_api_key
@@ -216,7 +216,7 @@ class OpenAIRealtimeProvider:
         self,
         ws: trio_websocket.WebSocketConnection,
         inbox: trio.MemoryReceiveChannel[ToProvider],
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
         events: EventSink,
     ) -> None:
         async with trio.open_nursery() as nursery:
@@ -256,7 +256,7 @@ class OpenAIRealtimeProvider:
         self,
         ws: trio_websocket.WebSocketConnection,
         inbox: trio.MemoryReceiveChannel[ToProvider],
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
         events: EventSink,
     ) -> None:
         try:
@@ -304,7 +304,7 @@ class OpenAIRealtimeProvider:
         self,
         ws: trio_websocket.WebSocketConnection,
         message: TruncateResponse,
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
         events: EventSink,
     ) -> None:
         answer = self._answers.get(message.response_id)
@@ -337,7 +337,7 @@ class OpenAIRealtimeProvider:
     # -- OpenAI -> runtime ---------------------------------------------------------------
 
     async def _read(
-        self, ws: trio_websocket.WebSocketConnection, outbox: trio.MemorySendChannel[ToSupervisor]
+        self, ws: trio_websocket.WebSocketConnection, outbox: Outbox
     ) -> ProviderFailed | None:
         """Handle server events until the connection closes or fails; the failure, if any."""
         while True:
@@ -373,7 +373,7 @@ class OpenAIRealtimeProvider:
         self,
         ws: trio_websocket.WebSocketConnection,
         event: wire.ServerEvent,
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
     ) -> None:
         if isinstance(event, wire.ResponseOutputAudioDelta):
             answer = self._by_response.get(event.response_id)
@@ -431,9 +431,7 @@ class OpenAIRealtimeProvider:
         wire_chunk = AudioChunk(audio, self._wire_audio.encoding, self._wire_audio.sample_rate)
         return self._from_wire.convert(wire_chunk)
 
-    async def _on_response_created(
-        self, response: wire.ResponseInfo, outbox: trio.MemorySendChannel[ToSupervisor]
-    ) -> None:
+    async def _on_response_created(self, response: wire.ResponseInfo, outbox: Outbox) -> None:
         answer = self._continuing
         self._continuing = None
         if answer is None or answer.finished:
@@ -452,7 +450,7 @@ class OpenAIRealtimeProvider:
     async def _on_function_call(
         self,
         event: wire.ResponseFunctionCallArgumentsDone,
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
     ) -> None:
         answer = self._by_response.get(event.response_id)
         if answer is None:
@@ -468,7 +466,7 @@ class OpenAIRealtimeProvider:
         self,
         ws: trio_websocket.WebSocketConnection,
         response: wire.ResponseInfo,
-        outbox: trio.MemorySendChannel[ToSupervisor],
+        outbox: Outbox,
     ) -> None:
         answer = self._by_response.pop(response.id, None)
         if answer is None:
@@ -483,9 +481,7 @@ class OpenAIRealtimeProvider:
         else:
             await self._finish(answer, outbox, interrupted=False)
 
-    async def _finish(
-        self, answer: _Answer, outbox: trio.MemorySendChannel[ToSupervisor], *, interrupted: bool
-    ) -> None:
+    async def _finish(self, answer: _Answer, outbox: Outbox, *, interrupted: bool) -> None:
         answer.finished = True
         if not answer.truncated:
             tail = self._from_wire.flush()

@@ -1,0 +1,255 @@
+"""The processes of ``bench_load.py`` and one measured step against one of them.
+
+:class:`Rig` starts, for the whole run: one embedded PostgreSQL (``pgserver``,
+as ``switchboard.orchestrator.embedded_pg`` starts it), the echo fake
+(``_load_echo.py``), the naive relay (``_load_naive.py``), Pipecat's echo
+pipeline when an interpreter with ``pipecat-ai`` is given (``_load_pipecat.py``), and
+``switchboard serve`` (``--workers`` only when given, so the bench runs on
+code without that flag), each its own process. :meth:`Rig.step` runs N calls
+from ``clients`` client processes against one target and reads, from
+``/proc``, the target's CPU (its process tree less ``postgres``), PostgreSQL's
+CPU, the echo fake's CPU, and the target's RSS: idle before the step, peak
+during it, and :data:`SETTLE_S` after the calls end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from _load_procs import PeakRss, ProcessTree, postmaster_pid
+
+BENCH = Path(__file__).resolve().parent
+AUTH_TOKEN = "load-bench-token"
+NUMBER = "+15005550006"  # the example agent's number
+SETTLE_S = 5.0
+START_LEAD_S = 2.5  # client processes start (imports) before the first call is due
+IDLE_TIMEOUT_S = 3600  # the bench agent's: the echo fake's caller never "speaks" again
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes]) -> None:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{' '.join(map(str, proc.args))} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout_s:g} s")
+
+
+class Rig:
+    """Everything a run needs; a context manager that stops what it started."""
+
+    def __init__(
+        self, mode: str, workers: int | None, server_args: list[str], pipecat: str | None = None
+    ) -> None:
+        self.mode = mode  # "relay" or "local"
+        self.pipecat = pipecat  # the interpreter for the Pipecat column, or None
+        self.extra_targets: list[str] = []
+        self.workers = workers
+        self.server_args = server_args
+        self._stack = contextlib.ExitStack()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.urls: dict[str, str] = {}
+
+    def __enter__(self) -> Rig:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 (closed by the stack)
+        self._stack.callback(log.close)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.procs[name] = proc
+
+        def stop() -> None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+        self._stack.callback(stop)
+
+    def _start(self) -> None:
+        from switchboard.orchestrator.embedded_pg import start_embedded
+
+        self.tmp = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="load-")))
+        pg = start_embedded(self.tmp / "pg")
+        self._stack.callback(pg.stop)
+        self.dsn = pg.uri
+        pid = postmaster_pid(self.tmp / "pg" / "pgdata")
+        self.postgres = ProcessTree(pid) if pid else None
+        py = sys.executable
+        echo_port = free_port()
+        self._spawn("echo", [py, str(BENCH / "_load_echo.py"), "--port", str(echo_port)])
+        self.urls["echo"] = f"http://127.0.0.1:{echo_port}"
+        upstream = f"ws://127.0.0.1:{echo_port}/v1/realtime"
+        if self.mode == "relay":
+            naive_port = free_port()
+            argv = [py, str(BENCH / "_load_naive.py"), "--port", str(naive_port)]
+            self._spawn("naive", [*argv, "--upstream", upstream])
+            self.urls["naive"] = f"ws://127.0.0.1:{naive_port}/"
+        if self.mode == "relay" and self.pipecat:
+            pipecat_port = free_port()
+            argv = [self.pipecat, str(BENCH / "_load_pipecat.py"), "--port", str(pipecat_port)]
+            self._spawn("pipecat", argv)
+            wait_http(f"http://127.0.0.1:{pipecat_port}/health", 120, self.procs["pipecat"])
+            self.urls["pipecat"] = f"ws://127.0.0.1:{pipecat_port}/ws"
+            self.extra_targets.append("pipecat")
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.dsn,
+            "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "PUBLIC_URL": base,
+            "OPENAI_REALTIME_URL": upstream,
+        }
+        argv = [py, "-m", "switchboard.orchestrator.cli", "serve", "--port", str(port)]
+        argv += ["--data-dir", str(self.tmp / "serve")]
+        argv += ["--mode", "openai-realtime" if self.mode == "relay" else "local"]
+        if self.workers is not None:
+            argv += ["--workers", str(self.workers)]
+        self._spawn("switchboard", argv + self.server_args, env)
+        self.urls["switchboard"] = base
+        try:
+            wait_http(base + "/health", 180, self.procs["switchboard"])
+        except RuntimeError as exc:
+            tail = (self.tmp / "switchboard.log").read_text(errors="replace")[-600:]
+            raise RuntimeError(f"{exc}; its output ends with:\n{tail}") from None
+        wait_http(self.urls["echo"] + "/stats", 30, self.procs["echo"])
+        if self.mode == "relay":
+            self._apply_bench_agent()
+        creds = json.loads((self.tmp / "serve" / "dev-credentials.json").read_text())
+        self.api_key: str = creds["api_key"]
+
+    def _apply_bench_agent(self) -> None:
+        """The example agent, openai-realtime first, with an idle timeout longer than a step."""
+        from switchboard.orchestrator.agent_file import load_agent_file
+        from switchboard.orchestrator.db import Database
+        from switchboard.orchestrator.server import example_agent_path, with_mode_first
+        from switchboard.orchestrator.store import Store
+
+        agent = with_mode_first(load_agent_file(example_agent_path()), "openai-realtime")
+        db = Database(self.dsn)
+        try:
+            Store(db).apply_agent(replace(agent, idle_timeout_seconds=IDLE_TIMEOUT_S))
+        finally:
+            db.close()
+
+    def tree(self, target: str) -> ProcessTree:
+        return ProcessTree(self.procs[target].pid, exclude={"postgres"})
+
+    def echo_stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(self.urls["echo"] + "/stats", timeout=5) as response:
+            stats: dict[str, int] = json.loads(response.read())
+            return stats
+
+    def plans(self, target: str, n: int, clients: int, extra: dict[str, Any]) -> list[dict]:
+        """Split ``n`` calls over ``clients`` processes, starts spread over ``ramp_s``."""
+        t0 = time.monotonic() + START_LEAD_S
+        ramp_s = extra.get("ramp_s", min(5.0, 0.05 * n))
+        starts = [t0 + ramp_s * i / max(1, n) for i in range(n)]
+        common: dict[str, Any] = {
+            "base_url": self.urls["switchboard"],
+            "token": AUTH_TOKEN,
+            "to_number": NUMBER,
+            "api_key": getattr(self, "api_key", None),
+            **extra,
+        }
+        if target in ("naive", "pipecat"):
+            common["stream_url"] = self.urls[target]
+        plans = []
+        for c in range(min(clients, n)):
+            mine = starts[c::clients]
+            id_base = (int(time.time() * 1000) % 100000) * 1000 + c * 10000
+            plans.append({**common, "starts": mine, "id_base": id_base})
+        return plans
+
+    def step(self, target: str, n: int, clients: int, extra: dict[str, Any]) -> dict[str, Any]:
+        """Run ``n`` calls against ``target``; the raw per-call results and the measures."""
+        from _load_caller import client_main
+
+        tree = self.tree(target)
+        echo = ProcessTree(self.procs["echo"].pid)
+        idle_mib = tree.rss_mib()
+        cpu0, pg0, echo0 = tree.cpu_s(), self._pg_cpu(), echo.cpu_s()
+        stats0 = self.echo_stats()
+        t = time.monotonic()
+        ctx = multiprocessing.get_context("spawn")
+        queue = ctx.Queue()
+        workers = [
+            ctx.Process(target=client_main, args=(p, queue))
+            for p in self.plans(target, n, clients, extra)
+        ]
+        with PeakRss(tree) as peak:
+            for w in workers:
+                w.start()
+            outputs = [self._result(queue, workers) for _ in workers]
+            for w in workers:
+                w.join()
+            wall_s = time.monotonic() - t
+            cpu1, pg1, echo1 = tree.cpu_s(), self._pg_cpu(), echo.cpu_s()
+        stats1 = self.echo_stats()
+        time.sleep(SETTLE_S)
+        return {
+            "target": target,
+            "calls": [c for o in outputs for c in o["calls"]],
+            "wall_s": wall_s,
+            "server_cpu_s": cpu1 - cpu0,
+            "postgres_cpu_s": pg1 - pg0,
+            "echo_cpu_s": echo1 - echo0,
+            "loadgen_cpu_s": sum(o["cpu_s"] for o in outputs),
+            "rss_idle_mib": idle_mib,
+            "rss_peak_mib": peak.peak_mib,
+            "rss_after_mib": tree.rss_mib(),
+            "provider_deflate": stats1["deflate"] - stats0["deflate"],
+            "provider_connections": stats1["connections"] - stats0["connections"],
+        }
+
+    @staticmethod
+    def _result(queue: Any, workers: list[Any]) -> dict[str, Any]:
+        """The next client's result; a client that died without one gives an empty result."""
+        import queue as queues
+
+        while True:
+            try:
+                result: dict[str, Any] = queue.get(timeout=5)
+                return result
+            except queues.Empty:
+                if all(not w.is_alive() for w in workers):
+                    return {"calls": [], "cpu_s": 0.0, "wall_s": 0.0}
+
+    def _pg_cpu(self) -> float:
+        return self.postgres.cpu_s() if self.postgres else 0.0
