@@ -30,6 +30,7 @@ from switchboard.actors.failover import (
     FailureReported,
     GiveUp,
     OutputProduced,
+    ProgressReported,
     ProviderConnected,
     ProviderHealth,
     Reconnect,
@@ -130,6 +131,43 @@ def test_no_answer_after_the_caller_finished_speaking_is_a_stall_at_the_stall_ti
     assert isinstance(decision, SwitchTo)
     assert decision.failure.detail == "no output within 2000 ms after the caller finished speaking"
     assert decision.respond_now
+
+
+def test_progress_reports_hold_off_the_stall_watch_until_the_progress_limit() -> None:
+    """A provider queued behind other calls' work (the local provider's speech workers)
+    reports progress: not stalled while it does, but at most progress_limit_ms."""
+    policy, _ = started()
+    t = greeted(policy, 0.1)
+    policy.handle(CallerFinishedSpeaking(t))
+    for report in (0.5, 1.0, 1.5, 2.5, 3.5, 4.5):  # every report moves the deadline on
+        assert isinstance(policy.handle(ProgressReported(t + report)), DoNothing)
+        assert policy.deadline_s == pytest.approx(t + min(report + 2.0, 6.0))
+        assert isinstance(policy.handle(Ticked(t + report + 0.1)), DoNothing)
+    assert isinstance(policy.handle(ProgressReported(t + 5.9)), DoNothing)
+    assert policy.deadline_s == pytest.approx(t + 6.0)  # the limit, whatever it reports
+    decision = policy.handle(Ticked(t + 6.0))
+    assert isinstance(decision, SwitchTo) and decision.failure.kind == "stall"
+    assert "progress reports are not output" in decision.failure.detail
+
+
+def test_output_after_progress_restarts_the_watch_without_the_old_progress() -> None:
+    """Once the answer is playing, the gap timeout applies again from scratch: progress
+    reported while waiting for the answer does not stretch a gap in it."""
+    policy, _ = started()
+    t = greeted(policy, 0.1)
+    policy.handle(CallerFinishedSpeaking(t))
+    policy.handle(ProgressReported(t + 1.5))
+    policy.handle(OutputProduced(t + 3.0))
+    assert policy.deadline_s == pytest.approx(t + 3.0 + DEFAULTS.audio_gap_timeout_ms / 1000)
+
+
+def test_progress_while_idle_changes_nothing() -> None:
+    policy, _ = started()
+    t = greeted(policy, 0.1)
+    assert policy.deadline_s == math.inf
+    assert isinstance(policy.handle(ProgressReported(t + 1.0)), DoNothing)
+    policy.handle(CallerFinishedSpeaking(t + 2.0))
+    assert policy.deadline_s == pytest.approx(t + 4.0)  # no credit carried from idle time
 
 
 def test_stall_in_turn_4_reconnects_once_then_gives_up_with_transfer() -> None:
@@ -480,6 +518,21 @@ class PolicyMachine(RuleBasedStateMachine):
             self.advance(gap)
             self.feed(OutputProduced(self.now))
         self.feed(ResponseEnded(self.now))
+        self.turns += 1
+
+    @precondition(lambda self: self.connected)
+    @rule(wait=st.floats(0.0, 5.5))
+    def slow_answer_with_progress(self, wait: float) -> None:
+        """An answer queued behind other work, reported every 1.5 s: never a stall
+        within progress_limit_ms (6 s), however much longer than the stall timeout."""
+        self.feed(CallerFinishedSpeaking(self.now))
+        reported = 0.0
+        while reported + 1.5 < wait:
+            reported += 1.5
+            self.feed(ProgressReported(self.now + reported))
+            self.feed(Ticked(self.now + reported + 0.01, self.cooling))
+        self.feed(OutputProduced(self.now + wait), ResponseEnded(self.now + wait + 0.5))
+        self.advance(wait + 0.5)
         self.turns += 1
 
     @precondition(lambda self: self.connected)
