@@ -23,6 +23,7 @@ one)::
       stall_timeout_ms: 2000           # no provider output this long after the caller spoke
       audio_gap_timeout_ms: 1500       # a gap this long in the middle of an answer
       connect_timeout_ms: 3000         # no provider session this long
+      progress_limit_ms: 12000         # progress reports stand in for output this long
       lock_after_turns: 3              # no provider switch once this many turns completed
       cooldown_seconds: 30             # a failed provider is skipped by new calls this long
       max_switches_per_call: 3

@@ -160,7 +160,7 @@ async def test_a_recognizer_that_never_answers_is_failed_over_at_the_progress_li
     autojump_clock: trio.abc.Clock,
 ) -> None:
     speech = FakeSpeech(decode_s=600.0)  # hung, while its provider keeps reporting progress
-    call = await place_call(speech, hang_up_at=16.0)
+    call = await place_call(speech, hang_up_at=24.0)
     failed = call.events("provider.failed")[0]
     assert failed.payload["provider"] == "local"
     assert failed.payload["kind"] == "stall"

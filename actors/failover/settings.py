@@ -65,12 +65,14 @@ class FailoverSettings:
             recognition or synthesis in the shared speech workers) keeps the
             stall and gap timeouts from firing, but only up to this long after
             the answer became due (or after its last output); then it has
-            stalled. Default 6000 ms: three times the stall timeout, several
-            times the longest queue the local provider meets at its capacity
-            (2 calls per core finishing their utterances at once: about 1.5 s
-            on a busy machine), so a provider that really is working is not
+            stalled. Default 12000 ms: six times the stall timeout. At capacity
+            (2 calls per core) the local provider's answers queue about 1.5 s;
+            on a CPU-starved machine (2 cores, four busy processes besides the
+            server) one utterance sent at once took up to 6 s to recognize,
+            and a worker that is really hung is killed by its job timeout
+            (20 s) anyway; so a provider that really is working is not
             switched, while one that is hung but still claims progress costs
-            the caller 6 s, not a whole call.
+            the caller 12 s, not a whole call.
         lock_after_turns: once this many turns have completed (an agent answer
             to a caller utterance that finished; the greeting does not count),
             the supervisor no longer switches provider: one reconnect of the
@@ -94,7 +96,7 @@ class FailoverSettings:
     stall_timeout_ms: int = 2000
     audio_gap_timeout_ms: int = 1500
     connect_timeout_ms: int = 3000
-    progress_limit_ms: int = 6000
+    progress_limit_ms: int = 12000
     lock_after_turns: int = 3
     cooldown_seconds: int = 30
     max_switches_per_call: int = 3
