@@ -1,6 +1,6 @@
 """Greeting and response latency of real calls to the local agent, and whether they were answered.
 
-    python bench/bench_calls.py [--calls 20] [--concurrency 2] [--fast] [--json]
+    python bench/bench_calls.py [--calls 20] [--concurrency 2] [--capacity N] [--fast] [--json]
 
 Starts a server on an embedded PostgreSQL in a temporary folder, places
 ``--calls`` calls to the demo agent as Twilio would (signed webhook, Media
@@ -19,6 +19,8 @@ then "thank you goodbye", and reports on the caller's side:
 - the longest gap in agent audio inside a response, as the caller's playout
   clock hears it (a frame that arrives after the audio before it has played).
 
+Calls past the server's capacity for local calls (``--capacity``, else its
+default of 2 x cores) are refused as busy by admission control, and counted.
 Median and p95 over the calls. Design budget: first greeting audio within
 500 ms of the call's start. The callers run in the server's process (one
 Trio loop), so anything that blocks the server's loop delays them too.
@@ -43,7 +45,7 @@ import trio
 from switchboard.actors.local.vad import VoiceActivityDetector
 from switchboard.codecs import twilio_media as wire
 from switchboard.orchestrator import devcreds
-from switchboard.orchestrator.caller import CallerLine, Phone, place_call
+from switchboard.orchestrator.caller import CallerLine, CallError, Phone, place_call
 from switchboard.orchestrator.config import Settings
 from switchboard.orchestrator.server import serve
 
@@ -71,7 +73,9 @@ def longest_gap_ms(phone: Phone) -> float:
     return longest * 1000
 
 
-async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
+async def run(
+    calls: int, concurrency: int, realtime: bool, capacity: int | None = None
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             port=0,
@@ -79,11 +83,13 @@ async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
             twilio_auth_token="bench",
             log_format="console",
             log_level=os.environ.get("BENCH_LOG_LEVEL", "warning"),
+            max_local_calls_per_worker=capacity,
         )
         greeting_ms: list[float] = []
         response_ms: list[float] = []
         gaps_ms: list[float] = []
         failures = 0
+        refused = 0
         wrong: list[dict[str, Any]] = []
         correct = 0
         turns = 0
@@ -95,18 +101,24 @@ async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
             limiter = trio.CapacityLimiter(concurrency)
 
             async def one() -> None:
-                nonlocal failures, correct, turns
+                nonlocal failures, refused, correct, turns
                 phones: list[Phone] = []
                 async with limiter:
-                    s = await place_call(
-                        url,
-                        lines,
-                        to_number="+15005550006",
-                        auth_token="bench",
-                        api_key=creds.api_key,
-                        realtime=realtime,
-                        phones=phones,
-                    )
+                    try:
+                        s = await place_call(
+                            url,
+                            lines,
+                            to_number="+15005550006",
+                            auth_token="bench",
+                            api_key=creds.api_key,
+                            realtime=realtime,
+                            phones=phones,
+                        )
+                    except CallError as exc:  # admission control: past capacity
+                        if "busy" not in str(exc):
+                            raise
+                        refused += 1
+                        return
                 if phones:
                     gaps_ms.append(longest_gap_ms(phones[0]))
                 if s.greeting_latency_ms is None:
@@ -151,6 +163,7 @@ async def run(calls: int, concurrency: int, realtime: bool) -> dict[str, Any]:
         "concurrency": concurrency,
         "realtime": realtime,
         "failed": failures,
+        "refused": refused,
         "turns": turns,
         "answered_correctly": correct,
         "wrong_answers": wrong,
@@ -168,10 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--fast", action="store_true", help="send caller audio as fast as possible")
+    parser.add_argument(
+        "--capacity",
+        type=int,
+        default=None,
+        help="local calls the server admits at once (default: its own, 2 x cores)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     before = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    report = trio.run(run, args.calls, args.concurrency, not args.fast)
+    report = trio.run(run, args.calls, args.concurrency, not args.fast, args.capacity)
     after = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     report["cpu_s"] = {
         name: round(a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime, 1)
@@ -184,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{report['calls']} calls, {report['concurrency']} at a time, "
         f"{'real time' if report['realtime'] else 'fast'}; failed: {report['failed']}; "
+        f"refused (busy): {report['refused']}; "
         f"answered correctly: {report['answered_correctly']} of {report['turns']} turns"
     )
     for turn in report["wrong_answers"]:
