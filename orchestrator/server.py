@@ -25,7 +25,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from switchboard.actors.context import PHONE_AUDIO, AudioFormat
 from switchboard.actors.local.assets import AssetRegistry
-from switchboard.actors.local.workers import SpeechWorkers
+from switchboard.actors.local.workers import SpeechWorkers, one_off_synthesis
 from switchboard.actors.tool_executor import TwilioRest
 from switchboard.codecs.browser_protocol import DEFAULT_SAMPLE_RATE
 
@@ -194,10 +194,11 @@ def call_resources(settings: Settings, store: Store, metrics: ServerMetrics) -> 
 
 async def prepare_greetings(resources: CallResources, agents: list[AgentSpec]) -> None:
     """Synthesize the agents' greetings (phone and browser formats) before the first call."""
-    for agent in agents:  # made in a speech worker: no model is loaded in this process
-        assets = resources.assets.get(agent)
-        await assets.prepare(PHONE_AUDIO)
-        await assets.prepare(AudioFormat("pcm16", DEFAULT_SAMPLE_RATE))
+    async with one_off_synthesis() as speech:  # a worker process that exits after
+        for agent in agents:  # no model is loaded in this process, no worker kept
+            assets = resources.assets.get(agent)
+            await assets.prepare(PHONE_AUDIO, speech)
+            await assets.prepare(AudioFormat("pcm16", DEFAULT_SAMPLE_RATE), speech)
 
 
 def build_runtime(

@@ -85,21 +85,26 @@ async def test_a_worker_killed_mid_utterance_fails_the_stream_and_the_next_one_w
     assert recognition.transcript
 
 
-def test_a_process_that_only_synthesizes_never_loads_pocketsphinx() -> None:
-    """The server's process prepares the greeting and the apology (in a worker) without
-    importing PocketSphinx: its decoders live only in speech workers."""
+def test_a_server_start_loads_no_pocketsphinx_and_keeps_no_speech_worker() -> None:
+    """What a server does at start (greeting and apology made in a one-off worker) leaves
+    its process without PocketSphinx and without a speech worker: a server whose calls
+    never use ``local`` recognition never starts one."""
     script = """
-import sys, trio
+import multiprocessing, sys, trio
 from switchboard.actors.context import PHONE_AUDIO
 from switchboard.actors.local.assets import AssetRegistry
+from switchboard.actors.local.workers import one_off_synthesis
 from switchboard.orchestrator.agent_file import parse_agent_yaml
 
 async def main():
     agent = parse_agent_yaml(open(sys.argv[1]).read())
-    assets = AssetRegistry().get(agent)
-    await assets.prepare(PHONE_AUDIO)
+    registry = AssetRegistry()
+    assets = registry.get(agent)
+    async with one_off_synthesis() as speech:
+        await assets.prepare(PHONE_AUDIO, speech)
     assert assets.prepared_apology(PHONE_AUDIO) is not None
-    print("pocketsphinx" in sys.modules)
+    children = len(multiprocessing.active_children())
+    print("pocketsphinx" in sys.modules, registry.speech.started, children)
 
 trio.run(main)
 """
@@ -112,4 +117,4 @@ trio.run(main)
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert done.stdout.strip().splitlines()[-1] == "False False 0"

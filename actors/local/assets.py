@@ -19,7 +19,7 @@ from switchboard.orchestrator.agents import AgentSpec
 
 from ..context import AudioFormat
 from ..messages import AudioChunk
-from .speech import Grammar, SpeechService
+from .speech import Grammar, SpeechService, Synthesizer
 from .workers import SpeechWorkers
 
 __all__ = [
@@ -98,21 +98,25 @@ class LocalAssets:
         """
         return await self._pin(self._apology_text(), fmt)
 
-    async def prepare(self, fmt: AudioFormat) -> None:
-        """Make the greeting, the no-match reply and the apology in ``fmt`` ahead, and pin them."""
+    async def prepare(self, fmt: AudioFormat, speech: Synthesizer | None = None) -> None:
+        """Make the greeting, the no-match reply and the apology in ``fmt`` ahead, and pin
+        them; with ``speech`` if given (a server's start: :func:`.workers.one_off_synthesis`),
+        else with the agent's speech service."""
         for text in (self.agent.greeting, self.agent.no_match_reply):
             if text.strip():
-                await self._pin(text, fmt)
-        await self.apology(fmt)
+                await self._pin(text, fmt, speech)
+        await self._pin(self._apology_text(), fmt, speech)
 
     def _apology_text(self) -> str:
         return apology_text(transfer=self.agent.transfer_number is not None)
 
-    async def _pin(self, text: str, fmt: AudioFormat) -> AudioChunk:
+    async def _pin(
+        self, text: str, fmt: AudioFormat, speech: Synthesizer | None = None
+    ) -> AudioChunk:
         key = (text, fmt)
         chunk = self._pinned.get(key)
         if chunk is None:
-            chunk = self._cache.pop(key, None) or await self.speech_service.synthesize(
+            chunk = self._cache.pop(key, None) or await (speech or self.speech_service).synthesize(
                 text, self.agent.voice, fmt
             )
             self._pinned[key] = chunk

@@ -9,7 +9,7 @@ slow recognizer on Trio's MockClock, say). Nothing here imports PocketSphinx.
 - :class:`Recognition`: the result for one utterance.
 - :class:`RecognitionStream`: one utterance, fed while the caller speaks.
 - :class:`RecognitionSession`: one call's recognition (its utterances' streams).
-- :class:`SpeechService`: sessions and synthesis.
+- :class:`Synthesizer`: synthesis; :class:`SpeechService`: sessions and synthesis.
 - :class:`SpeechWorkerLost`: the worker serving a stream is gone.
 """
 
@@ -35,6 +35,7 @@ __all__ = [
     "RecognitionStream",
     "SpeechService",
     "SpeechWorkerLost",
+    "Synthesizer",
 ]
 
 DEFAULT_PRIOR_LOG_ODDS: Final = 45.0
@@ -181,12 +182,8 @@ class RecognitionSession(Protocol):
         ...
 
 
-class SpeechService(Protocol):
-    """Speech recognition and synthesis for the local provider's calls."""
-
-    def open_session(self, grammar: Grammar) -> RecognitionSession:
-        """Recognition of ``grammar``'s intents for one call (never waits)."""
-        ...
+class Synthesizer(Protocol):
+    """Speech synthesis (eSpeak NG) somewhere off the event loop."""
 
     async def synthesize(self, text: str, voice: str, fmt: AudioFormat) -> AudioChunk:
         """``text`` spoken by eSpeak NG voice ``voice``, as one chunk in ``fmt``.
@@ -195,4 +192,12 @@ class SpeechService(Protocol):
             ValueError: blank text or an unknown voice.
             SpeechWorkerLost: the worker died while synthesizing.
         """
+        ...
+
+
+class SpeechService(Synthesizer, Protocol):
+    """Speech recognition and synthesis for the local provider's calls."""
+
+    def open_session(self, grammar: Grammar) -> RecognitionSession:
+        """Recognition of ``grammar``'s intents for one call (never waits)."""
         ...

@@ -26,8 +26,9 @@ stream's jobs stay in order).
   its first audio to its end. Synthesis goes to the least-loaded worker.
 - Lazy: nothing exists until the first request in a Trio run; a worker's
   process is spawned by its first job, so a server whose calls never use
-  ``local`` starts none (synthesis of the greeting and apology at start-up
-  spawns one, which loads no PocketSphinx model and retires when idle).
+  ``local`` starts none (the greetings and apologies made at start-up come
+  from a worker of their own, :func:`one_off_synthesis`, which exits once
+  they are made).
 - Retirement: a process idle for ``idle_timeout_s`` exits (trio-parallel's
   idle timeout) and gives its memory back; the next job spawns a fresh one.
 - Failures: a process that dies (``BrokenWorkerError``) or runs one job
@@ -51,7 +52,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any, Final, final
@@ -75,6 +76,7 @@ __all__ = [
     "WorkerSession",
     "WorkerStatistics",
     "WorkerStream",
+    "one_off_synthesis",
 ]
 
 log = structlog.get_logger("switchboard.speech_workers")
@@ -438,3 +440,38 @@ class WorkerStream:
         if not self._closed:
             self._closed = True
             self._worker.streams -= 1
+
+
+class OneOffSynthesis:
+    """Synthesis in one worker process of its own (see :func:`one_off_synthesis`)."""
+
+    def __init__(self, context: trio_parallel.WorkerContext) -> None:
+        self._context = context
+
+    async def synthesize(self, text: str, voice: str, fmt: AudioFormat) -> AudioChunk:
+        """``text`` spoken by eSpeak NG voice ``voice``, as one chunk in ``fmt``.
+
+        Raises:
+            ValueError: blank text or an unknown voice.
+            SpeechWorkerLost: the worker died while synthesizing.
+        """
+        try:
+            chunk: AudioChunk = await self._context.run_sync(
+                speech_process.synthesize, text, voice, fmt.encoding, fmt.sample_rate
+            )
+        except trio_parallel.BrokenWorkerError as exc:
+            raise SpeechWorkerLost(f"the one-off speech worker died: {exc!r}") from exc
+        return chunk
+
+
+@contextlib.asynccontextmanager
+async def one_off_synthesis() -> AsyncIterator[OneOffSynthesis]:
+    """A worker process for a batch of synthesis, gone when the block ends.
+
+    For what a server makes once at start (greetings, apologies): the process
+    exits right after, so a server whose calls never use ``local`` keeps no
+    speech worker, and the pool of :class:`SpeechWorkers` starts only when a
+    call needs it.
+    """
+    async with trio_parallel.open_worker_context(idle_timeout=60.0, grace_period=5.0) as context:
+        yield OneOffSynthesis(context)
