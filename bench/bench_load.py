@@ -113,7 +113,11 @@ def log(text: str) -> None:
 
 def run_relay(args: argparse.Namespace, rig: Rig) -> dict[str, Any]:
     rows: dict[int, dict[str, dict[str, Any]]] = {}
-    targets = ["switchboard", *([] if args.no_naive else ["naive"]), *rig.extra_targets]
+    targets = [
+        "switchboard",
+        *([] if args.no_naive else ["naive", "naive-trio"]),
+        *rig.extra_targets,
+    ]
     for n in args.steps:
         rows[n] = {}
         for target in targets:
