@@ -30,6 +30,7 @@ import trio
 
 from .context import EventSink
 from .messages import (
+    AgentAudio,
     CallerAudio,
     ConversationItem,
     FromProvider,
@@ -47,6 +48,11 @@ ProviderRun = Callable[
     Awaitable[None],
 ]
 """A provider actor: reads its inbox, writes to the supervisor, logs events."""
+
+PlayNow = Callable[[int, AgentAudio], bool]
+"""The supervisor's fast line for agent audio: ``play_now(generation, audio)`` runs
+in the provider's task and handles the chunk at once, exactly as the inbox would
+have, when nothing is queued ahead of it (True), or refuses (False: send it)."""
 
 SWAP_BUFFER_MS = 2000.0
 """Caller audio kept while no provider is ready (oldest dropped first)."""
@@ -88,9 +94,11 @@ class ProviderSlot:
         *,
         to_supervisor: trio.MemorySendChannel[ToSupervisor],
         events: EventSink,
+        play_now: PlayNow | None = None,
     ) -> None:
         self._nursery = nursery
         self._to_supervisor = to_supervisor
+        self._play_now = play_now
         self._events = events
         self._live: _Instance | None = None
         self._generation = 0
@@ -200,7 +208,7 @@ class ProviderSlot:
         build: Callable[[], ProviderRun],
         inbox: trio.MemoryReceiveChannel[ToProvider],
     ) -> None:
-        outbox = ProviderOutbox(self, instance.generation, self._to_supervisor)
+        outbox = ProviderOutbox(self, instance.generation, self._to_supervisor, self._play_now)
         events = self._events.clone()
         with instance.scope:
             try:
@@ -220,22 +228,35 @@ class ProviderOutbox:
     """One provider instance's line to the supervisor (implements :class:`Outbox`).
 
     ``send`` tags the message with the instance's generation and puts it in
-    the supervisor's inbox (waiting while the inbox is full). Once the
+    the supervisor's inbox (waiting while the inbox is full); agent audio is
+    first offered to ``play_now`` (the supervisor's fast line, see
+    :data:`PlayNow`), and sent through the inbox only when refused. Once the
     instance has been replaced, or the supervisor has closed its inbox, the
     message is dropped; a message that is not a :data:`ProviderOutput` is
     logged and dropped.
     """
 
-    __slots__ = ("_channel", "_generation", "_slot")
+    __slots__ = ("_channel", "_generation", "_play_now", "_slot")
 
     def __init__(
-        self, slot: ProviderSlot, generation: int, channel: trio.MemorySendChannel[ToSupervisor]
+        self,
+        slot: ProviderSlot,
+        generation: int,
+        channel: trio.MemorySendChannel[ToSupervisor],
+        play_now: PlayNow | None = None,
     ) -> None:
         self._slot = slot
         self._generation = generation
         self._channel = channel
+        self._play_now = play_now
 
     async def send(self, message: ProviderOutput) -> None:
+        if (
+            type(message) is AgentAudio
+            and self._play_now is not None
+            and self._play_now(self._generation, message)
+        ):
+            return  # played (or dropped as the supervisor would): not a checkpoint
         if not self._slot.is_current(self._generation):
             await trio.lowlevel.checkpoint()  # replaced: a cancellation point all the same
             return

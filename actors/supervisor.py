@@ -181,7 +181,10 @@ class Supervisor:
         try:
             async with trio.open_nursery() as nursery:
                 self._slot = ProviderSlot(
-                    nursery, to_supervisor=self._inbox_sender, events=self._events
+                    nursery,
+                    to_supervisor=self._inbox_sender,
+                    events=self._events,
+                    play_now=self._play_now,
                 )
                 nursery.start_soon(self._watch.run, self._on_deadline)
                 await self._feed(CallStarted(trio.current_time(), self._cooling()))
@@ -240,6 +243,35 @@ class Supervisor:
         """
         if self._slot is not None and not self._gave_up:
             self._slot.hear(audio)
+
+    def _play_now(self, generation: int, message: AgentAudio) -> bool:
+        """The provider's fast line for agent audio (:data:`~.provider_slot.PlayNow`).
+
+        Runs in the provider's task. Takes the chunk only when handling it here
+        is what :meth:`_from_provider` would do next: the supervisor waits on an
+        empty inbox, the chunk is the live provider's and not its first, no
+        switch is waiting to be logged, and the transport's inbox has room.
+        Saves a channel hop and a task switch per 20 ms frame.
+        """
+        inbox = self._inbox.statistics()
+        if inbox.current_buffer_used or not inbox.tasks_waiting_receive:
+            return False  # something is ahead of it, or a handler is running
+        slot = self._slot
+        if slot is None or not slot.is_current(generation) or self._gave_up:
+            return False
+        if self._answered_by != generation or self._switched is not None:
+            return False  # the first audio of an instance is recorded, a switch logged
+        out = self._to_transport.statistics()
+        if self._transport_closed or out.current_buffer_used >= out.max_buffer_size:
+            return False
+        response_id = (
+            message.response_id if generation == 1 else _tag(message.response_id, generation)
+        )
+        if response_id not in self._truncated:
+            now = trio.current_time()
+            self._to_transport.send_nowait(self._schedule(message.chunk, response_id, now))
+            self._feed_now(OutputProduced(max(now, self._playout_end_s)))
+        return True
 
     async def _route(self) -> None:
         async for message in self._inbox:
@@ -357,7 +389,6 @@ class Supervisor:
             )
 
     async def _play(self, chunk: AudioChunk, response_id: str) -> None:
-        self._unheard = response_id
         now = trio.current_time()
         starts_s = max(now, self._playout_end_s)  # when the caller will hear this chunk
         if self._switched is not None:
@@ -369,8 +400,13 @@ class Supervisor:
                 turn=turn,
                 gap_ms=round(max(0.0, starts_s - silent_since_s) * 1e3, 1),
             )
-        self._playout_end_s = starts_s + chunk.duration_ms / 1000.0
-        await self._to_transport.send(PlayAudio(chunk, response_id))
+        await self._to_transport.send(self._schedule(chunk, response_id, now))
+
+    def _schedule(self, chunk: AudioChunk, response_id: str, now: float) -> PlayAudio:
+        """Count ``chunk`` into the playout clock; the command that plays it."""
+        self._unheard = response_id
+        self._playout_end_s = max(now, self._playout_end_s) + chunk.duration_ms / 1000.0
+        return PlayAudio(chunk, response_id)
 
     async def _on_tool_result(self, message: ToolResult) -> None:
         assert self._slot is not None
@@ -472,15 +508,22 @@ class Supervisor:
 
     async def _feed(self, event: FailoverInput) -> None:
         """Tell the policy what happened; carry out its decision; move the watch's deadline."""
-        decision = self._policy.handle(event)
-        self._watch.set_deadline(self._policy.deadline_s)
-        if type(decision) is DoNothing and decision.failure is None:
+        decision = self._feed_now(event)
+        if decision is None:
             return  # what almost every input gets (each chunk of agent audio among them)
         failure = getattr(decision, "failure", None)
         if isinstance(event, Ticked) and failure is not None:  # a stall the watch found
             self._health.record_failure(failure.mode, failure.kind)
         if not self._ending:
             await self._carry_out(decision)
+
+    def _feed_now(self, event: FailoverInput) -> Decision | None:
+        """The policy's decision on ``event``, None when it is to carry on (nothing to do)."""
+        decision = self._policy.handle(event)
+        self._watch.set_deadline(self._policy.deadline_s)
+        if type(decision) is DoNothing and decision.failure is None:
+            return None
+        return decision
 
     async def _carry_out(self, decision: Decision) -> None:
         failure = getattr(decision, "failure", None)
@@ -558,7 +601,11 @@ def _tagger(generation: int) -> Callable[[str], str]:
     """Response ids of later provider instances get ``#g<generation>`` (ids may repeat)."""
     if generation == 1:
         return lambda response_id: response_id
-    return lambda response_id: f"{response_id}#g{generation}"
+    return lambda response_id: _tag(response_id, generation)
+
+
+def _tag(response_id: str, generation: int) -> str:
+    return f"{response_id}#g{generation}"
 
 
 def _untag(response_id: str) -> str:

@@ -137,6 +137,15 @@ def relay_targets(rows: dict[int, dict[str, dict[str, Any]]], workers: int | Non
             _verdict(None if ratio is None else ratio <= 1.5),
         )
     )
+    floor = at50.get("naive-trio")
+    fcpu = floor["cpu_s_per_call_minute"] if floor else None
+    out.append(
+        (
+            "(information) the naive relay on this stack, 50 calls",
+            "not run" if not (cpu and fcpu) else f"{fcpu}; Switchboard {round(cpu / fcpu, 2)}x it",
+            "n/a",
+        )
+    )
     at100 = rows.get(100, {}).get("switchboard")
     if at100 is None:
         out.append(("100 calls, --workers 2: >= 99 % audio, p99 < 20 ms", "not run", "n/a"))

@@ -120,6 +120,10 @@ class Rig:
             argv = [py, str(BENCH / "_load_naive.py"), "--port", str(naive_port)]
             self._spawn("naive", [*argv, "--upstream", upstream])
             self.urls["naive"] = f"ws://127.0.0.1:{naive_port}/"
+            floor_port = free_port()
+            argv = [py, str(BENCH / "_load_naive_trio.py"), "--port", str(floor_port)]
+            self._spawn("naive-trio", [*argv, "--upstream", upstream])
+            self.urls["naive-trio"] = f"ws://127.0.0.1:{floor_port}/"
         if self.mode == "relay" and self.pipecat:
             pipecat_port = free_port()
             argv = [self.pipecat, str(BENCH / "_load_pipecat.py"), "--port", str(pipecat_port)]
@@ -188,7 +192,7 @@ class Rig:
             "api_key": getattr(self, "api_key", None),
             **extra,
         }
-        if target in ("naive", "pipecat"):
+        if target in ("naive", "naive-trio", "pipecat"):
             common["stream_url"] = self.urls[target]
         plans = []
         for c in range(min(clients, n)):

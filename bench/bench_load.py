@@ -10,7 +10,10 @@ Relay mode (default): ``switchboard serve --mode openai-realtime`` relays
 calls to an OpenAI Realtime fake that echoes every appended chunk at once
 (``_load_echo.py``; G.711 mu-law passes through untouched), and, in the same
 run and step by step, a naive asyncio relay does the same job
-(``_load_naive.py``). Pipecat's Twilio echo pipeline is a third column
+(``_load_naive.py``), and so does the same naive relay on Switchboard's own
+libraries (``_load_naive_trio.py``: hypercorn, wsproto, trio-websocket,
+Trio; the floor any relay on this stack pays, so the runtime's own share is
+the difference). Pipecat's Twilio echo pipeline is a further column
 (``_load_pipecat.py``) when ``pipecat-ai``, ``fastapi`` and ``uvicorn`` are
 importable by ``--pipecat-python`` (default: this interpreter; Pipecat is
 never a dependency of the project); otherwise the report says why it was
@@ -113,7 +116,11 @@ def log(text: str) -> None:
 
 def run_relay(args: argparse.Namespace, rig: Rig) -> dict[str, Any]:
     rows: dict[int, dict[str, dict[str, Any]]] = {}
-    targets = ["switchboard", *([] if args.no_naive else ["naive"]), *rig.extra_targets]
+    targets = [
+        "switchboard",
+        *([] if args.no_naive else ["naive", "naive-trio"]),
+        *rig.extra_targets,
+    ]
     for n in args.steps:
         rows[n] = {}
         for target in targets:
