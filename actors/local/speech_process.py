@@ -4,7 +4,7 @@ Each function here is a job: it runs in a worker process (never in the
 runtime's main process), takes and returns picklable values, and keeps its
 state in this module's globals, which live as long as the process:
 
-- the process's PocketSphinx :class:`~.asr.Decoders` (built on the first
+- the process's PocketSphinx :class:`~.decoding.Decoders` (built on the first
   recognition job: a worker that only synthesizes never loads PocketSphinx);
 - one :class:`~.asr.Recognizer` per :class:`~.speech.Grammar` (the most
   recently used :data:`RECOGNIZERS_KEPT`);
@@ -136,7 +136,7 @@ def finish(stream_id: int, pcm: np.ndarray, opening: Opening | None = None) -> R
 
 def guess(stream_id: int, pcm: np.ndarray, opening: Opening | None = None) -> Recognition:
     """The stream's next audio (may be empty), then its recognition as if it ended there;
-    the stream stays open (see :meth:`~.asr.UtteranceDecoder.guess`).
+    the stream stays open (see :meth:`~.decoding.UtteranceDecoder.guess`).
 
     Raises:
         StreamGone: the stream is not in this process.
