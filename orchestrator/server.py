@@ -270,7 +270,7 @@ async def serve(
     settings: Settings, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run the server in this process until cancelled; ``task_status.started`` gets the
-    bound URLs. SIGTERM drains (:func:`drain`), then stops."""
+    bound URLs. SIGTERM or SIGINT (Ctrl-C) drains (:func:`drain`), then stops."""
     async with started_database(settings) as (_, store, creds, agents):
         admission = Admission.in_process(
             ServerMetrics(),
@@ -288,7 +288,8 @@ async def serve(
 
             async def http(task_status: trio.TaskStatus[list[str]]) -> None:
                 bind = f"{settings.host}:{settings.port}"
-                await run_http(runtime, bind, task_status=task_status)
+                signals = (signal.SIGTERM, signal.SIGINT)  # Ctrl-C drains as in worker mode
+                await run_http(runtime, bind, signals=signals, task_status=task_status)
                 nursery.cancel_scope.cancel()  # drained: stop the spool task too
 
             urls = await nursery.start(http)
