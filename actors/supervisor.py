@@ -270,7 +270,8 @@ class Supervisor:
         if response_id not in self._truncated:
             now = trio.current_time()
             self._to_transport.send_nowait(self._schedule(message.chunk, response_id, now))
-            self._feed_now(OutputProduced(max(now, self._playout_end_s)))
+            decision = self._feed_now(OutputProduced(max(now, self._playout_end_s)))
+            assert decision is None, "the policy never acts on output (policy.handle)"
         return True
 
     async def _route(self) -> None:
