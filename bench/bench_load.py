@@ -34,7 +34,8 @@ logged events (``_load_speech.py``).
 
 Soak: a steady ``--soak-calls`` relay calls of ``--seconds`` each, redialled
 as they end, for ``--soak-minutes``; the runtime's RSS and open fds sampled
-every 10 s; their slope per hour by least squares.
+every 10 s; their slope per hour by least squares over the second half
+(the first minutes are warm-up).
 
 Targets are issue 10's; each prints as met or MISSED. The agent's
 ``idle_timeout_seconds`` is raised to an hour for relay runs: the echo fake
@@ -181,8 +182,12 @@ def run_soak(args: argparse.Namespace, rig: Rig) -> dict[str, Any]:
             placed[status] = placed.get(status, 0) + count
     raw["calls"] = [_flatten(slot) for slot in raw["calls"]]
     figures = relay_figures(raw)
-    steady_from = START_LEAD_S + args.seconds + 10.0  # every line has dialled by then
-    steady = [s for s in samples if s[0] >= steady_from]
+    # The slope is taken over the second half of the soak: the first minutes warm up (a
+    # worker's lazy imports and caches, allocator arenas), and the last sample may fall
+    # after the lines stopped dialling.
+    steady_from = max(START_LEAD_S + args.seconds + 10.0, 30.0 * args.soak_minutes)
+    dialling_until = end_at - t0 - args.seconds  # a line places no call that would end later
+    steady = [s for s in samples if steady_from <= s[0] <= dialling_until]
     return {
         "lines": args.soak_calls,
         "calls_placed": placed,
@@ -282,7 +287,7 @@ def print_soak(soak: dict[str, Any], args: argparse.Namespace) -> None:
         print(
             f"  RSS {m['rss_mib_start']} -> {m['rss_mib_end']} MiB, {m['rss_mb_per_hour']} MB/h;"
             f" fds {m['fds_start']} -> {m['fds_end']}, {m['fds_per_hour']} per hour"
-            " (least squares over the steady part, samples every 10 s)"
+            " (least squares over the second half, samples every 10 s)"
         )
     if f["reasons"]:
         print(f"  reasons: {f['reasons']}")
