@@ -201,7 +201,7 @@ Outbound = (
 def _load(text: str | bytes) -> tuple[str, Mapping[str, Any]]:
     try:
         message = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: Recursion
         raise BrowserProtocolError("invalid_json", str(exc)[:200]) from None
     if not isinstance(message, dict):
         raise BrowserProtocolError(

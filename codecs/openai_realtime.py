@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import math
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -596,15 +597,15 @@ class _Obj:
         return value
 
     def req_int(self, key: str, default: int | None = None) -> int:
-        value = self._get(key, _is_integral, "an integer", default is None)
+        value = self._get(key, _is_integral, "an integer within +-2**53", default is None)
         return default if value is None and default is not None else int(value)
 
     def opt_int(self, key: str) -> int | None:
-        value = self._get(key, _is_integral, "an integer", False)
+        value = self._get(key, _is_integral, "an integer within +-2**53", False)
         return None if value is None else int(value)
 
     def opt_float(self, key: str) -> float | None:
-        value = self._get(key, _is_number, "a number", False)
+        value = self._get(key, _is_number, "a finite number", False)
         return None if value is None else float(value)
 
     def opt_bool(self, key: str) -> bool | None:
@@ -640,14 +641,21 @@ class _Obj:
         return None if text is None else _b64decode(text, f"{self.where}.{key}")
 
 
+MAX_SAFE_INTEGER: Final = 2**53
+"""Integers are accepted within +-2**53, the range every JSON peer reads exactly
+(RFC 7493, "I-JSON", section 2.2); a 400-digit number is a bad field, not an int."""
+
+
 def _is_integral(v: Any) -> bool:
-    if isinstance(v, bool):
+    if isinstance(v, bool) or not isinstance(v, int | float):
         return False
-    return isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+    if isinstance(v, float) and not v.is_integer():  # NaN and Infinity included
+        return False
+    return -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _b64decode(text: str, where: str) -> bytes:

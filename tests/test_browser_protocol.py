@@ -79,6 +79,7 @@ def test_any_input_is_a_message_or_a_clear_error(data: str | bytes) -> None:
         ('{"event": "audio", "payload": "AAAA"}', "odd_length"),
         ('{"event": "audio", "payload": "' + "A" * 300_000 + '"}', "too_large"),
         ('{"event": "text", "text": "   "}', "bad_field"),
+        ('{"event": "text", "text": ' + "[" * 100_000 + "]" * 100_000 + "}", "invalid_json"),
     ],
 )
 def test_bad_client_messages_name_the_problem(message: str, reason: str) -> None:

@@ -241,6 +241,23 @@ def test_unknown_events_are_kept_whole() -> None:
             "format",
         ),
         ('{"type": "conversation.item.create", "item": {"type": "dance"}}', "bad_field", "item"),
+        (  # issue 11: a 400-digit position killed the call further in
+            '{"type": "conversation.item.truncate", "item_id": "i", "audio_end_ms": '
+            + "9" * 400
+            + "}",
+            "bad_field",
+            "audio_end_ms",
+        ),
+        (
+            '{"type": "conversation.item.truncate", "item_id": "i", "audio_end_ms": Infinity}',
+            "bad_field",
+            "audio_end_ms",
+        ),
+        (
+            '{"type": "session.update", "session": ' * 50_000 + "{}" + "}" * 50_000,
+            "invalid_json",
+            "",
+        ),
     ],
 )
 def test_malformed_client_events_raise_a_clear_error(text: str, reason: str, names: str) -> None:
