@@ -24,8 +24,14 @@ positions too, so the end of an answer is exact. Echoes are looked up in the
 table of marks sent, never parsed: an echo of a name never sent, or echoed
 twice, is ignored. On ``clear`` Twilio echoes every pending mark at once; the
 positions they carried are dropped (that audio was never heard) and the
-supervisor's marks among them are still passed on. A malformed frame from
-Twilio is logged as an ``error`` event and skipped: the call goes on.
+supervisor's marks among them are still passed on.
+
+A malformed frame from Twilio is logged as an ``error`` event and skipped:
+the call goes on (a frame longer than the codec's ``MAX_INBOUND_CHARS`` is
+refused unread, ``too_large``). After :data:`MAX_BAD_FRAMES_IN_A_ROW`
+unusable frames in a row the peer is taken to be broken, not Twilio: the
+call ends (:class:`~.messages.TransportFailed`) and the socket closes with
+1008, as on ``/v1/realtime``.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from .messages import (
     PlaybackMarked,
     ToSupervisor,
     ToTransport,
+    TransportFailed,
 )
 from .sockets import MessageSocket
 
@@ -63,6 +70,8 @@ END_MARK = "switchboard:end-of-call"
 AUDIO_MARK = "audio:"
 MARK_EVERY_MS = 100.0
 """The longest stretch of agent audio sent without a mark: the heard position's resolution."""
+
+MAX_BAD_FRAMES_IN_A_ROW = 20
 
 _Queued = PlayAudio | MarkPlayback | EndCall
 
@@ -131,6 +140,7 @@ class TwilioTransport:
         parse, media_type, hear, sid = wire.parse_inbound, wire.Media, self._hear, self._sid
         async with self._to_supervisor:
             reason = "stream closed"
+            bad_in_a_row = 0
             try:
                 while True:
                     text = await self._socket.receive()
@@ -142,7 +152,12 @@ class TwilioTransport:
                         await self._events.emit(
                             "error", where="twilio.stream", reason=exc.reason, detail=exc.detail
                         )
+                        bad_in_a_row += 1
+                        if bad_in_a_row >= MAX_BAD_FRAMES_IN_A_ROW:
+                            await self._give_up_on_peer(bad_in_a_row)
+                            return
                         continue
+                    bad_in_a_row = 0
                     if type(message) is media_type and message.stream_sid == sid:
                         body = message.media  # the hot path: one frame of caller audio
                         hear(CallerAudio(AudioChunk(body.payload, "pcmu", 8000), body.timestamp))
@@ -154,6 +169,12 @@ class TwilioTransport:
                 await self._to_supervisor.send(CallerHungUp(reason))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the supervisor has already ended the call
+
+    async def _give_up_on_peer(self, bad_in_a_row: int) -> None:
+        await self._to_supervisor.send(
+            TransportFailed("malformed frames", f"{bad_in_a_row} unusable frames in a row")
+        )
+        await self._socket.close(1008, "too many malformed frames")
 
     async def _forward(self, message: wire.Inbound) -> None:
         if isinstance(message, wire.Media):

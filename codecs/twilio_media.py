@@ -41,8 +41,19 @@ Count = Annotated[int, Meta(ge=0, le=2**53)]
 """A sequence number, chunk index or millisecond count: JSON-safe, never negative."""
 
 REASONS: Final = frozenset(
-    {"invalid_json", "not_an_object", "unknown_event", "missing_field", "bad_field", "bad_base64"}
+    {
+        "invalid_json",
+        "not_an_object",
+        "unknown_event",
+        "missing_field",
+        "bad_field",
+        "bad_base64",
+        "too_large",
+    }
 )
+MAX_INBOUND_CHARS: Final = 64 * 1024
+"""Twilio's frames are small (a 20 ms ``media`` frame is about 400 characters, a
+``start`` with its custom parameters a few KB): a longer one is refused unread."""
 
 
 class MediaStreamError(ValueError):
@@ -52,7 +63,7 @@ class MediaStreamError(ValueError):
         reason: one of :data:`REASONS`: ``invalid_json`` (not JSON, not UTF-8,
             nested too deep), ``not_an_object``, ``unknown_event``,
             ``missing_field``, ``bad_field`` (wrong type or out of range),
-            ``bad_base64``.
+            ``bad_base64``, ``too_large`` (over :data:`MAX_INBOUND_CHARS`).
         detail: what was wrong and where (a JSON path such as ``$.media.chunk``).
     """
 
@@ -285,9 +296,11 @@ def parse_inbound(text: str | bytes) -> Inbound:
 
     Raises:
         MediaStreamError: invalid JSON, an unknown ``event``, a missing or
-            mistyped field, a number out of range, or a payload that is not
-            base64.
+            mistyped field, a number out of range, a payload that is not
+            base64, or a frame longer than :data:`MAX_INBOUND_CHARS`.
     """
+    if len(text) > MAX_INBOUND_CHARS:
+        raise MediaStreamError("too_large", f"a frame of {len(text)} characters")
     try:
         return _INBOUND.decode(text)
     except (msgspec.DecodeError, RecursionError) as exc:

@@ -8,6 +8,7 @@ closes, and every event is logged in order with no gaps.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from uuid import uuid4
 
@@ -31,7 +32,7 @@ from switchboard.actors.messages import (
     ToProvider,
     TruncateResponse,
 )
-from switchboard.actors.twilio_transport import MARK_EVERY_MS
+from switchboard.actors.twilio_transport import MARK_EVERY_MS, MAX_BAD_FRAMES_IN_A_ROW
 from switchboard.codecs import twilio_media as wire
 from switchboard.orchestrator.agent_file import parse_agent_yaml
 from switchboard.orchestrator.call import CallResources, run_call
@@ -152,8 +153,14 @@ async def silent_provider(
 
 
 async def run_scripted_call(
-    yaml_extra: str, provider: object, monkeypatch: object, caller_frames_s: float = 0.0
+    yaml_extra: str,
+    provider: object,
+    monkeypatch: object,
+    caller_frames_s: float = 0.0,
+    frame: Callable[[int], str] | None = None,
 ) -> tuple[CallContext, FakeTwilio, MemoryStore, object]:
+    """Run a call on the fake Twilio; the caller sends a frame every 20 ms for
+    ``caller_frames_s`` (``frame(i)``, by default a media frame of silence)."""
     import switchboard.orchestrator.call as call_module
 
     monkeypatch.setattr(  # type: ignore[attr-defined]
@@ -174,9 +181,11 @@ async def run_scripted_call(
         caller = wire.InboundEncoder("MZ1", "CA1", "AC1")
 
         async def line_noise() -> None:  # a phone sends frames all the time
-            for _ in range(int(caller_frames_s / 0.02)):
+            for i in range(int(caller_frames_s / 0.02)):
                 await trio.sleep(0.02)
-                await twilio.to_server.send(caller.media(b"\xff" * 160))
+                await twilio.to_server.send(
+                    frame(i) if frame is not None else caller.media(b"\xff" * 160)
+                )
 
         nursery.start_soon(line_noise)
         report = await run_call(ctx, make_transport, CallResources(store=store))  # type: ignore[arg-type]
@@ -194,6 +203,41 @@ async def test_a_silent_caller_is_hung_up_on_after_the_idle_timeout(
     assert twilio.closed_at is not None
     assert 12.0 <= twilio.closed_at - ctx.t0 <= 12.5
     assert [e.type for e in store.events.values()][-1] == "session.end"
+
+
+async def test_a_peer_that_sends_only_garbage_is_cut_off_a_few_bad_frames_are_not(
+    autojump_clock: trio.abc.Clock, monkeypatch: object
+) -> None:
+    """Issue 11: 10,000 bad frames wrote 10,000 error rows. Twilio never sends garbage:
+    after MAX_BAD_FRAMES_IN_A_ROW in a row the call ends (1008); fewer are skipped."""
+    good = wire.InboundEncoder("MZ1", "CA1", "AC1").media(b"\xff" * 160)
+    bad = ["{not json", json.dumps({"event": "dance"}), "[" + " " * 70_000 + "]"]
+
+    def garbage(i: int) -> str:
+        return bad[i % len(bad)]
+
+    ctx, twilio, store, report = await run_scripted_call(
+        "idle_timeout_seconds: 12\n", silent_provider, monkeypatch, 60, garbage
+    )
+    assert report.end_reason == "transport failed"  # type: ignore[attr-defined]
+    assert twilio.close_code == 1008
+    assert twilio.closed_at is not None and twilio.closed_at - ctx.t0 < 3.0  # not after 60 s
+    types = [e.type for e in store.events.values()]
+    cut = types.index("disconnect")
+    assert types[cut - MAX_BAD_FRAMES_IN_A_ROW : cut] == ["error"] * MAX_BAD_FRAMES_IN_A_ROW
+    disconnect = list(store.events.values())[cut].payload
+    assert disconnect["reason"] == "malformed frames"
+    reasons = {e.payload["reason"] for e in store.events.values() if e.type == "error"}
+    assert reasons == {"invalid_json", "unknown_event", "too_large"}
+
+    def mostly_garbage(i: int) -> str:  # one good frame in every MAX_BAD_FRAMES_IN_A_ROW
+        return good if i % MAX_BAD_FRAMES_IN_A_ROW == 0 else garbage(i)
+
+    _, twilio, store, report = await run_scripted_call(
+        "idle_timeout_seconds: 12\n", silent_provider, monkeypatch, 60, mostly_garbage
+    )
+    assert report.end_reason == "no caller speech for 12 s"  # type: ignore[attr-defined]
+    assert twilio.close_code == 1000
 
 
 async def test_a_call_is_ended_at_max_call_seconds(
