@@ -230,7 +230,10 @@ $$;
 
 -- Single use: the UPDATE takes the row lock, and a concurrent second caller
 -- re-checks `admitted_at IS NULL` after the first commits, so it gets no row.
-CREATE OR REPLACE FUNCTION switchboard_consume_admission(p_admission_hash text)
+-- Bound to the call: a stream whose `start` names another CallSid than the
+-- webhook's gets nothing and does not spend the token.
+DROP FUNCTION IF EXISTS switchboard_consume_admission(text);  -- before the CallSid
+CREATE OR REPLACE FUNCTION switchboard_consume_admission(p_admission_hash text, p_call_sid text)
 RETURNS TABLE (session_id uuid, tenant_id uuid, agent_id uuid)
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = public, pg_temp
@@ -238,6 +241,7 @@ AS $$
     UPDATE public.voice_sessions AS s
     SET admitted_at = now()
     WHERE s.admission_hash = p_admission_hash
+      AND s.call_sid IS NOT DISTINCT FROM p_call_sid
       AND s.admitted_at IS NULL
       AND s.admission_expires_at > now()
     RETURNING s.id, s.tenant_id, s.agent_id
@@ -281,8 +285,8 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION switchboard_number_agent(text), switchboard_key_tenant(text),
-    switchboard_consume_admission(text), switchboard_tenant_by_name(text),
+    switchboard_consume_admission(text, text), switchboard_tenant_by_name(text),
     switchboard_consume_token(text, uuid, uuid, uuid, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION switchboard_number_agent(text), switchboard_key_tenant(text),
-    switchboard_consume_admission(text), switchboard_tenant_by_name(text),
+    switchboard_consume_admission(text, text), switchboard_tenant_by_name(text),
     switchboard_consume_token(text, uuid, uuid, uuid, timestamptz) TO switchboard_app;

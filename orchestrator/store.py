@@ -320,17 +320,18 @@ class Store:
             )
             return _uuid(cur)
 
-    def consume_admission(self, admission_hash: str) -> Admission | None:
-        """Spend the admission token whose hash is ``admission_hash``.
+    def consume_admission(self, admission_hash: str, call_sid: str | None) -> Admission | None:
+        """Spend the admission token whose hash is ``admission_hash``, for call ``call_sid``.
 
         Returns the session it opens, or None if there is no such token, it has
-        expired, or it was spent before. Exactly one of any number of concurrent
-        callers gets the admission.
+        expired, it was spent before, or it was issued for another CallSid (then
+        it is not spent). Exactly one of any number of concurrent callers gets
+        the admission.
         """
         with self.db.anonymous() as cur:
             cur.execute(
-                "SELECT session_id, tenant_id, agent_id FROM switchboard_consume_admission(%s)",
-                (admission_hash,),
+                "SELECT session_id, tenant_id, agent_id FROM switchboard_consume_admission(%s, %s)",
+                (admission_hash, call_sid),
             )
             row = cur.fetchone()
         if row is None:

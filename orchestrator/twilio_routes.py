@@ -159,7 +159,9 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
     token = start.custom_parameters.get("token", "")
     token_hash = admission_hash(token)
     admission = (
-        await trio.to_thread.run_sync(rt.store.consume_admission, token_hash) if token else None
+        await trio.to_thread.run_sync(rt.store.consume_admission, token_hash, start.call_sid)
+        if token
+        else None
     )
     claimed = start.custom_parameters.get("session_id")
     if admission is None or (claimed is not None and claimed != str(admission.session_id)):
@@ -167,7 +169,7 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
             "auth.rejected",
             door="twilio.stream",
             call_sid=start.call_sid,
-            reason="admission token missing, invalid, expired or already used",
+            reason="admission token missing, invalid, expired, already used or not this call's",
         )
         await ws.close(POLICY_VIOLATION, "admission token missing, invalid, expired or used")
         return

@@ -148,10 +148,14 @@ async def test_unsigned_or_wrongly_signed_webhook_is_refused_and_creates_nothing
 
 
 async def stream_with(
-    server: Server, parameters: dict[str, str], first: str | None = None
+    server: Server,
+    parameters: dict[str, str],
+    first: str | None = None,
+    call_sid: str = "CA" + "2" * 32,
 ) -> int | None:
-    """Open the Media Stream with ``parameters``; return the close code the server used."""
-    enc = wire.InboundEncoder("MZ" + "1" * 32, "CA" + "1" * 32, "AC" + "1" * 32)
+    """Open the Media Stream of ``call_sid`` with ``parameters``; return the close code the
+    server used."""
+    enc = wire.InboundEncoder("MZ" + "1" * 32, call_sid, "AC" + "1" * 32)
     url = server.url.replace("http://", "ws://") + "/twilio/stream"
     async with trio_websocket.open_websocket_url(url) as ws:
         await ws.send_message(enc.connected())
@@ -172,6 +176,8 @@ async def test_stream_admission_tokens_are_required_checked_and_single_use(serve
     session_id = parameters["session_id"]
     assert await stream_with(server, {}) == 1008  # missing
     assert await stream_with(server, {**parameters, "token": "forged"}) == 1008  # wrong
+    other_call = "CA" + "3" * 32  # the real token, presented by another call's stream
+    assert await stream_with(server, parameters, call_sid=other_call) == 1008
     enc = wire.InboundEncoder("MZ1", "CA1", "AC1")
     assert (
         await stream_with(server, parameters, first=enc.media(b"\xff" * 160)) == 1008

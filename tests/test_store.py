@@ -128,9 +128,21 @@ def test_unknown_number_has_no_agent(store: Store) -> None:
 
 def test_admission_token_opens_its_session_once(store: Store) -> None:
     tenant_id, agent_id, session_id = _session(store, admission_hash=token_hash("tok"))
-    assert store.consume_admission(token_hash("tok")) == Admission(session_id, tenant_id, agent_id)
-    assert store.consume_admission(token_hash("tok")) is None
-    assert store.consume_admission(token_hash("never issued")) is None
+    assert store.consume_admission(token_hash("tok"), None) == Admission(
+        session_id, tenant_id, agent_id
+    )
+    assert store.consume_admission(token_hash("tok"), None) is None
+    assert store.consume_admission(token_hash("never issued"), None) is None
+
+
+def test_admission_token_is_bound_to_its_call_sid(store: Store) -> None:
+    """Issue 11: a stream whose `start` named another CallSid was admitted; now it gets
+    nothing, and the token is still good for the call it was issued to."""
+    _, _, session_id = _session(store, admission_hash=token_hash("tok"), call_sid="CA1")
+    assert store.consume_admission(token_hash("tok"), "CA2") is None
+    assert store.consume_admission(token_hash("tok"), None) is None
+    admitted = store.consume_admission(token_hash("tok"), "CA1")
+    assert admitted is not None and admitted.session_id == session_id
 
 
 def test_racing_threads_admit_exactly_once(store: Store) -> None:
@@ -149,7 +161,7 @@ def test_racing_threads_admit_exactly_once(store: Store) -> None:
             lock: threading.Lock = lock,
         ) -> None:
             barrier.wait()
-            result = store.consume_admission(token_hash(token))
+            result = store.consume_admission(token_hash(token), None)
             with lock:
                 results.append(result)
 
@@ -170,12 +182,12 @@ def test_expired_admission_token_is_refused(store: Store, database_url: str) -> 
             " WHERE id = %s",
             (session_id,),
         )
-    assert store.consume_admission(token_hash("tok")) is None
+    assert store.consume_admission(token_hash("tok"), None) is None
 
 
 def test_zero_ttl_admission_is_already_expired(store: Store) -> None:
     _session(store, admission_hash=token_hash("tok"), admission_ttl_s=0)
-    assert store.consume_admission(token_hash("tok")) is None
+    assert store.consume_admission(token_hash("tok"), None) is None
 
 
 def test_an_admission_hash_is_unique(store: Store) -> None:

@@ -73,9 +73,10 @@ class Server:
                 return answers
         raise AssertionError(f"only workers {sorted(answers)} answered {path}")
 
-    async def webhook(self) -> httpx.Response:
+    async def webhook(self, call_sid: str | None = None) -> httpx.Response:
         url = self.url + "/twilio/incoming"
-        params = {"CallSid": "CA" + os.urandom(16).hex(), "From": "+15005550001", "To": DEMO}
+        call_sid = call_sid or "CA" + os.urandom(16).hex()
+        params = {"CallSid": call_sid, "From": "+15005550001", "To": DEMO}
         signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
         async with httpx.AsyncClient(timeout=10) as client:
             return await client.post(url, data=params, headers={"X-Twilio-Signature": signature})
@@ -189,14 +190,15 @@ async def test_a_webhook_and_its_stream_on_different_workers_make_one_call(
     room = ("--max-local-calls-per-worker", str(2 * ATTEMPTS))
     async with multi_worker_server(database_url, tmp_path, *room) as server:
         for _ in range(ATTEMPTS):
-            answer = await server.webhook()
+            call_sid = "CA" + os.urandom(16).hex()
+            answer = await server.webhook(call_sid)
             stream = ET.fromstring(answer.text).find("./Connect/Stream")
             assert stream is not None, answer.text
             parameters = {p.get("name", ""): p.get("value", "") for p in stream}
             async with trio_websocket.open_websocket_url(stream.get("url", "")) as ws:
                 if worker_of(ws.handshake_headers) == worker_of(answer.headers):
                     continue  # the same worker: hang up before `start`, try another call
-                encoder = wire.InboundEncoder("MZ" + "1" * 32, "CA" + "0" * 32, "AC" + "2" * 32)
+                encoder = wire.InboundEncoder("MZ" + "1" * 32, call_sid, "AC" + "2" * 32)
                 await ws.send_message(encoder.connected())
                 await ws.send_message(encoder.start(parameters))
                 with trio.fail_after(30):
