@@ -42,6 +42,8 @@ from .tokens import mint
 log = structlog.get_logger("switchboard.sessions")
 
 MAX_CONVERSATION_ID = 200
+MAX_AGENT_REF = 200
+"""An ``agent_id`` (a UUID or an agent's name) longer than this is refused, not echoed."""
 VOICE_PATH = "/v1/voice"
 
 
@@ -65,10 +67,14 @@ class SessionRequest:
             raise SessionRequestError("the body must be a JSON object")
         unknown = set(body) - {"agent_id", "conversation_id", "test_mode", "mode"}
         if unknown:
-            raise SessionRequestError(f"unknown field(s): {', '.join(sorted(unknown))}")
+            named = ", ".join(repr(k[:40]) for k in sorted(unknown)[:5])
+            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+            raise SessionRequestError(f"unknown field(s): {named}{more}")
         agent = body.get("agent_id")
         if not isinstance(agent, str) or not agent.strip():
             raise SessionRequestError("agent_id (an agent's id or name) is required")
+        if len(agent) > MAX_AGENT_REF:
+            raise SessionRequestError(f"agent_id has at most {MAX_AGENT_REF} characters")
         conversation = body.get("conversation_id")
         if conversation is not None and (
             not isinstance(conversation, str) or not 0 < len(conversation) <= MAX_CONVERSATION_ID

@@ -84,11 +84,15 @@ async def test_agent_by_name_test_mode_and_mode(h) -> None:  # type: ignore[no-u
         ({"agent_id": "receptionist", "conversation_id": ""}, "conversation_id"),
         ({"agent_id": "receptionist", "mode": "carrier-pigeon"}, "mode"),
         ({"agent_id": "receptionist", "tenant_id": "x"}, "unknown field"),
+        # Issue 11: a 1 MB agent_id (or field name) was echoed back whole.
+        ({"agent_id": "x" * 1_000_000}, "at most 200 characters"),
+        ({"agent_id": "receptionist", "y" * 1_000_000: 1}, "unknown field"),
     ],
 )
 async def test_malformed_bodies_are_400_and_create_nothing(h, body, words) -> None:  # type: ignore[no-untyped-def]
     response = await h.post_session(body)
     assert response.status_code == 400 and words in response.json()["error"]
+    assert len(response.content) < 1000  # the input is named, not echoed back
     assert h.rows("select count(*) from voice_sessions") == [(0,)]
 
 
