@@ -85,6 +85,8 @@ class CallSummary:
     events_logged: int | None = None
     ended_by: str = "caller"
     greeting: str | None = None
+    events_unread: str | None = None
+    """Why the call's events (and so its transcripts) could not be read, if they could not."""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -239,19 +241,31 @@ async def post_webhook(
 async def fetch_events(
     client: httpx.AsyncClient, base_url: str, api_key: str, session_id: str, wait_s: float = 10.0
 ) -> list[dict[str, Any]]:
-    """The call's logged events, waiting (up to ``wait_s``) for ``session.end`` to land."""
+    """The call's logged events, waiting (up to ``wait_s``) for ``session.end`` to land.
+
+    Raises:
+        CallError: the server refused the API key (401), or never answered 200 for
+            the session (another tenant's key, or a server with another data folder).
+    """
     url = f"{base_url.rstrip('/')}/v1/calls/{session_id}/events"
     events: list[dict[str, Any]] = []
+    status = None
     with trio.move_on_after(wait_s):
         while True:
             response = await client.get(url, headers={"Authorization": f"Bearer {api_key}"})
-            if response.status_code == 401:
+            status = response.status_code
+            if status == 401:
                 raise CallError("the server refused the API key for the events endpoint")
-            if response.status_code == 200:
+            if status == 200:
                 events = response.json()["events"]
                 if events and events[-1]["type"] == "session.end":
                     break
             await trio.sleep(0.2)
+    if status != 200:
+        raise CallError(
+            f"the events endpoint answered HTTP {status} for session {session_id} "
+            "(is the API key this server's tenant's?)"
+        )
     return events
 
 
@@ -348,8 +362,17 @@ async def place_call(
             nursery.cancel_scope.cancel()
         if save_audio is not None:
             write_wav(save_audio, wire.SAMPLE_RATE, phone.recording(t_start))
-        if api_key and summary.session_id:
-            events = await fetch_events(client, base_url, api_key, summary.session_id)
-            summary.events_logged = len(events)
-            summary.greeting = match_turns(summary.turns, events)
+        if not api_key:
+            summary.events_unread = (
+                "no API key (pass --api-key or set SWITCHBOARD_API_KEY): "
+                "the logged transcripts were not read"
+            )
+        elif summary.session_id:
+            try:
+                events = await fetch_events(client, base_url, api_key, summary.session_id)
+            except CallError as exc:
+                summary.events_unread = str(exc)
+            else:
+                summary.events_logged = len(events)
+                summary.greeting = match_turns(summary.turns, events)
     return summary

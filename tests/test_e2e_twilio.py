@@ -86,6 +86,33 @@ async def call(server: Server, *lines: CallerLine, **kw: Any) -> Any:
     )
 
 
+async def test_a_test_call_says_when_it_cannot_read_the_logged_events(server: Server) -> None:
+    """Issue 11: against a server of another data folder `switchboard call` printed null
+    transcripts without saying why; now it names the cause."""
+    line = CallerLine.say("thank you goodbye")
+    refused = await place_call(
+        server.url,
+        [line],
+        to_number=DEMO,
+        auth_token="test-auth-token",
+        api_key="sb_" + "x" * 32,
+        realtime=False,
+    )
+    assert refused.events_unread and "refused the API key" in refused.events_unread
+    assert refused.events_logged is None
+    keyless = await place_call(
+        server.url,
+        [line],
+        to_number=DEMO,
+        auth_token="test-auth-token",
+        api_key=None,
+        realtime=False,
+    )
+    assert keyless.events_unread and "no API key" in keyless.events_unread
+    logged = await call(server, line)
+    assert logged.events_unread is None and logged.events_logged
+
+
 async def test_demo_call_hours_then_goodbye(server: Server, tmp_path: Path) -> None:
     heard = tmp_path / "heard.wav"
     summary = await call(
