@@ -12,8 +12,10 @@ Routes:
 - ``GET /practice``: the practice-call page; ``POST /practice/session``: its
   session in development mode.
 - ``GET /health``: the process is alive (``{"status": "ok", "worker": n, "pid": pid}``).
-- ``GET /ready``: the server takes calls (503 while draining, and while full:
-  no room for another call, see :mod:`.admission`).
+- ``GET /ready``: the server takes calls (503 while draining, while full:
+  no room for another call, see :mod:`.admission`, and while PostgreSQL does
+  not answer a ``SELECT 1`` within :data:`READY_DATABASE_TIMEOUT_S`: every
+  call starts with a database write).
 - ``GET /metrics``: call and failover metrics, Prometheus text format
   (:mod:`.metrics`; the whole server's figures with several workers).
 
@@ -36,11 +38,14 @@ from quart_trio import QuartTrio
 
 from .asgi_ws import AsgiWebSocket, Receive, Scope, Send
 from .browser_routes import STREAM_PREFIX, browser_call
+from .errors import StorageError
 from .metrics import CONTENT_TYPE
 from .realtime_routes import realtime_stream
 from .runtime import Runtime
 from .sessions import post_practice_session, post_sessions, tenant_for_request
 from .twilio_routes import incoming_call, media_stream
+
+READY_DATABASE_TIMEOUT_S = 2.0
 
 log = structlog.get_logger("switchboard.app")
 
@@ -116,7 +121,7 @@ def create_app(rt: Runtime) -> Any:
 
     @app.get("/ready")
     async def ready() -> Any:
-        reason = rt.admission.not_ready()
+        reason = rt.admission.not_ready() or await _database_not_ready(rt)
         if reason is not None:
             return jsonify({"status": reason}), 503
         return jsonify({"status": "ready"})
@@ -154,3 +159,16 @@ def create_app(rt: Runtime) -> Any:
 
     quart_asgi: Any = app  # Quart's ASGI types are narrower than the generic scope above
     return asgi
+
+
+async def _database_not_ready(rt: Runtime) -> str | None:
+    """``"database unreachable"`` when PostgreSQL does not answer in time, else None."""
+    with trio.move_on_after(READY_DATABASE_TIMEOUT_S):
+        try:
+            await trio.to_thread.run_sync(rt.store.ping, abandon_on_cancel=True)
+        except StorageError as exc:
+            log.warning("ready: database unreachable", error=str(exc)[:200])
+            return "database unreachable"
+        return None
+    log.warning("ready: database did not answer", timeout_s=READY_DATABASE_TIMEOUT_S)
+    return "database unreachable"

@@ -320,6 +320,11 @@ class Store:
             )
             return _uuid(cur)
 
+    def ping(self) -> None:
+        """A round trip to PostgreSQL (``SELECT 1``); raises StorageError if there is none."""
+        with self.db.anonymous() as cur:
+            cur.execute("SELECT 1")
+
     def consume_admission(self, admission_hash: str, call_sid: str | None) -> Admission | None:
         """Spend the admission token whose hash is ``admission_hash``, for call ``call_sid``.
 

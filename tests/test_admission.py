@@ -9,6 +9,7 @@ answered is admitted all the same; a draining server refuses the webhook too.
 from __future__ import annotations
 
 import json
+import socket
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ from switchboard.codecs import twilio_media as wire
 from switchboard.orchestrator.admission import Admission
 from switchboard.orchestrator.agent_file import load_agent_file
 from switchboard.orchestrator.call_table import CallTable
+from switchboard.orchestrator.db import Database
 from switchboard.orchestrator.metrics import ServerMetrics
 from switchboard.orchestrator.server import drain, example_agent_path
 from switchboard.orchestrator.store import Store
@@ -221,6 +223,24 @@ async def test_a_draining_server_refuses_the_twilio_webhook(h: Harness, store: S
         ("twilio.incoming", "draining")
     ]
     assert await ready(h) == (503, {"status": "draining"})
+
+
+async def test_ready_is_503_while_postgresql_does_not_answer(h: Harness) -> None:
+    """Issue 11: with PostgreSQL stopped /ready stayed 200 and the balancer kept sending
+    calls that could not start. A closed port stands in for the stopped database."""
+    assert await ready(h) == (200, {"status": "ready"})
+    working = h.rt.store
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    unreachable = Database(f"postgresql://nobody@127.0.0.1:{port}/none", timeout_s=1.0)
+    try:
+        h.rt.store = Store(unreachable)
+        assert await ready(h) == (503, {"status": "database unreachable"})
+    finally:
+        h.rt.store = working
+        unreachable.close()
+    assert await ready(h) == (200, {"status": "ready"})
 
 
 async def test_drain_waits_for_the_streams_the_server_still_expects(
