@@ -30,6 +30,7 @@ from switchboard.codecs import browser_protocol as wire
 from .admission import Refused
 from .asgi_ws import AsgiWebSocket
 from .call import run_call
+from .errors import StorageError
 from .runtime import Runtime
 from .store import Store
 from .ws_auth import Rejected, check_handshake, peek_claims
@@ -124,14 +125,26 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, door: str, session_id: str |
 async def feed_call_events(
     store: Store, ctx: CallContext, out: trio.MemorySendChannel[CallEvent]
 ) -> None:
-    """Send the call's events to ``out`` as they are written, in order, until cancelled."""
+    """Send the call's events to ``out`` as they are written, in order, until cancelled.
+
+    While PostgreSQL cannot be read (:class:`StorageError`) the page's event feed
+    waits and the call goes on; the feed resumes from the last event it sent.
+    """
     last_seq = -1
+    unreadable = False
     async with out:
         while True:
             await trio.sleep(EVENT_POLL_S)
-            rows = await trio.to_thread.run_sync(
-                partial(store.read_events, ctx.tenant_id, ctx.session_id, after_seq=last_seq)
-            )
+            try:
+                rows = await trio.to_thread.run_sync(
+                    partial(store.read_events, ctx.tenant_id, ctx.session_id, after_seq=last_seq)
+                )
+            except StorageError as exc:
+                if not unreadable:  # once per outage
+                    log.warning("call events unreadable; the page's feed waits", error=str(exc))
+                unreadable = True
+                continue
+            unreadable = False
             for row in rows:
                 last_seq = max(last_seq, row["seq"])
                 try:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from uuid import uuid4
 
 import numpy as np
 import pytest
@@ -19,7 +21,11 @@ import trio_websocket
 from browser_support import Harness, b64, messages, start_harness
 
 from switchboard.actors.local.tts import synthesize_at
+from switchboard.actors.messages import CallEvent
 from switchboard.codecs import browser_protocol as wire
+from switchboard.orchestrator import browser_routes
+from switchboard.orchestrator.browser_routes import feed_call_events
+from switchboard.orchestrator.errors import StorageError
 from switchboard.orchestrator.store import Store
 
 
@@ -170,3 +176,37 @@ async def test_drain_waits_for_the_calls_in_flight_then_gives_up_at_its_timeout(
     t1 = trio.current_time()
     assert await drain(runtime, timeout_s=60) is False
     assert abs(trio.current_time() - t1 - 60) < 0.2
+
+
+class _FlakyEvents:
+    """A store whose events cannot be read during an outage (PostgreSQL stopped): poll
+    ``n`` sees the events up to ``seq`` n, and polls ``outage[0]`` to ``outage[1]`` fail."""
+
+    def __init__(self, rows: list[dict[str, Any]], outage: tuple[int, int]) -> None:
+        self.rows, self.outage, self.polls = rows, outage, 0
+
+    def read_events(self, tenant_id: Any, session_id: Any, *, after_seq: int) -> list[Any]:
+        self.polls += 1
+        if self.outage[0] <= self.polls <= self.outage[1]:
+            raise StorageError("connection refused")
+        return [r for r in self.rows if after_seq < r["seq"] <= self.polls]
+
+
+async def test_the_page_feed_waits_out_a_database_outage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11: one StorageError while polling the events killed every browser call in
+    progress; now the page's feed waits and resumes where it stopped. (Polls counted, not
+    timed: the store's reads run in a thread, which a MockClock would jump past.)"""
+    monkeypatch.setattr(browser_routes, "EVENT_POLL_S", 0.0)
+    rows = [{"seq": i, "type": "turn:agent", "t_ms": 500.0 * i, "payload": {}} for i in range(8)]
+    store = _FlakyEvents(rows, outage=(3, 8))  # six polls without the database
+    ctx = SimpleNamespace(tenant_id=uuid4(), session_id=uuid4())
+    send, receive = trio.open_memory_channel[CallEvent](100)
+    got = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(feed_call_events, store, ctx, send)
+        with trio.fail_after(30):  # a safety net, not a measure
+            for _ in rows:
+                got.append((await receive.receive()).t_ms)
+        nursery.cancel_scope.cancel()
+    assert got == [r["t_ms"] for r in rows]  # every event, once, in order
+    assert store.polls > 8  # the outage was lived through
