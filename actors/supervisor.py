@@ -264,9 +264,7 @@ class Supervisor:
         out = self._to_transport.statistics()
         if self._transport_closed or out.current_buffer_used >= out.max_buffer_size:
             return False
-        response_id = (
-            message.response_id if generation == 1 else _tag(message.response_id, generation)
-        )
+        response_id = _tag(message.response_id, generation)
         if response_id not in self._truncated:
             now = trio.current_time()
             self._to_transport.send_nowait(self._schedule(message.chunk, response_id, now))
@@ -307,9 +305,8 @@ class Supervisor:
     async def _from_provider(self, message: ProviderOutput, generation: int) -> None:
         """One message of the live provider; response ids are made unique per generation."""
         now = trio.current_time()
-        tag = _tagger(generation)
         if isinstance(message, AgentAudio):
-            response_id = tag(message.response_id)
+            response_id = _tag(message.response_id, generation)
             if response_id in self._truncated:
                 return  # the caller interrupted it: never play the rest
             if self._answered_by != generation:
@@ -320,15 +317,15 @@ class Supervisor:
             # the audio sent so far has played, and a gap is counted from there.
             await self._feed(OutputProduced(max(now, self._playout_end_s)))
         elif isinstance(message, ResponseStarted):
-            response_id = tag(message.response_id)
+            response_id = _tag(message.response_id, generation)
             self._running = response_id
             if message.greeting:
                 self._greetings.add(response_id)
             await self._emit("response.start", response_id=response_id, greeting=message.greeting)
         elif isinstance(message, ResponseDone):
-            await self._on_response_done(tag(message.response_id), message.interrupted)
+            await self._on_response_done(_tag(message.response_id, generation), message.interrupted)
         elif isinstance(message, AgentTranscript):
-            response_id = tag(message.response_id)
+            response_id = _tag(message.response_id, generation)
             interrupted = response_id in self._truncated
             self._conversation.agent(message, interrupted=interrupted)
             await self._emit(
@@ -363,7 +360,10 @@ class Supervisor:
         elif isinstance(message, ToolCallRequested):
             self._conversation.tool_called(message)
             tagged = ToolCallRequested(
-                message.call_id, message.name, message.arguments, tag(message.response_id)
+                message.call_id,
+                message.name,
+                message.arguments,
+                _tag(message.response_id, generation),
             )
             await self._emit(
                 "tool:call",
@@ -598,15 +598,9 @@ class Supervisor:
         await self._to_transport.send(EndCall(reason))
 
 
-def _tagger(generation: int) -> Callable[[str], str]:
-    """Response ids of later provider instances get ``#g<generation>`` (ids may repeat)."""
-    if generation == 1:
-        return lambda response_id: response_id
-    return lambda response_id: _tag(response_id, generation)
-
-
 def _tag(response_id: str, generation: int) -> str:
-    return f"{response_id}#g{generation}"
+    """Response ids of later provider instances get ``#g<generation>`` (ids may repeat)."""
+    return response_id if generation == 1 else f"{response_id}#g{generation}"
 
 
 def _untag(response_id: str) -> str:

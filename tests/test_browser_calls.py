@@ -24,8 +24,10 @@ from switchboard.actors.local.tts import synthesize_at
 from switchboard.actors.messages import CallEvent
 from switchboard.codecs import browser_protocol as wire
 from switchboard.orchestrator import browser_routes
+from switchboard.orchestrator.admission import Admission
 from switchboard.orchestrator.browser_routes import feed_call_events
 from switchboard.orchestrator.errors import StorageError
+from switchboard.orchestrator.server import drain
 from switchboard.orchestrator.store import Store
 
 
@@ -153,11 +155,6 @@ async def test_an_unsupported_sample_rate_is_refused_before_the_token_is_spent(h
 async def test_drain_waits_for_the_calls_in_flight_then_gives_up_at_its_timeout(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    from types import SimpleNamespace
-
-    from switchboard.orchestrator.admission import Admission
-    from switchboard.orchestrator.server import drain
-
     runtime: Any = SimpleNamespace(draining=False, active_calls=2, admission=Admission.in_process())
     t0 = trio.current_time()
     async with trio.open_nursery() as nursery:
