@@ -30,6 +30,8 @@ from .messages import CallEvent
 log = structlog.get_logger("switchboard.event_logger")
 
 WriteBatch = Callable[[Sequence[EventRow]], None]
+OnLogged = Callable[[EventRow], None]
+"""Called with each event as soon as it is numbered, in the logger's task; must not block."""
 
 
 class EventLogger:
@@ -43,6 +45,7 @@ class EventLogger:
         batch_max: int = 100,
         flush_interval_s: float = 0.25,
         final_attempts: int = 5,
+        on_logged: OnLogged | None = None,
     ) -> None:
         self.ctx = ctx
         self._inbox = inbox
@@ -51,6 +54,7 @@ class EventLogger:
         self._batch_max = batch_max
         self._flush_interval_s = flush_interval_s
         self._final_attempts = final_attempts
+        self._on_logged = on_logged
         self._pending: list[EventRow] = []
         self._seq = 0
         self._closed = False
@@ -79,15 +83,16 @@ class EventLogger:
             try:
                 async for event in self._inbox:
                     self._seq += 1
-                    self._pending.append(
-                        EventRow(
-                            seq=self._seq,
-                            type=event.type,
-                            ts=datetime.now(UTC),
-                            t_ms=round(event.t_ms, 3),
-                            payload=_jsonable(event.payload),
-                        )
+                    row = EventRow(
+                        seq=self._seq,
+                        type=event.type,
+                        ts=datetime.now(UTC),
+                        t_ms=round(event.t_ms, 3),
+                        payload=_jsonable(event.payload),
                     )
+                    self._pending.append(row)
+                    if self._on_logged is not None:
+                        self._on_logged(row)
                     if len(self._pending) >= self._batch_max:
                         self._wake.set()
             finally:

@@ -31,7 +31,7 @@ import structlog
 import trio
 
 from switchboard.actors.context import CallContext, EventSink
-from switchboard.actors.event_logger import EventLogger
+from switchboard.actors.event_logger import EventLogger, OnLogged
 from switchboard.actors.failover.health import ProviderHealth
 from switchboard.actors.failover.metrics import FailoverMetrics
 from switchboard.actors.local.assets import AssetRegistry
@@ -134,13 +134,19 @@ def provider_chain(
 
 
 async def run_call(
-    ctx: CallContext, make_transport: MakeTransport, res: CallResources
+    ctx: CallContext,
+    make_transport: MakeTransport,
+    res: CallResources,
+    *,
+    on_logged: OnLogged | None = None,
 ) -> CallReport:
     """Run one call to its end; return the supervisor's report.
 
     The call's events (``session.start`` first, ``session.end`` last) are in
     PostgreSQL, or in the spool folder if PostgreSQL was unreachable, when
     this returns; the session row is marked ended and a call_logs row written.
+    ``on_logged`` sees each event as it is numbered, before it is written (the
+    browser page's feed: the database is not on that path).
     """
     structlog.contextvars.bind_contextvars(
         session_id=str(ctx.session_id), tenant_id=str(ctx.tenant_id), call_sid=ctx.call_sid
@@ -149,11 +155,15 @@ async def run_call(
         http = res.http
         if http is None:
             http = await stack.enter_async_context(httpx.AsyncClient())
-        return await _run_call(ctx, make_transport, res, http)
+        return await _run_call(ctx, make_transport, res, http, on_logged)
 
 
 async def _run_call(
-    ctx: CallContext, make_transport: MakeTransport, res: CallResources, http: httpx.AsyncClient
+    ctx: CallContext,
+    make_transport: MakeTransport,
+    res: CallResources,
+    http: httpx.AsyncClient,
+    on_logged: OnLogged | None,
 ) -> CallReport:
     started_at = datetime.now(UTC)
     events_send, events_receive = trio.open_memory_channel[CallEvent](EVENT_CHANNEL_SIZE)
@@ -167,6 +177,7 @@ async def _run_call(
         inbox=events_receive,
         write_batch=partial(res.store.append_events, ctx.tenant_id, ctx.session_id),
         spool_dir=res.spool_dir,
+        on_logged=on_logged,
     )
     chain, make_provider, skipped = provider_chain(ctx, res, http)
 
