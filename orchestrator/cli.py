@@ -3,6 +3,7 @@
     switchboard serve [--host H] [--port P] [--workers N] [--data-dir DIR] [--public-url URL]
                       [--mode MODE] [--max-calls-per-worker N] [--max-local-calls-per-worker N]
     switchboard db migrate [--data-dir DIR]
+    switchboard db status [--data-dir DIR]
     switchboard agent apply FILE.yaml [--data-dir DIR]
     switchboard tenant create NAME [--data-dir DIR]
     switchboard key create TENANT [--data-dir DIR]
@@ -129,8 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
-    migrate = db_commands.add_parser("migrate", help="apply schema.sql (idempotent)")
+    migrate = db_commands.add_parser(
+        "migrate", help="apply the schema versions the database lacks (serve does it at start)"
+    )
     data_dir_flag(migrate)
+    status = db_commands.add_parser("status", help="the applied and pending schema versions")
+    data_dir_flag(status)
 
     agent = commands.add_parser("agent", help="manage agents")
     agent_commands = agent.add_subparsers(dest="agent_command", required=True, metavar="SUBCOMMAND")
@@ -248,14 +253,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_db_migrate(args: argparse.Namespace) -> int:
-    from .db import migrate
+def cmd_db(args: argparse.Namespace) -> int:
+    from .schema import migrate, schema_status
     from .server import open_database
 
     settings = _settings(args)
     with open_database(settings) as dsn:
-        migrate(dsn)
-    print("schema applied")
+        if args.db_command == "migrate":
+            applied = migrate(dsn)
+            for m in applied:
+                print(f"applied {m.label}")
+            if not applied:
+                print("the schema is up to date")
+            return 0
+        state = schema_status(dsn)
+    for row in state.applied:
+        print(f"applied {row.version:04d}_{row.name}  {row.applied_at:%Y-%m-%d %H:%M:%S %Z}")
+    if state.unversioned:
+        print("the tables were made before versioned migrations: 0001 is applied again")
+    for m in state.pending:
+        print(f"pending {m.label}")
+    if not state.pending:
+        print("the schema is up to date")
     return 0
 
 
@@ -383,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
         "serve": cmd_serve,
-        "db": cmd_db_migrate,
+        "db": cmd_db,
         "agent": cmd_agent_apply,
         "tenant": cmd_tenant_create,
         "key": cmd_key_create,

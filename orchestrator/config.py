@@ -24,6 +24,8 @@ Environment variables (all optional):
   recognition and synthesis, per server process (default: the usable cores
   divided by ``--workers``, at least 1; started on first use, see
   :mod:`switchboard.actors.local.workers`).
+- ``DB_POOL_SIZE``: the most PostgreSQL connections the whole server (all its
+  processes) opens (20); see :meth:`Settings.database_pool_size`.
 - ``LOG_FORMAT``: ``json`` (default) or ``console``; ``LOG_LEVEL`` (``info``).
 - ``MAX_CALLS_PER_WORKER``: calls one worker process admits at once (100);
   beyond it calls are refused before they start (see :mod:`.admission`).
@@ -47,6 +49,9 @@ from switchboard.actors.providers import Endpoints, unavailable_reason
 from .agents import MODES, AgentSpec
 from .errors import ConfigError
 from .tokens import DEFAULT_ISSUER, Keyring
+
+PARENT_POOL_SIZE = 2
+"""Connections of the parent process under ``serve --workers N`` (N > 1)."""
 
 
 def usable_cores() -> int:
@@ -87,6 +92,8 @@ class Settings:
     max_calls_per_worker: int = 100
     max_local_calls_per_worker: int | None = None
     """None: ``max(1, 2 * usable cores // workers)`` (see :attr:`local_calls_per_worker`)."""
+    db_pool_size: int = 20
+    """``DB_POOL_SIZE``: the server's PostgreSQL connections, all processes together."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
@@ -103,6 +110,7 @@ class Settings:
         settings = cls(
             max_calls_per_worker=_positive_int(env, "MAX_CALLS_PER_WORKER") or 100,
             max_local_calls_per_worker=_positive_int(env, "MAX_LOCAL_CALLS_PER_WORKER"),
+            db_pool_size=_positive_int(env, "DB_POOL_SIZE") or cls.db_pool_size,
             data_dir=default_data_dir(env),
             database_url=env.get("DATABASE_URL") or None,
             public_url=env.get("PUBLIC_URL") or None,
@@ -165,6 +173,22 @@ class Settings:
         if self.speech_workers is not None:
             return self.speech_workers
         return max(1, usable_cores() // self.workers)
+
+    def database_pool_size(self, *, parent: bool) -> int:
+        """The most connections one process's pool opens, so that the server as a whole
+        stays within :attr:`db_pool_size` (``DB_POOL_SIZE``).
+
+        With ``--workers 1`` the one process (the parent) has them all. Otherwise
+        the parent (start-up, then the spool drain, one query at a time) has
+        :data:`PARENT_POOL_SIZE` and each worker an equal share of the rest, at
+        least 2 (so past ``(DB_POOL_SIZE - 2) / 2`` workers the server may open
+        ``2 + 2 * workers``, more than the setting).
+        """
+        if self.workers == 1:
+            return self.db_pool_size
+        if parent:
+            return PARENT_POOL_SIZE
+        return max(2, (self.db_pool_size - PARENT_POOL_SIZE) // self.workers)
 
     @property
     def dev_mode(self) -> bool:

@@ -230,7 +230,7 @@ async def started_database(
     to prepare."""
     with open_database(settings) as dsn:
         await trio.to_thread.run_sync(migrate, dsn)
-        db = Database(dsn)
+        db = Database(dsn, settings.database_pool_size(parent=True))
         try:
             store = Store(db)
             creds, agents = await trio.to_thread.run_sync(bootstrap, store, settings)

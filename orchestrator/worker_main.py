@@ -106,7 +106,7 @@ async def run_worker(spec: WorkerSpec) -> None:
     metrics = ServerMetrics(multiprocess_dir=spec.metrics_dir)
     table = CallTable.attach(spec.table_path)
     admission = Admission(table, spec.index, metrics)
-    db = Database(spec.dsn)
+    db = Database(spec.dsn, settings.database_pool_size(parent=False))
     try:
         store = Store(db)
         runtime = build_runtime(
