@@ -24,7 +24,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from switchboard.orchestrator import cli
 from switchboard.orchestrator.agents import AgentSpec, Intent
+from switchboard.orchestrator.config import Settings
 from switchboard.orchestrator.db import Database
 from switchboard.orchestrator.embedded_pg import EmbeddedPostgres
 from switchboard.orchestrator.errors import StorageError
@@ -341,22 +343,23 @@ def test_every_idle_connection_killed_at_once_costs_the_next_call_nothing(
     database_url: str,
 ) -> None:
     """A PostgreSQL restart kills every pooled connection. The next call gets a new one at
-    once: it does not try the dead ones one by one with backoff (1 + 2 + 4 s for three)."""
-    with Database(database_url, pool_size=4, timeout_s=3.0) as db:
+    once: it does not try the dead ones one by one, each after a pause (psycopg_pool's own
+    check-on-take backs off 1, 2, 4 s between them; 7 s for four)."""
+    with Database(database_url, pool_size=8, timeout_s=2.0) as db:
         store = Store(db)
         tenant_id = store.ensure_tenant("acme")
-        held = threading.Barrier(4)
+        held = threading.Barrier(8)
 
         def hold() -> None:
             with db.anonymous():
                 held.wait(timeout=10)
 
-        threads = [threading.Thread(target=hold) for _ in range(4)]
+        threads = [threading.Thread(target=hold) for _ in range(8)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        assert _terminate_backends(database_url) == 4  # four idle pooled connections
+        assert _terminate_backends(database_url) == 8  # eight idle pooled connections
         assert store.tenant_by_name("acme") == tenant_id
         assert store.ensure_tenant("acme") == tenant_id
 
@@ -446,3 +449,54 @@ def test_calls_one_after_another_reuse_a_connection(database_url: str) -> None:
         for _ in range(20):
             store.ping()
         assert _backends_of(database_url) == opened <= 2
+
+
+# -- the commands and the settings
+
+
+def test_db_status_and_migrate_say_what_they_find_and_do(
+    blank_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _previous_release_database(blank_url)
+    monkeypatch.setenv("DATABASE_URL", blank_url)
+    assert cli.main(["db", "status"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "the tables were made before versioned migrations: 0001 is applied again",
+        "pending 0001_baseline",
+        "pending 0002_session_owner",
+    ]
+    assert cli.main(["db", "migrate"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "applied 0001_baseline",
+        "applied 0002_session_owner",
+    ]
+    assert cli.main(["db", "migrate"]) == 0
+    assert capsys.readouterr().out == "the schema is up to date\n"
+    assert cli.main(["db", "status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in lines[:2]] == [
+        ["applied", "0001_baseline"],
+        ["applied", "0002_session_owner"],
+    ]
+    assert lines[2:] == ["the schema is up to date"]
+    with psycopg.connect(blank_url) as conn:
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (9, 'later', %s)",
+            ("0" * 64,),
+        )
+    assert cli.main(["db", "migrate"]) == 2
+    assert "0009_later" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("workers", "total", "parent", "worker"),
+    [(1, 20, 20, 20), (2, 20, 2, 9), (8, 20, 2, 2), (4, 50, 2, 12)],
+)
+def test_db_pool_size_is_the_whole_servers(
+    workers: int, total: int, parent: int, worker: int
+) -> None:
+    settings = Settings.from_env({"DB_POOL_SIZE": str(total)}, workers=workers)
+    assert settings.database_pool_size(parent=True) == parent
+    if workers > 1:
+        assert settings.database_pool_size(parent=False) == worker
+        assert parent + workers * worker <= max(total, 2 + 2 * workers)
