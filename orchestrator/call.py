@@ -19,7 +19,7 @@ of 20 ms frames); the logger's is large and never waits on the database.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -158,6 +158,21 @@ async def run_call(
         return await _run_call(ctx, make_transport, res, http, on_logged)
 
 
+async def _guarded(
+    ctx: CallContext,
+    run: Callable[..., Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run an actor; an exception it raises is recorded as the call's fault first, so the
+    transport, cancelled next, closes the socket with 1011 and the cause."""
+    try:
+        await run(task_status=task_status)
+    except Exception as exc:
+        ctx.fault.record(exc)
+        raise
+
+
 async def _run_call(
     ctx: CallContext,
     make_transport: MakeTransport,
@@ -234,10 +249,24 @@ async def _run_call(
                 for skipped_mode, reason in skipped:
                     log.warning("provider skipped", provider=skipped_mode, reason=reason)
                     await sink.emit("provider.skipped", provider=skipped_mode, reason=reason)
-                async with trio.open_nursery() as actors:
-                    await actors.start(tools.run)
-                    await actors.start(supervisor.run)
-                    await actors.start(transport.run)
+                try:
+                    async with trio.open_nursery() as actors:
+                        await actors.start(_guarded, ctx, tools.run)
+                        await actors.start(_guarded, ctx, supervisor.run)
+                        await actors.start(_guarded, ctx, transport.run)
+                except Exception as exc:  # an actor crashed: the call ends, the server goes on
+                    ctx.fault.record(exc)
+                    error = ctx.fault.error
+                    assert error is not None and ctx.fault.reason is not None
+                    report.end_reason = ctx.fault.reason
+                    log.error("call crashed", exc_info=error)
+                    await sink.emit(
+                        "error",
+                        where="call",
+                        reason="crashed",
+                        exception=type(error).__name__,
+                        detail=str(error)[:500],
+                    )
             finally:
                 with trio.CancelScope(shield=True):
                     await sink.emit(
