@@ -242,7 +242,9 @@ async def started_database(
     :func:`bootstrap`; yields its DSN, a store on it, the dev credentials and the agents
     to prepare."""
     with open_database(settings) as dsn:
-        await trio.to_thread.run_sync(migrate, dsn)
+        applied = await trio.to_thread.run_sync(migrate, dsn)
+        if applied:
+            log.info("schema migrated", versions=[m.label for m in applied])
         db = Database(dsn, settings.database_pool_size(parent=True))
         try:
             store = Store(db)

@@ -319,24 +319,22 @@ def test_a_migration_added_below_the_newest_applied_is_refused(blank_url: str) -
 # -- the pool
 
 
-def _backends_of(url: str) -> int:
+def _other_backends(url: str, what: str) -> list[tuple[object, ...]]:
+    """``SELECT what`` over the other client connections to the database at ``url``."""
     with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            " AND backend_type = 'client backend'"
-        ).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _terminate_backends(url: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        return conn.execute(
+            f"SELECT {what} FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             " AND backend_type = 'client backend'"
         ).fetchall()
-    return len(rows)
+
+
+def _backends_of(url: str) -> int:
+    return len(_other_backends(url, "pid"))
+
+
+def _terminate_backends(url: str) -> int:
+    return len(_other_backends(url, "pg_terminate_backend(pid)"))
 
 
 def test_every_idle_connection_killed_at_once_costs_the_next_call_nothing(
