@@ -215,9 +215,9 @@ def schema_status(dsn: str, migrations: tuple[Migration, ...] | None = None) -> 
 
 
 def pg_message(exc: psycopg.Error) -> str:
-    """The server's message for ``exc`` (with its hint), else psycopg's text."""
+    """The server's message for ``exc`` (with its hint), else psycopg's text, on one line."""
     diag = exc.diag
-    message = diag.message_primary or str(exc).strip()
+    message = diag.message_primary or " ".join(str(exc).split())
     if diag.message_hint:
         message += f" (hint: {diag.message_hint})"
     return message

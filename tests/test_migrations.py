@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from switchboard.orchestrator import cli
 from switchboard.orchestrator.agents import AgentSpec, Intent
 from switchboard.orchestrator.config import Settings
 from switchboard.orchestrator.db import Database
-from switchboard.orchestrator.embedded_pg import EmbeddedPostgres
+from switchboard.orchestrator.embedded_pg import EmbeddedPostgres, start_embedded
 from switchboard.orchestrator.errors import StorageError
 from switchboard.orchestrator.schema import (
     Migration,
@@ -414,15 +415,40 @@ def test_the_pool_recovers_by_itself_when_postgresql_comes_back(
             store.ping()
         # PostgreSQL "comes back": its socket appears where the pool looks.
         (socket_dir / f".s.PGSQL.{port}").symlink_to(Path(str(params["host"])) / f".s.PGSQL.{port}")
-        deadline = time.monotonic() + 20  # the pool retries 1 s, then 2 s apart
-        while True:
-            try:
-                store.ping()
-                break
-            except StorageError:
-                assert time.monotonic() < deadline, "the pool did not reconnect"
-                time.sleep(0.1)
+        _until_it_answers(store, within_s=20)  # the pool retries 1 s, then 2 s apart
         assert store.ensure_tenant("acme") == store.tenant_by_name("acme")
+
+
+def _until_it_answers(store: Store, within_s: float) -> None:
+    """Ping until PostgreSQL answers through the pool; fail after ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            store.ping()
+            return
+        except StorageError:
+            assert time.monotonic() < deadline, "the pool did not reconnect"
+            time.sleep(0.1)
+
+
+def test_the_pool_comes_through_a_postgresql_restart() -> None:
+    """A real stop and start of the server (its own folder; the shared one stays up)."""
+    # Not pytest's tmp_path: started as root, pgserver opens the folder's parents to others.
+    with tempfile.TemporaryDirectory(prefix="switchboard-test-pg-") as folder:
+        pg = start_embedded(Path(folder))
+        try:
+            migrate(pg.uri)
+            with Database(pg.uri, timeout_s=5.0) as db:
+                store = Store(db)
+                tenant_id = store.ensure_tenant("acme")
+                pg.stop()
+                with pytest.raises(StorageError, match="PostgreSQL"):
+                    store.ping()
+                pg = start_embedded(Path(folder))
+                _until_it_answers(store, within_s=20)  # the pool retries 1 s, then 2 s apart
+                assert store.tenant_by_name("acme") == tenant_id
+        finally:
+            pg.stop()
 
 
 def test_connections_run_as_the_app_role_in_utc(database: Database) -> None:
