@@ -40,7 +40,9 @@ def configure(log_format: str = "json", level: str = "info", *, worker: int | No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write per line (print() writes the newline apart): the workers share stderr,
+        # and two lines ended at the same moment came out as one.
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(level_no, logging.WARNING), stream=sys.stderr)
