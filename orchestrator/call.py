@@ -333,9 +333,9 @@ async def _run_call(
                     await sink.aclose()
     finally:
         end = CallEnd(report.end_reason, report.turns_completed, started_at, datetime.now(UTC))
-        if journal is not None:
-            journal.finish(end)
         with trio.CancelScope(shield=True):
+            if journal is not None:  # in a thread: it ends with an fsync
+                await trio.to_thread.run_sync(journal.finish, end)
             recorded = await _record_end(res.store, ctx, end)
         kept = journal is not None and (not recorded or logger.unwritten > 0)
         if journal is not None:
