@@ -40,8 +40,9 @@ from .config import Settings
 from .db import Database, migrate
 from .embedded_pg import start_embedded
 from .metrics import ServerMetrics
+from .recovery import instance_id, keep_recovering, recover
 from .runtime import Runtime
-from .spool import drain_once, keep_draining
+from .spool import drain_once
 from .store import Store
 from .tokens import Keyring
 from .ws_compression import refuse_permessage_deflate
@@ -238,17 +239,19 @@ def build_runtime(
 async def started_database(
     settings: Settings,
 ) -> AsyncIterator[tuple[str, Store, devcreds.DevCredentials, list[AgentSpec]]]:
-    """The once-only start: the database (:func:`open_database`), ``migrate``, and
-    :func:`bootstrap`; yields its DSN, a store on it, the dev credentials and the agents
-    to prepare."""
+    """The once-only start: the database (:func:`open_database`), ``migrate``,
+    :func:`bootstrap` and crash recovery (:func:`.recovery.recover`); yields its
+    DSN, a store on it, the dev credentials and the agents to prepare."""
     with open_database(settings) as dsn:
         applied = await trio.to_thread.run_sync(migrate, dsn)
         if applied:
             log.info("schema migrated", versions=[m.label for m in applied])
         db = Database(dsn, settings.database_pool_size(parent=True))
         try:
-            store = Store(db)
+            store = Store(db, owner=instance_id(settings.data_dir))
             creds, agents = await trio.to_thread.run_sync(bootstrap, store, settings)
+            assert store.owner is not None
+            await trio.to_thread.run_sync(recover, store, settings.data_dir / "spool", store.owner)
             yield dsn, store, creds, agents
         finally:
             db.close()
@@ -299,7 +302,7 @@ async def serve(
         warn_dev_mode(settings)
         async with trio.open_nursery() as nursery:
             assert runtime.resources.spool_dir is not None
-            nursery.start_soon(keep_draining, store, runtime.resources.spool_dir)
+            nursery.start_soon(keep_recovering, store, runtime.resources.spool_dir)
 
             async def http(task_status: trio.TaskStatus[list[str]]) -> None:
                 bind = f"{settings.host}:{settings.port}"

@@ -33,7 +33,7 @@ import trio
 from .journal import CallEnd, JournalContents, read_journal
 from .store import EventRow, Store
 
-__all__ = ["SERVER_LOST", "drain", "drain_once", "keep_draining"]
+__all__ = ["SERVER_LOST", "drain", "drain_once"]
 
 log = structlog.get_logger("switchboard.spool")
 
@@ -133,13 +133,6 @@ def _lost_call(contents: JournalContents, rows: list[EventRow]) -> tuple[EventRo
         payload={"reason": SERVER_LOST, "turns_completed": turns, "duration_ms": duration_ms},
     )
     return lost, CallEnd(SERVER_LOST, turns, started_at, ended_at)
-
-
-async def keep_draining(store: Store, spool_dir: Path, interval_s: float = 30.0) -> None:
-    """Drain now and then every ``interval_s`` seconds, for as long as the server runs."""
-    while True:
-        await drain_once(store, spool_dir)
-        await trio.sleep(interval_s)
 
 
 async def drain_once(store: Store, spool_dir: Path) -> bool:

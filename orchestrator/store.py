@@ -123,10 +123,15 @@ class Turn:
 
 @final
 class Store:
-    """The data layer's operations; see the module docstring for threading and errors."""
+    """The data layer's operations; see the module docstring for threading and errors.
 
-    def __init__(self, db: Database) -> None:
+    ``owner``: this server instance's id (:func:`.recovery.instance_id`), written to
+    each session it makes ``active``, so that after a crash it can find its calls.
+    """
+
+    def __init__(self, db: Database, *, owner: str | None = None) -> None:
         self.db = db
+        self.owner = owner
 
     # -- tenants and API keys
 
@@ -373,7 +378,8 @@ class Store:
     def mark_session(
         self, tenant_id: UUID, session_id: UUID, *, status: str, stream_sid: str | None = None
     ) -> None:
-        """Set the session's status; ``active`` stamps ``started_at`` and ``ended`` /
+        """Set the session's status; ``active`` stamps ``started_at`` (and the store's
+        ``owner``, if it has one) and ``ended`` /
         ``failed`` stamp ``ended_at`` (first time only). ``stream_sid`` is kept if None.
 
         Raises:
@@ -385,12 +391,19 @@ class Store:
             cur.execute(
                 "UPDATE voice_sessions SET status = %(status)s,"
                 " stream_sid = COALESCE(%(stream_sid)s, stream_sid),"
+                " owner = CASE WHEN %(status)s = 'active'"
+                "   THEN COALESCE(%(owner)s, owner) ELSE owner END,"
                 " started_at = CASE WHEN %(status)s = 'active'"
                 "   THEN COALESCE(started_at, now()) ELSE started_at END,"
                 " ended_at = CASE WHEN %(status)s IN ('ended', 'failed')"
                 "   THEN COALESCE(ended_at, now()) ELSE ended_at END"
                 " WHERE id = %(id)s",
-                {"status": status, "stream_sid": stream_sid, "id": session_id},
+                {
+                    "status": status,
+                    "stream_sid": stream_sid,
+                    "owner": self.owner,
+                    "id": session_id,
+                },
             )
             _require_one(cur, tenant_id, session_id)
 

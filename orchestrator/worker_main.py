@@ -34,6 +34,7 @@ from .call_table import CallTable
 from .config import Settings
 from .db import Database
 from .metrics import ServerMetrics
+from .recovery import instance_id
 from .server import build_runtime, example_agent, prepare_greetings, run_http
 from .store import Store
 from .tokens import Keyring
@@ -108,7 +109,7 @@ async def run_worker(spec: WorkerSpec) -> None:
     admission = Admission(table, spec.index, metrics)
     db = Database(spec.dsn, settings.database_pool_size(parent=False))
     try:
-        store = Store(db)
+        store = Store(db, owner=instance_id(settings.data_dir))
         runtime = build_runtime(
             settings, store, spec.creds, keyring=spec.keyring, admission=admission
         )

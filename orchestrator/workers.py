@@ -60,8 +60,8 @@ from prometheus_client.multiprocess import mark_process_dead
 from . import devcreds
 from .call_table import CallTable
 from .config import Settings
+from .recovery import keep_recovering
 from .server import announce, final_drain, started_database, warn_dev_mode
-from .spool import keep_draining
 from .store import Store
 from .worker_main import WorkerSpec
 
@@ -289,7 +289,7 @@ async def _run_pool(
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_forward_signals, pool)
-                nursery.start_soon(keep_draining, store, settings.data_dir / "spool")
+                nursery.start_soon(keep_recovering, store, settings.data_dir / "spool")
                 async with trio.open_nursery() as workers:
                     async with trio.open_nursery() as starting:  # all at once; each listens
                         for index in range(settings.workers):
