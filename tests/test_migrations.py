@@ -173,7 +173,7 @@ def test_a_database_of_the_previous_release_is_upgraded_in_place(blank_url: str)
 
     applied = migrate(blank_url)
 
-    assert [m.label for m in applied] == ["0001_baseline", "0002_session_owner"]
+    assert [m.label for m in applied] == ["0001_baseline", "0002_session_owner", "0003_recovery"]
     after = _every_row(blank_url)
     # Every row kept, each column as it was; voice_sessions gained `owner`, NULL.
     for table in TABLES:
@@ -185,7 +185,7 @@ def test_a_database_of_the_previous_release_is_upgraded_in_place(blank_url: str)
         versions = conn.execute(
             "SELECT version, name FROM schema_migrations ORDER BY version"
         ).fetchall()
-    assert versions == [(1, "baseline"), (2, "session_owner")]
+    assert versions == [(m.version, m.name) for m in known_migrations()]
 
     # Readable through today's Store, as switchboard_app under row-level security.
     tenant, ended = ids["tenant"], ids["ended"]
@@ -234,7 +234,7 @@ def test_the_owner_index_serves_the_active_calls_of_an_instance(blank_url: str) 
 
 
 def test_migrating_twice_changes_nothing(blank_url: str) -> None:
-    assert [m.version for m in migrate(blank_url)] == [1, 2]
+    assert [m.version for m in migrate(blank_url)] == [m.version for m in known_migrations()]
     with psycopg.connect(blank_url) as conn:
         recorded = conn.execute("SELECT * FROM schema_migrations ORDER BY version").fetchall()
     assert migrate(blank_url) == []
@@ -244,7 +244,9 @@ def test_migrating_twice_changes_nothing(blank_url: str) -> None:
         )
     state = schema_status(blank_url)
     assert state.pending == () and not state.unversioned
-    assert [(r.version, r.name) for r in state.applied] == [(1, "baseline"), (2, "session_owner")]
+    assert [(r.version, r.name) for r in state.applied] == [
+        (m.version, m.name) for m in known_migrations()
+    ]
 
 
 def test_concurrent_migrations_apply_each_version_once(blank_url: str) -> None:
@@ -261,7 +263,8 @@ def test_concurrent_migrations_apply_each_version_once(blank_url: str) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(results, key=len) == [[], [], [1, 2]]  # type: ignore[arg-type]
+    every = [m.version for m in known_migrations()]
+    assert sorted(results, key=len) == [[], [], every]  # type: ignore[arg-type]
 
 
 def test_an_edited_migration_is_refused_by_name(blank_url: str) -> None:
@@ -294,11 +297,12 @@ def test_a_database_newer_than_the_code_is_refused(blank_url: str) -> None:
 
 
 def test_a_failing_migration_leaves_nothing_and_says_which(blank_url: str) -> None:
-    broken = Migration(3, "broken", "ALTER TABLE tenants ADD COLUMN plan text; SELECT 1 / 0;")
-    with pytest.raises(StorageError, match=r"at version 0003_broken: division by zero"):
+    n = len(known_migrations())
+    broken = Migration(n + 1, "broken", "ALTER TABLE tenants ADD COLUMN plan text; SELECT 1 / 0;")
+    with pytest.raises(StorageError, match=rf"at version {n + 1:04d}_broken: division by zero"):
         migrate(blank_url, (*known_migrations(), broken))
     with psycopg.connect(blank_url) as conn:
-        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (2,)
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (n,)
         column = conn.execute(
             "SELECT 1 FROM information_schema.columns"
             " WHERE table_name = 'tenants' AND column_name = 'plan'"
@@ -307,14 +311,16 @@ def test_a_failing_migration_leaves_nothing_and_says_which(blank_url: str) -> No
     assert [
         m.version
         for m in migrate(blank_url, (*known_migrations(), replace(broken, sql="SELECT 1")))
-    ] == [3]
+    ] == [n + 1]
 
 
 def test_a_migration_added_below_the_newest_applied_is_refused(blank_url: str) -> None:
-    later = Migration(4, "later", "SELECT 1")
+    n = len(known_migrations())
+    later = Migration(n + 2, "later", "SELECT 1")
     migrate(blank_url, (*known_migrations(), later))
-    with pytest.raises(StorageError, match=r"0003_earlier is older than the database's version 4"):
-        migrate(blank_url, (*known_migrations(), Migration(3, "earlier", "SELECT 1"), later))
+    message = rf"{n + 1:04d}_earlier is older than the database's version {n + 2}"
+    with pytest.raises(StorageError, match=message):
+        migrate(blank_url, (*known_migrations(), Migration(n + 1, "earlier", "SELECT 1"), later))
 
 
 # -- the pool
@@ -488,21 +494,24 @@ def test_db_status_and_migrate_say_what_they_find_and_do(
         "the tables were made before versioned migrations: 0001 is applied again",
         "pending 0001_baseline",
         "pending 0002_session_owner",
+        "pending 0003_recovery",
     ]
     assert cli.main(["db", "migrate"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "applied 0001_baseline",
         "applied 0002_session_owner",
+        "applied 0003_recovery",
     ]
     assert cli.main(["db", "migrate"]) == 0
     assert capsys.readouterr().out == "the schema is up to date\n"
     assert cli.main(["db", "status"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in lines[:2]] == [
+    assert [line.split()[:2] for line in lines[:3]] == [
         ["applied", "0001_baseline"],
         ["applied", "0002_session_owner"],
+        ["applied", "0003_recovery"],
     ]
-    assert lines[2:] == ["the schema is up to date"]
+    assert lines[3:] == ["the schema is up to date"]
     with psycopg.connect(blank_url) as conn:
         conn.execute(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES (9, 'later', %s)",
