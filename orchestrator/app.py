@@ -19,6 +19,10 @@ Routes:
 - ``GET /metrics``: call and failover metrics, Prometheus text format
   (:mod:`.metrics`; the whole server's figures with several workers).
 
+While PostgreSQL is away every route that needs it answers 503 with
+``Retry-After`` and a JSON error (the call doors: see :mod:`.outage`), never
+a 500.
+
 Every answer carries ``X-Switchboard-Worker: <n>``, the worker process that
 gave it (0 with one process), for operators and the multi-worker tests.
 """
@@ -33,13 +37,14 @@ from uuid import UUID
 
 import structlog
 import trio
-from quart import Response, jsonify
+from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
 from .asgi_ws import AsgiWebSocket, Receive, Scope, Send
 from .browser_routes import STREAM_PREFIX, browser_call
 from .errors import StorageError
 from .metrics import CONTENT_TYPE
+from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S
 from .realtime_routes import realtime_stream
 from .runtime import Runtime
 from .sessions import post_practice_session, post_sessions, tenant_for_request
@@ -125,6 +130,13 @@ def create_app(rt: Runtime) -> Any:
         if reason is not None:
             return jsonify({"status": reason}), 503
         return jsonify({"status": "ready"})
+
+    @app.errorhandler(StorageError)
+    async def database_away(exc: StorageError) -> Any:
+        # The doors answer their own refusals (see .outage); this is every other route's.
+        log.warning("database unavailable", path=request.path, error=str(exc)[:300])
+        headers = {"Retry-After": str(RETRY_AFTER_DATABASE_S)}
+        return jsonify({"error": OUTAGE_REASON}), 503, headers
 
     @app.after_request
     async def add_worker_header(response: Response) -> Response:
