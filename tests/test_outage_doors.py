@@ -176,21 +176,13 @@ async def test_a_browser_call_shows_its_events_and_completes_while_postgresql_is
             assert any("Goodbye" in m["text"] for m in of(rest, "transcript", role="agent"))
 
 
-async def test_every_door_refuses_a_new_call_with_a_defined_answer_while_postgresql_is_stopped(
+async def test_the_twilio_webhook_answers_an_apology_while_postgresql_is_stopped(
     h: Harness, own_pg: StoppablePostgres, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Issue 11: the webhook and POST /v1/sessions answered an HTML 500, and a stream
-    admitted before the outage closed 1011 with a traceback."""
-    promised = await webhook(h, KNOWN_NUMBER)  # answered while PostgreSQL is up
-    stream = promised.find("./Connect/Stream")
-    assert stream is not None
-    parameters = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
-    session = await h.new_session(test_mode=True)
-    api_key = [(b"authorization", f"Bearer {h.api_key}".encode())]
-    token = [(b"authorization", f"Bearer {session['token']}".encode())]
-
+    """Issue 11: the webhook answered an HTML 500 (Twilio then plays its own error)."""
+    assert stream_parameters_of(await webhook(h, KNOWN_NUMBER))  # looked up while up
     with own_pg.stopped(), no_tracebacks(caplog) as logs:
-        # Twilio: an apology, then the agent's when_busy (transfer) from the recent lookup...
+        # An apology, then the agent's when_busy (transfer), from the recent lookup ...
         assert verbs(await webhook(h, KNOWN_NUMBER)) == [
             (
                 "Say",
@@ -200,61 +192,93 @@ async def test_every_door_refuses_a_new_call_with_a_defined_answer_while_postgre
             ("Dial", "+15005550009"),
         ]
         # ... or, for a number this process never looked up, an apology and a hang-up.
-        unseen = verbs(await webhook(h, UNSEEN_NUMBER))
-        assert [tag for tag, _ in unseen] == ["Say", "Hangup"]
-
-        async with httpx.AsyncClient() as client:
-            sessions = await client.post(
-                h.url + "/v1/sessions",
-                json={"agent_id": str(h.agent_id)},
-                headers={"Authorization": f"Bearer {h.api_key}"},
-            )
-        assert sessions.status_code == 503
-        assert sessions.headers["retry-after"] == "10"
-        assert sessions.json() == {"error": "the call database is unavailable; try again shortly"}
-
-        browser = await refused_handshake(f"{h.ws_url}/v1/voice?token={session['token']}")
-        realtime = await refused_handshake(
-            f"{h.ws_url}/v1/realtime?agent_id={h.agent_id}", extra_headers=api_key
-        )
-        realtime_token = await refused_handshake(f"{h.ws_url}/v1/realtime", extra_headers=token)
-        for refused in (browser, realtime, realtime_token):
-            assert refused.status_code == 503
-            assert dict(refused.headers)[b"retry-after"] == b"10"
-            assert b"database is unavailable" in refused.body
-
-        encoder = wire.InboundEncoder("MZ" + "1" * 32, "CA" + "0" * 32, "AC" + "2" * 32)
-        async with trio_websocket.open_websocket_url(h.ws_url + "/twilio/stream") as ws:
-            await ws.send_message(encoder.connected())
-            await ws.send_message(encoder.start(parameters))
-            with trio.fail_after(10), pytest.raises(trio_websocket.ConnectionClosed) as closed:
-                await ws.get_message()
-        assert closed.value.reason.code == 1011
-        assert closed.value.reason.reason == "the call database is unavailable; try again shortly"
-
-    assert refusals(logs) == [
-        ("twilio.incoming", "database_unavailable"),
-        ("twilio.incoming", "database_unavailable"),
-        ("sessions", "database_unavailable"),
-        ("browser.voice", "database_unavailable"),
-        ("realtime", "database_unavailable"),
-        ("realtime", "database_unavailable"),
-        ("twilio.stream", "database_unavailable"),
-    ]
+        assert verbs(await webhook(h, UNSEEN_NUMBER)) == [
+            (
+                "Say",
+                "Sorry, we cannot take your call right now because of a technical problem."
+                " Please call again in a few minutes.",
+            ),
+            ("Hangup", None),
+        ]
+    assert refusals(logs) == [("twilio.incoming", "database_unavailable")] * 2
     async with httpx.AsyncClient() as client:
         text = (await client.get(h.url + "/metrics")).text
     assert (
         'switchboard_calls_refused_total{door="twilio.incoming",reason="database_unavailable"} 2.0'
         in text
     )
-
-    # PostgreSQL is back: the doors take calls again, with no restart.
+    # PostgreSQL is back: the webhook connects calls again, with no restart.
     assert stream_parameters_of(await webhook(h, KNOWN_NUMBER))
-    again = await h.new_session(test_mode=True)
+
+
+async def test_http_routes_answer_503_with_retry_after_while_postgresql_is_stopped(
+    h: Harness, own_pg: StoppablePostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11: POST /v1/sessions answered an HTML 500."""
+    session = await h.new_session(test_mode=True)
+    auth = {"Authorization": f"Bearer {h.api_key}"}
+    with own_pg.stopped(), no_tracebacks(caplog) as logs:
+        async with httpx.AsyncClient(base_url=h.url, headers=auth) as client:
+            sessions = await client.post("/v1/sessions", json={"agent_id": str(h.agent_id)})
+            events = await client.get(f"/v1/calls/{session['session_id']}/events")
+            ready = await client.get("/ready")
+    for answer in (sessions, events):
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "10"
+        assert answer.json() == {"error": "the call database is unavailable; try again shortly"}
+    assert (ready.status_code, ready.json()) == (503, {"status": "database unreachable"})
+    assert refusals(logs) == [("sessions", "database_unavailable")]
+    assert (await h.post_session({"agent_id": str(h.agent_id)})).status_code == 201  # back
+
+
+async def test_call_websockets_are_refused_before_the_upgrade_while_postgresql_is_stopped(
+    h: Harness, own_pg: StoppablePostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The browser and /v1/realtime doors: 503 with Retry-After before the upgrade (before:
+    a 503 without Retry-After after a logged traceback, or a 500)."""
+    session = await h.new_session(test_mode=True)
+    api_key = [(b"authorization", f"Bearer {h.api_key}".encode())]
+    token = [(b"authorization", f"Bearer {session['token']}".encode())]
+    with own_pg.stopped(), no_tracebacks(caplog) as logs:
+        browser = await refused_handshake(f"{h.ws_url}/v1/voice?token={session['token']}")
+        realtime = await refused_handshake(
+            f"{h.ws_url}/v1/realtime?agent_id={h.agent_id}", extra_headers=api_key
+        )
+        realtime_token = await refused_handshake(f"{h.ws_url}/v1/realtime", extra_headers=token)
+    for refused in (browser, realtime, realtime_token):
+        assert refused.status_code == 503
+        assert dict(refused.headers)[b"retry-after"] == b"10"
+        assert json.loads(refused.body) == {
+            "error": "the call database is unavailable; try again shortly"
+        }
+    assert refusals(logs) == [
+        ("browser.voice", "database_unavailable"),
+        ("realtime", "database_unavailable"),
+        ("realtime", "database_unavailable"),
+    ]
+    # PostgreSQL is back: the token that could not be checked is still good.
     async with trio_websocket.open_websocket_url(
-        f"{h.ws_url}/v1/voice?token={again['token']}"
+        f"{h.ws_url}/v1/voice?token={session['token']}"
     ) as ws:
         assert json.loads(await ws.get_message())["event"] == "session"
+
+
+async def test_a_stream_promised_before_the_outage_closes_1011_with_a_reason(
+    h: Harness, own_pg: StoppablePostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 11: a stream whose webhook was answered before PostgreSQL stopped closed 1011
+    with a traceback and no reason."""
+    parameters = stream_parameters_of(await webhook(h, KNOWN_NUMBER))
+    encoder = wire.InboundEncoder("MZ" + "1" * 32, "CA" + "0" * 32, "AC" + "2" * 32)
+    with own_pg.stopped(), no_tracebacks(caplog) as logs:
+        async with trio_websocket.open_websocket_url(h.ws_url + "/twilio/stream") as ws:
+            await ws.send_message(encoder.connected())
+            await ws.send_message(encoder.start(parameters))
+            with trio.fail_after(10), pytest.raises(trio_websocket.ConnectionClosed) as closed:
+                await ws.get_message()
+    assert closed.value.reason.code == 1011
+    assert closed.value.reason.reason == "the call database is unavailable; try again shortly"
+    assert refusals(logs) == [("twilio.stream", "database_unavailable")]
 
 
 def stream_parameters_of(twiml: ET.Element) -> dict[str, str]:
