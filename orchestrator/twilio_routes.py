@@ -198,6 +198,7 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
         )
     except StorageError as exc:
         refuse(rt.admission.metrics, STREAM, exc)
+        rt.admission.release_stream(reservation_key(token_hash))  # this call will not come
         await ws.close(INTERNAL_ERROR, OUTAGE_REASON)
         return
     claimed = start.custom_parameters.get("session_id")

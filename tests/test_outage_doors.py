@@ -279,6 +279,8 @@ async def test_a_stream_promised_before_the_outage_closes_1011_with_a_reason(
     assert closed.value.reason.code == 1011
     assert closed.value.reason.reason == "the call database is unavailable; try again shortly"
     assert refusals(logs) == [("twilio.stream", "database_unavailable")]
+    async with httpx.AsyncClient() as client:  # its room is given back, not held 65 s
+        assert "switchboard_calls_reserved 0.0" in (await client.get(h.url + "/metrics")).text
 
 
 def stream_parameters_of(twiml: ET.Element) -> dict[str, str]:
