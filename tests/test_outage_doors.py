@@ -174,6 +174,9 @@ async def test_a_browser_call_shows_its_events_and_completes_while_postgresql_is
                     rest.append(json.loads(await ws.get_message()))
             assert closed.value.reason.code == 1000  # the agent hung up after its goodbye
             assert any("Goodbye" in m["text"] for m in of(rest, "transcript", role="agent"))
+            with trio.fail_after(60):  # the call winds down (its events kept for later)
+                while h.rt.active_calls:
+                    await trio.sleep(0.05)
 
 
 async def test_the_twilio_webhook_answers_an_apology_while_postgresql_is_stopped(
