@@ -25,11 +25,13 @@ from collections import OrderedDict
 from typing import Final
 
 import structlog
+import trio
 from twilio.twiml.voice_response import VoiceResponse
 
 from .agents import AgentSpec
+from .errors import StorageError
 from .metrics import ServerMetrics
-from .store import AgentRecord
+from .store import AgentRecord, Store
 
 log = structlog.get_logger("switchboard.outage")
 
@@ -47,6 +49,16 @@ def refuse(metrics: ServerMetrics, door: str, error: BaseException | str) -> Non
     text = error if isinstance(error, str) else (str(error) or type(error).__name__)
     log.warning("call.refused", door=door, reason=DATABASE_UNAVAILABLE, error=text[:300])
     metrics.refused.labels(door, DATABASE_UNAVAILABLE).inc()
+
+
+async def database_answers(store: Store) -> bool:
+    """Whether PostgreSQL answers a ``SELECT 1`` now: tells a lookup that found nothing
+    (:class:`StorageError` from the store for a missing row) from one that could not ask."""
+    try:
+        await trio.to_thread.run_sync(store.ping)
+    except StorageError:
+        return False
+    return True
 
 
 def outage_twiml(agent: AgentSpec | None) -> VoiceResponse:

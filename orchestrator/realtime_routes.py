@@ -56,7 +56,7 @@ from .agents import AgentSpec
 from .asgi_ws import AsgiWebSocket
 from .call import run_call
 from .errors import StorageError
-from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S, refuse
+from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S, database_answers, refuse
 from .runtime import Runtime
 from .store import API_KEY_PREFIX, Store
 from .tokens import SessionClaims
@@ -165,10 +165,16 @@ async def _by_api_key(store: Store, key: str, agent_id: UUID | None) -> Realtime
 
 
 async def _agent(store: Store, tenant_id: UUID, agent_id: UUID) -> AgentSpec | None:
-    """The tenant's agent, or None if it has none by that id (or its spec is unreadable)."""
+    """The tenant's agent, or None if it has none by that id (or its spec is unreadable).
+
+    Raises:
+        StorageError: the database is away (it does not answer a ``SELECT 1`` either).
+    """
     try:
         return await trio.to_thread.run_sync(store.get_agent, tenant_id, agent_id)
     except StorageError:
+        if not await database_answers(store):
+            raise
         return None
 
 

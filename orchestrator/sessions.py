@@ -37,7 +37,7 @@ from switchboard.actors.providers import unavailable_reason
 
 from .agents import MODES
 from .errors import StorageError
-from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S, refuse
+from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S, database_answers, refuse
 from .runtime import Runtime
 from .tokens import mint
 
@@ -150,6 +150,8 @@ async def _agent_id(rt: Runtime, tenant_id: uuid.UUID, agent: str) -> uuid.UUID:
     try:
         await trio.to_thread.run_sync(rt.store.get_agent, tenant_id, agent_id)
     except StorageError:
+        if not await database_answers(rt.store):
+            raise  # not "no such agent": the database is away
         raise SessionError(404, f"no agent {agent!r}") from None
     return agent_id
 

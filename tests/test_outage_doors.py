@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import psycopg
@@ -35,6 +36,7 @@ from switchboard.codecs import twilio_media as wire
 from switchboard.orchestrator.agent_file import load_agent_file
 from switchboard.orchestrator.db import Database, migrate
 from switchboard.orchestrator.embedded_pg import EmbeddedPostgres, start_embedded
+from switchboard.orchestrator.errors import StorageError
 from switchboard.orchestrator.server import example_agent_path
 from switchboard.orchestrator.store import Store
 
@@ -290,3 +292,46 @@ def stream_parameters_of(twiml: ET.Element) -> dict[str, str]:
     stream = twiml.find("./Connect/Stream")
     assert stream is not None, ET.tostring(twiml)
     return {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+
+
+class GoneAfterTheKey:
+    """The harness's store, but PostgreSQL stops answering once the API key is looked up:
+    the agent lookup fails as it does for an agent that does not exist (StorageError)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def tenant_for_api_key(self, key: str) -> Any:
+        return self._store.tenant_for_api_key(key)
+
+    def get_agent(self, *args: Any) -> Any:
+        raise StorageError("cannot connect to PostgreSQL: connection refused")
+
+    def ping(self) -> None:
+        raise StorageError("cannot connect to PostgreSQL: connection refused")
+
+
+async def test_an_agent_lookup_cut_by_the_outage_is_503_not_no_such_agent(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store says "no such agent" and "no database" with the same StorageError; a
+    lookup cut by an outage was answered 404 (sessions) or 403 (/v1/realtime)."""
+    working = h.rt.store
+    h.rt.store = GoneAfterTheKey(working)  # type: ignore[assignment]
+    try:
+        with no_tracebacks(caplog) as logs:
+            session = await h.post_session({"agent_id": str(h.agent_id)})
+            realtime = await refused_handshake(
+                f"{h.ws_url}/v1/realtime?agent_id={h.agent_id}",
+                extra_headers=[(b"authorization", f"Bearer {h.api_key}".encode())],
+            )
+    finally:
+        h.rt.store = working
+    assert session.status_code == 503 and session.headers["retry-after"] == "10"
+    assert realtime.status_code == 503
+    assert refusals(logs) == [
+        ("sessions", "database_unavailable"),
+        ("realtime", "database_unavailable"),
+    ]
+    unknown = await h.post_session({"agent_id": str(uuid4())})  # the database answers
+    assert unknown.status_code == 404
