@@ -68,6 +68,15 @@ TIMELINE_EVENTS: Final = frozenset(
         "hangup",
     }
 )
+PAGE_EVENTS: Final = TIMELINE_EVENTS | {
+    "response.start",
+    "response.done",
+    "turn:user",
+    "turn:agent",
+    "tool:call",
+    "tool:result",
+}
+"""The event types :func:`page_message` shows the page; every other event it drops."""
 
 
 @dataclass(frozen=True, slots=True)

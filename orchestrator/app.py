@@ -19,6 +19,13 @@ Routes:
 - ``GET /metrics``: call and failover metrics, Prometheus text format
   (:mod:`.metrics`; the whole server's figures with several workers).
 
+While PostgreSQL is away every route that needs it answers 503 with
+``Retry-After`` and a JSON error (the call doors: see :mod:`.outage`), never
+a 500.
+
+A request body over ``MAX_BODY_BYTES`` is answered 413 (JSON); see
+:mod:`.http_limits` for what becomes of its connection.
+
 Every answer carries ``X-Switchboard-Worker: <n>``, the worker process that
 gave it (0 with one process), for operators and the multi-worker tests.
 """
@@ -33,13 +40,22 @@ from uuid import UUID
 
 import structlog
 import trio
-from quart import Response, jsonify
+from quart import Response, jsonify, request
 from quart_trio import QuartTrio
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .asgi_ws import AsgiWebSocket, Receive, Scope, Send
 from .browser_routes import STREAM_PREFIX, browser_call
 from .errors import StorageError
+from .http_limits import (
+    MAX_BODY_BYTES,
+    declared_length,
+    refuse_too_large,
+    shielded,
+    too_large_body,
+)
 from .metrics import CONTENT_TYPE
+from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S
 from .realtime_routes import realtime_stream
 from .runtime import Runtime
 from .sessions import post_practice_session, post_sessions, tenant_for_request
@@ -69,6 +85,7 @@ def static_file(name: str) -> bytes:
 def create_app(rt: Runtime) -> Any:
     """Build the ASGI application for ``rt``."""
     app = QuartTrio("switchboard")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     worker_header = [(WORKER_HEADER.lower().encode(), str(rt.admission.worker).encode())]
 
     @app.post("/twilio/incoming")
@@ -126,6 +143,19 @@ def create_app(rt: Runtime) -> Any:
             return jsonify({"status": reason}), 503
         return jsonify({"status": "ready"})
 
+    @app.errorhandler(RequestEntityTooLarge)
+    async def too_large(exc: RequestEntityTooLarge) -> Any:
+        # A chunked body over the limit (a declared one is refused before Quart).
+        log.warning("request body too large", path=request.path, limit_bytes=MAX_BODY_BYTES)
+        return jsonify(too_large_body()), 413, {"Connection": "close"}
+
+    @app.errorhandler(StorageError)
+    async def database_away(exc: StorageError) -> Any:
+        # The doors answer their own refusals (see .outage); this is every other route's.
+        log.warning("database unavailable", path=request.path, error=str(exc)[:300])
+        headers = {"Retry-After": str(RETRY_AFTER_DATABASE_S)}
+        return jsonify({"error": OUTAGE_REASON}), 503, headers
+
     @app.after_request
     async def add_worker_header(response: Response) -> Response:
         response.headers[WORKER_HEADER] = str(rt.admission.worker)
@@ -150,7 +180,10 @@ def create_app(rt: Runtime) -> Any:
             finally:
                 rt.active_calls -= 1
             return
-        await quart_asgi(scope, receive, send)
+        if scope["type"] == "http" and (declared_length(scope) or 0) > MAX_BODY_BYTES:
+            await refuse_too_large(scope, receive, send, worker_header)
+            return
+        await quart_asgi(scope, receive, shielded(send))
 
     def static_response(name: str) -> Response:
         response = Response(static_file(name), status=200, content_type=STATIC_FILES[name])

@@ -4,25 +4,28 @@ The handshake is checked before ``accept``: admission control first (a
 draining or full server answers 503 with ``Retry-After``, see
 :mod:`.admission`; the token's ``mode`` says whether the call is local-first),
 then a bad ``?sample_rate=`` is 400 and a bad token 401 or 403
-(:mod:`.ws_auth`), and nothing is opened, written or started for the call. An admitted call runs
+(:mod:`.ws_auth`), a database that cannot answer 503 with ``Retry-After``
+(:mod:`.outage`), and nothing is opened, written or started for the call. An admitted call runs
 :func:`~switchboard.orchestrator.call.run_call` with a
 :class:`~switchboard.actors.browser_transport.BrowserTransport`, the agent's
 fallback chain led by the token's ``mode``, and the caller's audio format
 PCM16 at the stated rate.
 
-The page's transcript and timeline come from the call's recorded events,
-read back as the event logger writes them (every ``EVENT_POLL_S``): the
-call's event sink has no second reader yet.
+The page's transcript and timeline come from the call's own event stream
+(:class:`PageFeed`, fed by the event logger as it numbers each event), never
+from PostgreSQL: a call whose database is away still shows the page its
+events.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Final
 
 import structlog
 import trio
 
-from switchboard.actors.browser_transport import BrowserTransport
+from switchboard.actors.browser_transport import PAGE_EVENTS, BrowserTransport
 from switchboard.actors.context import AudioFormat, CallContext, EventSink
 from switchboard.actors.messages import CallEvent, HearCaller, ToSupervisor, ToTransport
 from switchboard.codecs import browser_protocol as wire
@@ -31,13 +34,16 @@ from .admission import Refused
 from .asgi_ws import AsgiWebSocket
 from .call import run_call
 from .errors import StorageError
+from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S, refuse
 from .runtime import Runtime
-from .store import Store
+from .store import EventRow
 from .ws_auth import Rejected, check_handshake, peek_claims
 
 log = structlog.get_logger("switchboard.browser")
 
-EVENT_POLL_S = 0.25
+FEED_SIZE: Final = 256
+"""Events the page may fall behind by before the newest are dropped (a few minutes of
+transcript: only the types the page shows are queued)."""
 STREAM_PREFIX = "/app/voice/stream/"
 
 
@@ -70,20 +76,32 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, door: str, session_id: str |
         session_id=session_id,
     )
     if isinstance(result, Rejected):
-        await ws.reject(result.status, result.reason)
+        if result.cause is not None:  # the database could not answer
+            refuse(rt.admission.metrics, door, result.cause)
+            await ws.reject(503, OUTAGE_REASON, retry_after_s=RETRY_AFTER_DATABASE_S)
+        else:
+            await ws.reject(result.status, result.reason)
         return
     claims = result.claims
     from .server import with_mode_first  # server imports the app, which imports this
 
-    agent = await trio.to_thread.run_sync(rt.store.get_agent, claims.tenant_id, claims.agent_id)
+    try:
+        agent = await trio.to_thread.run_sync(rt.store.get_agent, claims.tenant_id, claims.agent_id)
+    except StorageError as exc:
+        refuse(rt.admission.metrics, door, exc)
+        await ws.reject(503, OUTAGE_REASON, retry_after_s=RETRY_AFTER_DATABASE_S)
+        return
     if agent.mode != claims.mode:
         agent = with_mode_first(agent, claims.mode)
     await ws.accept(result.subprotocol)
     if ws.closed:
         return
-    await trio.to_thread.run_sync(
-        partial(rt.store.mark_session, claims.tenant_id, claims.session_id, status="active")
-    )
+    try:
+        await trio.to_thread.run_sync(
+            partial(rt.store.mark_session, claims.tenant_id, claims.session_id, status="active")
+        )
+    except StorageError as exc:  # admitted: the call goes on, its events spool
+        log.warning("session not marked active; the call goes on", error=str(exc)[:300])
     ctx = CallContext(
         session_id=claims.session_id,
         tenant_id=claims.tenant_id,
@@ -97,7 +115,7 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, door: str, session_id: str |
             "test_mode": claims.test_mode,
         },
     )
-    feed_send, feed_receive = trio.open_memory_channel[CallEvent](256)
+    feed = PageFeed()
 
     def make_transport(
         inbox: trio.MemoryReceiveChannel[ToTransport],
@@ -112,44 +130,50 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, door: str, session_id: str |
             to_supervisor=to_supervisor,
             hear=hear,
             events=events,
-            call_events=feed_receive,
+            call_events=feed.events,
             playout_lead_ms=rt.settings.playout_lead_ms,
         )
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(feed_call_events, rt.store, ctx, feed_send)
-        await run_call(ctx, make_transport, rt.resources)
-        nursery.cancel_scope.cancel()
+    with feed:
+        await run_call(ctx, make_transport, rt.resources, on_logged=feed.on_logged)
 
 
-async def feed_call_events(
-    store: Store, ctx: CallContext, out: trio.MemorySendChannel[CallEvent]
-) -> None:
-    """Send the call's events to ``out`` as they are written, in order, until cancelled.
+class PageFeed:
+    """The call's events that the page shows, taken from the event logger as it numbers
+    them (``run_call(on_logged=feed.on_logged)``), for the transport to read from
+    :attr:`events`.
 
-    While PostgreSQL cannot be read (:class:`StorageError`) the page's event feed
-    waits and the call goes on; the feed resumes from the last event it sent.
+    :meth:`on_logged` never waits, since it runs in the event logger's task: when the
+    page has fallen ``size`` events behind (its socket does not take what is sent), the
+    newest are dropped, counted in :attr:`dropped`, with one warning per stretch of
+    drops. Leaving the ``with`` block closes the feed; the transport's reader ends.
     """
-    last_seq = -1
-    unreadable = False
-    async with out:
-        while True:
-            await trio.sleep(EVENT_POLL_S)
-            try:
-                rows = await trio.to_thread.run_sync(
-                    partial(store.read_events, ctx.tenant_id, ctx.session_id, after_seq=last_seq)
-                )
-            except StorageError as exc:
-                if not unreadable:  # once per outage
-                    log.warning("call events unreadable; the page's feed waits", error=str(exc))
-                unreadable = True
-                continue
-            unreadable = False
-            for row in rows:
-                last_seq = max(last_seq, row["seq"])
-                try:
-                    out.send_nowait(CallEvent(row["type"], row["t_ms"], row["payload"]))
-                except trio.WouldBlock:
-                    log.warning("page too slow for the call's events; one dropped")
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
+
+    def __init__(self, size: int = FEED_SIZE) -> None:
+        self._send, self.events = trio.open_memory_channel[CallEvent](size)
+        self.dropped = 0
+        self._behind = False
+
+    def on_logged(self, row: EventRow) -> None:
+        """Queue ``row`` for the page if the page shows its type; never blocks."""
+        if row.type not in PAGE_EVENTS:
+            return
+        try:
+            self._send.send_nowait(CallEvent(row.type, row.t_ms, row.payload))
+        except trio.WouldBlock:
+            self.dropped += 1
+            if not self._behind:
+                log.warning("page too slow for the call's events; dropping", seq=row.seq)
+            self._behind = True
+            return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the page's reader is gone: nothing to show it
+        self._behind = False
+
+    def __enter__(self) -> PageFeed:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._send.close()
+        if self.dropped:
+            log.warning("events the page never saw", dropped=self.dropped)

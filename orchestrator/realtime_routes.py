@@ -23,6 +23,8 @@ a call whose agent's first provider is ``local`` also needs a local-call slot,
 checked once the agent is known (a session token is spent by then).
 A refusal is an HTTP 401/403 (400 for a missing or malformed ``agent_id``)
 with a short reason and one ``auth.rejected`` log line; nothing else happens.
+While PostgreSQL is away the handshake is refused with 503 and ``Retry-After``
+(:mod:`.outage`).
 ``OpenAI-Beta: realtime=v1`` selects the beta event names. ``?model=`` is
 echoed back, not used: the agent's provider chain decides.
 
@@ -54,6 +56,7 @@ from .agents import AgentSpec
 from .asgi_ws import AsgiWebSocket
 from .call import run_call
 from .errors import StorageError
+from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S, database_answers, refuse
 from .runtime import Runtime
 from .store import API_KEY_PREFIX, Store
 from .tokens import SessionClaims
@@ -72,6 +75,8 @@ class Refusal:
 
     status: int
     reason: str
+    cause: str | None = None
+    """Set when the database could not answer (a 503): why, for the log only."""
 
 
 @dataclass(frozen=True)
@@ -127,9 +132,8 @@ async def authenticate(
         return RealtimeAdmission(
             claims.tenant_id, claims.agent_id, agent, claims.session_id, "session_token"
         )
-    except StorageError:
-        log.exception("the credential could not be checked against the database")
-        return _refused(503, "cannot check the credential now; try again")
+    except StorageError as exc:  # the door logs it: the credential was not judged
+        return Refusal(503, OUTAGE_REASON, str(exc) or type(exc).__name__)
 
 
 async def _check_session_token(
@@ -144,7 +148,7 @@ async def _check_session_token(
         door=DOOR,
     )
     if isinstance(result, Rejected):
-        return Refusal(result.status, result.reason)
+        return Refusal(result.status, result.reason, result.cause)
     return result.claims
 
 
@@ -161,11 +165,28 @@ async def _by_api_key(store: Store, key: str, agent_id: UUID | None) -> Realtime
 
 
 async def _agent(store: Store, tenant_id: UUID, agent_id: UUID) -> AgentSpec | None:
-    """The tenant's agent, or None if it has none by that id (or its spec is unreadable)."""
+    """The tenant's agent, or None if it has none by that id (or its spec is unreadable).
+
+    Raises:
+        StorageError: the database is away (it does not answer a ``SELECT 1`` either).
+    """
     try:
         return await trio.to_thread.run_sync(store.get_agent, tenant_id, agent_id)
     except StorageError:
+        if not await database_answers(store):
+            raise
         return None
+
+
+async def _mark(store: Store, tenant_id: UUID, session_id: UUID, status: str) -> None:
+    """Mark the session ``status``; while the database is away, log it and go on (an
+    admitted call does not need the database: its events spool)."""
+    try:
+        await trio.to_thread.run_sync(
+            partial(store.mark_session, tenant_id, session_id, status=status)
+        )
+    except StorageError as exc:
+        log.warning("session not marked", status=status, error=str(exc)[:300])
 
 
 def _refused(status: int, reason: str) -> Refusal:
@@ -197,7 +218,11 @@ async def realtime_stream(
             check_token = partial(_check_session_token, rt)
         admission = await authenticate(ws.headers, ws.query, rt.store, check_token)
         if isinstance(admission, Refusal):
-            await ws.reject(admission.status, admission.reason)
+            if admission.cause is not None:
+                refuse(rt.admission.metrics, DOOR, admission.cause)
+                await ws.reject(503, OUTAGE_REASON, retry_after_s=RETRY_AFTER_DATABASE_S)
+            else:
+                await ws.reject(admission.status, admission.reason)
             return
         if admission.agent.mode == "local":  # a local-first call needs a local slot too
             refused = ticket.make_local()
@@ -211,17 +236,24 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, admission: RealtimeAdmission
     store = rt.store
     session_id = admission.session_id
     if session_id is None:
-        session_id = await trio.to_thread.run_sync(
-            partial(store.create_session, admission.tenant_id, admission.agent_id, transport=DOOR)
-        )
-    mark = partial(store.mark_session, admission.tenant_id, session_id)
+        try:
+            session_id = await trio.to_thread.run_sync(
+                partial(
+                    store.create_session, admission.tenant_id, admission.agent_id, transport=DOOR
+                )
+            )
+        except StorageError as exc:
+            refuse(rt.admission.metrics, DOOR, exc)
+            await ws.reject(503, OUTAGE_REASON, retry_after_s=RETRY_AFTER_DATABASE_S)
+            return
+    mark = partial(_mark, store, admission.tenant_id, session_id)
     beta = "realtime=v1" in ws.headers.get("openai-beta", "").replace(" ", "")
     dialect: wire.Dialect = "beta" if beta else "ga"
     model = ws.query.get("model", [DEFAULT_MODEL])[0][:100]
 
     await ws.accept()
     if ws.closed:
-        await trio.to_thread.run_sync(partial(mark, status="ended"))
+        await mark("ended")
         return
     default = session_in_effect(
         admission.agent, wire.PCM16_24K, session_id=f"sess_{session_id.hex}", model=model
@@ -233,9 +265,9 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, admission: RealtimeAdmission
     with trio.move_on_after(FIRST_EVENT_TIMEOUT_S):
         first = await ws.receive()
         if first is None:  # gone before the call started
-            await trio.to_thread.run_sync(partial(mark, status="ended"))
+            await mark("ended")
             return
-    await trio.to_thread.run_sync(partial(mark, status="active"))
+    await mark("active")
     ctx = CallContext(
         session_id=session_id,
         tenant_id=admission.tenant_id,

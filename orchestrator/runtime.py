@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .admission import Admission
 from .call import CallResources
 from .config import Settings
+from .outage import RecentNumbers
 from .store import Store
 from .tokens import Keyring
 
@@ -31,6 +32,9 @@ class Runtime:
     """Development mode only: the key the practice page's sessions are made with."""
     admission: Admission = field(default_factory=Admission.in_process)
     """Who may call now: capacity, reservations, draining (see :mod:`.admission`)."""
+    numbers: RecentNumbers = field(default_factory=RecentNumbers)
+    """The Twilio numbers' agents as last looked up, for the webhook's answer while
+    PostgreSQL is away (see :mod:`.outage`)."""
     active_calls: int = 0
     """Call WebSockets open now (phone and browser), refused ones included until they close."""
 

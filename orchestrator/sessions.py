@@ -18,7 +18,8 @@ runs on the agent's fallback chain with ``mode`` first: the request's
 
 Errors (JSON ``{"error": "..."}``): 401 without a valid API key (logged as
 ``auth.rejected``), 400 for a malformed body, 404 for an agent the tenant does
-not have, 422 for a mode that cannot run here, 503 while the server drains.
+not have, 422 for a mode that cannot run here, 503 while the server drains,
+and 503 with ``Retry-After`` while PostgreSQL is away (see :mod:`.outage`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from switchboard.actors.providers import unavailable_reason
 
 from .agents import MODES
 from .errors import StorageError
+from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S, database_answers, refuse
 from .runtime import Runtime
 from .tokens import mint
 
@@ -45,6 +47,7 @@ MAX_CONVERSATION_ID = 200
 MAX_AGENT_REF = 200
 """An ``agent_id`` (a UUID or an agent's name) longer than this is refused, not echoed."""
 VOICE_PATH = "/v1/voice"
+DOOR = "sessions"
 
 
 class SessionRequestError(ValueError):
@@ -147,6 +150,8 @@ async def _agent_id(rt: Runtime, tenant_id: uuid.UUID, agent: str) -> uuid.UUID:
     try:
         await trio.to_thread.run_sync(rt.store.get_agent, tenant_id, agent_id)
     except StorageError:
+        if not await database_answers(rt.store):
+            raise  # not "no such agent": the database is away
         raise SessionError(404, f"no agent {agent!r}") from None
     return agent_id
 
@@ -161,21 +166,36 @@ async def tenant_for_request(rt: Runtime) -> uuid.UUID | None:
 
 async def post_sessions(rt: Runtime) -> Any:
     """``POST /v1/sessions``."""
-    tenant_id = await tenant_for_request(rt)
-    if tenant_id is None:
-        log.warning("auth.rejected", door="sessions", reason="missing or unknown API key")
-        return jsonify({"error": "a valid tenant API key is required (Authorization: Bearer)"}), 401
-    return await _answer(rt, tenant_id, await request.get_json(force=True, silent=True))
+    try:
+        tenant_id = await tenant_for_request(rt)
+        if tenant_id is None:
+            log.warning("auth.rejected", door=DOOR, reason="missing or unknown API key")
+            return jsonify(
+                {"error": "a valid tenant API key is required (Authorization: Bearer)"}
+            ), 401
+        return await _answer(rt, tenant_id, await request.get_json(force=True, silent=True))
+    except StorageError as exc:
+        return database_unavailable(rt, DOOR, exc)
 
 
 async def post_practice_session(rt: Runtime) -> Any:
     """``POST /practice/session``: development mode only, as the development tenant."""
     if rt.dev_api_key is None:
         return jsonify({"error": "not in development mode: paste a session token"}), 404
-    tenant_id = await trio.to_thread.run_sync(rt.store.tenant_for_api_key, rt.dev_api_key)
-    if tenant_id is None:
-        return jsonify({"error": "the development API key is gone; restart the server"}), 503
-    return await _answer(rt, tenant_id, await request.get_json(force=True, silent=True))
+    try:
+        tenant_id = await trio.to_thread.run_sync(rt.store.tenant_for_api_key, rt.dev_api_key)
+        if tenant_id is None:
+            return jsonify({"error": "the development API key is gone; restart the server"}), 503
+        return await _answer(rt, tenant_id, await request.get_json(force=True, silent=True))
+    except StorageError as exc:
+        return database_unavailable(rt, "practice", exc)
+
+
+def database_unavailable(rt: Runtime, door: str, exc: StorageError) -> Any:
+    """503, ``{"error": ...}`` and ``Retry-After``: the database is away (logged, counted)."""
+    refuse(rt.admission.metrics, door, exc)
+    headers = {"Retry-After": str(RETRY_AFTER_DATABASE_S)}
+    return jsonify({"error": OUTAGE_REASON}), 503, headers
 
 
 async def _answer(rt: Runtime, tenant_id: uuid.UUID, body: Any) -> Any:

@@ -18,14 +18,21 @@ opened; a missing, wrong, expired or reused token, or any message other than
 ``start`` first, closes the socket with 1008 (policy violation). A stream
 with a good token is never refused for capacity, not even while draining: its
 caller was promised the call when the webhook answered.
+
+While PostgreSQL is away (see :mod:`.outage`): the webhook answers an apology
+and the agent's ``when_busy`` transfer or a hang-up (the agent from the
+process's recent lookups when the lookup itself fails) and creates nothing;
+a stream whose admission token cannot be checked closes with 1011 and a
+reason; a stream admitted before the outage runs on (its events spool).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import structlog
 import trio
@@ -42,14 +49,22 @@ from .admission import Refused
 from .agents import AgentSpec
 from .asgi_ws import AsgiWebSocket
 from .call import run_call
+from .errors import StorageError
+from .outage import OUTAGE_REASON, outage_twiml, refuse
 from .runtime import Runtime
 from .store import Admission
 
 log = structlog.get_logger("switchboard.twilio")
 
+T = TypeVar("T")
+
 ADMISSION_TTL_S = 60
 START_TIMEOUT_S = 10.0
+WEBHOOK_DATABASE_TIMEOUT_S = 5.0
+"""How long the webhook waits for each database step before it answers the outage TwiML
+(Twilio gives a webhook 15 s in all)."""
 POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
 INCOMING: Final = "twilio.incoming"
 STREAM: Final = "twilio.stream"
 BUSY_MESSAGE: Final = "All our lines are busy right now. Please call again in a few minutes."
@@ -105,7 +120,13 @@ async def incoming_call(rt: Runtime) -> Response:
         return Response("invalid Twilio signature\n", status=403, mimetype="text/plain")
 
     to_number = params.get("To", "")
-    record = await trio.to_thread.run_sync(rt.store.agent_for_number, to_number)
+    try:
+        record = await _within_webhook_deadline(rt.store.agent_for_number, to_number)
+    except (StorageError, trio.TooSlowError) as exc:
+        refuse(rt.admission.metrics, INCOMING, exc)
+        known = rt.numbers.recall(to_number)
+        return twiml_response(outage_twiml(known.spec if known else None))
+    rt.numbers.remember(to_number, record)
     if record is None:
         log.warning("call to a number with no agent", to_number=to_number)
         twiml = VoiceResponse()
@@ -122,7 +143,7 @@ async def incoming_call(rt: Runtime) -> Response:
     if isinstance(refused, Refused):
         return twiml_response(busy_twiml(record.spec))
     try:
-        session_id = await trio.to_thread.run_sync(
+        session_id = await _within_webhook_deadline(
             partial(
                 rt.store.create_session,
                 record.tenant_id,
@@ -135,6 +156,10 @@ async def incoming_call(rt: Runtime) -> Response:
                 admission_ttl_s=ADMISSION_TTL_S,
             )
         )
+    except (StorageError, trio.TooSlowError) as exc:
+        rt.admission.release_stream(key)
+        refuse(rt.admission.metrics, INCOMING, exc)
+        return twiml_response(outage_twiml(record.spec))
     except BaseException:
         rt.admission.release_stream(key)
         raise
@@ -148,6 +173,13 @@ async def incoming_call(rt: Runtime) -> Response:
     return twiml_response(twiml)
 
 
+async def _within_webhook_deadline(sync_fn: Callable[..., T], *args: Any) -> T:
+    """``sync_fn(*args)`` in a thread, given up after :data:`WEBHOOK_DATABASE_TIMEOUT_S`
+    (raises ``trio.TooSlowError``; the thread is left to finish on its own)."""
+    with trio.fail_after(WEBHOOK_DATABASE_TIMEOUT_S):
+        return await trio.to_thread.run_sync(sync_fn, *args, abandon_on_cancel=True)
+
+
 async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
     """One Twilio Media Stream: admit it, then run the call on it."""
     await ws.accept()
@@ -158,11 +190,17 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
         return
     token = start.custom_parameters.get("token", "")
     token_hash = admission_hash(token)
-    admission = (
-        await trio.to_thread.run_sync(rt.store.consume_admission, token_hash, start.call_sid)
-        if token
-        else None
-    )
+    try:
+        admission = (
+            await trio.to_thread.run_sync(rt.store.consume_admission, token_hash, start.call_sid)
+            if token
+            else None
+        )
+    except StorageError as exc:
+        refuse(rt.admission.metrics, STREAM, exc)
+        rt.admission.release_stream(reservation_key(token_hash))  # this call will not come
+        await ws.close(INTERNAL_ERROR, OUTAGE_REASON)
+        return
     claimed = start.custom_parameters.get("session_id")
     if admission is None or (claimed is not None and claimed != str(admission.session_id)):
         log.warning(
@@ -174,9 +212,14 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
         await ws.close(POLICY_VIOLATION, "admission token missing, invalid, expired or used")
         return
 
-    agent = await trio.to_thread.run_sync(
-        rt.store.get_agent, admission.tenant_id, admission.agent_id
-    )
+    try:
+        agent = await trio.to_thread.run_sync(
+            rt.store.get_agent, admission.tenant_id, admission.agent_id
+        )
+    except StorageError as exc:  # the database went away after the token was spent
+        refuse(rt.admission.metrics, STREAM, exc)
+        await ws.close(INTERNAL_ERROR, OUTAGE_REASON)
+        return
     local = agent.mode == "local"
     with rt.admission.claim_stream(STREAM, reservation_key(token_hash), local=local):
         await _run_stream(ws, rt, start, admission, agent)
@@ -185,15 +228,18 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
 async def _run_stream(
     ws: AsgiWebSocket, rt: Runtime, start: wire.Start, admission: Admission, agent: AgentSpec
 ) -> None:
-    await trio.to_thread.run_sync(
-        partial(
-            rt.store.mark_session,
-            admission.tenant_id,
-            admission.session_id,
-            status="active",
-            stream_sid=start.stream_sid,
+    try:
+        await trio.to_thread.run_sync(
+            partial(
+                rt.store.mark_session,
+                admission.tenant_id,
+                admission.session_id,
+                status="active",
+                stream_sid=start.stream_sid,
+            )
         )
-    )
+    except StorageError as exc:  # admitted: the call goes on, its events spool
+        log.warning("session not marked active; the call goes on", error=str(exc)[:300])
     ctx = CallContext(
         session_id=admission.session_id,
         tenant_id=admission.tenant_id,

@@ -17,7 +17,8 @@ session is the tenant's and the agent's, and that the ``jti`` was never used
 (:meth:`Store.consume_token`; only this last step writes, and only on
 success). It answers :class:`Admitted` or :class:`Rejected` (an HTTP status,
 401 or 403, and a short reason; 503 when the database cannot answer), and
-logs one ``auth.rejected`` line per refusal.
+logs one ``auth.rejected`` line per refusal of a credential (a 503 is the
+door's to log: the credential was not judged).
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class Rejected:
     status: int
     reason: str
     carrier: Carrier | None = None
+    cause: str | None = None
+    """For a 503: why the database could not answer (for the log, never the client)."""
 
 
 def offered_subprotocols(headers: Mapping[str, str]) -> list[str]:
@@ -137,10 +140,15 @@ async def check_handshake(
     carrier: Carrier | None = tokens[0][0] if tokens else None
     result = await _check(tokens, keyring, issuer, store, session_id, now)
     if isinstance(result, Rejected):
-        log.warning(
-            "auth.rejected", door=door, carrier=carrier, status=result.status, reason=result.reason
-        )
-        return Rejected(result.status, result.reason, carrier)
+        if result.cause is None:
+            log.warning(
+                "auth.rejected",
+                door=door,
+                carrier=carrier,
+                status=result.status,
+                reason=result.reason,
+            )
+        return Rejected(result.status, result.reason, carrier, result.cause)
     if SUBPROTOCOL not in offered_subprotocols(headers):
         return result
     return Admitted(result.claims, result.carrier, SUBPROTOCOL)
@@ -176,9 +184,9 @@ async def _check(
                 expires_at=datetime.fromtimestamp(claims.expires_at, UTC),
             )
         )
-    except StorageError:
-        log.exception("the token could not be checked against the database")
-        return Rejected(503, "cannot check the token now; try again", carrier)
+    except StorageError as exc:
+        cause = str(exc) or type(exc).__name__
+        return Rejected(503, "cannot check the token now; try again", carrier, cause)
     if outcome != "ok":
         status, reason = _CONSUME_REFUSALS[outcome]
         return Rejected(status, reason, carrier)

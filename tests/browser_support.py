@@ -22,6 +22,7 @@ import trio_websocket
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from switchboard.actors.local.tts import synthesize_at
 from switchboard.orchestrator import browser_routes
 from switchboard.orchestrator.agent_file import load_agent_file
 from switchboard.orchestrator.app import create_app
@@ -144,3 +145,15 @@ async def messages(
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def of(seen: list[dict[str, Any]], event: str, **fields: Any) -> list[dict[str, Any]]:
+    return [m for m in seen if m["event"] == event and all(m[k] == v for k, v in fields.items())]
+
+
+async def say(ws: trio_websocket.WebSocketConnection, text: str, rate: int) -> None:
+    """The caller's line then 1.5 s of silence, in 20 ms messages (faster than real time)."""
+    pcm = synthesize_at(text, rate).tobytes() + bytes(rate * 3)
+    step = rate // 50 * 2
+    for i in range(0, len(pcm), step):
+        await ws.send_message(json.dumps({"event": "audio", "payload": b64(pcm[i : i + step])}))

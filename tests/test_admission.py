@@ -225,6 +225,27 @@ async def test_a_draining_server_refuses_the_twilio_webhook(h: Harness, store: S
     assert await ready(h) == (503, {"status": "draining"})
 
 
+async def test_a_stream_whose_webhook_was_answered_before_the_drain_is_admitted(
+    h: Harness, store: Store
+) -> None:
+    """Drain covers the webhook (a new call is refused) but not a stream already promised:
+    its caller heard the call connect, so it is admitted and runs while the server drains."""
+    await busy_agent(store, "message")
+    parameters = stream_parameters(await webhook(h))
+    h.rt.draining = True
+    assert [e.tag for e in await webhook(h)] == ["Say", "Hangup"]  # a new call: refused
+
+    encoder = wire.InboundEncoder("MZ" + "1" * 32, "CA" + "0" * 32, "AC" + "2" * 32)
+    async with trio_websocket.open_websocket_url(h.ws_url + "/twilio/stream") as ws:
+        await ws.send_message(encoder.connected())
+        await ws.send_message(encoder.start(parameters))
+        with trio.fail_after(20):
+            while not isinstance(wire.parse_outbound(await ws.get_message()), wire.OutboundMedia):
+                pass  # the greeting: the call runs
+        assert 'switchboard_calls_in_progress{door="twilio.stream"} 1.0' in await metrics_text(h)
+        await ws.send_message(encoder.stop())
+
+
 async def test_ready_is_503_while_postgresql_does_not_answer(h: Harness) -> None:
     """Issue 11: with PostgreSQL stopped /ready stayed 200 and the balancer kept sending
     calls that could not start. A closed port stands in for the stopped database."""

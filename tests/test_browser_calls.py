@@ -9,26 +9,23 @@ and the line closing after the agent's goodbye.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-from uuid import uuid4
 
 import numpy as np
 import pytest
+import structlog
 import trio
 import trio_websocket
-from browser_support import Harness, b64, messages, start_harness
+from browser_support import Harness, messages, of, say, start_harness
 
-from switchboard.actors.local.tts import synthesize_at
-from switchboard.actors.messages import CallEvent
 from switchboard.codecs import browser_protocol as wire
-from switchboard.orchestrator import browser_routes
 from switchboard.orchestrator.admission import Admission
-from switchboard.orchestrator.browser_routes import feed_call_events
-from switchboard.orchestrator.errors import StorageError
+from switchboard.orchestrator.browser_routes import PageFeed
 from switchboard.orchestrator.server import drain
-from switchboard.orchestrator.store import Store
+from switchboard.orchestrator.store import EventRow, Store
 
 
 @pytest.fixture
@@ -42,18 +39,6 @@ async def h(
     return await start_harness(nursery, store, database_url, tmp_path, monkeypatch)
 
 
-def of(seen: list[dict[str, Any]], event: str, **fields: Any) -> list[dict[str, Any]]:
-    return [m for m in seen if m["event"] == event and all(m[k] == v for k, v in fields.items())]
-
-
-async def say(ws: trio_websocket.WebSocketConnection, text: str, rate: int) -> None:
-    """The caller's line then 1.5 s of silence, in 20 ms messages (faster than real time)."""
-    pcm = synthesize_at(text, rate).tobytes() + bytes(rate * 3)
-    step = rate // 50 * 2
-    for i in range(0, len(pcm), step):
-        await ws.send_message(json.dumps({"event": "audio", "payload": b64(pcm[i : i + step])}))
-
-
 @pytest.mark.parametrize("rate", [16000, 48000])
 async def test_a_browser_call_greets_answers_runs_the_tool_and_hangs_up(
     h: Harness, rate: int
@@ -63,7 +48,9 @@ async def test_a_browser_call_greets_answers_runs_the_tool_and_hangs_up(
     async with trio_websocket.open_websocket_url(
         url, subprotocols=["switchboard.v1", session["token"]]
     ) as ws:
-        greeting = await messages(ws, lambda m: of(m, "transcript", role="agent"), 20)
+        greeting = await messages(
+            ws, lambda m: of(m, "transcript", role="agent") and of(m, "audio_end"), 20
+        )
         assert greeting[0] == {
             "event": "session",
             "session_id": session["session_id"],
@@ -175,35 +162,29 @@ async def test_drain_waits_for_the_calls_in_flight_then_gives_up_at_its_timeout(
     assert abs(trio.current_time() - t1 - 60) < 0.2
 
 
-class _FlakyEvents:
-    """A store whose events cannot be read during an outage (PostgreSQL stopped): poll
-    ``n`` sees the events up to ``seq`` n, and polls ``outage[0]`` to ``outage[1]`` fail."""
-
-    def __init__(self, rows: list[dict[str, Any]], outage: tuple[int, int]) -> None:
-        self.rows, self.outage, self.polls = rows, outage, 0
-
-    def read_events(self, tenant_id: Any, session_id: Any, *, after_seq: int) -> list[Any]:
-        self.polls += 1
-        if self.outage[0] <= self.polls <= self.outage[1]:
-            raise StorageError("connection refused")
-        return [r for r in self.rows if after_seq < r["seq"] <= self.polls]
+def _row(seq: int, type_: str) -> EventRow:
+    payload = {"text": "hello"} if type_.startswith("turn:") else {}
+    return EventRow(seq=seq, type=type_, ts=datetime.now(UTC), t_ms=10.0 * seq, payload=payload)
 
 
-async def test_the_page_feed_waits_out_a_database_outage(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 11: one StorageError while polling the events killed every browser call in
-    progress; now the page's feed waits and resumes where it stopped. (Polls counted, not
-    timed: the store's reads run in a thread, which a MockClock would jump past.)"""
-    monkeypatch.setattr(browser_routes, "EVENT_POLL_S", 0.0)
-    rows = [{"seq": i, "type": "turn:agent", "t_ms": 500.0 * i, "payload": {}} for i in range(8)]
-    store = _FlakyEvents(rows, outage=(3, 8))  # six polls without the database
-    ctx = SimpleNamespace(tenant_id=uuid4(), session_id=uuid4())
-    send, receive = trio.open_memory_channel[CallEvent](100)
-    got = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(feed_call_events, store, ctx, send)
-        with trio.fail_after(30):  # a safety net, not a measure
-            for _ in rows:
-                got.append((await receive.receive()).t_ms)
-        nursery.cancel_scope.cancel()
-    assert got == [r["t_ms"] for r in rows]  # every event, once, in order
-    assert store.polls > 8  # the outage was lived through
+async def test_the_page_feed_takes_shown_events_as_logged_and_drops_when_the_page_lags() -> None:
+    """The page's events come from the event logger (never PostgreSQL); the logger is
+    never made to wait: past ``size`` events behind, the newest are dropped and counted,
+    with one warning per stretch of drops."""
+    with structlog.testing.capture_logs() as logs:
+        with PageFeed(size=2) as feed:
+            feed.on_logged(_row(1, "session.start"))  # not shown on the page: not queued
+            for seq in (2, 3, 4, 5):
+                feed.on_logged(_row(seq, "turn:agent"))
+            assert feed.dropped == 2
+            assert (await feed.events.receive()).t_ms == 20.0
+            feed.on_logged(_row(6, "tool:call"))  # room again
+            feed.on_logged(_row(7, "tool:result"))  # behind again: a new warning
+        got = [(e.type, e.t_ms) async for e in feed.events]  # the feed ends with the call
+    assert got == [("turn:agent", 30.0), ("tool:call", 60.0)]
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert warnings == [
+        "page too slow for the call's events; dropping",
+        "page too slow for the call's events; dropping",
+        "events the page never saw",
+    ]
