@@ -211,7 +211,26 @@ class ToolRan:
     ok: bool = True
 
 
-ConversationItem = CallerSaid | AgentSaid | ToolRan
+@dataclass(frozen=True, slots=True)
+class CallerUnheard:
+    """The caller spoke, but no transcript of it reached the conversation: the
+    provider that heard them failed first. The next provider asks them to say it
+    again (``repeat``: what to say, the agent's ``no_match_reply``) rather than
+    answer a turn it does not have, or greet the caller a second time."""
+
+    repeat: str
+
+
+ConversationItem = CallerSaid | AgentSaid | ToolRan | CallerUnheard
+
+UNHEARD_NOTE = "[The caller said something here that was lost on the line: nobody heard it.]"
+"""How a :class:`CallerUnheard` turn reads in a model's history (in place of the text)."""
+
+
+def last_unheard(conversation: tuple[ConversationItem, ...]) -> CallerUnheard | None:
+    """The conversation's last item when it is a :class:`CallerUnheard` (a repeat is owed)."""
+    last = conversation[-1] if conversation else None
+    return last if isinstance(last, CallerUnheard) else None
 
 
 # -- provider -> supervisor ---------------------------------------------------
@@ -231,6 +250,18 @@ class SpeechStarted:
 
 @dataclass(frozen=True, slots=True)
 class SpeechStopped:
+    offset_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechHeard:
+    """The provider heard the caller speaking at ``offset_ms`` of the caller's audio
+    (a piece of input transcription, Gemini Live's only sign of caller speech).
+
+    It marks no turn boundary and is not a barge-in signal: it keeps the call's
+    idle timer from running out while the caller talks.
+    """
+
     offset_ms: float
 
 
@@ -307,6 +338,7 @@ ProviderOutput = (
     ProviderReady
     | SpeechStarted
     | SpeechStopped
+    | SpeechHeard
     | CallerTranscript
     | ResponseStarted
     | AgentAudio

@@ -81,6 +81,7 @@ from .messages import (
     ResponseDone,
     ResponseStarted,
     ShowEvent,
+    SpeechHeard,
     SpeechStarted,
     SpeechStopped,
     ToolCallRequested,
@@ -107,6 +108,12 @@ ApologySource = Callable[[], Awaitable[AudioChunk]]
 """The apology in the caller's format (made ahead with the local voice)."""
 
 APOLOGY_ID = "apology"
+
+MAX_UTTERANCE_S = 60.0
+"""The longest a caller's utterance (a speech start not yet followed by its end or
+its transcript) holds the idle timer: a speech start that never ends (noise a
+provider took for speech, a provider that never reports the end) stops holding
+it after this."""
 
 
 @dataclass
@@ -164,6 +171,10 @@ class Supervisor:
         self._deferred: dict[str, TransferAfterResponse | HangUpAfterResponse] = {}
         self._ending = False
         self._last_caller_speech_s = trio.current_time()
+        self._speaking_since_s: float | None = None  # the caller's utterance in progress
+        self._idle_timeout_s = math.inf
+        self._idle_scope: trio.CancelScope | None = None
+        self._words_lost = False  # caller speech since the last transcript (for a switch)
         self._running: str | None = None  # response started, not done
         self._unheard: str | None = None  # response whose audio is not all heard yet
         self._truncated: set[str] = set()
@@ -216,22 +227,61 @@ class Supervisor:
 
     def _start(self, mode: str, attempt: int, *, greet: bool, respond_now: bool) -> None:
         assert self._slot is not None
+        if respond_now and self._words_lost:
+            # The caller spoke and the provider failed before their words were
+            # transcribed: the next one asks them to say it again.
+            self._conversation.caller_unheard(self.ctx.agent.no_match_reply)
+            self._words_lost = False
         start = ProviderStart(self._conversation.items(), greet=greet, respond_now=respond_now)
         self._slot.start(mode, lambda: self._make_provider(mode, start), generation=attempt)
         self._health.record_attempt(mode)
         self.report.provider = mode
         self._running = None
+        self._speaking_since_s = None  # the next provider reports the caller afresh
+        if self._idle_scope is not None:
+            self._idle_scope.deadline = self._idle_deadline()
 
     async def _watch_idle(self, idle_timeout_s: float) -> None:
-        """End the call after ``idle_timeout_s`` without caller speech (a moving deadline)."""
+        """End the call after ``idle_timeout_s`` without caller speech (a moving deadline).
+
+        Caller speech is whatever the live provider reports of it, each provider
+        with its own detector: speech started or stopped (OpenAI's server VAD,
+        Deepgram's, the local VAD), a transcript, or a piece of input
+        transcription (:class:`SpeechHeard`: Gemini Live, which reports no speech
+        events). The timer restarts at each; while an utterance is under way (a
+        speech start not yet followed by its end or transcript) it does not run,
+        for at most :data:`MAX_UTTERANCE_S`.
+        """
         if not idle_timeout_s or math.isinf(idle_timeout_s):
             return
+        self._idle_timeout_s = idle_timeout_s
         while True:
-            deadline = self._last_caller_speech_s + idle_timeout_s
-            await trio.sleep_until(deadline)
-            if self._last_caller_speech_s + idle_timeout_s <= trio.current_time():
+            with trio.CancelScope(deadline=self._idle_deadline()) as scope:
+                self._idle_scope = scope
+                await trio.sleep_forever()
+            self._idle_scope = None
+            if self._idle_deadline() <= trio.current_time():
                 await self._end_call(f"no caller speech for {idle_timeout_s:g} s")
                 return
+
+    def _idle_deadline(self) -> float:
+        last = self._last_caller_speech_s
+        if self._speaking_since_s is not None:
+            last = max(last, self._speaking_since_s + MAX_UTTERANCE_S)
+        return last + self._idle_timeout_s
+
+    def _caller_spoke(self, now: float, *, speaking: bool | None = None) -> None:
+        """Sign of caller speech at ``now``: restart the idle timer. ``speaking``: an
+        utterance begins (True) or ends (False); None: no boundary."""
+        self._last_caller_speech_s = now
+        if speaking is None:
+            pass
+        elif not speaking:
+            self._speaking_since_s = None
+        elif self._speaking_since_s is None:
+            self._speaking_since_s = now
+        if self._idle_scope is not None:
+            self._idle_scope.deadline = self._idle_deadline()
 
     # -- routing -------------------------------------------------------------
 
@@ -334,6 +384,8 @@ class Supervisor:
             if not interrupted:
                 await self._feed(OutputProduced(now))
         elif isinstance(message, CallerTranscript):
+            self._caller_spoke(now, speaking=False)
+            self._words_lost = self._words_lost and not message.text.strip()
             self._conversation.caller(message)
             await self._emit(
                 "turn:user",
@@ -346,14 +398,19 @@ class Supervisor:
             if not self._utterance_closed:  # an adapter without end-of-speech events
                 await self._feed(CallerFinishedSpeaking(now))
             self._utterance_closed = False
+        elif isinstance(message, SpeechHeard):
+            self._caller_spoke(now)
+            self._words_lost = True
         elif isinstance(message, SpeechStarted):
-            self._last_caller_speech_s = now
+            self._caller_spoke(now, speaking=True)
+            self._words_lost = True
             self._utterance_closed = False
             await self._emit("speech.started", audio_offset_ms=message.offset_ms)
             await self._on_caller_speech()
             await self._feed(CallerStartedSpeaking(now))
         elif isinstance(message, SpeechStopped):
-            self._last_caller_speech_s = now
+            self._caller_spoke(now, speaking=False)
+            self._words_lost = True
             self._utterance_closed = True
             await self._emit("speech.stopped", audio_offset_ms=message.offset_ms)
             await self._feed(CallerFinishedSpeaking(now))
@@ -475,6 +532,8 @@ class Supervisor:
             self._running = None
         greeting = response_id in self._greetings
         interrupted = interrupted_by_provider or response_id in self._truncated
+        if not (greeting or interrupted):
+            self._words_lost = False  # answered: whatever the caller said before is moot
         await self._feed(ResponseEnded(trio.current_time(), greeting, interrupted))
         self.report.turns_completed = self._policy.turns_completed
         await self._emit(

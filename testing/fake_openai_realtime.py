@@ -277,14 +277,16 @@ class _Connection:
         self.fake.utterances += 1
         self.heard_here += 1
         turn_no = self.fake.utterances
-        await self.send(
-            wire.InputAudioTranscriptionCompleted(
-                item_id=item_id,
-                content_index=0,
-                transcript=self.fake.script.turn(turn_no).caller_text,
-                usage_seconds=1.0,
+        stall = self.fake.script.fault("stall", connection=self.number, turn=turn_no)
+        if stall is None or not stall.before_transcript:
+            await self.send(
+                wire.InputAudioTranscriptionCompleted(
+                    item_id=item_id,
+                    content_index=0,
+                    transcript=self.fake.script.turn(turn_no).caller_text,
+                    usage_seconds=1.0,
+                )
             )
-        )
         td = self.session.turn_detection
         if td is not None and td.create_response is not False and self.active is None:
             self.start_response(turn_no, self.fake.script.turn(turn_no), first_part=True)

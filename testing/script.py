@@ -14,7 +14,9 @@ the n-th utterance):
 - ``http_5xx``: refuse the WebSocket handshake (or the HTTP request) with ``status``.
 - ``error_event``: send the provider's error event instead of the answer.
 - ``stall``: stop sending after ``after_audio_ms`` of the answer's audio
-  (0: never answer), keeping the connection open.
+  (0: never answer), keeping the connection open; with ``before_transcript``
+  the caller's transcript is not sent either (OpenAI transcribes the caller
+  asynchronously: a server that stalls may never send it).
 - ``drop``: close the connection abruptly after ``after_messages`` more
   server messages (0: at once) once ``turn`` is reached.
 - ``slow_first_byte``: wait ``delay_ms`` before the first message of the answer.
@@ -84,6 +86,7 @@ class Fault:
     after_audio_ms: float = 0.0
     after_messages: int = 0
     delay_ms: float = 0.0
+    before_transcript: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:

@@ -49,6 +49,7 @@ from ..messages import (
     CallerAudio,
     CallerSaid,
     CallerTranscript,
+    CallerUnheard,
     ConversationItem,
     Outbox,
     ProviderFailed,
@@ -232,10 +233,14 @@ class Pipeline:
         outbox: Outbox,
     ) -> None:
         agent = self.ctx.agent
+        last = self.history[-1] if self.history else None
         if self.greet and agent.greeting.strip():
-            await self._response(outbox, "greeting", None, greeting=agent.greeting)
-        if self.respond_now and self.history and isinstance(self.history[-1], CallerSaid):
+            await self._response(outbox, "greeting", None, fixed=agent.greeting, greeting=True)
+        if self.respond_now and isinstance(last, CallerSaid):
             await self._response(outbox, f"resp_{next(self._ids)}", None)
+        elif self.respond_now and isinstance(last, CallerUnheard) and last.repeat.strip():
+            # The caller's words were lost with the previous provider: ask again.
+            await self._response(outbox, f"resp_{next(self._ids)}", None, fixed=last.repeat)
         async for utterance in turns:
             self.history.append(CallerSaid(utterance.text))
             await self._response(outbox, f"resp_{next(self._ids)}", utterance)
@@ -246,11 +251,13 @@ class Pipeline:
         response_id: str,
         utterance: CallerTranscript | None,
         *,
-        greeting: str | None = None,
+        fixed: str | None = None,
+        greeting: bool = False,
     ) -> None:
+        """Say ``fixed`` (the greeting, a request to repeat) or the thinker's answer."""
         response = _Response(response_id)
         self._remember(response)
-        await outbox.send(ResponseStarted(response_id, greeting=greeting is not None))
+        await outbox.send(ResponseStarted(response_id, greeting=greeting))
         sentences_send, sentences_receive = trio.open_memory_channel[str](math.inf)
         splitter = SentenceSplitter()
 
@@ -274,8 +281,8 @@ class Pipeline:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._speak, response, sentences_receive, outbox)
                 async with sentences_send:
-                    if greeting is not None:
-                        await say(greeting)
+                    if fixed is not None:
+                        await say(fixed)
                     else:
                         await self.thinker(tuple(self.history), utterance, say, call_tool)
                     flush()

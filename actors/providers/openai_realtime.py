@@ -44,6 +44,7 @@ from switchboard.orchestrator.agents import AgentSpec
 from ..audio_convert import ToFormat
 from ..context import AudioFormat, EventSink
 from ..messages import (
+    UNHEARD_NOTE,
     AgentAudio,
     AgentSaid,
     AgentTranscript,
@@ -51,6 +52,7 @@ from ..messages import (
     CallerAudio,
     CallerSaid,
     CallerTranscript,
+    CallerUnheard,
     ConversationItem,
     FailureKind,
     Outbox,
@@ -65,6 +67,7 @@ from ..messages import (
     ToolResult,
     ToProvider,
     TruncateResponse,
+    last_unheard,
 )
 from . import ProviderSetup
 
@@ -119,8 +122,9 @@ def conversation_items(conversation: tuple[ConversationItem, ...]) -> list[wire.
     """The conversation so far as Realtime items (user/assistant text, function calls)."""
     items: list[wire.Item] = []
     for said in conversation:
-        if isinstance(said, CallerSaid):
-            part = wire.ContentPart(type="input_text", text=said.text)
+        if isinstance(said, CallerSaid | CallerUnheard):
+            text = said.text if isinstance(said, CallerSaid) else UNHEARD_NOTE
+            part = wire.ContentPart(type="input_text", text=text)
             items.append(wire.MessageItem(role="user", content=(part,)))
         elif isinstance(said, AgentSaid):
             part = wire.ContentPart(type="output_text", text=said.text)
@@ -246,6 +250,13 @@ class OpenAIRealtimeProvider:
                 f"Greet the caller by saying exactly this, and nothing else: {agent.greeting}"
             )
             params = wire.ResponseParams(instructions=instructions, metadata=GREETING_METADATA)
+            await self._send(ws, wire.ResponseCreate(response=params))
+        elif setup.respond_now and (unheard := last_unheard(setup.conversation)) is not None:
+            instructions = (
+                "The caller's last words were lost on the line. Ask them to say it again "
+                f"by saying exactly this, and nothing else: {unheard.repeat}"
+            )
+            params = wire.ResponseParams(instructions=instructions)
             await self._send(ws, wire.ResponseCreate(response=params))
         elif setup.respond_now:
             await self._send(ws, wire.ResponseCreate())
