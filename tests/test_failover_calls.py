@@ -8,30 +8,18 @@ asserts on the virtual time at which the caller heard agent audio again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
-from uuid import uuid4
 
 import pytest
 import trio
-from call_harness import FakeTwilio, MemoryStore, transport_for
+from provider_calls import ASSETS, METRICS, Call, place_call
 
-from switchboard.actors.context import PHONE_AUDIO, CallContext
-from switchboard.actors.failover.metrics import FailoverMetrics
-from switchboard.actors.local.assets import APOLOGY_TRANSFER, AssetRegistry
+from switchboard.actors.context import PHONE_AUDIO
+from switchboard.actors.local.assets import APOLOGY_TRANSFER
 from switchboard.actors.messages import AudioChunk
-from switchboard.actors.providers import Endpoints
-from switchboard.codecs import twilio_media as wire
-from switchboard.codecs import ulaw_encode
 from switchboard.orchestrator.agent_file import parse_agent_yaml
-from switchboard.orchestrator.call import CallResources, run_call
-from switchboard.orchestrator.store import EventRow
-from switchboard.testing import Fault, Script, ToolStep, Turn, memory_router
-from switchboard.testing.fake_gemini_live import FakeGeminiLive
-from switchboard.testing.fake_openai_realtime import FakeOpenAIRealtime
-from switchboard.testing.speech import speak
+from switchboard.testing import Fault, Script, ToolStep, Turn
 
 AGENT = parse_agent_yaml(
     "name: fo\ntenant: t\ngreeting: Thanks for calling the clinic.\n"
@@ -39,15 +27,7 @@ AGENT = parse_agent_yaml(
     'transfer_number: "+15005550009"\nidle_timeout_seconds: 60\nintents: []\n'
     'hours: {monday: "09:00-17:00"}\n'
 )
-ENDPOINTS = Endpoints(
-    openai_realtime_url="wss://openai.fake/v1/realtime",
-    openai_api_key="sk-test",
-    gemini_live_url="wss://gemini.fake/ws/BidiGenerateContent",
-    gemini_api_key="g-test",
-)
 SETTINGS = AGENT.failover
-ASSETS = AssetRegistry()
-METRICS = FailoverMetrics()
 LINES = (
     "what are your opening hours",
     "can I book a cleaning",
@@ -72,79 +52,18 @@ def apology_ready() -> None:
     trio.run(prepare)  # in a speech worker, before the tests' virtual clocks start
 
 
-@dataclass
-class Call:
-    ctx: CallContext
-    twilio: FakeTwilio
-    store: MemoryStore
-    openai: FakeOpenAIRealtime
-    gemini: FakeGeminiLive
-
-    def events(self, type_: str | None = None) -> list[EventRow]:
-        rows = [self.store.events[s] for s in sorted(self.store.events)]
-        return [e for e in rows if type_ is None or e.type == type_]
-
-    def at(self, event: EventRow) -> float:
-        """An event's time on the call's clock (seconds, like ``trio.current_time()``)."""
-        return self.ctx.t0 + event.t_ms / 1000
-
-
-def caller_line(text: str) -> bytes:
-    return ulaw_encode(speak(text, 8000))
-
-
 async def run(
     openai: Script, gemini: Script, *, speak_at: Sequence[float], hang_up_at: float
 ) -> Call:
     """Place a call: the caller says LINES[i] at ``speak_at[i]`` s, hangs up at ``hang_up_at``."""
-    fakes = Call(
-        CallContext(
-            uuid4(),
-            uuid4(),
-            uuid4(),
-            AGENT,
-            t0=trio.current_time(),
-            call_sid="CA1",
-            stream_sid="MZ1",
-        ),
-        FakeTwilio(),
-        MemoryStore(),
-        FakeOpenAIRealtime(openai),
-        FakeGeminiLive(gemini),
+    return await place_call(
+        AGENT, openai, gemini, lines=LINES, speak_at=speak_at, hang_up_at=hang_up_at
     )
-    res = CallResources(
-        metrics=METRICS,
-        store=fakes.store,  # type: ignore[arg-type]
-        assets=ASSETS,
-        endpoints=ENDPOINTS,
-        connect=memory_router(
-            {"openai.fake": fakes.openai.handler, "gemini.fake": fakes.gemini.handler}
-        ),
-    )
-    lines = {round(t / 0.02): caller_line(text) for t, text in zip(speak_at, LINES, strict=False)}
-    encoder = wire.InboundEncoder("MZ1", "CA1", "AC1")
-
-    async def caller() -> None:
-        """A phone sends a 20 ms frame every 20 ms: speech when a line is due, else silence."""
-        pending = b""
-        for frame in range(round(hang_up_at / 0.02)):
-            pending += lines.get(frame, b"")
-            payload, pending = (pending[:160], pending[160:]) if pending else (b"\xff" * 160, b"")
-            await fakes.twilio.to_server.send(encoder.media(payload.ljust(160, b"\xff")))
-            await trio.sleep(0.02)
-        await fakes.twilio.to_server.send(encoder.stop())
-
-    async with trio.open_nursery() as nursery:
-        fakes.twilio.nursery = nursery
-        nursery.start_soon(caller)
-        await run_call(fakes.ctx, transport_for(fakes.ctx, fakes.twilio), res)
-        nursery.cancel_scope.cancel()
-    return fakes
 
 
 def gemini_context(call: Call) -> str:
     """Everything the Gemini fake was told as conversation context, as one JSON string."""
-    return json.dumps([repr(m) for m in call.gemini.received])
+    return call.gemini_context()
 
 
 async def test_a_5xx_at_the_handshake_hands_the_greeting_to_the_next_link(
