@@ -115,6 +115,9 @@ async def test_a_stall_mid_answer_switches_and_the_next_provider_hears_the_turn(
     # The new provider starts from the conversation: turn 1's caller text, answered at once.
     assert LINES[0] in gemini_context(call)
     assert any(e.payload["text"] == "We open at nine." for e in call.events("turn:agent"))
+    # The seeded text turn is context, not caller speech: one turn:user, with audio times.
+    (user,) = call.events("turn:user")
+    assert user.payload["text"] == LINES[0] and user.payload["audio_end_ms"] > 0
     # The caller's silence: from the end of the stalled audio to the backup's answer.
     silent_from, heard_again = call.twilio.heard_again_after(call.at(failed))
     gap_ms = (heard_again - silent_from) * 1000
@@ -223,3 +226,49 @@ async def test_every_link_failing_before_the_lock_ends_in_the_local_apology_and_
     assert call.events("transfer")
     # The variant that announces the transfer (the agent has a transfer number).
     assert apology.data == TRANSFER_APOLOGY[0].data
+
+
+async def test_a_stall_before_the_callers_words_were_transcribed_asks_them_again_never_greets(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The caller heard the greeting and spoke; the provider stalled before it sent the
+    transcript. The next one has no caller turn to answer and must not greet again: it
+    asks the caller to say it again (the agent's no-match reply), then answers them."""
+    call = await place_call(
+        AGENT,
+        Script(
+            greeting="Thanks for calling the clinic.",
+            turns=(Turn(say="We open at nine.", caller_text=LINES[0]),),
+            faults=(Fault("stall", turn=1, before_transcript=True),),
+        ),
+        Script(
+            greeting="Hello, this is the backup line.",
+            turns=(
+                Turn(say="Sorry, I didn't catch that. Could you say it again?"),
+                Turn(say="We open at nine.", caller_text=LINES[0]),
+            ),
+        ),
+        lines=(LINES[0], LINES[0]),
+        speak_at=(3.0, 12.0),
+        hang_up_at=20.0,
+    )
+    (failed,) = call.events("provider.failed")
+    assert failed.payload["kind"] == "stall" and failed.payload["provider"] == "openai-realtime"
+    said = [e.payload["text"] for e in call.events("turn:agent")]
+    # The caller hears the greeting once, then a request to repeat, then the answer.
+    assert said == [
+        "Thanks for calling the clinic.",
+        "Sorry, I didn't catch that. Could you say it again?",
+        "We open at nine.",
+    ]
+    assert [e.payload["greeting"] for e in call.events("response.start")] == [True, False, False]
+    # The backup was told the caller's words were lost, and what to say.
+    context = call.gemini_context()
+    assert "lost on the line" in context and AGENT.no_match_reply in context
+    # ... at once: the silence is the stall timeout, not the idle timeout.
+    _, heard_again = call.twilio.heard_again_after(call.at(failed))
+    assert heard_again - call.at(failed) <= 0.5
+    # Only what the caller said into a microphone is a caller turn, with its audio times.
+    users = call.events("turn:user")
+    assert [e.payload["text"] for e in users] == [LINES[0]]
+    assert users[0].payload["audio_end_ms"] > users[0].payload["audio_start_ms"] > 0

@@ -252,6 +252,16 @@ def test_connect_timeout_is_declared_from_the_switch_time() -> None:
     assert decision.greet  # still nobody has greeted the caller
 
 
+def test_a_greeting_cut_short_by_a_failure_is_not_said_again() -> None:
+    """Issue 11: the caller heard part of the greeting; the next link must not greet."""
+    policy, _ = started()
+    policy.handle(ProviderConnected(0.1))
+    policy.handle(OutputProduced(0.2))  # the greeting's first audio reaches the caller
+    decision = policy.handle(FailureReported(0.9, "disconnect"))
+    assert isinstance(decision, SwitchTo)
+    assert not decision.greet and not decision.respond_now
+
+
 def test_max_switches_per_call_bounds_the_walk() -> None:
     policy, _ = started(failover=FailoverSettings(max_switches_per_call=1))
     assert isinstance(policy.handle(FailureReported(0.0, "http_5xx")), SwitchTo)
