@@ -402,6 +402,20 @@ class TransferCall:
     call_sid: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class TransferFailed:
+    """A transfer to ``number`` could not be carried out: the call was not redirected.
+
+    ``reason``: ``no_credentials`` (no Twilio REST credentials),
+    ``not_a_phone_call`` (no call SID: a browser or API call) or ``rest_error``
+    (Twilio refused or did not answer); ``detail`` says more.
+    """
+
+    number: str
+    reason: str
+    detail: str
+
+
 # -- everyone -> event logger ----------------------------------------------------
 
 
@@ -424,6 +438,7 @@ ToSupervisor = (
     | ProviderOutput
     | FromProvider
     | ToolResult
+    | TransferFailed
 )
 ToTransport = PlayAudio | MarkPlayback | ClearPlayback | ShowEvent | EndCall
 

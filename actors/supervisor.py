@@ -91,6 +91,7 @@ from .messages import (
     ToTransport,
     TransferAfterResponse,
     TransferCall,
+    TransferFailed,
     TransportFailed,
     TruncateResponse,
 )
@@ -349,6 +350,8 @@ class Supervisor:
             await self._on_mark(message.name)
         elif isinstance(message, CallerDtmf):
             await self._emit("dtmf", digit=message.digit)
+        elif isinstance(message, TransferFailed):
+            await self._on_transfer_failed(message)
         else:
             log.error("unexpected message", message=repr(message))
 
@@ -557,6 +560,16 @@ class Supervisor:
             await self._end_call("agent hung up" if response_id != APOLOGY_ID else "gave up")
         elif isinstance(action, TransferAfterResponse):
             await self._to_tools.send(TransferCall(action.number, self.ctx.call_sid))
+
+    async def _on_transfer_failed(self, message: TransferFailed) -> None:
+        """A deferred transfer was not redirected (the ``transfer`` event says why).
+
+        After the failover apology nobody is left to talk to the caller: end the
+        call now rather than leave them in silence until the idle timeout. With a
+        live provider the conversation simply goes on (the caller can speak).
+        """
+        if self._gave_up:
+            await self._end_call(f"gave up; transfer failed ({message.reason})")
 
     # -- failover ----------------------------------------------------------------
 

@@ -252,8 +252,10 @@ class FakeGeminiLive:
                         (wire.FunctionCall(call_id, turn.tool.name, turn.tool.arguments),)
                     )
                 )
-                await receive.receive()
-                budget_ms = await self._say(conn, turn.then_say, budget_ms)
+                result = await receive.receive()
+                failed = "error" in result.response and turn.tool.on_error
+                then = turn.tool.on_error if failed else turn.then_say
+                budget_ms = await self._say(conn, then, budget_ms)
             conn.session.history.append(wire.ContentTurn("model", turn.text))
             conn.session.answered += 1
             await conn.send(wire.ServerContent(generation_complete=True))

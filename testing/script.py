@@ -46,10 +46,16 @@ FAULT_KINDS: Final = get_args(FaultKind)
 
 @dataclass(frozen=True)
 class ToolStep:
-    """A function call the fake makes: ``name`` with JSON ``arguments``."""
+    """A function call the fake makes: ``name`` with JSON ``arguments``.
+
+    ``on_error``: said instead of the turn's ``then_say`` when the result is an
+    error (fakes whose wire says so: Gemini Live's ``{"error": ...}``), as a
+    model tells the caller that what it tried did not work.
+    """
 
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    on_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -158,7 +164,11 @@ def _turn(data: Mapping[str, Any]) -> Turn:
     tool = data.get("tool")
     return Turn(
         say=str(data.get("say", "")),
-        tool=ToolStep(tool["name"], dict(tool.get("arguments") or {})) if tool else None,
+        tool=(
+            ToolStep(tool["name"], dict(tool.get("arguments") or {}), str(tool.get("on_error", "")))
+            if tool
+            else None
+        ),
         then_say=str(data.get("then_say", "")),
         caller_text=str(data.get("caller_text", Turn.caller_text)),
     )
