@@ -284,11 +284,9 @@ class GeminiLiveProvider:
             )
         unheard = last_unheard(self._setup.conversation)
         if self._setup.respond_now and unheard is not None and not greet:
-            turns.append(
-                wire.ContentTurn(
-                    "user",
-                    "Ask the caller to say it again by saying exactly: " + unheard.repeat,
-                )
+            turns[-1] = wire.ContentTurn(  # the caller's lost turn, and what to say to it
+                "user",
+                f"{UNHEARD_NOTE} Ask them to say it again by saying exactly: {unheard.repeat}",
             )
         if turns:
             complete = greet or self._setup.respond_now
