@@ -223,9 +223,18 @@ async def test_every_link_failing_before_the_lock_ends_in_the_local_apology_and_
     assert heard_s == pytest.approx(apology.duration_ms / 1000, abs=0.03)  # all of it
     _, first_heard = call.twilio.heard_again_after(call.ctx.t0)
     assert first_heard - call.ctx.t0 < 0.25
-    assert call.events("transfer")
     # The variant that announces the transfer (the agent has a transfer number).
     assert apology.data == TRANSFER_APOLOGY[0].data
+    # This runtime has no Twilio REST credentials: the transfer cannot happen, the log
+    # says why, and the call ends at once instead of leaving the caller in silence.
+    (transfer,) = call.events("transfer")
+    assert transfer.payload["redirected"] is False
+    assert transfer.payload["reason"] == "no_credentials"
+    (ending,) = call.events("call.ending")
+    assert ending.payload["reason"] == "gave up; transfer failed (no_credentials)"
+    assert call.at(ending) - call.at(transfer) <= 0.05
+    assert call.twilio.closed_at is not None
+    assert call.twilio.closed_at - call.twilio.heard[-1][1] <= 0.5
 
 
 async def test_a_stall_before_the_callers_words_were_transcribed_asks_them_again_never_greets(
