@@ -477,6 +477,7 @@ class PolicyMachine(RuleBasedStateMachine):
         self.turns = 0
         self.switches = 0
         self.reconnects = 0
+        self.heard_agent = False  # the caller has heard agent audio
         decision = self.policy.handle(CallStarted(self.now, cooling))
         assert isinstance(decision, Connect) and decision.greet
         if any(mode not in cooling for mode in chain):
@@ -501,6 +502,8 @@ class PolicyMachine(RuleBasedStateMachine):
                 self.running.clear()
                 self.gave_up = True
                 self.connected = False
+        if isinstance(decision, SwitchTo | Reconnect):
+            assert not (decision.greet and self.heard_agent), "greeted the caller twice"
         if isinstance(decision, SwitchTo):
             assert self.turns < self.settings.lock_after_turns, "switched after the lock"
             assert decision.mode not in self.cooling, "switched to a link cooling down"
@@ -510,6 +513,7 @@ class PolicyMachine(RuleBasedStateMachine):
 
     def feed(self, *events: object) -> None:
         for event in events:
+            self.heard_agent |= isinstance(event, OutputProduced)
             decision = self.policy.handle(event)  # type: ignore[arg-type]
             assert decision == DoNothing(), f"{event!r} is not a failure but got {decision!r}"
 
