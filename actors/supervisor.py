@@ -629,11 +629,15 @@ class Supervisor:
             self._switched = (failure.mode, decision.mode, failure.turn, self._playout_end_s)
             if isinstance(decision, Reconnect):
                 await self._emit("failover.reconnect", provider=decision.mode, turn=failure.turn)
+            # Words lost with the failed provider are owed a reply even when it never
+            # said the caller had finished (Gemini Live reports no end of speech), unless
+            # the caller is still speaking (the next provider hears the rest).
+            lost = self._words_lost and self._speaking_since_s is None and not decision.greet
             self._start(
                 decision.mode,
                 decision.attempt,
                 greet=decision.greet,
-                respond_now=decision.respond_now,
+                respond_now=decision.respond_now or lost,
             )
         elif isinstance(decision, GiveUp):
             assert failure is not None

@@ -24,7 +24,8 @@ against the ``openai`` package's ``RealtimeServerEvent``):
   the answer goes on after a ``function_call_output`` item and
   ``response.create``), ``response.done``;
 - a ``response.create`` before the caller spoke is answered with the
-  script's greeting; later, with the answer to the last utterance;
+  script's greeting; later, with the answer to the last utterance (a
+  ``user`` message item created by the client counts as one);
 - barge-in: speech starting while a response runs cancels it
   (``response.done`` with status ``cancelled``); ``response.cancel`` too;
   ``conversation.item.truncate`` is recorded in :attr:`truncations` and
@@ -235,6 +236,8 @@ class _Connection:
             item = event.item
             if isinstance(item, wire.FunctionCallOutputItem) and item.call_id == self.waiting_call:
                 self.call_output = True
+            if isinstance(item, wire.MessageItem) and item.role == "user":
+                self.fake.utterances += 1  # a caller turn given as text (after a failover)
             added = replace(item, id=item.id or self.fake.next_id("item"))
             if self.dialect == "beta":
                 await self.send(wire.ConversationItemCreated(item=added))

@@ -8,6 +8,7 @@ asserts on the virtual time at which the caller heard agent audio again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -281,3 +282,40 @@ async def test_a_stall_before_the_callers_words_were_transcribed_asks_them_again
     users = call.events("turn:user")
     assert [e.payload["text"] for e in users] == [LINES[0]]
     assert users[0].payload["audio_end_ms"] > users[0].payload["audio_start_ms"] > 0
+
+
+async def test_a_gemini_drop_before_the_callers_words_were_transcribed_asks_them_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Gemini Live reports no end of speech: the runtime knows the caller spoke only from
+    the pieces of transcription. It drops as it begins its answer; the backup asks the
+    caller to say it again (not silence, not a second greeting), then answers them."""
+    agent = parse_agent_yaml(
+        "name: fo2\ntenant: t\ngreeting: Thanks for calling the clinic.\n"
+        "instructions: You are a receptionist.\nmode: gemini-live\n"
+        "fallback: [openai-realtime]\nidle_timeout_seconds: 60\nintents: []\n"
+    )
+    repeat = "Sorry, I didn't catch that. Could you say it again?"
+    call = await place_call(
+        agent,
+        Script(
+            greeting="Hello, this is the backup line.",
+            turns=(Turn(say=repeat), Turn(say="We open at nine.", caller_text=LINES[0])),
+        ),
+        Script(
+            greeting="Thanks for calling the clinic.",
+            turns=(Turn(say="We open at nine.", caller_text=LINES[0]),),
+            faults=(Fault("drop", turn=1),),
+        ),
+        lines=(LINES[0], LINES[0]),
+        speak_at=(3.0, 12.0),
+        hang_up_at=20.0,
+    )
+    (failed,) = call.events("provider.failed")
+    assert (failed.payload["provider"], failed.payload["kind"]) == ("gemini-live", "disconnect")
+    said = [e.payload["text"] for e in call.events("turn:agent")]
+    assert said == ["Thanks for calling the clinic.", repeat, "We open at nine."]
+    _, heard_again = call.twilio.heard_again_after(call.at(failed))
+    assert heard_again - call.at(failed) <= 0.5
+    asked = [e for e in call.openai.received if e.get("type") == "response.create"]
+    assert agent.no_match_reply in json.dumps(asked[0])
