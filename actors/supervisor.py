@@ -253,8 +253,8 @@ class Supervisor:
         Deepgram's, the local VAD), a transcript, or a piece of input
         transcription (:class:`SpeechHeard`: Gemini Live, which reports no speech
         events). The timer restarts at each; while an utterance is under way (a
-        speech start not yet followed by its end or transcript) it does not run,
-        for at most :data:`MAX_UTTERANCE_S`.
+        speech start not yet followed by its end, its transcript or a response)
+        it does not run, for at most :data:`MAX_UTTERANCE_S`.
         """
         if not idle_timeout_s or math.isinf(idle_timeout_s):
             return
@@ -375,6 +375,8 @@ class Supervisor:
         elif isinstance(message, ResponseStarted):
             response_id = _tag(message.response_id, generation)
             self._running = response_id
+            if self._speaking_since_s is not None:  # the provider judged the turn over
+                self._caller_spoke(now, speaking=False)
             if message.greeting:
                 self._greetings.add(response_id)
             await self._emit("response.start", response_id=response_id, greeting=message.greeting)

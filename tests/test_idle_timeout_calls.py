@@ -9,11 +9,18 @@ after they last spoke.
 
 from __future__ import annotations
 
+from uuid import uuid4
+
 import pytest
 import trio
+from call_harness import FakeTwilio, MemoryStore, transport_for
 from provider_calls import place_call
 
+from switchboard.actors.context import CallContext, EventSink
+from switchboard.actors.messages import Outbox, ProviderReady, SpeechStarted, ToProvider
+from switchboard.actors.supervisor import MAX_UTTERANCE_S
 from switchboard.orchestrator.agent_file import parse_agent_yaml
+from switchboard.orchestrator.call import CallResources, run_call
 from switchboard.testing import Script, Turn
 from switchboard.testing.speech import speak
 
@@ -88,3 +95,35 @@ async def test_a_caller_in_conversation_is_hung_up_on_only_once_they_stop_speaki
     (ending,) = call.events("call.ending")
     last_said = call.ctx.t0 + spoken[-1] + len(speak(SHORT_LINES[-1], 8000)) / 8000
     assert last_said + IDLE_S <= call.at(ending) <= last_said + IDLE_S + 1.5
+
+
+async def test_a_speech_start_that_never_ends_holds_the_idle_timer_only_so_long(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Noise a provider took for speech, with no end: the call still ends, after
+    MAX_UTTERANCE_S plus the idle timeout, not at max_call_seconds."""
+    import switchboard.orchestrator.call as call_module
+
+    async def deaf_after_a_start(
+        inbox: trio.MemoryReceiveChannel[ToProvider], outbox: Outbox, events: EventSink
+    ) -> None:
+        await outbox.send(ProviderReady("noisy"))
+        await outbox.send(SpeechStarted(offset_ms=1000.0))
+        async for _ in inbox:
+            pass
+
+    monkeypatch.setattr(
+        call_module,
+        "provider_chain",
+        lambda ctx, res, http: (["noisy"], lambda mode, start: deaf_after_a_start, []),
+    )
+    spec = agent("openai-realtime")
+    twilio, store = FakeTwilio(), MemoryStore()
+    ctx = CallContext(uuid4(), uuid4(), uuid4(), spec, t0=trio.current_time(), stream_sid="MZ1")  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        twilio.nursery = nursery
+        report = await run_call(ctx, transport_for(ctx, twilio), CallResources(store=store))  # type: ignore[arg-type]
+        nursery.cancel_scope.cancel()
+    assert report.end_reason == f"no caller speech for {IDLE_S} s"
+    assert twilio.closed_at is not None
+    assert twilio.closed_at - ctx.t0 == pytest.approx(MAX_UTTERANCE_S + IDLE_S, abs=0.5)
