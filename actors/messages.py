@@ -403,6 +403,19 @@ class TransferCall:
 
 
 @dataclass(frozen=True, slots=True)
+class RespondNow:
+    """Respond to the caller now about something the runtime learned after the
+    provider's last response (a transfer it announced did not go through).
+
+    ``note``: what a model is told (it phrases the response); ``say``: what a
+    provider without a model (the local intent policy) says as it is.
+    """
+
+    note: str
+    say: str
+
+
+@dataclass(frozen=True, slots=True)
 class TransferFailed:
     """A transfer to ``number`` could not be carried out: the call was not redirected.
 
@@ -460,5 +473,5 @@ the live provider's inbox (or the swap buffer while none is ready); a frame the 
 has no room for is dropped and counted (:class:`~switchboard.actors.provider_slot.ProviderSlot`).
 Caller audio is the one message that only passes through the supervisor, so it takes no
 channel hop of its own there."""
-ToProvider = CallerAudio | ToolResult | TruncateResponse
+ToProvider = CallerAudio | ToolResult | TruncateResponse | RespondNow
 ToTools = ToolCallRequested | TransferCall

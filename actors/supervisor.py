@@ -78,6 +78,7 @@ from .messages import (
     ProviderOutput,
     ProviderReady,
     ProviderWorking,
+    RespondNow,
     ResponseDone,
     ResponseStarted,
     ShowEvent,
@@ -109,6 +110,9 @@ ApologySource = Callable[[], Awaitable[AudioChunk]]
 """The apology in the caller's format (made ahead with the local voice)."""
 
 APOLOGY_ID = "apology"
+
+TRANSFER_FAILED_SAY = "I'm sorry, I couldn't put you through. Can I help you with anything else?"
+"""What a provider without a model (the local intent policy) says when a transfer failed."""
 
 MAX_UTTERANCE_S = 60.0
 """The longest a caller's utterance (a speech start not yet followed by its end or
@@ -570,11 +574,21 @@ class Supervisor:
         """A deferred transfer was not redirected (the ``transfer`` event says why).
 
         After the failover apology nobody is left to talk to the caller: end the
-        call now rather than leave them in silence until the idle timeout. With a
-        live provider the conversation simply goes on (the caller can speak).
+        call now rather than leave them in silence until the idle timeout. Else
+        the agent, which announced the transfer, is asked to tell the caller it
+        did not happen (:class:`RespondNow`), watched like any owed answer.
         """
+        assert self._slot is not None
         if self._gave_up:
             await self._end_call(f"gave up; transfer failed ({message.reason})")
+            return
+        # The agent announced the transfer: it now tells the caller it did not happen.
+        note = (
+            f"The transfer to {message.number} did not go through ({message.detail}). "
+            "Tell the caller you could not put them through, and offer to help them yourself."
+        )
+        await self._slot.send(RespondNow(note, TRANSFER_FAILED_SAY))
+        await self._feed(ResponseRequested(trio.current_time()))
 
     # -- failover ----------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import uuid4
 
+import httpx
 import trio
 from call_harness import FakeTwilio, MemoryStore, transport_for
 
@@ -20,6 +21,7 @@ from switchboard.actors.context import CallContext
 from switchboard.actors.failover.metrics import FailoverMetrics
 from switchboard.actors.local.assets import AssetRegistry
 from switchboard.actors.providers import Endpoints
+from switchboard.actors.tool_executor import TwilioRest
 from switchboard.codecs import twilio_media as wire
 from switchboard.codecs import ulaw_encode
 from switchboard.orchestrator.agents import AgentSpec
@@ -73,9 +75,12 @@ async def place_call(
     lines: Sequence[str],
     speak_at: Sequence[float],
     hang_up_at: float,
+    twilio_rest: TwilioRest | None = None,
+    http: httpx.AsyncClient | None = None,
 ) -> Call:
     """Place a call: the caller says ``lines[i]`` at ``speak_at[i]`` s, hangs up at
-    ``hang_up_at`` (unless the call ends first)."""
+    ``hang_up_at`` (unless the call ends first). ``twilio_rest`` and ``http``: for
+    transfers (Twilio's REST API behind an ``httpx.MockTransport``)."""
     fakes = Call(
         CallContext(
             uuid4(),
@@ -96,6 +101,8 @@ async def place_call(
         store=fakes.store,  # type: ignore[arg-type]
         assets=ASSETS,
         endpoints=ENDPOINTS,
+        twilio_rest=twilio_rest,
+        http=http,
         connect=memory_router(
             {"openai.fake": fakes.openai.handler, "gemini.fake": fakes.gemini.handler}
         ),

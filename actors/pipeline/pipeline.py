@@ -54,6 +54,7 @@ from ..messages import (
     Outbox,
     ProviderFailed,
     ProviderReady,
+    RespondNow,
     ResponseDone,
     ResponseStarted,
     ToolCallRequested,
@@ -169,7 +170,8 @@ class Pipeline:
         """
         await outbox.send(ProviderReady(self.name))
         audio_send, audio_receive = trio.open_memory_channel[CallerAudio](AUDIO_BUFFER)
-        turns_send, turns_receive = trio.open_memory_channel[CallerTranscript](8)
+        turns_send, turns_receive = trio.open_memory_channel[CallerTranscript | RespondNow](8)
+        notes = turns_send.clone()  # what the runtime asks to be said (RespondNow)
         async with trio.open_nursery() as nursery:
 
             def guarded(fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -188,7 +190,7 @@ class Pipeline:
 
             nursery.start_soon(guarded(listen))
             nursery.start_soon(guarded(lambda: self._respond(turns_receive, outbox)))
-            async with audio_send:
+            async with audio_send, notes:
                 async for message in inbox:
                     if isinstance(message, CallerAudio):
                         await audio_send.send(message)
@@ -198,6 +200,8 @@ class Pipeline:
                             waiter.send_nowait(message)
                     elif isinstance(message, TruncateResponse):
                         self._truncate(message)
+                    elif isinstance(message, RespondNow):
+                        await notes.send(message)
             nursery.cancel_scope.cancel()
 
     async def _fail(self, outbox: Outbox, failure: StageFailed) -> None:
@@ -212,7 +216,7 @@ class Pipeline:
     def _heard(
         self,
         outbox: Outbox,
-        turns: trio.MemorySendChannel[CallerTranscript],
+        turns: trio.MemorySendChannel[CallerTranscript | RespondNow],
     ) -> Callable[[Heard], Awaitable[None]]:
         async def heard(event: Heard) -> None:
             if isinstance(event, CallerTranscript):
@@ -229,7 +233,7 @@ class Pipeline:
 
     async def _respond(
         self,
-        turns: trio.MemoryReceiveChannel[CallerTranscript],
+        turns: trio.MemoryReceiveChannel[CallerTranscript | RespondNow],
         outbox: Outbox,
     ) -> None:
         agent = self.ctx.agent
@@ -242,6 +246,9 @@ class Pipeline:
             # The caller's words were lost with the previous provider: ask again.
             await self._response(outbox, f"resp_{next(self._ids)}", None, fixed=last.repeat)
         async for utterance in turns:
+            if isinstance(utterance, RespondNow):
+                await self._response(outbox, f"resp_{next(self._ids)}", None, fixed=utterance.say)
+                continue
             self.history.append(CallerSaid(utterance.text))
             await self._response(outbox, f"resp_{next(self._ids)}", utterance)
 

@@ -82,6 +82,7 @@ from ..messages import (
     ProviderFailed,
     ProviderOutput,
     ProviderReady,
+    RespondNow,
     ResponseDone,
     ResponseStarted,
     SpeechHeard,
@@ -297,6 +298,9 @@ class GeminiLiveProvider:
             await self._on_caller_audio(message)
         elif isinstance(message, ToolResult):
             await self._on_tool_result(message)
+        elif isinstance(message, RespondNow):
+            note = wire.ContentTurn("user", f"[{message.note}]")
+            await self._send(wire.ClientContent((note,), turn_complete=True))
         else:
             await self._on_truncate(message)
 

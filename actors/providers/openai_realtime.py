@@ -58,6 +58,7 @@ from ..messages import (
     Outbox,
     ProviderFailed,
     ProviderReady,
+    RespondNow,
     ResponseDone,
     ResponseStarted,
     SpeechStarted,
@@ -282,6 +283,11 @@ class OpenAIRealtimeProvider:
                     await self._on_tool_result(ws, message)
                 elif isinstance(message, TruncateResponse):
                     await self._on_truncate(ws, message, outbox, events)
+                elif isinstance(message, RespondNow):
+                    part = wire.ContentPart(type="input_text", text=message.note)
+                    item = wire.MessageItem(role="system", content=(part,))
+                    await self._send(ws, wire.ConversationItemCreate(item=item))
+                    await self._send(ws, wire.ResponseCreate())
         except trio_websocket.ConnectionClosed:
             pass  # the reader reports it
 
