@@ -29,7 +29,6 @@ apology (made ahead with the local voice) and a transfer or a polite end.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +56,7 @@ from .failover.inputs import (
 )
 from .failover.metrics import FailoverMetrics
 from .failover.policy import FailoverPolicy
+from .idle_timer import IdleTimer
 from .messages import (
     SHOWN_EVENT_TYPES,
     AgentAudio,
@@ -114,12 +114,6 @@ APOLOGY_ID = "apology"
 TRANSFER_FAILED_SAY = "I'm sorry, I couldn't put you through. Can I help you with anything else?"
 """What a provider without a model (the local intent policy) says when a transfer failed."""
 
-MAX_UTTERANCE_S = 60.0
-"""The longest a caller's utterance (a speech start not yet followed by its end or
-its transcript) holds the idle timer: a speech start that never ends (noise a
-provider took for speech, a provider that never reports the end) stops holding
-it after this."""
-
 
 @dataclass
 class CallReport:
@@ -175,10 +169,7 @@ class Supervisor:
         self._greetings: set[str] = set()
         self._deferred: dict[str, TransferAfterResponse | HangUpAfterResponse] = {}
         self._ending = False
-        self._last_caller_speech_s = trio.current_time()
-        self._speaking_since_s: float | None = None  # the caller's utterance in progress
-        self._idle_timeout_s = math.inf
-        self._idle_scope: trio.CancelScope | None = None
+        self._idle = IdleTimer(ctx.agent.idle_timeout_seconds, trio.current_time())
         self._words_lost = False  # caller speech since the last transcript (for a switch)
         self._running: str | None = None  # response started, not done
         self._unheard: str | None = None  # response whose audio is not all heard yet
@@ -204,7 +195,7 @@ class Supervisor:
                 )
                 nursery.start_soon(self._watch.run, self._on_deadline)
                 await self._feed(CallStarted(trio.current_time(), self._cooling()))
-                nursery.start_soon(self._watch_idle, agent.idle_timeout_seconds)
+                nursery.start_soon(self._idle.run, self._on_idle)
                 task_status.started()
                 with trio.move_on_after(agent.max_call_seconds) as limit:
                     await self._route()
@@ -245,51 +236,11 @@ class Supervisor:
         self._health.record_attempt(mode)
         self.report.provider = mode
         self._running = None
-        self._speaking_since_s = None  # the next provider reports the caller afresh
-        if self._idle_scope is not None:
-            self._idle_scope.deadline = self._idle_deadline()
+        self._idle.utterance_over(trio.current_time())  # the next provider reports afresh
 
-    async def _watch_idle(self, idle_timeout_s: float) -> None:
-        """End the call after ``idle_timeout_s`` without caller speech (a moving deadline).
-
-        Caller speech is whatever the live provider reports of it, each provider
-        with its own detector: speech started or stopped (OpenAI's server VAD,
-        Deepgram's, the local VAD), a transcript, or a piece of input
-        transcription (:class:`SpeechHeard`: Gemini Live, which reports no speech
-        events). The timer restarts at each; while an utterance is under way (a
-        speech start not yet followed by its end, its transcript or a response)
-        it does not run, for at most :data:`MAX_UTTERANCE_S`.
-        """
-        if not idle_timeout_s or math.isinf(idle_timeout_s):
-            return
-        self._idle_timeout_s = idle_timeout_s
-        while True:
-            with trio.CancelScope(deadline=self._idle_deadline()) as scope:
-                self._idle_scope = scope
-                await trio.sleep_forever()
-            self._idle_scope = None
-            if self._idle_deadline() <= trio.current_time():
-                await self._end_call(f"no caller speech for {idle_timeout_s:g} s")
-                return
-
-    def _idle_deadline(self) -> float:
-        last = self._last_caller_speech_s
-        if self._speaking_since_s is not None:
-            last = max(last, self._speaking_since_s + MAX_UTTERANCE_S)
-        return last + self._idle_timeout_s
-
-    def _caller_spoke(self, now: float, *, speaking: bool | None = None) -> None:
-        """Sign of caller speech at ``now``: restart the idle timer. ``speaking``: an
-        utterance begins (True) or ends (False); None: no boundary."""
-        self._last_caller_speech_s = now
-        if speaking is None:
-            pass
-        elif not speaking:
-            self._speaking_since_s = None
-        elif self._speaking_since_s is None:
-            self._speaking_since_s = now
-        if self._idle_scope is not None:
-            self._idle_scope.deadline = self._idle_deadline()
+    async def _on_idle(self) -> None:
+        """The caller has been silent for ``idle_timeout_seconds`` (:class:`IdleTimer`)."""
+        await self._end_call(f"no caller speech for {self._idle.timeout_s:g} s")
 
     # -- routing -------------------------------------------------------------
 
@@ -379,8 +330,7 @@ class Supervisor:
         elif isinstance(message, ResponseStarted):
             response_id = _tag(message.response_id, generation)
             self._running = response_id
-            if self._speaking_since_s is not None:  # the provider judged the turn over
-                self._caller_spoke(now, speaking=False)
+            self._idle.utterance_over(now)  # the provider judged the caller's turn over
             if message.greeting:
                 self._greetings.add(response_id)
             await self._emit("response.start", response_id=response_id, greeting=message.greeting)
@@ -396,7 +346,7 @@ class Supervisor:
             if not interrupted:
                 await self._feed(OutputProduced(now))
         elif isinstance(message, CallerTranscript):
-            self._caller_spoke(now, speaking=False)
+            self._idle.caller_spoke(now, speaking=False)
             self._words_lost = self._words_lost and not message.text.strip()
             self._conversation.caller(message)
             await self._emit(
@@ -411,17 +361,17 @@ class Supervisor:
                 await self._feed(CallerFinishedSpeaking(now))
             self._utterance_closed = False
         elif isinstance(message, SpeechHeard):
-            self._caller_spoke(now)
+            self._idle.caller_spoke(now)
             self._words_lost = True
         elif isinstance(message, SpeechStarted):
-            self._caller_spoke(now, speaking=True)
+            self._idle.caller_spoke(now, speaking=True)
             self._words_lost = True
             self._utterance_closed = False
             await self._emit("speech.started", audio_offset_ms=message.offset_ms)
             await self._on_caller_speech()
             await self._feed(CallerStartedSpeaking(now))
         elif isinstance(message, SpeechStopped):
-            self._caller_spoke(now, speaking=False)
+            self._idle.caller_spoke(now, speaking=False)
             self._words_lost = True
             self._utterance_closed = True
             await self._emit("speech.stopped", audio_offset_ms=message.offset_ms)
@@ -648,7 +598,7 @@ class Supervisor:
             # Words lost with the failed provider are owed a reply even when it never
             # said the caller had finished (Gemini Live reports no end of speech), unless
             # the caller is still speaking (the next provider hears the rest).
-            lost = self._words_lost and self._speaking_since_s is None and not decision.greet
+            lost = self._words_lost and not self._idle.speaking and not decision.greet
             self._start(
                 decision.mode,
                 decision.attempt,

@@ -17,8 +17,8 @@ from call_harness import FakeTwilio, MemoryStore, transport_for
 from provider_calls import place_call
 
 from switchboard.actors.context import CallContext, EventSink
+from switchboard.actors.idle_timer import MAX_UTTERANCE_S
 from switchboard.actors.messages import Outbox, ProviderReady, SpeechStarted, ToProvider
-from switchboard.actors.supervisor import MAX_UTTERANCE_S
 from switchboard.orchestrator.agent_file import parse_agent_yaml
 from switchboard.orchestrator.call import CallResources, run_call
 from switchboard.testing import Script, Turn
