@@ -24,6 +24,12 @@ AGENT = parse_agent_yaml(
 ASK_FOR_PERSON = "can I speak to a person"
 ASK_HOURS = "what are your opening hours"
 CANNOT = "I'm sorry, I can't put you through right now. I can help you myself."
+TRANSFER_TURN = Turn(  # the model's answer to a caller who asks for a person
+    say="One moment.",
+    tool=ToolStep("transfer_to_human", on_error=CANNOT),
+    then_say="Putting you through now.",
+    caller_text=ASK_FOR_PERSON,
+)
 
 
 async def test_a_transfer_without_rest_credentials_is_refused_at_once_and_the_call_goes_on(
@@ -31,12 +37,7 @@ async def test_a_transfer_without_rest_credentials_is_refused_at_once_and_the_ca
 ) -> None:
     gemini = Script(
         turns=(
-            Turn(
-                say="One moment.",
-                tool=ToolStep("transfer_to_human", on_error=CANNOT),
-                then_say="Putting you through now.",
-                caller_text=ASK_FOR_PERSON,
-            ),
+            TRANSFER_TURN,
             Turn(say="We open at nine.", caller_text=ASK_HOURS),
         )
     )
@@ -76,12 +77,7 @@ async def test_a_transfer_twilio_refuses_after_the_announcement_is_told_to_the_c
     sorry = "I'm sorry, I couldn't put you through. Can I help you with anything else?"
     gemini = Script(
         turns=(
-            Turn(
-                say="One moment.",
-                tool=ToolStep("transfer_to_human", on_error=CANNOT),
-                then_say="Putting you through now.",
-                caller_text=ASK_FOR_PERSON,
-            ),
+            TRANSFER_TURN,
             Turn(say=sorry),  # its answer to the runtime's note
             Turn(say="We open at nine.", caller_text=ASK_HOURS),
         )
