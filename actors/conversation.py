@@ -17,6 +17,7 @@ from .messages import (
     AgentTranscript,
     CallerSaid,
     CallerTranscript,
+    CallerUnheard,
     ConversationItem,
     ToolCallRequested,
     ToolRan,
@@ -34,6 +35,12 @@ class Conversation:
     def caller(self, message: CallerTranscript) -> None:
         if message.text.strip():
             self._items.append(CallerSaid(message.text))
+
+    def caller_unheard(self, repeat: str) -> None:
+        """The caller spoke and no transcript came (the provider failed first);
+        ``repeat`` is what the next provider says to ask for it again."""
+        if not (self._items and isinstance(self._items[-1], CallerUnheard)):
+            self._items.append(CallerUnheard(repeat))
 
     def agent(self, message: AgentTranscript, *, interrupted: bool) -> None:
         if message.text.strip():
@@ -53,4 +60,4 @@ class Conversation:
 
     def last_is_caller(self) -> bool:
         """True when the caller spoke last: their turn still waits for an answer."""
-        return bool(self._items) and isinstance(self._items[-1], CallerSaid)
+        return bool(self._items) and isinstance(self._items[-1], CallerSaid | CallerUnheard)

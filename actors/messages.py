@@ -211,7 +211,26 @@ class ToolRan:
     ok: bool = True
 
 
-ConversationItem = CallerSaid | AgentSaid | ToolRan
+@dataclass(frozen=True, slots=True)
+class CallerUnheard:
+    """The caller spoke, but no transcript of it reached the conversation: the
+    provider that heard them failed first. The next provider asks them to say it
+    again (``repeat``: what to say, the agent's ``no_match_reply``) rather than
+    answer a turn it does not have, or greet the caller a second time."""
+
+    repeat: str
+
+
+ConversationItem = CallerSaid | AgentSaid | ToolRan | CallerUnheard
+
+UNHEARD_NOTE = "[The caller said something here that was lost on the line: nobody heard it.]"
+"""How a :class:`CallerUnheard` turn reads in a model's history (in place of the text)."""
+
+
+def last_unheard(conversation: tuple[ConversationItem, ...]) -> CallerUnheard | None:
+    """The conversation's last item when it is a :class:`CallerUnheard` (a repeat is owed)."""
+    last = conversation[-1] if conversation else None
+    return last if isinstance(last, CallerUnheard) else None
 
 
 # -- provider -> supervisor ---------------------------------------------------
@@ -231,6 +250,18 @@ class SpeechStarted:
 
 @dataclass(frozen=True, slots=True)
 class SpeechStopped:
+    offset_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechHeard:
+    """The provider heard the caller speaking at ``offset_ms`` of the caller's audio
+    (a piece of input transcription, Gemini Live's only sign of caller speech).
+
+    It marks no turn boundary and is not a barge-in signal: it keeps the call's
+    idle timer from running out while the caller talks.
+    """
+
     offset_ms: float
 
 
@@ -307,6 +338,7 @@ ProviderOutput = (
     ProviderReady
     | SpeechStarted
     | SpeechStopped
+    | SpeechHeard
     | CallerTranscript
     | ResponseStarted
     | AgentAudio
@@ -370,6 +402,33 @@ class TransferCall:
     call_sid: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class RespondNow:
+    """Respond to the caller now about something the runtime learned after the
+    provider's last response (a transfer it announced did not go through).
+
+    ``note``: what a model is told (it phrases the response); ``say``: what a
+    provider without a model (the local intent policy) says as it is.
+    """
+
+    note: str
+    say: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransferFailed:
+    """A transfer to ``number`` could not be carried out: the call was not redirected.
+
+    ``reason``: ``no_credentials`` (no Twilio REST credentials),
+    ``not_a_phone_call`` (no call SID: a browser or API call) or ``rest_error``
+    (Twilio refused or did not answer); ``detail`` says more.
+    """
+
+    number: str
+    reason: str
+    detail: str
+
+
 # -- everyone -> event logger ----------------------------------------------------
 
 
@@ -392,6 +451,7 @@ ToSupervisor = (
     | ProviderOutput
     | FromProvider
     | ToolResult
+    | TransferFailed
 )
 ToTransport = PlayAudio | MarkPlayback | ClearPlayback | ShowEvent | EndCall
 
@@ -413,5 +473,5 @@ the live provider's inbox (or the swap buffer while none is ready); a frame the 
 has no room for is dropped and counted (:class:`~switchboard.actors.provider_slot.ProviderSlot`).
 Caller audio is the one message that only passes through the supervisor, so it takes no
 channel hop of its own there."""
-ToProvider = CallerAudio | ToolResult | TruncateResponse
+ToProvider = CallerAudio | ToolResult | TruncateResponse | RespondNow
 ToTools = ToolCallRequested | TransferCall

@@ -29,7 +29,6 @@ apology (made ahead with the local voice) and a transfer or a polite end.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +56,7 @@ from .failover.inputs import (
 )
 from .failover.metrics import FailoverMetrics
 from .failover.policy import FailoverPolicy
+from .idle_timer import IdleTimer
 from .messages import (
     SHOWN_EVENT_TYPES,
     AgentAudio,
@@ -78,9 +78,11 @@ from .messages import (
     ProviderOutput,
     ProviderReady,
     ProviderWorking,
+    RespondNow,
     ResponseDone,
     ResponseStarted,
     ShowEvent,
+    SpeechHeard,
     SpeechStarted,
     SpeechStopped,
     ToolCallRequested,
@@ -90,6 +92,7 @@ from .messages import (
     ToTransport,
     TransferAfterResponse,
     TransferCall,
+    TransferFailed,
     TransportFailed,
     TruncateResponse,
 )
@@ -107,6 +110,9 @@ ApologySource = Callable[[], Awaitable[AudioChunk]]
 """The apology in the caller's format (made ahead with the local voice)."""
 
 APOLOGY_ID = "apology"
+
+TRANSFER_FAILED_SAY = "I'm sorry, I couldn't put you through. Can I help you with anything else?"
+"""What a provider without a model (the local intent policy) says when a transfer failed."""
 
 
 @dataclass
@@ -163,7 +169,8 @@ class Supervisor:
         self._greetings: set[str] = set()
         self._deferred: dict[str, TransferAfterResponse | HangUpAfterResponse] = {}
         self._ending = False
-        self._last_caller_speech_s = trio.current_time()
+        self._idle = IdleTimer(ctx.agent.idle_timeout_seconds, trio.current_time())
+        self._words_lost = False  # caller speech since the last transcript (for a switch)
         self._running: str | None = None  # response started, not done
         self._unheard: str | None = None  # response whose audio is not all heard yet
         self._truncated: set[str] = set()
@@ -188,7 +195,7 @@ class Supervisor:
                 )
                 nursery.start_soon(self._watch.run, self._on_deadline)
                 await self._feed(CallStarted(trio.current_time(), self._cooling()))
-                nursery.start_soon(self._watch_idle, agent.idle_timeout_seconds)
+                nursery.start_soon(self._idle.run, self._on_idle)
                 task_status.started()
                 with trio.move_on_after(agent.max_call_seconds) as limit:
                     await self._route()
@@ -219,22 +226,21 @@ class Supervisor:
 
     def _start(self, mode: str, attempt: int, *, greet: bool, respond_now: bool) -> None:
         assert self._slot is not None
+        if respond_now and self._words_lost:
+            # The caller spoke and the provider failed before their words were
+            # transcribed: the next one asks them to say it again.
+            self._conversation.caller_unheard(self.ctx.agent.no_match_reply)
+            self._words_lost = False
         start = ProviderStart(self._conversation.items(), greet=greet, respond_now=respond_now)
         self._slot.start(mode, lambda: self._make_provider(mode, start), generation=attempt)
         self._health.record_attempt(mode)
         self.report.provider = mode
         self._running = None
+        self._idle.utterance_over(trio.current_time())  # the next provider reports afresh
 
-    async def _watch_idle(self, idle_timeout_s: float) -> None:
-        """End the call after ``idle_timeout_s`` without caller speech (a moving deadline)."""
-        if not idle_timeout_s or math.isinf(idle_timeout_s):
-            return
-        while True:
-            deadline = self._last_caller_speech_s + idle_timeout_s
-            await trio.sleep_until(deadline)
-            if self._last_caller_speech_s + idle_timeout_s <= trio.current_time():
-                await self._end_call(f"no caller speech for {idle_timeout_s:g} s")
-                return
+    async def _on_idle(self) -> None:
+        """The caller has been silent for ``idle_timeout_seconds`` (:class:`IdleTimer`)."""
+        await self._end_call(f"no caller speech for {self._idle.timeout_s:g} s")
 
     # -- routing -------------------------------------------------------------
 
@@ -302,6 +308,8 @@ class Supervisor:
             await self._on_mark(message.name)
         elif isinstance(message, CallerDtmf):
             await self._emit("dtmf", digit=message.digit)
+        elif isinstance(message, TransferFailed):
+            await self._on_transfer_failed(message)
         else:
             log.error("unexpected message", message=repr(message))
 
@@ -322,6 +330,7 @@ class Supervisor:
         elif isinstance(message, ResponseStarted):
             response_id = _tag(message.response_id, generation)
             self._running = response_id
+            self._idle.utterance_over(now)  # the provider judged the caller's turn over
             if message.greeting:
                 self._greetings.add(response_id)
             await self._emit("response.start", response_id=response_id, greeting=message.greeting)
@@ -337,6 +346,8 @@ class Supervisor:
             if not interrupted:
                 await self._feed(OutputProduced(now))
         elif isinstance(message, CallerTranscript):
+            self._idle.caller_spoke(now, speaking=False)
+            self._words_lost = self._words_lost and not message.text.strip()
             self._conversation.caller(message)
             await self._emit(
                 "turn:user",
@@ -349,14 +360,19 @@ class Supervisor:
             if not self._utterance_closed:  # an adapter without end-of-speech events
                 await self._feed(CallerFinishedSpeaking(now))
             self._utterance_closed = False
+        elif isinstance(message, SpeechHeard):
+            self._idle.caller_spoke(now)
+            self._words_lost = True
         elif isinstance(message, SpeechStarted):
-            self._last_caller_speech_s = now
+            self._idle.caller_spoke(now, speaking=True)
+            self._words_lost = True
             self._utterance_closed = False
             await self._emit("speech.started", audio_offset_ms=message.offset_ms)
             await self._on_caller_speech()
             await self._feed(CallerStartedSpeaking(now))
         elif isinstance(message, SpeechStopped):
-            self._last_caller_speech_s = now
+            self._idle.caller_spoke(now, speaking=False)
+            self._words_lost = True
             self._utterance_closed = True
             await self._emit("speech.stopped", audio_offset_ms=message.offset_ms)
             await self._feed(CallerFinishedSpeaking(now))
@@ -478,6 +494,8 @@ class Supervisor:
             self._running = None
         greeting = response_id in self._greetings
         interrupted = interrupted_by_provider or response_id in self._truncated
+        if not (greeting or interrupted):
+            self._words_lost = False  # answered: whatever the caller said before is moot
         await self._feed(ResponseEnded(trio.current_time(), greeting, interrupted))
         self.report.turns_completed = self._policy.turns_completed
         await self._emit(
@@ -501,6 +519,26 @@ class Supervisor:
             await self._end_call("agent hung up" if response_id != APOLOGY_ID else "gave up")
         elif isinstance(action, TransferAfterResponse):
             await self._to_tools.send(TransferCall(action.number, self.ctx.call_sid))
+
+    async def _on_transfer_failed(self, message: TransferFailed) -> None:
+        """A deferred transfer was not redirected (the ``transfer`` event says why).
+
+        After the failover apology nobody is left to talk to the caller: end the
+        call now rather than leave them in silence until the idle timeout. Else
+        the agent, which announced the transfer, is asked to tell the caller it
+        did not happen (:class:`RespondNow`), watched like any owed answer.
+        """
+        assert self._slot is not None
+        if self._gave_up:
+            await self._end_call(f"gave up; transfer failed ({message.reason})")
+            return
+        # The agent announced the transfer: it now tells the caller it did not happen.
+        note = (
+            f"The transfer to {message.number} did not go through ({message.detail}). "
+            "Tell the caller you could not put them through, and offer to help them yourself."
+        )
+        await self._slot.send(RespondNow(note, TRANSFER_FAILED_SAY))
+        await self._feed(ResponseRequested(trio.current_time()))
 
     # -- failover ----------------------------------------------------------------
 
@@ -557,11 +595,15 @@ class Supervisor:
             self._switched = (failure.mode, decision.mode, failure.turn, self._playout_end_s)
             if isinstance(decision, Reconnect):
                 await self._emit("failover.reconnect", provider=decision.mode, turn=failure.turn)
+            # Words lost with the failed provider are owed a reply even when it never
+            # said the caller had finished (Gemini Live reports no end of speech), unless
+            # the caller is still speaking (the next provider hears the rest).
+            lost = self._words_lost and not self._idle.speaking and not decision.greet
             self._start(
                 decision.mode,
                 decision.attempt,
                 greet=decision.greet,
-                respond_now=decision.respond_now,
+                respond_now=decision.respond_now or lost,
             )
         elif isinstance(decision, GiveUp):
             assert failure is not None

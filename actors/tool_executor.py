@@ -7,8 +7,14 @@ Built-in tools (the ones the offline demo needs):
   caller has heard the agent's announcement; the transfer then redirects the
   live call to ``<Dial>`` the agent's ``transfer_number`` through Twilio's REST
   API ("Modify a Call": POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json
-  with ``Twiml``), when Twilio REST credentials are configured. Without them the
-  ``transfer`` event says that nothing was redirected.
+  with ``Twiml``). When the call cannot be redirected at all (no Twilio REST
+  credentials, or no call SID: a browser or API call), the tool fails at once
+  (``ok=False``, an output telling the agent to say so) and the ``transfer``
+  event says why, so the agent tells the caller and the call goes on instead of
+  waiting in silence for a transfer that never comes.
+- A deferred transfer (the tool's, or the failover apology's) that is not
+  redirected is logged (``transfer`` with ``redirected: false``) and reported
+  to the supervisor (:class:`TransferFailed`).
 - ``hangup_call``: answers at once; the call ends once the goodbye is heard.
 
 Each tool runs in its own task with a timeout, so a slow tool never holds up
@@ -37,6 +43,7 @@ from .messages import (
     ToTools,
     TransferAfterResponse,
     TransferCall,
+    TransferFailed,
 )
 
 log = structlog.get_logger("switchboard.tools")
@@ -86,7 +93,7 @@ class ToolExecutor:
 
     async def _call(self, request: ToolCallRequested) -> None:
         with trio.move_on_after(TOOL_TIMEOUT_S) as scope:
-            result = self._run_builtin(request)
+            result = await self._transfer_impossible(request) or self._run_builtin(request)
         if scope.cancelled_caught:
             result = ToolResult(
                 request.call_id,
@@ -120,17 +127,55 @@ class ToolExecutor:
             return result(True, "ending the call", HangUpAfterResponse())
         return result(False, f"unknown tool {request.name!r}")
 
+    def _cannot_redirect(self, call_sid: str | None) -> tuple[str, str] | None:
+        """``(reason, detail)`` when no transfer of this call can be redirected, else None."""
+        if self._twilio is None:
+            return "no_credentials", (
+                "Twilio REST credentials are not configured "
+                "(TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN): the call cannot be redirected"
+            )
+        if not call_sid:
+            return "not_a_phone_call", (
+                "the call has no Twilio call SID (a browser or API call): it cannot be redirected"
+            )
+        return None
+
+    async def _transfer_impossible(self, request: ToolCallRequested) -> ToolResult | None:
+        """``transfer_to_human`` on a call that cannot be redirected: a failed result
+        the agent can say, and the ``transfer`` event with the reason. Else None."""
+        number = self.ctx.agent.transfer_number
+        if request.name != "transfer_to_human" or not number:
+            return None
+        impossible = self._cannot_redirect(self.ctx.call_sid)
+        if impossible is None:
+            return None
+        reason, detail = impossible
+        await self._events.emit(
+            "transfer", number=number, redirected=False, reason=reason, detail=detail
+        )
+        output = (
+            "The transfer is not possible: nobody can be put through on this call. "
+            "Tell the caller you cannot transfer them to a person right now, "
+            "and offer to help them yourself."
+        )
+        return ToolResult(request.call_id, request.name, False, output, request.response_id)
+
     async def _transfer(self, command: TransferCall) -> None:
         outcome: Mapping[str, Any]
-        if self._twilio is None or not command.call_sid:
-            outcome = {
-                "redirected": False,
-                "detail": "Twilio REST credentials are not configured "
-                "(TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN): the call was not redirected",
-            }
+        impossible = self._cannot_redirect(command.call_sid)
+        if impossible is not None:
+            reason, detail = impossible
+            outcome = {"redirected": False, "reason": reason, "detail": detail}
         else:
+            assert self._twilio is not None and command.call_sid
             outcome = await self._redirect(command.number, command.call_sid, self._twilio)
         await self._events.emit("transfer", number=command.number, **outcome)
+        if not outcome["redirected"]:
+            failed = TransferFailed(command.number, outcome["reason"], outcome["detail"])
+            try:
+                await self._to_supervisor.send(failed)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                pass  # the call ended meanwhile
 
     async def _redirect(self, number: str, call_sid: str, twilio: TwilioRest) -> dict[str, Any]:
         twiml = VoiceResponse()
@@ -144,7 +189,11 @@ class ToolExecutor:
                 )
         except (httpx.HTTPError, trio.TooSlowError) as exc:
             log.warning("transfer failed", error=repr(exc))
-            return {"redirected": False, "detail": f"Twilio REST call failed: {exc!r}"}
+            return {
+                "redirected": False,
+                "reason": "rest_error",
+                "detail": f"Twilio REST call failed: {exc!r}",
+            }
         finally:
             if self._http is None:
                 await client.aclose()
@@ -152,5 +201,6 @@ class ToolExecutor:
             return {"redirected": True, "detail": f"HTTP {response.status_code}"}
         return {
             "redirected": False,
+            "reason": "rest_error",
             "detail": f"Twilio answered HTTP {response.status_code}: {response.text[:200]}",
         }

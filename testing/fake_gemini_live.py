@@ -9,16 +9,22 @@ BINARY frames as Google's server does. The fake:
   conversation and the script's turn count go on; an unknown handle is
   closed with 1007, as the real server refuses an invalid argument);
 - hears ``realtimeInput`` audio (PCM16 16 kHz) with :class:`~.speech.Ear`;
-  each utterance that ends is answered with the script's next turn:
-  ``inputTranscription`` (the turn's ``caller_text``), then ``modelTurn``
+  while the caller speaks, sends ``inputTranscription`` pieces of the next
+  turn's ``caller_text`` (a word per 400 ms of speech, the rest when the
+  utterance ends), as the real server transcribes as it hears (it sends no
+  speech events); each utterance that ends is answered with the script's
+  next turn: ``modelTurn``
   audio (eSpeak at 24 kHz, ~100 ms per message, paced with short sleeps)
   with ``outputTranscription``, a ``toolCall`` (waiting for the
   ``toolResponse``), the rest of the answer, ``generationComplete``,
   ``turnComplete`` with ``usageMetadata``, and a ``sessionResumptionUpdate``;
 - answers ``clientContent`` with ``turnComplete``: the greeting when the
   session has not answered anything yet and the turns hold no ``model``
-  turn (the runtime's request to greet), otherwise the answer to the
-  caller's latest turn (``user`` turns count as caller utterances);
+  turn (the runtime's request to greet), or when the last turn is the
+  model's (nothing to answer: a real model greets again), otherwise the
+  answer to the caller's latest turn (``user`` turns count as caller
+  utterances); text turns get no ``inputTranscription`` (the real server
+  transcribes audio only);
 - sends ``interrupted`` and stops its answer when the caller speaks over it;
 - with ``go_away_after_turn=n``: after the n-th answer, sends
   ``sessionResumptionUpdate`` and ``goAway`` (``timeLeft``) and closes the
@@ -54,6 +60,7 @@ __all__ = ["FakeGeminiLive"]
 CHUNK_MS: Final = 100.0
 PACE_S: Final = 0.02  # between audio messages: five times faster than real time
 GO_AWAY_MS: Final = 2000.0
+WORD_MS: Final = 400.0  # of caller speech per word of input transcription
 
 
 @dataclass
@@ -81,6 +88,9 @@ class _Connection:
         self.speaking = False
         self.tool_results: dict[str, trio.MemorySendChannel[wire.FunctionResponse]] = {}
         self.drop_after: int | None = None
+        self.words: list[str] = []  # of the utterance being heard, not yet transcribed
+        self.next_word_ms = 0.0
+        self.first_word = True
 
     async def send(self, *messages: wire.ServerMessage) -> None:
         if self.drop_after is not None:
@@ -158,9 +168,11 @@ class FakeGeminiLive:
                 if not message.turn_complete:
                     conn.session.utterances += sum(t.role == "user" for t in message.turns)
                     continue
-                if conn.session.answered == 0 and not any(
-                    t.role == "model" for t in conn.session.history
-                ):
+                history = conn.session.history
+                greet = conn.session.answered == 0 and not any(t.role == "model" for t in history)
+                if greet or history[-1].role == "model":
+                    # Asked to greet, or given nothing to answer: a model greets (as real
+                    # models did when a switch handed them no caller turn, issue 11).
                     self._start(conn, nursery, 0, Turn(say=self.script.greeting, caller_text=""))
                 else:
                     conn.session.utterances += sum(t.role == "user" for t in message.turns)
@@ -186,10 +198,27 @@ class FakeGeminiLive:
                     conn.answer_scope.cancel()
                     conn.speaking = False
                     await conn.send(wire.ServerContent(interrupted=True))
+                n = conn.session.utterances + 1
+                conn.words = self.script.turn(n).caller_text.split()
+                conn.next_word_ms, conn.first_word = heard.at_ms, True
             else:
+                await self._transcribe(conn, everything=True)
                 conn.session.utterances += 1
                 n = conn.session.utterances
                 self._start(conn, nursery, n, self.script.turn(n))
+        if conn.ear.speaking:
+            await self._transcribe(conn)
+
+    async def _transcribe(self, conn: _Connection, *, everything: bool = False) -> None:
+        """``inputTranscription`` of the caller, as Gemini sends it: while they speak, a
+        word per :data:`WORD_MS` of their speech (the turn's ``caller_text``); the
+        rest once the utterance ends."""
+        while conn.words and (everything or conn.ear.heard_ms >= conn.next_word_ms):
+            word = conn.words.pop(0)
+            piece = word if conn.first_word else " " + word
+            conn.first_word = False
+            await conn.send(wire.ServerContent(input_transcription=piece))
+            conn.next_word_ms += WORD_MS
 
     def _start(self, conn: _Connection, nursery: trio.Nursery, n: int, turn: Turn) -> None:
         if conn.answer_scope is not None:
@@ -213,8 +242,6 @@ class FakeGeminiLive:
                 await trio.sleep(slow.delay_ms / 1000)
             stall = script.fault("stall", connection=c, turn=n)
             budget_ms = stall.after_audio_ms if stall is not None else math.inf
-            if turn.caller_text and n > 0:
-                await conn.send(wire.ServerContent(input_transcription=turn.caller_text))
             budget_ms = await self._say(conn, turn.say, budget_ms)
             if turn.tool is not None:
                 call_id = f"function-call-{next(self._calls)}"
@@ -225,8 +252,10 @@ class FakeGeminiLive:
                         (wire.FunctionCall(call_id, turn.tool.name, turn.tool.arguments),)
                     )
                 )
-                await receive.receive()
-                budget_ms = await self._say(conn, turn.then_say, budget_ms)
+                result = await receive.receive()
+                failed = "error" in result.response and turn.tool.on_error
+                then = turn.tool.on_error if failed else turn.then_say
+                budget_ms = await self._say(conn, then, budget_ms)
             conn.session.history.append(wire.ContentTurn("model", turn.text))
             conn.session.answered += 1
             await conn.send(wire.ServerContent(generation_complete=True))

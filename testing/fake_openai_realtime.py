@@ -24,7 +24,8 @@ against the ``openai`` package's ``RealtimeServerEvent``):
   the answer goes on after a ``function_call_output`` item and
   ``response.create``), ``response.done``;
 - a ``response.create`` before the caller spoke is answered with the
-  script's greeting; later, with the answer to the last utterance;
+  script's greeting; later, with the answer to the last utterance (a
+  ``user`` message item created by the client counts as one);
 - barge-in: speech starting while a response runs cancels it
   (``response.done`` with status ``cancelled``); ``response.cancel`` too;
   ``conversation.item.truncate`` is recorded in :attr:`truncations` and
@@ -235,6 +236,8 @@ class _Connection:
             item = event.item
             if isinstance(item, wire.FunctionCallOutputItem) and item.call_id == self.waiting_call:
                 self.call_output = True
+            if isinstance(item, wire.MessageItem) and item.role == "user":
+                self.fake.utterances += 1  # a caller turn given as text (after a failover)
             added = replace(item, id=item.id or self.fake.next_id("item"))
             if self.dialect == "beta":
                 await self.send(wire.ConversationItemCreated(item=added))
@@ -277,14 +280,16 @@ class _Connection:
         self.fake.utterances += 1
         self.heard_here += 1
         turn_no = self.fake.utterances
-        await self.send(
-            wire.InputAudioTranscriptionCompleted(
-                item_id=item_id,
-                content_index=0,
-                transcript=self.fake.script.turn(turn_no).caller_text,
-                usage_seconds=1.0,
+        stall = self.fake.script.fault("stall", connection=self.number, turn=turn_no)
+        if stall is None or not stall.before_transcript:
+            await self.send(
+                wire.InputAudioTranscriptionCompleted(
+                    item_id=item_id,
+                    content_index=0,
+                    transcript=self.fake.script.turn(turn_no).caller_text,
+                    usage_seconds=1.0,
+                )
             )
-        )
         td = self.session.turn_detection
         if td is not None and td.create_response is not False and self.active is None:
             self.start_response(turn_no, self.fake.script.turn(turn_no), first_part=True)

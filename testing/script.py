@@ -14,7 +14,9 @@ the n-th utterance):
 - ``http_5xx``: refuse the WebSocket handshake (or the HTTP request) with ``status``.
 - ``error_event``: send the provider's error event instead of the answer.
 - ``stall``: stop sending after ``after_audio_ms`` of the answer's audio
-  (0: never answer), keeping the connection open.
+  (0: never answer), keeping the connection open; with ``before_transcript``
+  the caller's transcript is not sent either (OpenAI transcribes the caller
+  asynchronously: a server that stalls may never send it).
 - ``drop``: close the connection abruptly after ``after_messages`` more
   server messages (0: at once) once ``turn`` is reached.
 - ``slow_first_byte``: wait ``delay_ms`` before the first message of the answer.
@@ -44,10 +46,16 @@ FAULT_KINDS: Final = get_args(FaultKind)
 
 @dataclass(frozen=True)
 class ToolStep:
-    """A function call the fake makes: ``name`` with JSON ``arguments``."""
+    """A function call the fake makes: ``name`` with JSON ``arguments``.
+
+    ``on_error``: said instead of the turn's ``then_say`` when the result is an
+    error (fakes whose wire says so: Gemini Live's ``{"error": ...}``), as a
+    model tells the caller that what it tried did not work.
+    """
 
     name: str
     arguments: Mapping[str, Any] = field(default_factory=dict)
+    on_error: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class Fault:
     after_audio_ms: float = 0.0
     after_messages: int = 0
     delay_ms: float = 0.0
+    before_transcript: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -155,7 +164,11 @@ def _turn(data: Mapping[str, Any]) -> Turn:
     tool = data.get("tool")
     return Turn(
         say=str(data.get("say", "")),
-        tool=ToolStep(tool["name"], dict(tool.get("arguments") or {})) if tool else None,
+        tool=(
+            ToolStep(tool["name"], dict(tool.get("arguments") or {}), str(tool.get("on_error", "")))
+            if tool
+            else None
+        ),
         then_say=str(data.get("then_say", "")),
         caller_text=str(data.get("caller_text", Turn.caller_text)),
     )

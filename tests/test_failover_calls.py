@@ -10,28 +10,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
-from uuid import uuid4
 
 import pytest
 import trio
-from call_harness import FakeTwilio, MemoryStore, transport_for
+from provider_calls import ASSETS, METRICS, Call, place_call
 
-from switchboard.actors.context import PHONE_AUDIO, CallContext
-from switchboard.actors.failover.metrics import FailoverMetrics
-from switchboard.actors.local.assets import APOLOGY_TRANSFER, AssetRegistry
+from switchboard.actors.context import PHONE_AUDIO
+from switchboard.actors.local.assets import APOLOGY_TRANSFER
 from switchboard.actors.messages import AudioChunk
-from switchboard.actors.providers import Endpoints
-from switchboard.codecs import twilio_media as wire
-from switchboard.codecs import ulaw_encode
 from switchboard.orchestrator.agent_file import parse_agent_yaml
-from switchboard.orchestrator.call import CallResources, run_call
-from switchboard.orchestrator.store import EventRow
-from switchboard.testing import Fault, Script, ToolStep, Turn, memory_router
-from switchboard.testing.fake_gemini_live import FakeGeminiLive
-from switchboard.testing.fake_openai_realtime import FakeOpenAIRealtime
-from switchboard.testing.speech import speak
+from switchboard.testing import Fault, Script, ToolStep, Turn
 
 AGENT = parse_agent_yaml(
     "name: fo\ntenant: t\ngreeting: Thanks for calling the clinic.\n"
@@ -39,15 +28,7 @@ AGENT = parse_agent_yaml(
     'transfer_number: "+15005550009"\nidle_timeout_seconds: 60\nintents: []\n'
     'hours: {monday: "09:00-17:00"}\n'
 )
-ENDPOINTS = Endpoints(
-    openai_realtime_url="wss://openai.fake/v1/realtime",
-    openai_api_key="sk-test",
-    gemini_live_url="wss://gemini.fake/ws/BidiGenerateContent",
-    gemini_api_key="g-test",
-)
 SETTINGS = AGENT.failover
-ASSETS = AssetRegistry()
-METRICS = FailoverMetrics()
 LINES = (
     "what are your opening hours",
     "can I book a cleaning",
@@ -72,79 +53,18 @@ def apology_ready() -> None:
     trio.run(prepare)  # in a speech worker, before the tests' virtual clocks start
 
 
-@dataclass
-class Call:
-    ctx: CallContext
-    twilio: FakeTwilio
-    store: MemoryStore
-    openai: FakeOpenAIRealtime
-    gemini: FakeGeminiLive
-
-    def events(self, type_: str | None = None) -> list[EventRow]:
-        rows = [self.store.events[s] for s in sorted(self.store.events)]
-        return [e for e in rows if type_ is None or e.type == type_]
-
-    def at(self, event: EventRow) -> float:
-        """An event's time on the call's clock (seconds, like ``trio.current_time()``)."""
-        return self.ctx.t0 + event.t_ms / 1000
-
-
-def caller_line(text: str) -> bytes:
-    return ulaw_encode(speak(text, 8000))
-
-
 async def run(
     openai: Script, gemini: Script, *, speak_at: Sequence[float], hang_up_at: float
 ) -> Call:
     """Place a call: the caller says LINES[i] at ``speak_at[i]`` s, hangs up at ``hang_up_at``."""
-    fakes = Call(
-        CallContext(
-            uuid4(),
-            uuid4(),
-            uuid4(),
-            AGENT,
-            t0=trio.current_time(),
-            call_sid="CA1",
-            stream_sid="MZ1",
-        ),
-        FakeTwilio(),
-        MemoryStore(),
-        FakeOpenAIRealtime(openai),
-        FakeGeminiLive(gemini),
+    return await place_call(
+        AGENT, openai, gemini, lines=LINES, speak_at=speak_at, hang_up_at=hang_up_at
     )
-    res = CallResources(
-        metrics=METRICS,
-        store=fakes.store,  # type: ignore[arg-type]
-        assets=ASSETS,
-        endpoints=ENDPOINTS,
-        connect=memory_router(
-            {"openai.fake": fakes.openai.handler, "gemini.fake": fakes.gemini.handler}
-        ),
-    )
-    lines = {round(t / 0.02): caller_line(text) for t, text in zip(speak_at, LINES, strict=False)}
-    encoder = wire.InboundEncoder("MZ1", "CA1", "AC1")
-
-    async def caller() -> None:
-        """A phone sends a 20 ms frame every 20 ms: speech when a line is due, else silence."""
-        pending = b""
-        for frame in range(round(hang_up_at / 0.02)):
-            pending += lines.get(frame, b"")
-            payload, pending = (pending[:160], pending[160:]) if pending else (b"\xff" * 160, b"")
-            await fakes.twilio.to_server.send(encoder.media(payload.ljust(160, b"\xff")))
-            await trio.sleep(0.02)
-        await fakes.twilio.to_server.send(encoder.stop())
-
-    async with trio.open_nursery() as nursery:
-        fakes.twilio.nursery = nursery
-        nursery.start_soon(caller)
-        await run_call(fakes.ctx, transport_for(fakes.ctx, fakes.twilio), res)
-        nursery.cancel_scope.cancel()
-    return fakes
 
 
 def gemini_context(call: Call) -> str:
     """Everything the Gemini fake was told as conversation context, as one JSON string."""
-    return json.dumps([repr(m) for m in call.gemini.received])
+    return call.gemini_context()
 
 
 async def test_a_5xx_at_the_handshake_hands_the_greeting_to_the_next_link(
@@ -196,6 +116,9 @@ async def test_a_stall_mid_answer_switches_and_the_next_provider_hears_the_turn(
     # The new provider starts from the conversation: turn 1's caller text, answered at once.
     assert LINES[0] in gemini_context(call)
     assert any(e.payload["text"] == "We open at nine." for e in call.events("turn:agent"))
+    # The seeded text turn is context, not caller speech: one turn:user, with audio times.
+    (user,) = call.events("turn:user")
+    assert user.payload["text"] == LINES[0] and user.payload["audio_end_ms"] > 0
     # The caller's silence: from the end of the stalled audio to the backup's answer.
     silent_from, heard_again = call.twilio.heard_again_after(call.at(failed))
     gap_ms = (heard_again - silent_from) * 1000
@@ -301,6 +224,99 @@ async def test_every_link_failing_before_the_lock_ends_in_the_local_apology_and_
     assert heard_s == pytest.approx(apology.duration_ms / 1000, abs=0.03)  # all of it
     _, first_heard = call.twilio.heard_again_after(call.ctx.t0)
     assert first_heard - call.ctx.t0 < 0.25
-    assert call.events("transfer")
     # The variant that announces the transfer (the agent has a transfer number).
     assert apology.data == TRANSFER_APOLOGY[0].data
+    # This runtime has no Twilio REST credentials: the transfer cannot happen, the log
+    # says why, and the call ends at once instead of leaving the caller in silence.
+    (transfer,) = call.events("transfer")
+    assert transfer.payload["redirected"] is False
+    assert transfer.payload["reason"] == "no_credentials"
+    (ending,) = call.events("call.ending")
+    assert ending.payload["reason"] == "gave up; transfer failed (no_credentials)"
+    assert call.at(ending) - call.at(transfer) <= 0.05
+    assert call.twilio.closed_at is not None
+    assert call.twilio.closed_at - call.twilio.heard[-1][1] <= 0.5
+
+
+async def test_a_stall_before_the_callers_words_were_transcribed_asks_them_again_never_greets(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The caller heard the greeting and spoke; the provider stalled before it sent the
+    transcript. The next one has no caller turn to answer and must not greet again: it
+    asks the caller to say it again (the agent's no-match reply), then answers them."""
+    call = await place_call(
+        AGENT,
+        Script(
+            greeting="Thanks for calling the clinic.",
+            turns=(Turn(say="We open at nine.", caller_text=LINES[0]),),
+            faults=(Fault("stall", turn=1, before_transcript=True),),
+        ),
+        Script(
+            greeting="Hello, this is the backup line.",
+            turns=(
+                Turn(say="Sorry, I didn't catch that. Could you say it again?"),
+                Turn(say="We open at nine.", caller_text=LINES[0]),
+            ),
+        ),
+        lines=(LINES[0], LINES[0]),
+        speak_at=(3.0, 12.0),
+        hang_up_at=20.0,
+    )
+    (failed,) = call.events("provider.failed")
+    assert failed.payload["kind"] == "stall" and failed.payload["provider"] == "openai-realtime"
+    said = [e.payload["text"] for e in call.events("turn:agent")]
+    # The caller hears the greeting once, then a request to repeat, then the answer.
+    assert said == [
+        "Thanks for calling the clinic.",
+        "Sorry, I didn't catch that. Could you say it again?",
+        "We open at nine.",
+    ]
+    assert [e.payload["greeting"] for e in call.events("response.start")] == [True, False, False]
+    # The backup was told the caller's words were lost, and what to say.
+    context = call.gemini_context()
+    assert "lost on the line" in context and AGENT.no_match_reply in context
+    # ... at once: the silence is the stall timeout, not the idle timeout.
+    _, heard_again = call.twilio.heard_again_after(call.at(failed))
+    assert heard_again - call.at(failed) <= 0.5
+    # Only what the caller said into a microphone is a caller turn, with its audio times.
+    users = call.events("turn:user")
+    assert [e.payload["text"] for e in users] == [LINES[0]]
+    assert users[0].payload["audio_end_ms"] > users[0].payload["audio_start_ms"] > 0
+
+
+async def test_a_gemini_drop_before_the_callers_words_were_transcribed_asks_them_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Gemini Live reports no end of speech: the runtime knows the caller spoke only from
+    the pieces of transcription. It drops as it begins its answer; the backup asks the
+    caller to say it again (not silence, not a second greeting), then answers them."""
+    agent = parse_agent_yaml(
+        "name: fo2\ntenant: t\ngreeting: Thanks for calling the clinic.\n"
+        "instructions: You are a receptionist.\nmode: gemini-live\n"
+        "fallback: [openai-realtime]\nidle_timeout_seconds: 60\nintents: []\n"
+    )
+    repeat = "Sorry, I didn't catch that. Could you say it again?"
+    call = await place_call(
+        agent,
+        Script(
+            greeting="Hello, this is the backup line.",
+            turns=(Turn(say=repeat), Turn(say="We open at nine.", caller_text=LINES[0])),
+        ),
+        Script(
+            greeting="Thanks for calling the clinic.",
+            turns=(Turn(say="We open at nine.", caller_text=LINES[0]),),
+            faults=(Fault("drop", turn=1),),
+        ),
+        lines=(LINES[0], LINES[0]),
+        speak_at=(3.0, 12.0),
+        hang_up_at=20.0,
+    )
+    (failed,) = call.events("provider.failed")
+    assert (failed.payload["provider"], failed.payload["kind"]) == ("gemini-live", "disconnect")
+    # Not silence until the caller speaks again: the backup asks at once.
+    _, heard_again = call.twilio.heard_again_after(call.at(failed))
+    assert heard_again - call.at(failed) <= 0.5
+    said = [e.payload["text"] for e in call.events("turn:agent")]
+    assert said == ["Thanks for calling the clinic.", repeat, "We open at nine."]
+    asked = [e for e in call.openai.received if e.get("type") == "response.create"]
+    assert agent.no_match_reply in json.dumps(asked[0])

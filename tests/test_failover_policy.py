@@ -252,6 +252,16 @@ def test_connect_timeout_is_declared_from_the_switch_time() -> None:
     assert decision.greet  # still nobody has greeted the caller
 
 
+def test_a_greeting_cut_short_by_a_failure_is_not_said_again() -> None:
+    """Issue 11: the caller heard part of the greeting; the next link must not greet."""
+    policy, _ = started()
+    policy.handle(ProviderConnected(0.1))
+    policy.handle(OutputProduced(0.2))  # the greeting's first audio reaches the caller
+    decision = policy.handle(FailureReported(0.9, "disconnect"))
+    assert isinstance(decision, SwitchTo)
+    assert not decision.greet and not decision.respond_now
+
+
 def test_max_switches_per_call_bounds_the_walk() -> None:
     policy, _ = started(failover=FailoverSettings(max_switches_per_call=1))
     assert isinstance(policy.handle(FailureReported(0.0, "http_5xx")), SwitchTo)
@@ -467,6 +477,7 @@ class PolicyMachine(RuleBasedStateMachine):
         self.turns = 0
         self.switches = 0
         self.reconnects = 0
+        self.heard_agent = False  # the caller has heard agent audio
         decision = self.policy.handle(CallStarted(self.now, cooling))
         assert isinstance(decision, Connect) and decision.greet
         if any(mode not in cooling for mode in chain):
@@ -491,6 +502,8 @@ class PolicyMachine(RuleBasedStateMachine):
                 self.running.clear()
                 self.gave_up = True
                 self.connected = False
+        if isinstance(decision, SwitchTo | Reconnect):
+            assert not (decision.greet and self.heard_agent), "greeted the caller twice"
         if isinstance(decision, SwitchTo):
             assert self.turns < self.settings.lock_after_turns, "switched after the lock"
             assert decision.mode not in self.cooling, "switched to a link cooling down"
@@ -500,6 +513,7 @@ class PolicyMachine(RuleBasedStateMachine):
 
     def feed(self, *events: object) -> None:
         for event in events:
+            self.heard_agent |= isinstance(event, OutputProduced)
             decision = self.policy.handle(event)  # type: ignore[arg-type]
             assert decision == DoNothing(), f"{event!r} is not a failure but got {decision!r}"
 

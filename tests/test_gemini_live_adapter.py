@@ -24,6 +24,7 @@ from switchboard.actors.messages import (
     ProviderReady,
     ResponseDone,
     ResponseStarted,
+    SpeechHeard,
     SpeechStarted,
     ToolCallRequested,
     ToolRan,
@@ -106,8 +107,10 @@ async def test_a_turn_with_a_tool_call(autojump_clock: trio.testing.MockClock) -
         call = await h.next(ToolCallRequested, start)
         assert (call.name, dict(call.arguments)) == ("lookup_hours", {})
         # The caller's words come first, then the response the tool call belongs to.
-        turn = h.out[start:]
-        kinds = [type(m) for m in turn if not isinstance(m, AgentAudio)]
+        # While the caller talks, each piece of input transcription is a sign of speech.
+        turn = [m for m in h.out[start:] if not isinstance(m, AgentAudio | SpeechHeard)]
+        assert len(h.of(SpeechHeard)) == 5  # a piece per word: "what are your opening hours"
+        kinds = [type(m) for m in turn]
         assert kinds == [CallerTranscript, ResponseStarted, ToolCallRequested]
         assert turn[0].text == "what are your opening hours"  # type: ignore[union-attr]
         assert call.response_id == "gemini_1"

@@ -12,6 +12,7 @@ package's published types.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,8 +36,10 @@ from switchboard.actors.messages import (
     AgentTranscript,
     CallerSaid,
     CallerTranscript,
+    CallerUnheard,
     ProviderFailed,
     ProviderReady,
+    RespondNow,
     ResponseDone,
     ResponseStarted,
     SpeechStarted,
@@ -308,6 +311,28 @@ async def test_after_a_switch_the_conversation_is_seeded_and_answered_at_once(
     ]
     assert fake.received_types()[-1] == "response.create"
     assert h.of(ToolCallRequested) == []  # the tool that ran is not run again
+    check_wire(fake)
+
+
+async def test_a_lost_caller_turn_is_seeded_and_the_model_asked_to_have_it_repeated(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    conversation = (AgentSaid("Hello."), CallerUnheard("Sorry, I didn't catch that."))
+    fake = FakeOpenAIRealtime(Script(turns=(Turn(say="Sorry, I didn't catch that."),)))
+    h = await start(nursery, fake, greet=False, respond_now=True, conversation=conversation)
+    await h.wait_for(ResponseDone)
+    assert [s.greeting for s in h.of(ResponseStarted)] == [False]
+    items = [e["item"] for e in received(fake, "conversation.item.create")]
+    assert items[-1]["role"] == "user" and "lost on the line" in json.dumps(items[-1])
+    (create,) = received(fake, "response.create")
+    assert "saying exactly this" in create["response"]["instructions"]
+    assert "Sorry, I didn't catch that." in create["response"]["instructions"]
+    # Later, the runtime asks for a response about what it learned (RespondNow).
+    await h.to_provider.send(RespondNow("The transfer did not go through.", "Sorry."))
+    await h.wait_for(ResponseDone, 2)
+    note = [e["item"] for e in received(fake, "conversation.item.create")][-1]
+    assert note["role"] == "system" and "did not go through" in json.dumps(note)
+    assert fake.received_types()[-1] == "response.create"
     check_wire(fake)
 
 

@@ -25,10 +25,12 @@ from switchboard.actors.messages import (
     CallerAudio,
     CallerSaid,
     CallerTranscript,
+    CallerUnheard,
     CallEvent,
     ConversationItem,
     ProviderFailed,
     ProviderReady,
+    RespondNow,
     ResponseDone,
     ResponseStarted,
     SpeechStarted,
@@ -314,6 +316,33 @@ async def test_after_a_failover_the_last_caller_turn_is_answered_at_once(
     assert isinstance(started, ResponseStarted) and not started.greeting
     assert trio.current_time() - start < 2.0
     assert thinker.histories == [before]
+
+
+async def test_after_a_failover_that_lost_the_callers_words_they_are_asked_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """No caller turn to answer (the transcript never came): no greeting, no model call;
+    the request to repeat is said at once, as a response that is not a greeting."""
+    before = (AgentSaid(AGENT.greeting), CallerUnheard(AGENT.no_match_reply))
+    thinker, voice = ScriptedThinker([]), ScriptedVoice()
+    async with running(thinker, voice, greet=False, respond_now=True, conversation=before) as call:
+        started = await call.next(ResponseStarted)
+        await call.next(ResponseDone)
+    assert isinstance(started, ResponseStarted) and not started.greeting
+    assert voice.texts == [AGENT.no_match_reply] and thinker.histories == []
+
+
+async def test_the_runtime_can_ask_for_a_line_to_be_said_now(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """RespondNow (a transfer that failed after its announcement): the local policy says
+    the runtime's line, and it joins the history."""
+    voice = ScriptedVoice()
+    async with running(ScriptedThinker([]), voice, greet=False) as call:
+        await call.inbox.send(RespondNow("the transfer failed", "I couldn't put you through."))
+        await call.next(ResponseDone)
+    assert voice.texts == ["I couldn't put you through."]
+    assert call.pipeline.history == [AgentSaid("I couldn't put you through.")]
 
 
 async def test_a_failing_voice_ends_the_provider_with_the_failure_kind(

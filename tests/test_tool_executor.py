@@ -21,6 +21,7 @@ from switchboard.actors.messages import (
     ToTools,
     TransferAfterResponse,
     TransferCall,
+    TransferFailed,
 )
 from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
 from switchboard.orchestrator.agent_file import load_agent_file
@@ -77,9 +78,26 @@ async def test_hangup_is_deferred_until_the_goodbye_is_heard(harness: Harness) -
     assert result.ok and result.after_response == HangUpAfterResponse()
 
 
+REST = TwilioRest("AC42", "secret", "https://api.twilio.test")
+
+
+@pytest.mark.parametrize("harness", [(REST, None)], indirect=True)
 async def test_transfer_to_human_defers_the_transfer_to_the_agents_number(harness: Harness) -> None:
     result = await harness.ask("transfer_to_human")
     assert result.ok and result.after_response == TransferAfterResponse("+15005550009")
+
+
+async def test_without_rest_credentials_transfer_to_human_fails_at_once_and_says_why(
+    harness: Harness,
+) -> None:
+    """Issue 11: the agent announced a transfer that never came; the caller sat in silence."""
+    result = await harness.ask("transfer_to_human")
+    assert not result.ok and result.after_response is None
+    assert "not possible" in result.output  # the agent is told to say so
+    event = await harness.events.receive()
+    assert event.type == "transfer"
+    assert event.payload["redirected"] is False and event.payload["reason"] == "no_credentials"
+    assert "TWILIO_ACCOUNT_SID" in event.payload["detail"]
 
 
 async def test_an_unknown_tool_is_a_failed_result_not_a_crash(harness: Harness) -> None:
@@ -130,6 +148,10 @@ async def test_with_rest_credentials_the_live_call_is_redirected_to_dial(harness
     ],
     indirect=True,
 )
-async def test_a_refused_redirect_is_reported_in_the_event(harness: Harness) -> None:
+async def test_a_refused_redirect_is_reported_in_the_event_and_to_the_supervisor(
+    harness: Harness,
+) -> None:
     event = await harness.transfer()
     assert event.payload["redirected"] is False and "HTTP 404" in event.payload["detail"]
+    failed = await harness.results.receive()
+    assert failed == TransferFailed("+15005550009", "rest_error", event.payload["detail"])

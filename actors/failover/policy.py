@@ -139,7 +139,7 @@ class FailoverPolicy:
         self._turns = 0
         self._switches = 0
         self._reconnects = 0
-        self._greeted = False  # the greeting ended (heard, or cut short by the caller)
+        self._greeted = False  # the caller heard agent audio, or the greeting ended
         self._answer_due = False  # the caller is owed an answer
         self._utterance_pending = False  # a finished caller utterance not yet answered
         self._output_since_due = False  # output produced since the answer became due
@@ -225,6 +225,7 @@ class FailoverPolicy:
                 if self._phase == "connecting":
                     self._await_if_owed(at_s)
             case OutputProduced(at_s=at_s):
+                self._greeted = True  # the caller has heard the agent: never greet again
                 self._output_since_due = True
                 self._watch("speaking", at_s)
             case ProgressReported(at_s=at_s):
@@ -374,6 +375,8 @@ class FailoverPolicy:
         return GiveUp(self.transfer_number, failed, failure, tuple(suppressed))
 
     def _owed(self) -> tuple[bool, bool]:
-        """``(greet, respond_now)`` for the next provider."""
+        """``(greet, respond_now)`` for the next provider: greet only a caller who has
+        heard no agent audio yet (a greeting cut short by a failure is not said
+        twice); answer at once when an answer is owed."""
         greet = not self._greeted
         return greet, self._answer_due and not greet

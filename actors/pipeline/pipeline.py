@@ -49,10 +49,12 @@ from ..messages import (
     CallerAudio,
     CallerSaid,
     CallerTranscript,
+    CallerUnheard,
     ConversationItem,
     Outbox,
     ProviderFailed,
     ProviderReady,
+    RespondNow,
     ResponseDone,
     ResponseStarted,
     ToolCallRequested,
@@ -168,7 +170,8 @@ class Pipeline:
         """
         await outbox.send(ProviderReady(self.name))
         audio_send, audio_receive = trio.open_memory_channel[CallerAudio](AUDIO_BUFFER)
-        turns_send, turns_receive = trio.open_memory_channel[CallerTranscript](8)
+        turns_send, turns_receive = trio.open_memory_channel[CallerTranscript | RespondNow](8)
+        notes = turns_send.clone()  # what the runtime asks to be said (RespondNow)
         async with trio.open_nursery() as nursery:
 
             def guarded(fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -187,7 +190,7 @@ class Pipeline:
 
             nursery.start_soon(guarded(listen))
             nursery.start_soon(guarded(lambda: self._respond(turns_receive, outbox)))
-            async with audio_send:
+            async with audio_send, notes:
                 async for message in inbox:
                     if isinstance(message, CallerAudio):
                         await audio_send.send(message)
@@ -197,6 +200,8 @@ class Pipeline:
                             waiter.send_nowait(message)
                     elif isinstance(message, TruncateResponse):
                         self._truncate(message)
+                    elif isinstance(message, RespondNow):
+                        await notes.send(message)
             nursery.cancel_scope.cancel()
 
     async def _fail(self, outbox: Outbox, failure: StageFailed) -> None:
@@ -211,7 +216,7 @@ class Pipeline:
     def _heard(
         self,
         outbox: Outbox,
-        turns: trio.MemorySendChannel[CallerTranscript],
+        turns: trio.MemorySendChannel[CallerTranscript | RespondNow],
     ) -> Callable[[Heard], Awaitable[None]]:
         async def heard(event: Heard) -> None:
             if isinstance(event, CallerTranscript):
@@ -228,15 +233,22 @@ class Pipeline:
 
     async def _respond(
         self,
-        turns: trio.MemoryReceiveChannel[CallerTranscript],
+        turns: trio.MemoryReceiveChannel[CallerTranscript | RespondNow],
         outbox: Outbox,
     ) -> None:
         agent = self.ctx.agent
+        last = self.history[-1] if self.history else None
         if self.greet and agent.greeting.strip():
-            await self._response(outbox, "greeting", None, greeting=agent.greeting)
-        if self.respond_now and self.history and isinstance(self.history[-1], CallerSaid):
+            await self._response(outbox, "greeting", None, fixed=agent.greeting, greeting=True)
+        if self.respond_now and isinstance(last, CallerSaid):
             await self._response(outbox, f"resp_{next(self._ids)}", None)
+        elif self.respond_now and isinstance(last, CallerUnheard) and last.repeat.strip():
+            # The caller's words were lost with the previous provider: ask again.
+            await self._response(outbox, f"resp_{next(self._ids)}", None, fixed=last.repeat)
         async for utterance in turns:
+            if isinstance(utterance, RespondNow):
+                await self._response(outbox, f"resp_{next(self._ids)}", None, fixed=utterance.say)
+                continue
             self.history.append(CallerSaid(utterance.text))
             await self._response(outbox, f"resp_{next(self._ids)}", utterance)
 
@@ -246,11 +258,13 @@ class Pipeline:
         response_id: str,
         utterance: CallerTranscript | None,
         *,
-        greeting: str | None = None,
+        fixed: str | None = None,
+        greeting: bool = False,
     ) -> None:
+        """Say ``fixed`` (the greeting, a request to repeat) or the thinker's answer."""
         response = _Response(response_id)
         self._remember(response)
-        await outbox.send(ResponseStarted(response_id, greeting=greeting is not None))
+        await outbox.send(ResponseStarted(response_id, greeting=greeting))
         sentences_send, sentences_receive = trio.open_memory_channel[str](math.inf)
         splitter = SentenceSplitter()
 
@@ -274,8 +288,8 @@ class Pipeline:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._speak, response, sentences_receive, outbox)
                 async with sentences_send:
-                    if greeting is not None:
-                        await say(greeting)
+                    if fixed is not None:
+                        await say(fixed)
                     else:
                         await self.thinker(tuple(self.history), utterance, say, call_tool)
                     flush()

@@ -28,9 +28,11 @@ from switchboard.codecs import chat_completions as chat
 from switchboard.orchestrator.agents import AgentSpec
 
 from ..messages import (
+    UNHEARD_NOTE,
     AgentSaid,
     CallerSaid,
     CallerTranscript,
+    CallerUnheard,
     ConversationItem,
     FailureKind,
     ToolRan,
@@ -74,6 +76,8 @@ def history_messages(history: Sequence[ConversationItem]) -> list[dict[str, Any]
     for item in history:
         if isinstance(item, CallerSaid):
             messages.append({"role": "user", "content": item.text})
+        elif isinstance(item, CallerUnheard):
+            messages.append({"role": "user", "content": UNHEARD_NOTE})
         elif isinstance(item, AgentSaid):
             if item.text:
                 messages.append({"role": "assistant", "content": item.text})

@@ -19,6 +19,9 @@ Mapping to the supervisor's messages:
   positions at the end of the previous answer and at the start of this one);
 - audio -> :class:`AgentAudio`; ``outputTranscription`` pieces ->
   one :class:`AgentTranscript` at ``turnComplete``, then :class:`ResponseDone`;
+- ``inputTranscription`` (sent while the caller speaks; Gemini Live reports no
+  speech events) -> :class:`SpeechHeard` per piece, which keeps the call's
+  idle timer from running out;
 - ``interrupted`` (Gemini's own VAD heard the caller over the answer: the
   barge-in signal) -> :class:`SpeechStarted` and ``ResponseDone(interrupted=True)``;
 - ``toolCall`` -> :class:`ToolCallRequested` per function call;
@@ -64,6 +67,7 @@ from switchboard.codecs import gemini_live as wire
 from ..audio_convert import ToFormat
 from ..context import AudioFormat, CallContext, EventSink
 from ..messages import (
+    UNHEARD_NOTE,
     AgentAudio,
     AgentSaid,
     AgentTranscript,
@@ -71,20 +75,24 @@ from ..messages import (
     CallerAudio,
     CallerSaid,
     CallerTranscript,
+    CallerUnheard,
     ConversationItem,
     FailureKind,
     Outbox,
     ProviderFailed,
     ProviderOutput,
     ProviderReady,
+    RespondNow,
     ResponseDone,
     ResponseStarted,
+    SpeechHeard,
     SpeechStarted,
     ToolCallRequested,
     ToolRan,
     ToolResult,
     ToProvider,
     TruncateResponse,
+    last_unheard,
 )
 from ..pipeline.sentences import heard_text
 
@@ -275,6 +283,12 @@ class GeminiLiveProvider:
                     + self.ctx.agent.greeting,
                 )
             )
+        unheard = last_unheard(self._setup.conversation)
+        if self._setup.respond_now and unheard is not None and not greet:
+            turns[-1] = wire.ContentTurn(  # the caller's lost turn, and what to say to it
+                "user",
+                f"{UNHEARD_NOTE} Ask them to say it again by saying exactly: {unheard.repeat}",
+            )
         if turns:
             complete = greet or self._setup.respond_now
             await self._send(wire.ClientContent(tuple(turns), turn_complete=complete), conn)
@@ -284,6 +298,9 @@ class GeminiLiveProvider:
             await self._on_caller_audio(message)
         elif isinstance(message, ToolResult):
             await self._on_tool_result(message)
+        elif isinstance(message, RespondNow):
+            note = wire.ContentTurn("user", f"[{message.note}]")
+            await self._send(wire.ClientContent((note,), turn_complete=True))
         else:
             await self._on_truncate(message)
 
@@ -376,6 +393,7 @@ class GeminiLiveProvider:
     async def _on_content(self, content: wire.ServerContent) -> None:
         if content.input_transcription:
             self._caller_text.append(content.input_transcription)
+            await self._send_up(SpeechHeard(self._caller_ms))  # the caller is talking
         if content.interrupted:
             await self._send_up(SpeechStarted(self._caller_ms))
             if self._response is not None and not self._response.stopped:
@@ -520,6 +538,8 @@ def _closed(reason: trio_websocket.CloseReason | None) -> _Failure:
 def _as_turn(item: ConversationItem) -> wire.ContentTurn | None:
     if isinstance(item, CallerSaid):
         return wire.ContentTurn("user", item.text)
+    if isinstance(item, CallerUnheard):
+        return wire.ContentTurn("user", UNHEARD_NOTE)
     if isinstance(item, AgentSaid):
         return wire.ContentTurn("model", item.text) if item.text else None
     outcome = "returned" if item.ok else "failed with"

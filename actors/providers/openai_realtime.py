@@ -44,6 +44,7 @@ from switchboard.orchestrator.agents import AgentSpec
 from ..audio_convert import ToFormat
 from ..context import AudioFormat, EventSink
 from ..messages import (
+    UNHEARD_NOTE,
     AgentAudio,
     AgentSaid,
     AgentTranscript,
@@ -51,11 +52,13 @@ from ..messages import (
     CallerAudio,
     CallerSaid,
     CallerTranscript,
+    CallerUnheard,
     ConversationItem,
     FailureKind,
     Outbox,
     ProviderFailed,
     ProviderReady,
+    RespondNow,
     ResponseDone,
     ResponseStarted,
     SpeechStarted,
@@ -65,6 +68,7 @@ from ..messages import (
     ToolResult,
     ToProvider,
     TruncateResponse,
+    last_unheard,
 )
 from . import ProviderSetup
 
@@ -119,8 +123,9 @@ def conversation_items(conversation: tuple[ConversationItem, ...]) -> list[wire.
     """The conversation so far as Realtime items (user/assistant text, function calls)."""
     items: list[wire.Item] = []
     for said in conversation:
-        if isinstance(said, CallerSaid):
-            part = wire.ContentPart(type="input_text", text=said.text)
+        if isinstance(said, CallerSaid | CallerUnheard):
+            text = said.text if isinstance(said, CallerSaid) else UNHEARD_NOTE
+            part = wire.ContentPart(type="input_text", text=text)
             items.append(wire.MessageItem(role="user", content=(part,)))
         elif isinstance(said, AgentSaid):
             part = wire.ContentPart(type="output_text", text=said.text)
@@ -247,6 +252,13 @@ class OpenAIRealtimeProvider:
             )
             params = wire.ResponseParams(instructions=instructions, metadata=GREETING_METADATA)
             await self._send(ws, wire.ResponseCreate(response=params))
+        elif setup.respond_now and (unheard := last_unheard(setup.conversation)) is not None:
+            instructions = (
+                "The caller's last words were lost on the line. Ask them to say it again "
+                f"by saying exactly this, and nothing else: {unheard.repeat}"
+            )
+            params = wire.ResponseParams(instructions=instructions)
+            await self._send(ws, wire.ResponseCreate(response=params))
         elif setup.respond_now:
             await self._send(ws, wire.ResponseCreate())
 
@@ -271,6 +283,11 @@ class OpenAIRealtimeProvider:
                     await self._on_tool_result(ws, message)
                 elif isinstance(message, TruncateResponse):
                     await self._on_truncate(ws, message, outbox, events)
+                elif isinstance(message, RespondNow):
+                    part = wire.ContentPart(type="input_text", text=message.note)
+                    item = wire.MessageItem(role="system", content=(part,))
+                    await self._send(ws, wire.ConversationItemCreate(item=item))
+                    await self._send(ws, wire.ResponseCreate())
         except trio_websocket.ConnectionClosed:
             pass  # the reader reports it
 

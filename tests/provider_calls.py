@@ -1,0 +1,128 @@
+"""Shared by the call tests with the fake providers: place a phone call through the real
+call nursery on Trio's MockClock, with the OpenAI Realtime and Gemini Live fakes.
+
+Both fakes are reached in memory (real WebSocket framing, no sockets); the
+caller is a fake Twilio that plays agent audio on the call's clock and
+speaks eSpeak lines. Import it as ``from provider_calls import ...``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import uuid4
+
+import httpx
+import trio
+from call_harness import FakeTwilio, MemoryStore, transport_for
+
+from switchboard.actors.context import CallContext
+from switchboard.actors.failover.metrics import FailoverMetrics
+from switchboard.actors.local.assets import AssetRegistry
+from switchboard.actors.providers import Endpoints
+from switchboard.actors.tool_executor import TwilioRest
+from switchboard.codecs import twilio_media as wire
+from switchboard.codecs import ulaw_encode
+from switchboard.orchestrator.agents import AgentSpec
+from switchboard.orchestrator.call import CallResources, run_call
+from switchboard.orchestrator.store import EventRow
+from switchboard.testing import Script, memory_router
+from switchboard.testing.fake_gemini_live import FakeGeminiLive
+from switchboard.testing.fake_openai_realtime import FakeOpenAIRealtime
+from switchboard.testing.speech import speak
+
+ENDPOINTS = Endpoints(
+    openai_realtime_url="wss://openai.fake/v1/realtime",
+    openai_api_key="sk-test",
+    gemini_live_url="wss://gemini.fake/ws/BidiGenerateContent",
+    gemini_api_key="g-test",
+)
+ASSETS = AssetRegistry()
+METRICS = FailoverMetrics()
+
+
+@dataclass
+class Call:
+    ctx: CallContext
+    twilio: FakeTwilio
+    store: MemoryStore
+    openai: FakeOpenAIRealtime
+    gemini: FakeGeminiLive
+
+    def events(self, type_: str | None = None) -> list[EventRow]:
+        rows = [self.store.events[s] for s in sorted(self.store.events)]
+        return [e for e in rows if type_ is None or e.type == type_]
+
+    def at(self, event: EventRow) -> float:
+        """An event's time on the call's clock (seconds, like ``trio.current_time()``)."""
+        return self.ctx.t0 + event.t_ms / 1000
+
+    def gemini_context(self) -> str:
+        """Everything the Gemini fake was told as conversation context, as one JSON string."""
+        return json.dumps([repr(m) for m in self.gemini.received])
+
+
+def caller_line(text: str) -> bytes:
+    return ulaw_encode(speak(text, 8000))
+
+
+async def place_call(
+    agent: AgentSpec,
+    openai: Script,
+    gemini: Script,
+    *,
+    lines: Sequence[str],
+    speak_at: Sequence[float],
+    hang_up_at: float,
+    twilio_rest: TwilioRest | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> Call:
+    """Place a call: the caller says ``lines[i]`` at ``speak_at[i]`` s, hangs up at
+    ``hang_up_at`` (unless the call ends first). ``twilio_rest`` and ``http``: for
+    transfers (Twilio's REST API behind an ``httpx.MockTransport``)."""
+    fakes = Call(
+        CallContext(
+            uuid4(),
+            uuid4(),
+            uuid4(),
+            agent,
+            t0=trio.current_time(),
+            call_sid="CA1",
+            stream_sid="MZ1",
+        ),
+        FakeTwilio(),
+        MemoryStore(),
+        FakeOpenAIRealtime(openai),
+        FakeGeminiLive(gemini),
+    )
+    res = CallResources(
+        metrics=METRICS,
+        store=fakes.store,  # type: ignore[arg-type]
+        assets=ASSETS,
+        endpoints=ENDPOINTS,
+        twilio_rest=twilio_rest,
+        http=http,
+        connect=memory_router(
+            {"openai.fake": fakes.openai.handler, "gemini.fake": fakes.gemini.handler}
+        ),
+    )
+    said = {round(t / 0.02): caller_line(text) for t, text in zip(speak_at, lines, strict=False)}
+    encoder = wire.InboundEncoder("MZ1", "CA1", "AC1")
+
+    async def caller() -> None:
+        """A phone sends a 20 ms frame every 20 ms: speech when a line is due, else silence."""
+        pending = b""
+        for frame in range(round(hang_up_at / 0.02)):
+            pending += said.get(frame, b"")
+            payload, pending = (pending[:160], pending[160:]) if pending else (b"\xff" * 160, b"")
+            await fakes.twilio.to_server.send(encoder.media(payload.ljust(160, b"\xff")))
+            await trio.sleep(0.02)
+        await fakes.twilio.to_server.send(encoder.stop())
+
+    async with trio.open_nursery() as nursery:
+        fakes.twilio.nursery = nursery
+        nursery.start_soon(caller)
+        await run_call(fakes.ctx, transport_for(fakes.ctx, fakes.twilio), res)
+        nursery.cancel_scope.cancel()
+    return fakes
