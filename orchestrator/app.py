@@ -149,6 +149,7 @@ def create_app(rt: Runtime) -> Any:
                     await ws.reject(404, f"no WebSocket endpoint at {scope['path']}")
             finally:
                 rt.active_calls -= 1
+            await ws.drain()  # issue 11: frames sent after the close must not wedge the socket
             return
         await quart_asgi(scope, receive, send)
 

@@ -331,11 +331,14 @@ def dumps(value: Any) -> str:
 
 
 def nested(depth: int, kind: str) -> str:
+    """A message with an unknown field nested ``depth`` deep (parsers must walk it)."""
     if kind == "list":
-        return "[" * depth + "]" * depth
-    if kind == "object":
-        return '{"a":' * depth + "1" + "}" * depth
-    return "[" * depth  # unterminated
+        inner = "[" * depth + "]" * depth
+    elif kind == "object":
+        inner = '{"a":' * depth + "1" + "}" * depth
+    else:
+        inner = "[" * depth  # unterminated
+    return '{"event":"audio","type":"session.update","x":' + inner + "}"
 
 
 def raw_frames(cap_chars: int) -> st.SearchStrategy[str | bytes]:
