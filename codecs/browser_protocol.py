@@ -42,7 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from ._text import quote, storable
+from .wire_text import quote, storable
 
 SAMPLE_RATES: Final = (16000, 24000, 44100, 48000)
 DEFAULT_SAMPLE_RATE: Final = 24000

@@ -35,7 +35,7 @@ from typing import Annotated, Any, Final
 import msgspec
 from msgspec import Meta, Struct
 
-from ._text import quote
+from .wire_text import quote
 
 ENCODING: Final = "audio/x-mulaw"
 SAMPLE_RATE: Final = 8000
