@@ -37,6 +37,7 @@ import trio
 from switchboard.codecs import browser_protocol as wire
 
 from .context import CallContext, EventSink
+from .frame_budget import FrameBudget
 from .messages import (
     AudioChunk,
     CallerAudio,
@@ -53,7 +54,6 @@ from .messages import (
     ToTransport,
     TransportFailed,
 )
-from .frame_budget import FrameBudget
 from .sockets import MessageSocket
 
 log = structlog.get_logger("switchboard.browser")

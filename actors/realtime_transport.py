@@ -80,6 +80,7 @@ from switchboard.codecs import openai_realtime as wire
 from switchboard.codecs.wire_text import quote
 
 from .context import CallContext, EventSink
+from .frame_budget import MAX_BAD_IN_A_ROW, FrameBudget
 from .messages import (
     AudioChunk,
     CallerAudio,
@@ -96,7 +97,6 @@ from .messages import (
     ToTransport,
     TransportFailed,
 )
-from .frame_budget import MAX_BAD_IN_A_ROW, FrameBudget
 from .realtime_session import format_name, requested_format, session_in_effect, wire_format
 from .sockets import MessageSocket
 

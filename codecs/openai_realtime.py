@@ -43,6 +43,7 @@ from . import _realtime_audio as audio_wire
 from .wire_text import storable
 
 __all__ = [
+    "MAX_CLIENT_EVENT_CHARS",
     "PCM16_24K",
     "PCMU_8K",
     "ClientEvent",
@@ -68,7 +69,6 @@ __all__ = [
     "InputAudioTranscriptionCompleted",
     "Item",
     "MessageItem",
-    "MAX_CLIENT_EVENT_CHARS",
     "RealtimeEventError",
     "ResponseCancel",
     "ResponseCreate",

@@ -16,6 +16,7 @@ import trio
 from call_harness import LEAD_MS, FakeTwilio, MemoryStore, transport_for
 
 from switchboard.actors.context import CallContext, EventSink
+from switchboard.actors.frame_budget import MAX_BAD_PER_CALL
 from switchboard.actors.messages import (
     AgentAudio,
     AgentTranscript,
@@ -32,7 +33,6 @@ from switchboard.actors.messages import (
     ToProvider,
     TruncateResponse,
 )
-from switchboard.actors.frame_budget import MAX_BAD_PER_CALL
 from switchboard.actors.twilio_transport import MARK_EVERY_MS, MAX_BAD_FRAMES_IN_A_ROW
 from switchboard.codecs import twilio_media as wire
 from switchboard.orchestrator.agent_file import parse_agent_yaml

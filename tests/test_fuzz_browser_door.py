@@ -32,7 +32,6 @@ from door_fuzz import (
     ODD_TEXT,
     LiveServer,
     dumps,
-    json_values,
     live_server,
     mutated,
     raw_frames,
@@ -169,7 +168,10 @@ async def fuzz_call(server: LiveServer, stream: list[str | bytes | None]) -> Out
                 changed.set()
                 changed = trio.Event()
         except trio_websocket.ConnectionClosed as closed:
-            outcome.close_code, outcome.close_reason = closed.reason.code, closed.reason.reason or ""
+            outcome.close_code, outcome.close_reason = (
+                closed.reason.code,
+                closed.reason.reason or "",
+            )
         finally:
             greeted.set()
             changed.set()
@@ -179,15 +181,20 @@ async def fuzz_call(server: LiveServer, stream: list[str | bytes | None]) -> Out
 
     url = f"{server.ws_url}/v1/voice?sample_rate={RATE}"
     async with (
-        trio_websocket.open_websocket_url(url, subprotocols=["switchboard.v1", session["token"]])
-        as ws,
+        trio_websocket.open_websocket_url(
+            url, subprotocols=["switchboard.v1", session["token"]]
+        ) as ws,
         trio.open_nursery() as nursery,
     ):
         nursery.start_soon(listen, ws)
         await greeted.wait()  # mid-call: the greeting is playing
         try:
             for frame in stream:
-                text = dumps({"event": "audio", "payload": b64(SILENCE_20MS)}) if frame is None else frame
+                text = (
+                    dumps({"event": "audio", "payload": b64(SILENCE_20MS)})
+                    if frame is None
+                    else frame
+                )
                 await ws.send_message(text)
                 outcome.sent.append(text)
             await ws.send_message(dumps({"event": "text", "text": "still there?"}))

@@ -50,7 +50,10 @@ ITEM = "@ITEM@"
 """Replaced, when sent, by the id of the greeting's assistant item."""
 PCM = {"type": "audio/pcm", "rate": RATE}
 SESSION_UPDATE = dumps(
-    {"type": "session.update", "session": {"audio": {"input": {"format": PCM}, "output": {"format": PCM}}}}
+    {
+        "type": "session.update",
+        "session": {"audio": {"input": {"format": PCM}, "output": {"format": PCM}}},
+    }
 )
 CLEAR = dumps({"type": "input_audio_buffer.clear", "event_id": "after-the-frames"})
 
@@ -140,7 +143,10 @@ def realtime_frames() -> st.SearchStrategy[str | bytes]:
             ("item", "id"): ODD_TEXT,
             ("item", "content"): st.lists(
                 st.fixed_dictionaries(
-                    {"type": st.sampled_from(["input_text", "text", "input_audio"]), "text": ODD_TEXT}
+                    {
+                        "type": st.sampled_from(["input_text", "text", "input_audio"]),
+                        "text": ODD_TEXT,
+                    }
                 ),
                 max_size=2,
             ),
@@ -175,7 +181,9 @@ def realtime_frames() -> st.SearchStrategy[str | bytes]:
         ]
     )
     unknown = name.map(lambda t: dumps({"type": t}))
-    shaped = st.one_of(audio, audio, session, item, truncate, truncate, response, cancel, simple, unknown)
+    shaped = st.one_of(
+        audio, audio, session, item, truncate, truncate, response, cancel, simple, unknown
+    )
     return st.one_of(shaped, shaped, shaped, raw_frames(wire.MAX_CLIENT_EVENT_CHARS))
 
 
@@ -191,7 +199,7 @@ def streams(draw: st.DrawFn) -> list[str | bytes | None]:
 ISSUE_11_FRAMES: list[str | bytes | None] = [
     None,
     dumps({"type": "conversation.item.truncate", "item_id": ITEM, "audio_end_ms": 10**400}),
-    '{"type":"conversation.item.truncate","item_id":"%s","audio_end_ms":Infinity}' % ITEM,
+    '{"type":"conversation.item.truncate","item_id":"' + ITEM + '","audio_end_ms":Infinity}',
     dumps({"type": "conversation.item.truncate", "item_id": ITEM, "audio_end_ms": 100}),
     dumps(
         {
@@ -252,7 +260,10 @@ async def fuzz_call(server: LiveServer, stream: list[str | bytes | None]) -> Out
                 changed.set()
                 changed = trio.Event()
         except trio_websocket.ConnectionClosed as closed:
-            outcome.close_code, outcome.close_reason = closed.reason.code, closed.reason.reason or ""
+            outcome.close_code, outcome.close_reason = (
+                closed.reason.code,
+                closed.reason.reason or "",
+            )
         finally:
             changed.set()
 
@@ -278,9 +289,7 @@ async def fuzz_call(server: LiveServer, stream: list[str | bytes | None]) -> Out
                 await ws.send_message(text)
                 outcome.sent.append(text)
             await ws.send_message(CLEAR)
-            clears = 1 + sum(
-                isinstance(typed(f), wire.InputAudioBufferClear) for f in outcome.sent
-            )
+            clears = 1 + sum(isinstance(typed(f), wire.InputAudioBufferClear) for f in outcome.sent)
             await until(lambda: len(outcome.of("input_audio_buffer.cleared")) >= clears)
             outcome.sent_everything = outcome.close_code is None  # went on, and answered...
         except trio_websocket.ConnectionClosed:
