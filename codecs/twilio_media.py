@@ -233,6 +233,38 @@ class Stop(Struct, frozen=True, tag="stop", tag_field="event"):
 Inbound = Connected | Start | Media | Dtmf | MarkPlayed | Stop
 
 
+class _AdmissionParameters(Struct, frozen=True):
+    token: str = ""
+    session_id: str | None = None
+
+
+class _AdmissionBody(Struct, frozen=True, rename="camel"):
+    call_sid: Sid
+    custom_parameters: _AdmissionParameters = _AdmissionParameters()
+
+
+class StartAdmission(Struct, frozen=True, tag="start", tag_field="event"):
+    """What admitting a stream needs of its ``start``, and nothing else: the CallSid and
+    the ``token`` / ``session_id`` parameters (every other field is left unread)."""
+
+    start: _AdmissionBody
+
+    @property
+    def call_sid(self) -> str:
+        return self.start.call_sid
+
+    @property
+    def token(self) -> str:
+        return self.start.custom_parameters.token
+
+    @property
+    def session_id(self) -> str | None:
+        return self.start.custom_parameters.session_id
+
+
+PreStart = Connected | StartAdmission
+
+
 # -- server -> Twilio --------------------------------------------------------
 
 
@@ -278,6 +310,7 @@ def mark(stream_sid: str, name: str) -> OutboundMark:
 # -- parsing -----------------------------------------------------------------
 
 _INBOUND: Final = msgspec.json.Decoder(Inbound, strict=False)  # strict=False: "1" reads as 1
+_PRE_START: Final = msgspec.json.Decoder(PreStart, strict=False)
 _OUTBOUND: Final = msgspec.json.Decoder(Outbound)
 _ENCODER: Final = msgspec.json.Encoder()
 
@@ -312,6 +345,22 @@ def parse_inbound(text: str | bytes) -> Inbound:
         raise MediaStreamError("too_large", f"a frame of {len(text)} characters")
     try:
         return _INBOUND.decode(text)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _error(exc) from None
+
+
+def parse_pre_start(text: str | bytes) -> PreStart:
+    """Parse a message of a stream not yet admitted: ``connected``, or ``start`` read only
+    as far as its admission needs (:class:`StartAdmission`); the whole ``start`` is read
+    with :func:`parse_inbound` once the admission token is spent.
+
+    Raises:
+        MediaStreamError: as :func:`parse_inbound` (any other event is ``unknown_event``).
+    """
+    if len(text) > MAX_INBOUND_CHARS:
+        raise MediaStreamError("too_large", f"a frame of {len(text)} characters")
+    try:
+        return _PRE_START.decode(text)
     except (msgspec.DecodeError, RecursionError) as exc:
         raise _error(exc) from None
 

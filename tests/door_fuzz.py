@@ -225,7 +225,8 @@ def live_server(pg_server: EmbeddedPostgres, data_dir: Path) -> Iterator[LiveSer
             twilio_auth_token="test-auth-token",
             playout_lead_ms=60_000,
             log_format="console",
-            max_local_calls_per_worker=20,
+            max_calls_per_worker=500,  # refused streams hold their reservation for 60 s
+            max_local_calls_per_worker=500,
         )
         ready = threading.Event()
         box: dict[str, Any] = {}

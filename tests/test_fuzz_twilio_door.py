@@ -31,6 +31,7 @@ from door_fuzz import (
     ODD_TEXT,
     LiveServer,
     dumps,
+    json_values,
     live_server,
     mutated,
     raw_frames,
@@ -355,3 +356,101 @@ def test_any_frames_mid_call_leave_the_call_whole_and_other_calls_undisturbed(
 async def _finish(witness: Witness) -> None:
     witness.go.set()
     await witness.done.wait()
+
+
+# -- credentials first ------------------------------------------------------------------------
+
+
+@st.composite
+def starts(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """Which token a ``start`` carries, and its other fields, fuzzed."""
+    token = draw(st.sampled_from(["real", "forged", "missing"]))
+    number = st.one_of(st.integers(), HUGE_INTEGERS, NON_FINITE, ODD_TEXT)
+    others = draw(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "streamSid": st.one_of(st.just(FUZZ_SID), ODD_TEXT),
+                "accountSid": ODD_TEXT,
+                "tracks": json_values(),
+                "mediaFormat": st.fixed_dictionaries(
+                    {"sampleRate": number, "channels": number, "encoding": ODD_TEXT}
+                ),
+                "extra": json_values(),
+            },
+        )
+    )
+    return token, others
+
+
+async def start_call(server: LiveServer, token: str, others: dict[str, Any]) -> dict[str, Any]:
+    call_sid, log_mark = twilio_sid("CA"), server.log.mark()
+    params = {"CallSid": call_sid, "AccountSid": twilio_sid("AC"), "From": "+1555", "To": DEMO}
+    async with httpx.AsyncClient() as client:
+        url, parameters = await post_webhook(client, server.url, AUTH_TOKEN, params)
+    custom = {"real": parameters, "forged": {"token": "forged"}, "missing": {}}[token]
+    body = {"callSid": call_sid, "customParameters": custom, "streamSid": FUZZ_SID, **others}
+    start = dumps({"event": "start", "streamSid": FUZZ_SID, "start": body})
+    result: dict[str, Any] = {"start": start, "session_id": parameters["session_id"]}
+    async with trio_websocket.open_websocket_url(url) as ws:
+        await ws.send_message(wire.InboundEncoder(FUZZ_SID, call_sid, "AC1").connected())
+        await ws.send_message(start)
+        try:
+            await ws.get_message()  # the greeting: the call runs
+            result["admitted"] = True
+            await ws.send_message(wire.InboundEncoder(FUZZ_SID, call_sid, "AC1").stop())
+            while True:
+                await ws.get_message()
+        except trio_websocket.ConnectionClosed as closed:
+            result["close"] = (closed.reason.code, closed.reason.reason or "")
+    if result.get("admitted"):
+        result["events"] = await server.ended(parameters["session_id"], log_mark)
+    result["session"] = await trio.to_thread.run_sync(
+        server.rows,
+        "select status, admitted_at is not null from voice_sessions where id = %s",
+        parameters["session_id"],
+    )
+    return result
+
+
+def test_a_stream_is_admitted_before_any_other_field_of_its_start_is_read(
+    server: LiveServer,
+) -> None:
+    """Issue 11: `start` with `"sampleRate": Infinity` was parsed before the admission token
+    was checked (1011, no reason). Now a forged or missing token is refused whatever the
+    other fields hold, and the real one is spent before they are read."""
+
+    @FUZZ_SETTINGS
+    @given(case=starts())
+    @example(case=("real", {}))  # admitted
+    @example(case=("real", {"mediaFormat": {"sampleRate": float("inf")}}))  # not JSON: unread
+    @example(case=("real", {"mediaFormat": {"sampleRate": 10**400}}))  # spent, then refused
+    @example(case=("forged", {"mediaFormat": {"sampleRate": 10**400}}))
+    def one_stream(case: tuple[str, dict[str, Any]]) -> None:
+        token, others = case
+        mark = server.log.mark()
+        result = server.run(start_call, server, token, others)
+        assert server.log.since(mark) == []
+        (status, spent), *_ = result["session"]
+        full = wire.parse_inbound(result["start"]) if _parses(result["start"]) else None
+        if result.get("admitted"):
+            assert token == "real" and isinstance(full, wire.Start)
+            assert result["events"][-1][1]["reason"] == "caller hung up"
+            return
+        code, reason = result["close"]
+        assert code == 1008 and reason
+        if token != "real" or "before 'start'" in reason:  # refused unread: nothing spent
+            assert (status, spent) == ("pending", False), (result, reason)
+        else:  # spent, then the rest of `start` was read and refused
+            assert reason.startswith("malformed 'start'") and full is None
+            assert (status, spent) == ("failed", True)
+
+    one_stream()
+    assert server.log.problems == []
+
+
+def _parses(text: str) -> bool:
+    try:
+        return isinstance(wire.parse_inbound(text), wire.Start)
+    except wire.MediaStreamError:
+        return False
