@@ -54,7 +54,7 @@ from .messages import (
     ToTransport,
     TransportFailed,
 )
-from .sockets import MessageSocket
+from .sockets import MessageSocket, close_reason
 
 log = structlog.get_logger("switchboard.browser")
 
@@ -178,10 +178,13 @@ class BrowserTransport:
                     async with self._to_supervisor.clone() as replies:
                         await self._write(replies)
                     helpers.cancel_scope.cancel()
-                await self._socket.close(1000, "call ended")
+                await self._socket.close(*self.ctx.fault.close_frame())
+        except Exception as exc:
+            self.ctx.fault.record(exc)
+            raise
         finally:
             with trio.CancelScope(shield=True):
-                await self._socket.close(1000, "call ended")
+                await self._socket.close(*self.ctx.fault.close_frame())
                 await self._events.aclose()
 
     # -- page -> call --------------------------------------------------------
@@ -350,7 +353,7 @@ class BrowserTransport:
         remaining_s = max(0.0, self._playout_end_s - trio.current_time())
         await trio.sleep(min(remaining_s, END_OF_CALL_GRACE_S + self._lead_s))
         await self._events.emit("hangup", reason=reason)
-        await self._socket.close(1000, reason[:120])
+        await self._socket.close(1000, close_reason(reason))
 
     async def _relay(self, call_events: trio.MemoryReceiveChannel[CallEvent]) -> None:
         async with call_events:

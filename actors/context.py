@@ -12,6 +12,7 @@ import trio
 from switchboard.orchestrator.agents import AgentSpec
 
 from .messages import CallEvent, Encoding
+from .sockets import close_reason
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,42 @@ class AudioFormat:
 
 
 PHONE_AUDIO = AudioFormat("pcmu", 8000)
+
+
+class CallFault:
+    """What crashed the call, if anything: the first exception an actor raised.
+
+    ``run_call`` records an actor's exception here before it cancels the other
+    actors, so the transport, closing the socket as it is cancelled, closes with
+    1011 and the cause instead of 1000 "call ended".
+    """
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    def record(self, exc: BaseException) -> None:
+        """Keep ``exc`` (the first leaf of an exception group) unless a fault is already kept."""
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]
+        if self.error is None:
+            self.error = exc
+
+    @property
+    def reason(self) -> str | None:
+        """``"error: <class>: <message>"``, or None when nothing crashed."""
+        if self.error is None:
+            return None
+        message = str(self.error).strip()
+        name = type(self.error).__name__
+        return f"error: {name}: {message}" if message else f"error: {name}"
+
+    def close_frame(self) -> tuple[int, str]:
+        """The close code and reason for the caller's socket: 1011 and the cause after a crash
+        (RFC 6455 section 7.4.1, "unexpected condition"), else 1000 "call ended"."""
+        reason = self.reason
+        if reason is None:
+            return 1000, "call ended"
+        return 1011, close_reason(reason)
 
 
 @dataclass(frozen=True)
@@ -44,6 +81,7 @@ class CallContext:
     from_number: str | None = None
     to_number: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    fault: CallFault = field(default_factory=CallFault, compare=False)
 
     def now_ms(self) -> float:
         """Milliseconds since the call started, on the call's (monotonic) clock."""

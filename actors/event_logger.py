@@ -8,8 +8,10 @@ least every ``flush_interval_s``) through ``write_batch`` in a worker thread
 (psycopg is synchronous). Writes are idempotent on ``(session_id, seq)``, so
 a batch whose write failed is simply retried, with backoff. When the call
 ends, what is left is written; if the database is still unreachable after
-``final_attempts`` tries, the rows go to a spool file (JSON lines) for a later
-drain, so no event is lost.
+``final_attempts`` tries, they are handed to ``on_unwritten`` and the logger
+ends: the call's journal, which has had every event since it was numbered
+(``on_logged``), is then kept for a later drain, so no event is lost (see
+``switchboard.orchestrator.journal``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 import structlog
 import trio
@@ -32,6 +33,8 @@ log = structlog.get_logger("switchboard.event_logger")
 WriteBatch = Callable[[Sequence[EventRow]], None]
 OnLogged = Callable[[EventRow], None]
 """Called with each event as soon as it is numbered, in the logger's task; must not block."""
+OnUnwritten = Callable[[Sequence[EventRow]], None]
+"""Called once, at the end, with the events the database never took (none: not called)."""
 
 
 class EventLogger:
@@ -41,26 +44,26 @@ class EventLogger:
         *,
         inbox: trio.MemoryReceiveChannel[CallEvent],
         write_batch: WriteBatch,
-        spool_dir: Path | None = None,
         batch_max: int = 100,
         flush_interval_s: float = 0.25,
-        final_attempts: int = 5,
+        final_attempts: int = 3,
         on_logged: OnLogged | None = None,
+        on_unwritten: OnUnwritten | None = None,
     ) -> None:
         self.ctx = ctx
         self._inbox = inbox
         self._write_batch = write_batch
-        self._spool_dir = spool_dir
         self._batch_max = batch_max
         self._flush_interval_s = flush_interval_s
         self._final_attempts = final_attempts
         self._on_logged = on_logged
+        self._on_unwritten = on_unwritten
         self._pending: list[EventRow] = []
         self._seq = 0
         self._closed = False
         self._wake = trio.Event()
         self.written = 0
-        self.spooled = 0
+        self.unwritten = 0
 
     @property
     def last_seq(self) -> int:
@@ -136,33 +139,11 @@ class EventLogger:
                 attempts += 1
                 await trio.sleep(0.2 * 2**attempts)
         if self._pending:
-            self._spool(self._pending)
+            self.unwritten = len(self._pending)
+            log.warning("events not written to the database", rows=self.unwritten)
+            if self._on_unwritten is not None:
+                self._on_unwritten(self._pending)
             self._pending = []
-
-    def _spool(self, rows: Sequence[EventRow]) -> None:
-        if self._spool_dir is None:
-            log.error("events lost: database unreachable and no spool folder", rows=len(rows))
-            return
-        self._spool_dir.mkdir(parents=True, exist_ok=True)
-        path = self._spool_dir / f"{self.ctx.session_id}.jsonl"
-        with path.open("a", encoding="utf-8") as f:
-            for row in rows:
-                f.write(
-                    json.dumps(
-                        {
-                            "tenant_id": str(self.ctx.tenant_id),
-                            "session_id": str(self.ctx.session_id),
-                            "seq": row.seq,
-                            "type": row.type,
-                            "ts": row.ts.isoformat(),
-                            "t_ms": row.t_ms,
-                            "payload": row.payload,
-                        }
-                    )
-                    + "\n"
-                )
-        self.spooled += len(rows)
-        log.warning("events spooled to disk", path=str(path), rows=len(rows))
 
 
 def _jsonable(payload: object) -> dict[str, object]:

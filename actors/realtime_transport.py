@@ -98,7 +98,7 @@ from .messages import (
     TransportFailed,
 )
 from .realtime_session import format_name, requested_format, session_in_effect, wire_format
-from .sockets import MessageSocket
+from .sockets import MessageSocket, close_reason
 
 __all__ = ["MAX_BAD_EVENTS_IN_A_ROW", "RealtimeTransport"]
 
@@ -202,9 +202,12 @@ class RealtimeTransport:
                 task_status.started()
                 await self._take_commands()
                 nursery.cancel_scope.cancel()  # the supervisor is done: so is the call
+        except Exception as exc:
+            self.ctx.fault.record(exc)
+            raise
         finally:
             with trio.CancelScope(shield=True):
-                await self._socket.close(1000, "call ended")
+                await self._socket.close(*self.ctx.fault.close_frame())
                 await self._replies.aclose()
                 await self._events.aclose()
 
@@ -458,7 +461,7 @@ class RealtimeTransport:
         remaining_s = max([0.0, *(end - trio.current_time() for end in ends)])
         await trio.sleep(min(remaining_s, MAX_HANGUP_WAIT_S))
         await self._events.emit("hangup", reason=reason)
-        await self._socket.close(1000, reason[:120])
+        await self._socket.close(1000, close_reason(reason))
 
     async def _show(self, event: CallEvent) -> None:
         p = event.payload

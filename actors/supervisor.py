@@ -196,6 +196,9 @@ class Supervisor:
                     await self._end_call("max_call_seconds reached")
                     await self._route()  # until the transport reports the hang-up
                 nursery.cancel_scope.cancel()
+        except Exception as exc:  # recorded before the transport's inbox closes: 1011, not 1000
+            self.ctx.fault.record(exc)
+            raise
         finally:
             with trio.CancelScope(shield=True):
                 if self._slot is not None:

@@ -63,7 +63,7 @@ from .messages import (
     ToTransport,
     TransportFailed,
 )
-from .sockets import MessageSocket
+from .sockets import MessageSocket, close_reason
 
 log = structlog.get_logger("switchboard.twilio")
 
@@ -129,10 +129,13 @@ class TwilioTransport:
                 async with self._replies:
                     await self._play_out()
                 # The supervisor is done: nothing more will be played.
-                await self._socket.close(1000, "call ended")
+                await self._socket.close(*self.ctx.fault.close_frame())
+        except Exception as exc:
+            self.ctx.fault.record(exc)
+            raise
         finally:
             with trio.CancelScope(shield=True):
-                await self._socket.close(1000, "call ended")
+                await self._socket.close(*self.ctx.fault.close_frame())
                 await self._replies.aclose()
                 await self._events.aclose()
 
@@ -323,7 +326,7 @@ class TwilioTransport:
                 await self._end_heard.wait()
                 nursery.cancel_scope.cancel()
         await self._events.emit("hangup", reason=reason)
-        await self._socket.close(1000, reason[:120])
+        await self._socket.close(1000, close_reason(reason))
 
     async def _discard_commands(self) -> None:
         async for _ in self._inbox:

@@ -19,7 +19,7 @@ of 20 ms frames); the logger's is large and never waits on the database.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -55,7 +55,8 @@ from switchboard.actors.providers import (
 from switchboard.actors.supervisor import CallReport, ProviderFactory, ProviderRun, Supervisor
 from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
 
-from .store import Store
+from .journal import CallEnd, CallJournal
+from .store import EventRow, Store
 
 log = structlog.get_logger("switchboard.call")
 
@@ -143,8 +144,9 @@ async def run_call(
     """Run one call to its end; return the supervisor's report.
 
     The call's events (``session.start`` first, ``session.end`` last) are in
-    PostgreSQL, or in the spool folder if PostgreSQL was unreachable, when
-    this returns; the session row is marked ended and a call_logs row written.
+    PostgreSQL when this returns, and the session row is marked ended with a
+    call_logs row; what PostgreSQL did not take is in the call's journal in
+    ``res.spool_dir`` (:mod:`.journal`), which the spool drainer writes later.
     ``on_logged`` sees each event as it is numbered, before it is written (the
     browser page's feed: the database is not on that path).
     """
@@ -156,6 +158,73 @@ async def run_call(
         if http is None:
             http = await stack.enter_async_context(httpx.AsyncClient())
         return await _run_call(ctx, make_transport, res, http, on_logged)
+
+
+def open_journal(folder: Path | None, ctx: CallContext, started_at: datetime) -> CallJournal | None:
+    """The call's write-ahead journal in ``folder``, or None (no folder, or it cannot be
+    written: logged, and the call goes on with the database as its only record)."""
+    if folder is None:
+        return None
+    try:
+        return CallJournal(folder, ctx.tenant_id, ctx.session_id, started_at)
+    except OSError as exc:
+        log.error("no call journal: events wait in memory only", error=repr(exc))
+        return None
+
+
+def _tee(journal: CallJournal | None, on_logged: OnLogged | None) -> OnLogged | None:
+    if journal is None:
+        return on_logged
+    if on_logged is None:
+        return journal.append
+    append, show = journal.append, on_logged
+
+    def both(row: EventRow) -> None:
+        append(row)
+        show(row)
+
+    return both
+
+
+def _lost(rows: Sequence[EventRow]) -> None:
+    log.error("events lost: database unreachable, no call journal", rows=len(rows))
+
+
+async def _record_end(store: Store, ctx: CallContext, end: CallEnd) -> bool:
+    """Close the session and write its call_logs row; False if PostgreSQL did not take it
+    within 10 s (the journal keeps the end for the drainer)."""
+    with trio.move_on_after(10):
+        try:
+            await trio.to_thread.run_sync(
+                partial(
+                    store.finish_session,
+                    ctx.tenant_id,
+                    ctx.session_id,
+                    end_reason=end.end_reason,
+                    turns=end.turns,
+                    started_at=end.started_at,
+                    ended_at=end.ended_at,
+                )
+            )
+            return True
+        except Exception as exc:
+            log.warning("the end of the call is not in the database yet", error=repr(exc))
+    return False
+
+
+async def _guarded(
+    ctx: CallContext,
+    run: Callable[..., Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run an actor; an exception it raises is recorded as the call's fault first, so the
+    transport, cancelled next, closes the socket with 1011 and the cause."""
+    try:
+        await run(task_status=task_status)
+    except Exception as exc:
+        ctx.fault.record(exc)
+        raise
 
 
 async def _run_call(
@@ -172,12 +241,13 @@ async def _run_call(
     tools_send, tools_receive = trio.open_memory_channel[ToTools](16)
     sink = EventSink(ctx, events_send)
 
+    journal = open_journal(res.spool_dir, ctx, started_at)
     logger = EventLogger(
         ctx,
         inbox=events_receive,
         write_batch=partial(res.store.append_events, ctx.tenant_id, ctx.session_id),
-        spool_dir=res.spool_dir,
-        on_logged=on_logged,
+        on_logged=_tee(journal, on_logged),
+        on_unwritten=None if journal is not None else _lost,
     )
     chain, make_provider, skipped = provider_chain(ctx, res, http)
 
@@ -234,10 +304,24 @@ async def _run_call(
                 for skipped_mode, reason in skipped:
                     log.warning("provider skipped", provider=skipped_mode, reason=reason)
                     await sink.emit("provider.skipped", provider=skipped_mode, reason=reason)
-                async with trio.open_nursery() as actors:
-                    await actors.start(tools.run)
-                    await actors.start(supervisor.run)
-                    await actors.start(transport.run)
+                try:
+                    async with trio.open_nursery() as actors:
+                        await actors.start(_guarded, ctx, tools.run)
+                        await actors.start(_guarded, ctx, supervisor.run)
+                        await actors.start(_guarded, ctx, transport.run)
+                except Exception as exc:  # an actor crashed: the call ends, the server goes on
+                    ctx.fault.record(exc)
+                    error = ctx.fault.error
+                    assert error is not None and ctx.fault.reason is not None
+                    report.end_reason = ctx.fault.reason
+                    log.error("call crashed", exc_info=error)
+                    await sink.emit(
+                        "error",
+                        where="call",
+                        reason="crashed",
+                        exception=type(error).__name__,
+                        detail=str(error)[:500],
+                    )
             finally:
                 with trio.CancelScope(shield=True):
                     await sink.emit(
@@ -248,27 +332,21 @@ async def _run_call(
                     )
                     await sink.aclose()
     finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(10):
-            try:
-                await trio.to_thread.run_sync(
-                    partial(
-                        res.store.finish_session,
-                        ctx.tenant_id,
-                        ctx.session_id,
-                        end_reason=report.end_reason,
-                        turns=report.turns_completed,
-                        started_at=started_at,
-                        ended_at=datetime.now(UTC),
-                    )
-                )
-            except Exception:
-                log.exception("could not record the end of the call")
+        end = CallEnd(report.end_reason, report.turns_completed, started_at, datetime.now(UTC))
+        with trio.CancelScope(shield=True):
+            if journal is not None:  # in a thread: it ends with an fsync
+                await trio.to_thread.run_sync(journal.finish, end)
+            recorded = await _record_end(res.store, ctx, end)
+        kept = journal is not None and (not recorded or logger.unwritten > 0)
+        if journal is not None:
+            journal.close(keep=kept)
         log.info(
             "call ended",
             reason=report.end_reason,
             turns=report.turns_completed,
             events=logger.last_seq,
-            spooled=logger.spooled,
+            unwritten=logger.unwritten,
+            journal_kept=kept,
         )
         structlog.contextvars.unbind_contextvars("session_id", "tenant_id", "call_sid")
     return report

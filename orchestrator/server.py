@@ -16,6 +16,7 @@ import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Final
 
 import httpx
 import structlog
@@ -40,7 +41,7 @@ from .db import Database, migrate
 from .embedded_pg import start_embedded
 from .metrics import ServerMetrics
 from .runtime import Runtime
-from .spool import keep_draining
+from .spool import drain_once, keep_draining
 from .store import Store
 from .tokens import Keyring
 from .ws_compression import refuse_permessage_deflate
@@ -159,6 +160,18 @@ async def stop_on_signals(
             await drain(runtime)
             nursery.cancel_scope.cancel()
         server.cancel()
+
+
+FINAL_DRAIN_S: Final = 15.0
+
+
+async def final_drain(store: Store, spool_dir: Path) -> None:
+    """Before the server exits: one last try (``FINAL_DRAIN_S`` at most) to write the
+    journals of its calls to PostgreSQL; what is left stays on disk for the next start."""
+    with trio.CancelScope(shield=True), trio.move_on_after(FINAL_DRAIN_S):
+        if await drain_once(store, spool_dir):
+            return
+    log.warning("journals left for the next start", folder=str(spool_dir))
 
 
 def hypercorn_config(bind: str) -> HypercornConfig:
@@ -297,6 +310,7 @@ async def serve(
                 runtime.settings = settings = replace(settings, port=int(urls[0].rsplit(":", 1)[1]))
             announce(settings, urls)
             task_status.started(urls)
+        await final_drain(store, runtime.resources.spool_dir)
 
 
 def announce(settings: Settings, urls: list[str], workers: int = 1) -> None:

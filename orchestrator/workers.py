@@ -60,7 +60,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from . import devcreds
 from .call_table import CallTable
 from .config import Settings
-from .server import announce, started_database, warn_dev_mode
+from .server import announce, final_drain, started_database, warn_dev_mode
 from .spool import keep_draining
 from .store import Store
 from .worker_main import WorkerSpec
@@ -297,5 +297,6 @@ async def _run_pool(
                     host = f"[{settings.host}]" if ":" in settings.host else settings.host
                     announce(settings, [f"http://{host}:{settings.port}"], settings.workers)
                 nursery.cancel_scope.cancel()  # every worker has stopped
+            await final_drain(store, settings.data_dir / "spool")
         finally:
             table.close()

@@ -59,6 +59,7 @@ class FakeTwilio:
         self.playout_end = 0.0
         self._cleared = trio.Event()  # set by a clear: pending marks echo at once
         self.close_code: int | None = None
+        self.close_reason = ""
         self.closed_at: float | None = None
         self.nursery: trio.Nursery | None = None
 
@@ -98,6 +99,7 @@ class FakeTwilio:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.close_code is None:
             self.close_code, self.closed_at = code, trio.current_time()
+            self.close_reason = reason
             await self.to_server.send(None)
 
     def heard_again_after(self, t: float) -> tuple[float, float]:
