@@ -316,21 +316,22 @@ _ENCODER: Final = msgspec.json.Encoder()
 
 
 def _error(exc: Exception) -> MediaStreamError:
-    """The named error for a ``msgspec`` decode failure."""
-    text = quote(str(exc))
+    """The named error for a ``msgspec`` decode failure (its text quoted: :func:`quote`)."""
+    text = str(exc)
+    detail = quote(text)
     if isinstance(exc, RecursionError):
         return MediaStreamError("invalid_json", "nested too deeply")
     if not isinstance(exc, msgspec.ValidationError):
-        return MediaStreamError("invalid_json", text)
+        return MediaStreamError("invalid_json", detail)
     if text.startswith("Expected `object`, got") and " - at `" not in text:
-        return MediaStreamError("not_an_object", text)
+        return MediaStreamError("not_an_object", detail)
     if text.startswith("Invalid value") and text.endswith("at `$.event`"):
-        return MediaStreamError("unknown_event", text)
+        return MediaStreamError("unknown_event", detail)
     if text.startswith("Object missing required field"):
-        return MediaStreamError("missing_field", text)
+        return MediaStreamError("missing_field", detail)
     if text.startswith("Invalid base64"):
-        return MediaStreamError("bad_base64", text)
-    return MediaStreamError("bad_field", text)
+        return MediaStreamError("bad_base64", detail)
+    return MediaStreamError("bad_field", detail)
 
 
 def parse_inbound(text: str | bytes) -> Inbound:

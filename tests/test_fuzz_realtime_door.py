@@ -58,6 +58,10 @@ SESSION_UPDATE = dumps(
 CLEAR = dumps({"type": "input_audio_buffer.clear", "event_id": "after-the-frames"})
 
 
+# A failing example of frames near the size cap prints long; the warning would hide it.
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+
+
 @pytest.fixture(scope="module")
 def server(
     pg_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory
@@ -292,8 +296,11 @@ async def fuzz_call(server: LiveServer, stream: list[str | bytes | None]) -> Out
             clears = 1 + sum(isinstance(typed(f), wire.InputAudioBufferClear) for f in outcome.sent)
             await until(lambda: len(outcome.of("input_audio_buffer.cleared")) >= clears)
             outcome.sent_everything = outcome.close_code is None  # went on, and answered...
-        except trio_websocket.ConnectionClosed:
-            pass
+        except trio_websocket.ConnectionClosed as closed:  # seen here before the listener
+            outcome.close_code, outcome.close_reason = (
+                closed.reason.code,
+                closed.reason.reason or "",
+            )
         await ws.aclose()  # ... and the client hangs up
         nursery.cancel_scope.cancel()
     outcome.events = await server.ended(outcome.session_id, log_mark)
@@ -415,3 +422,15 @@ def test_any_frames_mid_call_leave_the_call_whole_and_other_calls_undisturbed(
 async def _finish(witness: Witness) -> None:
     witness.go.set()
     await witness.done.wait()
+
+
+def test_a_client_sending_garbage_or_a_huge_event_is_cut_off_with_a_reason(
+    server: LiveServer,
+) -> None:
+    garbage = server.run(fuzz_call, server, [b"\x00"] * 25)
+    assert (garbage.close_code, garbage.close_reason) == (1008, "too many malformed frames")
+    assert garbage.events[-1][1]["reason"] == "transport failed: too many malformed frames"
+    huge = server.run(fuzz_call, server, [None, "x" * (wire.MAX_CLIENT_EVENT_CHARS + 1)])
+    assert (huge.close_code, huge.close_reason) == (1009, "frame too large")
+    assert huge.events[-1][1]["reason"] == "transport failed: frame too large"
+    assert server.log.problems == []
