@@ -189,6 +189,14 @@ class LiveServer:
                     return events
                 await trio.sleep(0.05)
 
+    async def end_reason_logged(self, session_id: str) -> str:
+        """The session's ``call_logs.end_reason`` once its row is written (waits, bounded)."""
+        query = "select end_reason from call_logs where session_id = %s"
+        with trio.fail_after(CALL_DEADLINE_S):
+            while not (rows := await trio.to_thread.run_sync(self.rows, query, session_id)):
+                await trio.sleep(0.05)
+        return str(rows[0][0])
+
 
 @contextmanager
 def fresh_database(pg_server: EmbeddedPostgres) -> Iterator[str]:

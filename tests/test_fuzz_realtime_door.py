@@ -433,4 +433,7 @@ def test_a_client_sending_garbage_or_a_huge_event_is_cut_off_with_a_reason(
     huge = server.run(fuzz_call, server, [None, "x" * (wire.MAX_CLIENT_EVENT_CHARS + 1)])
     assert (huge.close_code, huge.close_reason) == (1009, "frame too large")
     assert huge.events[-1][1]["reason"] == "transport failed: frame too large"
+    for outcome in (garbage, huge):  # the call's log row says it too
+        logged = server.run(server.end_reason_logged, outcome.session_id)
+        assert logged == outcome.events[-1][1]["reason"]
     assert server.log.problems == []
