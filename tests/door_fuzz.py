@@ -29,7 +29,8 @@ from typing import Any, TypeVar
 import psycopg
 import structlog
 import trio
-from hypothesis import HealthCheck, Phase, settings
+import trio_websocket
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -395,3 +396,93 @@ def mutated(
         else:
             parent[path[-1]] = value
     return dumps(message)
+
+
+# -- a peer's side of one connection ----------------------------------------------------------
+
+
+@dataclass
+class Peer:
+    """What a test client received on one WebSocket (JSON messages), and how it closed."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+    close_code: int | None = None
+    close_reason: str = ""
+    _changed: trio.Event = field(default_factory=trio.Event)
+
+    async def listen(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """Receive until the connection closes (run it in a nursery)."""
+        try:
+            while True:
+                self.received.append(json.loads(await ws.get_message()))
+                self._changed.set()
+                self._changed = trio.Event()
+        except trio_websocket.ConnectionClosed as closed:
+            self.closed(closed)
+        finally:
+            self._changed.set()
+
+    def closed(self, closed: trio_websocket.ConnectionClosed) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = closed.reason.code, closed.reason.reason or ""
+
+    async def until(self, predicate: Callable[[], object]) -> None:
+        """Wait until ``predicate()`` is true or the connection has closed."""
+        while not predicate() and self.close_code is None:
+            await self._changed.wait()
+
+
+# -- the witness and the test -----------------------------------------------------------------
+
+
+@dataclass
+class Witness:
+    """A valid call of the door, open through every example: greeted first, asked the
+    opening hours last (:meth:`talk` does both, waiting on :attr:`go` in between)."""
+
+    server: LiveServer
+    go: trio.Event = field(default_factory=trio.Event)
+    greeted: trio.Event = field(default_factory=trio.Event)
+    done: trio.Event = field(default_factory=trio.Event)
+    answer: str | None = None
+
+    async def call(self) -> None:
+        try:
+            await self.talk()
+        finally:
+            self.greeted.set()
+            self.done.set()
+
+    async def talk(self) -> None:
+        raise NotImplementedError
+
+    async def finish(self) -> None:
+        self.go.set()
+        await self.done.wait()
+
+
+def fuzz_the_door(
+    server: LiveServer,
+    witness: Witness,
+    streams: st.SearchStrategy[T],
+    explicit: T,
+    one_call: Callable[[T], None],
+) -> None:
+    """Run ``one_call`` on examples of ``streams`` (``explicit`` first) while ``witness``
+    is on a call, then ask the witness's question; the server must log no problem."""
+    server.start_soon(witness.call)
+    server.run(witness.greeted.wait)
+
+    @FUZZ_SETTINGS
+    @given(stream=streams)
+    @example(stream=explicit)
+    def each(stream: T) -> None:
+        mark = server.log.mark()
+        one_call(stream)
+        assert server.log.since(mark) == []
+
+    each()
+    server.run(witness.finish)
+    assert server.background == []
+    assert witness.answer and "Monday to Friday" in witness.answer, witness.answer
+    assert server.log.problems == []

@@ -16,7 +16,6 @@ opening-hours question at the end.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,17 +25,18 @@ import pytest
 import trio
 import trio_websocket
 from door_fuzz import (
-    FUZZ_SETTINGS,
     HUGE_INTEGERS,
     NON_FINITE,
     ODD_TEXT,
     LiveServer,
+    Peer,
+    Witness,
     dumps,
+    fuzz_the_door,
     live_server,
     mutated,
     raw_frames,
 )
-from hypothesis import example, given
 from hypothesis import strategies as st
 
 from switchboard.actors.local.tts import synthesize_at
@@ -130,11 +130,8 @@ def unusable(frame: str | bytes) -> bool:
 
 
 @dataclass
-class Outcome:
-    session_id: str
-    close_code: int | None = None
-    close_reason: str = ""
-    received: list[dict[str, Any]] = field(default_factory=list)
+class Outcome(Peer):
+    session_id: str = ""
     sent: list[str | bytes] = field(default_factory=list)
     sent_everything: bool = False
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -152,6 +149,11 @@ async def new_session(server: LiveServer) -> dict[str, Any]:
     return session
 
 
+def opened(server: LiveServer, session: dict[str, Any]) -> Any:
+    url = f"{server.ws_url}/v1/voice?sample_rate={RATE}"
+    return trio_websocket.open_websocket_url(url, subprotocols=["switchboard.v1", session["token"]])
+
+
 def errors_to_page(received: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in received if m["event"] == "error" and m["reason"] != "text_unsupported"]
 
@@ -159,62 +161,33 @@ def errors_to_page(received: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def fuzz_call(server: LiveServer, stream: list[str | bytes | None]) -> Outcome:
     log_mark = server.log.mark()
     session = await new_session(server)
-    outcome = Outcome(session["session_id"])
-    greeted, changed = trio.Event(), trio.Event()
-
-    async def listen(ws: trio_websocket.WebSocketConnection) -> None:
-        nonlocal changed
-        try:
-            while True:
-                message = json.loads(await ws.get_message())
-                outcome.received.append(message)
-                greeted.set()
-                changed.set()
-                changed = trio.Event()
-        except trio_websocket.ConnectionClosed as closed:
-            outcome.close_code, outcome.close_reason = (
-                closed.reason.code,
-                closed.reason.reason or "",
-            )
-        finally:
-            greeted.set()
-            changed.set()
+    outcome = Outcome(session_id=session["session_id"])
 
     def answers() -> int:
         return len([m for m in outcome.received if m.get("reason") == "text_unsupported"])
 
-    url = f"{server.ws_url}/v1/voice?sample_rate={RATE}"
-    async with (
-        trio_websocket.open_websocket_url(
-            url, subprotocols=["switchboard.v1", session["token"]]
-        ) as ws,
-        trio.open_nursery() as nursery,
-    ):
-        nursery.start_soon(listen, ws)
-        await greeted.wait()  # mid-call: the greeting is playing
+    async with opened(server, session) as ws, trio.open_nursery() as nursery:
+        nursery.start_soon(outcome.listen, ws)
+        await outcome.until(lambda: outcome.received)  # mid-call: the greeting is playing
         try:
             for frame in stream:
-                text = (
-                    dumps({"event": "audio", "payload": b64(SILENCE_20MS)})
-                    if frame is None
-                    else frame
-                )
+                text = frame if frame is not None else audio(SILENCE_20MS)
                 await ws.send_message(text)
                 outcome.sent.append(text)
             await ws.send_message(dumps({"event": "text", "text": "still there?"}))
             lines = 1 + sum(isinstance(typed(f), wire.TextIn) for f in outcome.sent)
-            while answers() < lines and outcome.close_code is None:
-                await changed.wait()  # the valid stream goes on, and each line is answered...
+            await outcome.until(lambda: answers() >= lines)  # goes on, and each is answered...
             outcome.sent_everything = outcome.close_code is None
         except trio_websocket.ConnectionClosed as closed:  # seen here before the listener
-            outcome.close_code, outcome.close_reason = (
-                closed.reason.code,
-                closed.reason.reason or "",
-            )
+            outcome.closed(closed)
         await ws.aclose()  # ... and the page hangs up
         nursery.cancel_scope.cancel()
     outcome.events = await server.ended(outcome.session_id, log_mark)
     return outcome
+
+
+def audio(pcm: bytes) -> str:
+    return dumps({"event": "audio", "payload": b64(pcm)})
 
 
 def check(outcome: Outcome) -> None:
@@ -235,96 +208,39 @@ def check(outcome: Outcome) -> None:
     assert [p["text"] for t, p in events if t == "caller.text"][-1] == "still there?"
 
 
-# -- the witness ------------------------------------------------------------------------------
-
-
-@dataclass
-class Witness:
-    """A valid browser call, open through every example; asked the opening hours at the end."""
-
-    server: LiveServer
-    go: trio.Event = field(default_factory=trio.Event)
-    greeted: trio.Event = field(default_factory=trio.Event)
-    done: trio.Event = field(default_factory=trio.Event)
-    answer: str | None = None
-
-    async def call(self) -> None:
-        try:
-            await self._call()
-        finally:
-            self.greeted.set()
-            self.done.set()
-
-    async def _call(self) -> None:
-        session = await new_session(self.server)
-        url = f"{self.server.ws_url}/v1/voice?sample_rate={RATE}"
-        received: list[dict[str, Any]] = []
-        changed = trio.Event()
-
-        async def listen(ws: trio_websocket.WebSocketConnection) -> None:
-            nonlocal changed
-            while True:
-                received.append(json.loads(await ws.get_message()))
-                changed.set()
-                changed = trio.Event()
-
-        async def until(predicate: Any) -> None:
-            while not predicate():
-                await changed.wait()
+class BrowserWitness(Witness):
+    async def talk(self) -> None:
+        peer = Peer()
 
         def agent_lines() -> list[str]:
             return [
-                m["text"] for m in received if m["event"] == "transcript" and m["role"] == "agent"
+                m["text"]
+                for m in peer.received
+                if m["event"] == "transcript" and m["role"] == "agent"
             ]
 
-        async with (
-            trio_websocket.open_websocket_url(
-                url, subprotocols=["switchboard.v1", session["token"]]
-            ) as ws,
-            trio.open_nursery() as nursery,
-        ):
-            nursery.start_soon(listen, ws)
-            await until(lambda: len(agent_lines()) >= 1)  # the greeting
+        session = await new_session(self.server)
+        async with opened(self.server, session) as ws, trio.open_nursery() as nursery:
+            nursery.start_soon(peer.listen, ws)
+            await peer.until(lambda: len(agent_lines()) >= 1)  # the greeting
             self.greeted.set()
             await self.go.wait()
             pcm = synthesize_at("what are your opening hours", RATE).tobytes() + bytes(RATE * 3)
             step = RATE // 50 * 2
             for i in range(0, len(pcm), step):
-                await ws.send_message(dumps({"event": "audio", "payload": b64(pcm[i : i + step])}))
-            await until(lambda: len(agent_lines()) >= 2)
-            self.answer = agent_lines()[1]
+                await ws.send_message(audio(pcm[i : i + step]))
+            await peer.until(lambda: len(agent_lines()) >= 2)
+            self.answer = agent_lines()[1] if len(agent_lines()) >= 2 else None
             nursery.cancel_scope.cancel()
-
-
-# -- the test ---------------------------------------------------------------------------------
 
 
 def test_any_frames_mid_call_leave_the_call_whole_and_other_calls_undisturbed(
     server: LiveServer,
 ) -> None:
-    witness = Witness(server)
-    server.start_soon(witness.call)
-    server.run(witness.greeted.wait)
-
-    @FUZZ_SETTINGS
-    @given(stream=streams())
-    @example(stream=ISSUE_11_FRAMES)
     def one_call(stream: list[str | bytes | None]) -> None:
-        mark = server.log.mark()
-        outcome = server.run(fuzz_call, server, stream)
-        assert server.log.since(mark) == []
-        check(outcome)
+        check(server.run(fuzz_call, server, stream))
 
-    one_call()
-    server.run(_finish, witness)
-    assert server.background == []
-    assert witness.answer and "Monday to Friday" in witness.answer, witness.answer
-    assert server.log.problems == []
-
-
-async def _finish(witness: Witness) -> None:
-    witness.go.set()
-    await witness.done.wait()
+    fuzz_the_door(server, BrowserWitness(server), streams(), ISSUE_11_FRAMES, one_call)
 
 
 def test_a_page_sending_garbage_or_a_huge_frame_is_cut_off_with_a_reason(

@@ -17,7 +17,7 @@ witness call, open through every example, answers the opening-hours question at 
 from __future__ import annotations
 
 import base64
-import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,18 +26,19 @@ import pytest
 import trio
 import trio_websocket
 from door_fuzz import (
-    FUZZ_SETTINGS,
     HUGE_INTEGERS,
     NON_FINITE,
     ODD_TEXT,
     LiveServer,
+    Peer,
+    Witness,
     dumps,
+    fuzz_the_door,
     json_values,
     live_server,
     mutated,
     raw_frames,
 )
-from hypothesis import example, given
 from hypothesis import strategies as st
 
 from switchboard.actors.local.tts import synthesize_at
@@ -231,11 +232,8 @@ def typed(frame: str | bytes) -> wire.ClientEvent | None:
 
 
 @dataclass
-class Outcome:
-    session_id: str
-    close_code: int | None = None
-    close_reason: str = ""
-    received: list[dict[str, Any]] = field(default_factory=list)
+class Outcome(Peer):
+    session_id: str = ""
     sent: list[str | bytes] = field(default_factory=list)
     sent_everything: bool = False
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -244,46 +242,20 @@ class Outcome:
         return [e for e in self.received if e["type"] == type_]
 
 
-def url_of(server: LiveServer) -> tuple[str, list[tuple[bytes, bytes]]]:
-    return (
-        f"{server.ws_url}/v1/realtime?agent_id={server.agent_id}",
-        [(b"authorization", f"Bearer {server.api_key}".encode())],
-    )
+def opened(server: LiveServer) -> Any:
+    url = f"{server.ws_url}/v1/realtime?agent_id={server.agent_id}"
+    headers = [(b"authorization", f"Bearer {server.api_key}".encode())]
+    return trio_websocket.open_websocket_url(url, extra_headers=headers)
 
 
 async def fuzz_call(server: LiveServer, stream: list[str | bytes | None]) -> Outcome:
     log_mark = server.log.mark()
-    outcome = Outcome("")
-    changed = trio.Event()
-
-    async def listen(ws: trio_websocket.WebSocketConnection) -> None:
-        nonlocal changed
-        try:
-            while True:
-                outcome.received.append(json.loads(await ws.get_message()))
-                changed.set()
-                changed = trio.Event()
-        except trio_websocket.ConnectionClosed as closed:
-            outcome.close_code, outcome.close_reason = (
-                closed.reason.code,
-                closed.reason.reason or "",
-            )
-        finally:
-            changed.set()
-
-    async def until(predicate: Any) -> None:
-        while not predicate() and outcome.close_code is None:
-            await changed.wait()
-
-    url, headers = url_of(server)
-    async with (
-        trio_websocket.open_websocket_url(url, extra_headers=headers) as ws,
-        trio.open_nursery() as nursery,
-    ):
-        nursery.start_soon(listen, ws)
+    outcome = Outcome()
+    async with opened(server) as ws, trio.open_nursery() as nursery:
+        nursery.start_soon(outcome.listen, ws)
         await ws.send_message(SESSION_UPDATE)
-        await until(lambda: outcome.of("response.output_item.added"))  # the greeting plays
-        outcome.session_id = str(_session_uuid(outcome.of("session.created")[0]))
+        await outcome.until(lambda: outcome.of("response.output_item.added"))  # greeting
+        outcome.session_id = _session_uuid(outcome.of("session.created")[0])
         item_id = outcome.of("response.output_item.added")[0]["item"]["id"]
         try:
             for frame in stream:
@@ -294,13 +266,10 @@ async def fuzz_call(server: LiveServer, stream: list[str | bytes | None]) -> Out
                 outcome.sent.append(text)
             await ws.send_message(CLEAR)
             clears = 1 + sum(isinstance(typed(f), wire.InputAudioBufferClear) for f in outcome.sent)
-            await until(lambda: len(outcome.of("input_audio_buffer.cleared")) >= clears)
+            await outcome.until(lambda: len(outcome.of("input_audio_buffer.cleared")) >= clears)
             outcome.sent_everything = outcome.close_code is None  # went on, and answered...
         except trio_websocket.ConnectionClosed as closed:  # seen here before the listener
-            outcome.close_code, outcome.close_reason = (
-                closed.reason.code,
-                closed.reason.reason or "",
-            )
+            outcome.closed(closed)
         await ws.aclose()  # ... and the client hangs up
         nursery.cancel_scope.cancel()
     outcome.events = await server.ended(outcome.session_id, log_mark)
@@ -308,8 +277,6 @@ async def fuzz_call(server: LiveServer, stream: list[str | bytes | None]) -> Out
 
 
 def _session_uuid(created: dict[str, Any]) -> str:
-    import uuid
-
     return str(uuid.UUID(created["session"]["id"].removeprefix("sess_")))
 
 
@@ -332,96 +299,35 @@ def check(outcome: Outcome) -> None:
         assert error["error"]["type"] == "invalid_request_error" and error["error"]["message"]
 
 
-# -- the witness ------------------------------------------------------------------------------
-
-
-@dataclass
-class Witness:
-    """A valid Realtime client, open through every example; asks the opening hours last."""
-
-    server: LiveServer
-    go: trio.Event = field(default_factory=trio.Event)
-    greeted: trio.Event = field(default_factory=trio.Event)
-    done: trio.Event = field(default_factory=trio.Event)
-    answer: str | None = None
-
-    async def call(self) -> None:
-        try:
-            await self._call()
-        finally:
-            self.greeted.set()
-            self.done.set()
-
-    async def _call(self) -> None:
-        received: list[dict[str, Any]] = []
-        changed = trio.Event()
-
-        async def listen(ws: trio_websocket.WebSocketConnection) -> None:
-            nonlocal changed
-            while True:
-                received.append(json.loads(await ws.get_message()))
-                changed.set()
-                changed = trio.Event()
-
-        async def until(predicate: Any) -> None:
-            while not predicate():
-                await changed.wait()
+class RealtimeWitness(Witness):
+    async def talk(self) -> None:
+        peer = Outcome()
 
         def transcripts() -> list[str]:
-            return [
-                e["transcript"]
-                for e in received
-                if e["type"] == "response.output_audio_transcript.done"
-            ]
+            return [e["transcript"] for e in peer.of("response.output_audio_transcript.done")]
 
-        url, headers = url_of(self.server)
-        async with (
-            trio_websocket.open_websocket_url(url, extra_headers=headers) as ws,
-            trio.open_nursery() as nursery,
-        ):
-            nursery.start_soon(listen, ws)
+        async with opened(self.server) as ws, trio.open_nursery() as nursery:
+            nursery.start_soon(peer.listen, ws)
             await ws.send_message(SESSION_UPDATE)
-            await until(lambda: len(transcripts()) >= 1)  # the greeting
+            await peer.until(lambda: len(transcripts()) >= 1)  # the greeting
             self.greeted.set()
             await self.go.wait()
             pcm = synthesize_at("what are your opening hours", RATE).tobytes() + bytes(RATE * 3)
             step = RATE // 10 * 2  # 100 ms appends
             for i in range(0, len(pcm), step):
                 await ws.send_message(append(pcm[i : i + step]))
-            await until(lambda: len(transcripts()) >= 2)
-            self.answer = transcripts()[1]
+            await peer.until(lambda: len(transcripts()) >= 2)
+            self.answer = transcripts()[1] if len(transcripts()) >= 2 else None
             nursery.cancel_scope.cancel()
-
-
-# -- the test ---------------------------------------------------------------------------------
 
 
 def test_any_frames_mid_call_leave_the_call_whole_and_other_calls_undisturbed(
     server: LiveServer,
 ) -> None:
-    witness = Witness(server)
-    server.start_soon(witness.call)
-    server.run(witness.greeted.wait)
-
-    @FUZZ_SETTINGS
-    @given(stream=streams())
-    @example(stream=ISSUE_11_FRAMES)
     def one_call(stream: list[str | bytes | None]) -> None:
-        mark = server.log.mark()
-        outcome = server.run(fuzz_call, server, stream)
-        assert server.log.since(mark) == []
-        check(outcome)
+        check(server.run(fuzz_call, server, stream))
 
-    one_call()
-    server.run(_finish, witness)
-    assert server.background == []
-    assert witness.answer and "Monday to Friday" in witness.answer, witness.answer
-    assert server.log.problems == []
-
-
-async def _finish(witness: Witness) -> None:
-    witness.go.set()
-    await witness.done.wait()
+    fuzz_the_door(server, RealtimeWitness(server), streams(), ISSUE_11_FRAMES, one_call)
 
 
 def test_a_client_sending_garbage_or_a_huge_event_is_cut_off_with_a_reason(

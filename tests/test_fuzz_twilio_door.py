@@ -30,7 +30,9 @@ from door_fuzz import (
     NON_FINITE,
     ODD_TEXT,
     LiveServer,
+    Witness,
     dumps,
+    fuzz_the_door,
     json_values,
     live_server,
     mutated,
@@ -286,32 +288,19 @@ def check(outcome: Outcome) -> None:
 # -- the witness ------------------------------------------------------------------------------
 
 
-@dataclass
-class Witness:
-    """A valid call, open through every example; asked the opening hours at the end."""
+class TwilioWitness(Witness):
+    """A phone call: a frame every 20 ms from the start, as a phone line sends."""
 
-    server: LiveServer
-    go: trio.Event = field(default_factory=trio.Event)
-    greeted: trio.Event = field(default_factory=trio.Event)
-    done: trio.Event = field(default_factory=trio.Event)
-    answer: str | None = None
     end_reason: str | None = None
 
-    async def call(self) -> None:
-        try:
-            await self._call()
-        finally:
-            self.greeted.set()
-            self.done.set()
-
-    async def _call(self) -> None:
+    async def talk(self) -> None:
         call_sid, account_sid = twilio_sid("CA"), twilio_sid("AC")
         params = {"CallSid": call_sid, "AccountSid": account_sid, "From": "+1555", "To": DEMO}
         async with httpx.AsyncClient(timeout=10) as client:
             url, parameters = await post_webhook(client, self.server.url, AUTH_TOKEN, params)
             encoder = wire.InboundEncoder(twilio_sid("MZ"), call_sid, account_sid)
             async with trio_websocket.open_websocket_url(url) as ws, trio.open_nursery() as nursery:
-                phone = Phone(ws, encoder, realtime=True)  # a frame every 20 ms, as a phone
+                phone = Phone(ws, encoder, realtime=True)
                 nursery.start_soon(phone.listen, nursery)
                 await ws.send_message(encoder.connected())
                 start_s = trio.current_time()
@@ -333,36 +322,15 @@ class Witness:
         self.end_reason = events[-1]["payload"].get("reason")
 
 
-# -- the tests --------------------------------------------------------------------------------
-
-
 def test_any_frames_mid_call_leave_the_call_whole_and_other_calls_undisturbed(
     server: LiveServer,
 ) -> None:
-    witness = Witness(server)
-    server.start_soon(witness.call)
-    server.run(witness.greeted.wait)
-
-    @FUZZ_SETTINGS
-    @given(stream=streams())
-    @example(stream=ISSUE_11_FRAMES)
     def one_call(stream: list[str | bytes | None]) -> None:
-        mark = server.log.mark()
-        outcome = server.run(fuzz_call, server, stream)
-        assert server.log.since(mark) == []
-        check(outcome)
+        check(server.run(fuzz_call, server, stream))
 
-    one_call()
-    server.run(_finish, witness)
-    assert server.background == []
-    assert witness.answer and "Monday to Friday" in witness.answer, witness.answer
+    witness = TwilioWitness(server)
+    fuzz_the_door(server, witness, streams(), ISSUE_11_FRAMES, one_call)
     assert witness.end_reason == "caller hung up"
-    assert server.log.problems == []
-
-
-async def _finish(witness: Witness) -> None:
-    witness.go.set()
-    await witness.done.wait()
 
 
 # -- credentials first ------------------------------------------------------------------------
