@@ -7,7 +7,9 @@ Reads ``audio`` (-> :class:`CallerAudio`, ``offset_ms`` counted from the
 samples received) and ``text`` (no message carries typed text to the
 provider yet: it is logged as a ``caller.text`` event and the page is told).
 A malformed frame is logged as an ``error`` event, reported to the page, and
-skipped: the call goes on.
+skipped: the call goes on, within the door's budget (:mod:`.frame_budget`: a
+frame over the codec's ``MAX_INBOUND_CHARS`` closes with 1009, too many
+unusable frames with 1008, and the supervisor is told).
 
 Writes agent audio as 20 ms ``audio`` frames, at most ``playout_lead_ms``
 ahead of real time, from a queue that a :class:`ClearPlayback` empties at
@@ -35,6 +37,7 @@ import trio
 from switchboard.codecs import browser_protocol as wire
 
 from .context import CallContext, EventSink
+from .frame_budget import FrameBudget
 from .messages import (
     AudioChunk,
     CallerAudio,
@@ -49,6 +52,7 @@ from .messages import (
     PlaybackMarked,
     ToSupervisor,
     ToTransport,
+    TransportFailed,
 )
 from .sockets import MessageSocket, close_reason
 
@@ -195,6 +199,7 @@ class BrowserTransport:
     # -- page -> call --------------------------------------------------------
 
     async def _read(self) -> None:
+        budget = FrameBudget()
         async with self._to_supervisor:
             try:
                 while True:
@@ -208,7 +213,15 @@ class BrowserTransport:
                             "error", where="browser.stream", reason=exc.reason, detail=exc.detail
                         )
                         await self._send(wire.Error(exc.reason, exc.detail))
+                        hang_up = budget.bad(exc.reason, exc.detail)
+                        if hang_up is not None:  # issue 11: a broken or hostile page
+                            await self._to_supervisor.send(
+                                TransportFailed(hang_up.reason, hang_up.detail)
+                            )
+                            await self._socket.close(hang_up.code, hang_up.reason)
+                            return
                         continue
+                    budget.good()
                     if isinstance(message, wire.AudioIn):
                         offset_ms = self._samples_in * 1000.0 / self._rate
                         self._samples_in += len(message.pcm) // 2

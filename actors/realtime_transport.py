@@ -31,10 +31,13 @@ Client -> call:
   (``response.done``, ``cancelled``, ``client_cancelled``) and its remaining
   audio is dropped; logged as ``realtime.response.cancel`` (the call has no
   message to stop the provider's response yet).
-- A malformed or unknown event is answered by an ``error`` event shaped as
-  OpenAI's (``invalid_request_error``) and skipped; the call goes on. After
-  :data:`MAX_BAD_EVENTS_IN_A_ROW` the client is taken to be broken
-  (:class:`TransportFailed`, close code 1008).
+- A malformed or unknown event (or a binary frame) is answered by an
+  ``error`` event shaped as OpenAI's (``invalid_request_error``), logged as
+  an ``error`` event and skipped; the call goes on, within the door's budget
+  (:mod:`.frame_budget`): an event over the codec's ``MAX_CLIENT_EVENT_CHARS``
+  closes with 1009, :data:`MAX_BAD_EVENTS_IN_A_ROW` unusable events in a row
+  (or ``MAX_BAD_PER_CALL`` in the call) with 1008, and the supervisor is told
+  (:class:`TransportFailed`).
 
 Call -> client (``ShowEvent`` arrives in order with the audio):
 
@@ -74,8 +77,10 @@ import structlog
 import trio
 
 from switchboard.codecs import openai_realtime as wire
+from switchboard.codecs.wire_text import quote
 
 from .context import CallContext, EventSink
+from .frame_budget import MAX_BAD_IN_A_ROW, FrameBudget
 from .messages import (
     AudioChunk,
     CallerAudio,
@@ -100,7 +105,7 @@ __all__ = ["MAX_BAD_EVENTS_IN_A_ROW", "RealtimeTransport"]
 log = structlog.get_logger("switchboard.realtime")
 
 FRAME_MS: Final = 20
-MAX_BAD_EVENTS_IN_A_ROW: Final = 20
+MAX_BAD_EVENTS_IN_A_ROW: Final = MAX_BAD_IN_A_ROW
 MAX_HANGUP_WAIT_S: Final = 10.0
 """The longest EndCall waits for the client to play the audio already sent."""
 
@@ -110,6 +115,7 @@ _ERROR_CODES: Final = {
     "missing_field": "missing_required_parameter",
     "bad_field": "invalid_value",
     "bad_base64": "invalid_value",
+    "too_large": "invalid_value",
 }
 """The codec's reasons as OpenAI's ``error.code`` values."""
 
@@ -210,29 +216,34 @@ class RealtimeTransport:
     async def _read(self) -> None:
         async with self._to_supervisor:
             try:
-                bad_in_a_row = 0
+                budget = FrameBudget()
                 while True:
                     text = self._pending.pop(0) if self._pending else await self._socket.receive()
                     if text is None:
                         break
-                    bad_in_a_row = 0 if await self._on_client_text(text) else bad_in_a_row + 1
-                    if bad_in_a_row >= MAX_BAD_EVENTS_IN_A_ROW:
+                    unusable = await self._on_client_text(text)
+                    if unusable is None:
+                        budget.good()
+                        continue
+                    hang_up = budget.bad(*unusable)
+                    if hang_up is not None:
                         await self._to_supervisor.send(
-                            TransportFailed(
-                                "malformed events", f"{bad_in_a_row} unusable events in a row"
-                            )
+                            TransportFailed(hang_up.reason, hang_up.detail)
                         )
-                        await self._socket.close(1008, "too many malformed events")
+                        await self._socket.close(hang_up.code, hang_up.reason)
                         return
                 await self._to_supervisor.send(CallerHungUp("client closed the connection"))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the supervisor has already ended the call
 
-    async def _on_client_text(self, text: str | bytes) -> bool:
-        """Handle one client event; False if it could not be understood."""
+    async def _on_client_text(self, text: str | bytes) -> tuple[str, str] | None:
+        """Handle one client event; ``(reason, detail)`` (logged as an ``error`` event)
+        if it could not be understood."""
         if isinstance(text, bytes):
-            await self._error("invalid_type", "events are JSON text frames, not binary")
-            return False
+            problem = ("binary_frame", "events are JSON text frames, not binary")
+            await self._events.emit("error", where="realtime.client", reason=problem[0])
+            await self._error("invalid_type", problem[1])
+            return problem
         try:
             event = wire.parse_client_event(text)
         except wire.RealtimeEventError as exc:
@@ -240,17 +251,21 @@ class RealtimeTransport:
                 "error", where="realtime.client", reason=exc.reason, detail=exc.detail
             )
             await self._error(_ERROR_CODES[exc.reason], exc.detail, client_event_id=_event_id(text))
-            return False
+            return exc.reason, exc.detail
         if isinstance(event, wire.UnknownEvent):
+            name = quote(event.type, 80)
+            await self._events.emit(
+                "error", where="realtime.client", reason="unknown_event", detail=name
+            )
             await self._error(
                 "invalid_value",
-                f"Invalid value: {event.type[:80]!r}. This server does not handle that event.",
+                f"Invalid value: '{name}'. This server does not handle that event.",
                 param="type",
                 client_event_id=_event_id(text),
             )
-            return False
+            return "unknown_event", name
         await self._handle_client_event(event)
-        return True
+        return None
 
     async def _handle_client_event(self, event: wire.ClientEvent) -> None:
         if isinstance(event, wire.InputAudioBufferAppend):

@@ -288,7 +288,9 @@ class Supervisor:
                     await self._emit("disconnect", reason=message.reason, detail=message.detail)
                 if not self._ending:
                     self.report.end_reason = (
-                        message.reason if isinstance(message, CallerHungUp) else "transport failed"
+                        message.reason
+                        if isinstance(message, CallerHungUp)
+                        else f"transport failed: {message.reason}"
                     )
                 return
             await self._handle(message)

@@ -27,11 +27,12 @@ positions they carried are dropped (that audio was never heard) and the
 supervisor's marks among them are still passed on.
 
 A malformed frame from Twilio is logged as an ``error`` event and skipped:
-the call goes on (a frame longer than the codec's ``MAX_INBOUND_CHARS`` is
-refused unread, ``too_large``). After :data:`MAX_BAD_FRAMES_IN_A_ROW`
-unusable frames in a row the peer is taken to be broken, not Twilio: the
-call ends (:class:`~.messages.TransportFailed`) and the socket closes with
-1008, as on ``/v1/realtime``.
+the call goes on. The door's budget (:mod:`.frame_budget`, as on the other
+doors) ends it when the peer is not Twilio: a frame longer than the codec's
+``MAX_INBOUND_CHARS`` (refused unread) closes the socket with 1009, and
+:data:`MAX_BAD_FRAMES_IN_A_ROW` unusable frames in a row (or
+``MAX_BAD_PER_CALL`` in the call) with 1008; the supervisor is told
+(:class:`~.messages.TransportFailed`), so ``session.end`` says why.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import trio
 from switchboard.codecs import twilio_media as wire
 
 from .context import CallContext, EventSink
+from .frame_budget import MAX_BAD_IN_A_ROW, FrameBudget, HangUp
 from .messages import (
     AudioChunk,
     CallerAudio,
@@ -71,7 +73,7 @@ AUDIO_MARK = "audio:"
 MARK_EVERY_MS = 100.0
 """The longest stretch of agent audio sent without a mark: the heard position's resolution."""
 
-MAX_BAD_FRAMES_IN_A_ROW = 20
+MAX_BAD_FRAMES_IN_A_ROW = MAX_BAD_IN_A_ROW
 
 _Queued = PlayAudio | MarkPlayback | EndCall
 
@@ -143,7 +145,7 @@ class TwilioTransport:
         parse, media_type, hear, sid = wire.parse_inbound, wire.Media, self._hear, self._sid
         async with self._to_supervisor:
             reason = "stream closed"
-            bad_in_a_row = 0
+            budget = FrameBudget()
             try:
                 while True:
                     text = await self._socket.receive()
@@ -155,12 +157,12 @@ class TwilioTransport:
                         await self._events.emit(
                             "error", where="twilio.stream", reason=exc.reason, detail=exc.detail
                         )
-                        bad_in_a_row += 1
-                        if bad_in_a_row >= MAX_BAD_FRAMES_IN_A_ROW:
-                            await self._give_up_on_peer(bad_in_a_row)
+                        hang_up = budget.bad(exc.reason, exc.detail)
+                        if hang_up is not None:
+                            await self._give_up_on_peer(hang_up)
                             return
                         continue
-                    bad_in_a_row = 0
+                    budget.good()
                     if type(message) is media_type and message.stream_sid == sid:
                         body = message.media  # the hot path: one frame of caller audio
                         hear(CallerAudio(AudioChunk(body.payload, "pcmu", 8000), body.timestamp))
@@ -173,11 +175,9 @@ class TwilioTransport:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the supervisor has already ended the call
 
-    async def _give_up_on_peer(self, bad_in_a_row: int) -> None:
-        await self._to_supervisor.send(
-            TransportFailed("malformed frames", f"{bad_in_a_row} unusable frames in a row")
-        )
-        await self._socket.close(1008, "too many malformed frames")
+    async def _give_up_on_peer(self, hang_up: HangUp) -> None:
+        await self._to_supervisor.send(TransportFailed(hang_up.reason, hang_up.detail))
+        await self._socket.close(hang_up.code, hang_up.reason)
 
     async def _forward(self, message: wire.Inbound) -> None:
         if isinstance(message, wire.Media):

@@ -42,11 +42,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from .wire_text import quote, storable
+
 SAMPLE_RATES: Final = (16000, 24000, 44100, 48000)
 DEFAULT_SAMPLE_RATE: Final = 24000
 MAX_AUDIO_BYTES: Final = 2 * 48000 * 2
 """The largest audio payload accepted: 2 s at 48 kHz."""
 MAX_TEXT_CHARS: Final = 2000
+MAX_INBOUND_CHARS: Final = 256 * 1024
+"""The longest frame a browser may send: an audio message of :data:`MAX_AUDIO_BYTES`
+in base64 and its JSON. A longer one is refused unread (``too_large``)."""
 
 
 class BrowserProtocolError(ValueError):
@@ -202,7 +207,7 @@ def _load(text: str | bytes) -> tuple[str, Mapping[str, Any]]:
     try:
         message = json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: Recursion
-        raise BrowserProtocolError("invalid_json", str(exc)[:200]) from None
+        raise BrowserProtocolError("invalid_json", quote(str(exc))) from None
     if not isinstance(message, dict):
         raise BrowserProtocolError(
             "not_an_object", f"expected a JSON object, got {type(message).__name__}"
@@ -238,9 +243,15 @@ def _pcm(m: Mapping[str, Any], event: str) -> bytes:
 def parse_inbound(text: str | bytes) -> Inbound:
     """Parse one message a browser sends.
 
+    A frame longer than :data:`MAX_INBOUND_CHARS` is refused unread; a ``text``
+    must have 1 to :data:`MAX_TEXT_CHARS` characters and none that PostgreSQL
+    cannot store (U+0000, a lone surrogate), since it is logged.
+
     Raises:
         BrowserProtocolError: see its ``reason`` values.
     """
+    if len(text) > MAX_INBOUND_CHARS:
+        raise BrowserProtocolError("too_large", f"a frame of {len(text)} characters")
     event, m = _load(text)
     if event == "audio":
         return AudioIn(_pcm(m, event))
@@ -250,8 +261,10 @@ def parse_inbound(text: str | bytes) -> Inbound:
             raise BrowserProtocolError(
                 "bad_field", f"'text.text' must have 1 to {MAX_TEXT_CHARS} characters"
             )
+        if not storable(line):
+            raise BrowserProtocolError("bad_field", "'text.text' holds U+0000 or a lone surrogate")
         return TextIn(line)
-    raise BrowserProtocolError("unknown_event", f"unknown event {event[:40]!r}")
+    raise BrowserProtocolError("unknown_event", f"unknown event '{quote(event, 40)}'")
 
 
 def parse_outbound(text: str | bytes) -> Outbound:

@@ -40,8 +40,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
 from . import _realtime_audio as audio_wire
+from .wire_text import storable
 
 __all__ = [
+    "MAX_CLIENT_EVENT_CHARS",
     "PCM16_24K",
     "PCMU_8K",
     "ClientEvent",
@@ -100,12 +102,19 @@ Dialect = Literal["ga", "beta"]
 """``ga``: the generally available interface; ``beta``: ``OpenAI-Beta: realtime=v1``."""
 
 
+MAX_CLIENT_EVENT_CHARS: Final = 1024 * 1024
+"""The longest client event read (``too_large`` beyond): an ``input_audio_buffer.append``
+of about 16 s of PCM16 at 24 kHz. OpenAI takes appends of up to 15 MiB; a client of
+this runtime streams audio in chunks instead."""
+
+
 class RealtimeEventError(ValueError):
     """A Realtime event that cannot be understood.
 
     Attributes:
         reason: ``invalid_json``, ``not_an_object``, ``missing_field``,
-            ``bad_field`` or ``bad_base64``.
+            ``bad_field``, ``bad_base64`` or ``too_large`` (over
+            :data:`MAX_CLIENT_EVENT_CHARS`, client events only).
         detail: what was wrong, naming the field (``response.output_audio.delta.delta``).
     """
 
@@ -812,6 +821,17 @@ def _item(value: Any, where: str) -> Item:
     raise RealtimeEventError("bad_field", f"{where}.type {kind[:40]!r} is not a supported item")
 
 
+def _storable_item(item: Item) -> bool:
+    if isinstance(item, MessageItem):
+        texts = [t for p in item.content for t in (p.type, p.text, p.transcript) if t]
+        texts += [t for t in (item.id, item.status) if t]
+    elif isinstance(item, FunctionCallItem):
+        texts = [item.call_id, item.name, item.arguments, item.id or "", item.status or ""]
+    else:
+        texts = [item.call_id, item.output, item.id or ""]
+    return all(storable(t) for t in texts)
+
+
 def _response(o: _Obj) -> ResponseInfo:
     details = o.opt_obj("status_details")
     return ResponseInfo(
@@ -837,10 +857,17 @@ def _items_event(cls: Callable[..., _T], o: _Obj) -> _T:
 def parse_client_event(text: str | bytes) -> ClientEvent:
     """Parse one event a client sends (GA or beta names).
 
+    A client event is at most :data:`MAX_CLIENT_EVENT_CHARS` long, and the
+    text of an item it creates (which the runtime logs) holds no character
+    PostgreSQL cannot store (U+0000, a lone surrogate).
+
     Raises:
-        RealtimeEventError: invalid JSON, not an object, no ``type``, or a
-            modelled event with a missing or mistyped field or bad base64.
+        RealtimeEventError: invalid JSON, not an object, no ``type``, too
+            large, or a modelled event with a missing or mistyped field or bad
+            base64.
     """
+    if len(text) > MAX_CLIENT_EVENT_CHARS:
+        raise RealtimeEventError("too_large", f"an event of {len(text)} characters")
     append = audio_wire.read_append(text)  # the event of every chunk: read by its schema
     if append is not None:
         return InputAudioBufferAppend(audio=append.audio, event_id=append.event_id)
@@ -851,10 +878,13 @@ def parse_client_event(text: str | bytes) -> ClientEvent:
     if type_ == "session.update":
         return SessionUpdate(session=_session(o.obj("session")), event_id=eid)
     if type_ == "conversation.item.create":
+        item = _item(o.data.get("item"), f"{type_}.item")
+        if not _storable_item(item):
+            raise RealtimeEventError(
+                "bad_field", f"{type_}.item holds U+0000 or a lone surrogate in a string"
+            )
         return ConversationItemCreate(
-            item=_item(o.data.get("item"), f"{type_}.item"),
-            previous_item_id=o.opt_str("previous_item_id"),
-            event_id=eid,
+            item=item, previous_item_id=o.opt_str("previous_item_id"), event_id=eid
         )
     if type_ == "conversation.item.truncate":
         return ConversationItemTruncate(

@@ -14,8 +14,11 @@ Every message is a ``msgspec`` struct shaped like the wire (tagged on
 parser: one decode per message, base64 included, about 1 us for a ``media``
 frame. Twilio writes numbers as strings (``"chunk": "1"``); both forms are
 read, and a number out of range (negative, above 2**53) is a decode error,
-never an exception deeper in. Unknown fields are ignored, unknown events are
-an error. Convenience properties give the flat view the actors use
+never an exception deeper in. SIDs are letters, digits, ``_`` or ``-`` (at
+most 64), a DTMF digit is one key, so what the call logs of a message can be
+stored (no U+0000, no lone surrogate: :mod:`._text`). Unknown fields are
+ignored, unknown events are an error; an error's detail quotes the peer's
+text escaped and bounded. Convenience properties give the flat view the actors use
 (``Media.payload``, ``Start.custom_parameters``, ...).
 
 :func:`parse_inbound` and :func:`parse_outbound` raise :class:`MediaStreamError`
@@ -32,6 +35,8 @@ from typing import Annotated, Any, Final
 import msgspec
 from msgspec import Meta, Struct
 
+from .wire_text import quote
+
 ENCODING: Final = "audio/x-mulaw"
 SAMPLE_RATE: Final = 8000
 FRAME_BYTES: Final = 160
@@ -39,6 +44,10 @@ FRAME_BYTES: Final = 160
 
 Count = Annotated[int, Meta(ge=0, le=2**53)]
 """A sequence number, chunk index or millisecond count: JSON-safe, never negative."""
+Sid = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+"""A Twilio SID (``CA``/``MZ``/``AC`` and 32 hex digits; test peers use shorter ones)."""
+Digit = Annotated[str, Meta(pattern=r"^[0-9*#A-Da-d]$")]
+"""One DTMF key: 0-9, ``*``, ``#``, or A-D."""
 
 REASONS: Final = frozenset(
     {
@@ -90,8 +99,8 @@ class MediaFormat(Struct, frozen=True, rename="camel"):
 class StartBody(Struct, frozen=True, rename="camel"):
     """``start``'s object; ``custom_parameters`` are the TwiML ``<Parameter>`` values."""
 
-    call_sid: str
-    stream_sid: str | None = None
+    call_sid: Sid
+    stream_sid: Sid | None = None
     account_sid: str = ""
     tracks: tuple[str, ...] = ("inbound",)
     custom_parameters: dict[str, str] = {}
@@ -102,7 +111,7 @@ class Start(Struct, frozen=True, tag="start", tag_field="event"):
     """The stream's metadata (the stream SID is ``start.streamSid``, else the top-level one)."""
 
     start: StartBody
-    top_stream_sid: str | None = msgspec.field(default=None, name="streamSid")
+    top_stream_sid: Sid | None = msgspec.field(default=None, name="streamSid")
 
     def __post_init__(self) -> None:
         if self.start.stream_sid is None and self.top_stream_sid is None:
@@ -154,7 +163,7 @@ class MediaBody(Struct, frozen=True):
 class Media(Struct, frozen=True, tag="media", tag_field="event"):
     """One chunk of caller audio."""
 
-    stream_sid: str = msgspec.field(name="streamSid")
+    stream_sid: Sid = msgspec.field(name="streamSid")
     media: MediaBody
 
     @property
@@ -175,12 +184,12 @@ class Media(Struct, frozen=True, tag="media", tag_field="event"):
 
 
 class DtmfBody(Struct, frozen=True):
-    digit: str
+    digit: Digit
     track: str = "inbound_track"
 
 
 class Dtmf(Struct, frozen=True, tag="dtmf", tag_field="event"):
-    stream_sid: str = msgspec.field(name="streamSid")
+    stream_sid: Sid = msgspec.field(name="streamSid")
     dtmf: DtmfBody
 
     @property
@@ -195,7 +204,7 @@ class MarkBody(Struct, frozen=True):
 class MarkPlayed(Struct, frozen=True, tag="mark", tag_field="event"):
     """Twilio's echo of a mark: the audio sent before it has been played (or cleared)."""
 
-    stream_sid: str = msgspec.field(name="streamSid")
+    stream_sid: Sid = msgspec.field(name="streamSid")
     mark: MarkBody
 
     @property
@@ -209,7 +218,7 @@ class StopBody(Struct, frozen=True, rename="camel"):
 
 
 class Stop(Struct, frozen=True, tag="stop", tag_field="event"):
-    stream_sid: str = msgspec.field(name="streamSid")
+    stream_sid: Sid = msgspec.field(name="streamSid")
     stop: StopBody = StopBody()
 
     @property
@@ -224,6 +233,38 @@ class Stop(Struct, frozen=True, tag="stop", tag_field="event"):
 Inbound = Connected | Start | Media | Dtmf | MarkPlayed | Stop
 
 
+class _AdmissionParameters(Struct, frozen=True):
+    token: str = ""
+    session_id: str | None = None
+
+
+class _AdmissionBody(Struct, frozen=True, rename="camel"):
+    call_sid: Sid
+    custom_parameters: _AdmissionParameters = _AdmissionParameters()
+
+
+class StartAdmission(Struct, frozen=True, tag="start", tag_field="event"):
+    """What admitting a stream needs of its ``start``, and nothing else: the CallSid and
+    the ``token`` / ``session_id`` parameters (every other field is left unread)."""
+
+    start: _AdmissionBody
+
+    @property
+    def call_sid(self) -> str:
+        return self.start.call_sid
+
+    @property
+    def token(self) -> str:
+        return self.start.custom_parameters.token
+
+    @property
+    def session_id(self) -> str | None:
+        return self.start.custom_parameters.session_id
+
+
+PreStart = Connected | StartAdmission
+
+
 # -- server -> Twilio --------------------------------------------------------
 
 
@@ -232,7 +273,7 @@ class OutboundMediaBody(Struct, frozen=True):
 
 
 class OutboundMedia(Struct, frozen=True, tag="media", tag_field="event"):
-    stream_sid: str = msgspec.field(name="streamSid")
+    stream_sid: Sid = msgspec.field(name="streamSid")
     media: OutboundMediaBody
 
     @property
@@ -241,7 +282,7 @@ class OutboundMedia(Struct, frozen=True, tag="media", tag_field="event"):
 
 
 class OutboundMark(Struct, frozen=True, tag="mark", tag_field="event"):
-    stream_sid: str = msgspec.field(name="streamSid")
+    stream_sid: Sid = msgspec.field(name="streamSid")
     mark: MarkBody
 
     @property
@@ -250,7 +291,7 @@ class OutboundMark(Struct, frozen=True, tag="mark", tag_field="event"):
 
 
 class Clear(Struct, frozen=True, tag="clear", tag_field="event"):
-    stream_sid: str = msgspec.field(name="streamSid")
+    stream_sid: Sid = msgspec.field(name="streamSid")
 
 
 Outbound = OutboundMedia | OutboundMark | Clear
@@ -269,26 +310,28 @@ def mark(stream_sid: str, name: str) -> OutboundMark:
 # -- parsing -----------------------------------------------------------------
 
 _INBOUND: Final = msgspec.json.Decoder(Inbound, strict=False)  # strict=False: "1" reads as 1
+_PRE_START: Final = msgspec.json.Decoder(PreStart, strict=False)
 _OUTBOUND: Final = msgspec.json.Decoder(Outbound)
 _ENCODER: Final = msgspec.json.Encoder()
 
 
 def _error(exc: Exception) -> MediaStreamError:
-    """The named error for a ``msgspec`` decode failure."""
+    """The named error for a ``msgspec`` decode failure (its text quoted: :func:`quote`)."""
     text = str(exc)
+    detail = quote(text)
     if isinstance(exc, RecursionError):
         return MediaStreamError("invalid_json", "nested too deeply")
     if not isinstance(exc, msgspec.ValidationError):
-        return MediaStreamError("invalid_json", text)
+        return MediaStreamError("invalid_json", detail)
     if text.startswith("Expected `object`, got") and " - at `" not in text:
-        return MediaStreamError("not_an_object", text)
+        return MediaStreamError("not_an_object", detail)
     if text.startswith("Invalid value") and text.endswith("at `$.event`"):
-        return MediaStreamError("unknown_event", text)
+        return MediaStreamError("unknown_event", detail)
     if text.startswith("Object missing required field"):
-        return MediaStreamError("missing_field", text)
+        return MediaStreamError("missing_field", detail)
     if text.startswith("Invalid base64"):
-        return MediaStreamError("bad_base64", text)
-    return MediaStreamError("bad_field", text)
+        return MediaStreamError("bad_base64", detail)
+    return MediaStreamError("bad_field", detail)
 
 
 def parse_inbound(text: str | bytes) -> Inbound:
@@ -303,6 +346,22 @@ def parse_inbound(text: str | bytes) -> Inbound:
         raise MediaStreamError("too_large", f"a frame of {len(text)} characters")
     try:
         return _INBOUND.decode(text)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _error(exc) from None
+
+
+def parse_pre_start(text: str | bytes) -> PreStart:
+    """Parse a message of a stream not yet admitted: ``connected``, or ``start`` read only
+    as far as its admission needs (:class:`StartAdmission`); the whole ``start`` is read
+    with :func:`parse_inbound` once the admission token is spent.
+
+    Raises:
+        MediaStreamError: as :func:`parse_inbound` (any other event is ``unknown_event``).
+    """
+    if len(text) > MAX_INBOUND_CHARS:
+        raise MediaStreamError("too_large", f"a frame of {len(text)} characters")
+    try:
+        return _PRE_START.decode(text)
     except (msgspec.DecodeError, RecursionError) as exc:
         raise _error(exc) from None
 

@@ -179,6 +179,7 @@ def create_app(rt: Runtime) -> Any:
                     await ws.reject(404, f"no WebSocket endpoint at {scope['path']}")
             finally:
                 rt.active_calls -= 1
+            await ws.drain()  # issue 11: frames sent after the close must not wedge the socket
             return
         if scope["type"] == "http" and (declared_length(scope) or 0) > MAX_BODY_BYTES:
             await refuse_too_large(scope, receive, send, worker_header)

@@ -16,6 +16,11 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequen
 from typing import Any
 from urllib.parse import parse_qs
 
+import trio
+
+DRAIN_TIMEOUT_S = 10.0
+"""The longest :meth:`AsgiWebSocket.drain` waits for the peer to finish closing."""
+
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -39,6 +44,7 @@ class AsgiWebSocket:
         self._send = send
         self.accepted = False
         self.closed = False
+        self.disconnected = False
         self.close_code: int | None = None
 
     @property
@@ -95,9 +101,26 @@ class AsgiWebSocket:
                 text = message.get("text")
                 return text if text is not None else (message.get("bytes") or b"")
             if kind == "websocket.disconnect":
-                self.closed = True
+                self.closed = self.disconnected = True
                 self.close_code = message.get("code")
                 return None
+
+    async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+        """Once the call is over: drop what the peer still sends until it has disconnected
+        (at most ``timeout_s``).
+
+        The server hands each frame to the handler through a queue of
+        ``max_app_queue_size`` messages (hypercorn: 10) and reads nothing more
+        while it is full, so a peer that sent more than that after the call
+        closed would never have its own close frame read: its connection
+        would hang, half-closed, for as long as it stays connected.
+        """
+        if not self.accepted or self.disconnected:
+            return
+        with trio.move_on_after(timeout_s):
+            while (await self._receive())["type"] != "websocket.disconnect":
+                pass
+            self.disconnected = True
 
     async def send(self, message: str) -> None:
         if self.closed:

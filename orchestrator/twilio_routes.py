@@ -14,8 +14,10 @@ token in a ``<Parameter>``.
 
 ``WS /twilio/stream`` reads ``connected`` and ``start``, and consumes the
 admission token from ``start.customParameters`` before anything else is
-opened; a missing, wrong, expired or reused token, or any message other than
-``start`` first, closes the socket with 1008 (policy violation). A stream
+opened, and before any other field of ``start`` is read (issue 11; a
+malformed field then fails the spent session, 1008); a missing, wrong,
+expired or reused token, or any message other than ``start`` first, closes
+the socket with 1008 (policy violation). A stream
 with a good token is never refused for capacity, not even while draining: its
 caller was promised the call when the webhook answered.
 
@@ -185,14 +187,17 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
     await ws.accept()
     if ws.closed:
         return
-    start = await _read_start(ws)
-    if start is None:
+    first = await _read_start(ws)
+    if first is None:
         return
-    token = start.custom_parameters.get("token", "")
+    text, credentials = first  # issue 11: only what admission needs is read before it
+    token = credentials.token
     token_hash = admission_hash(token)
     try:
         admission = (
-            await trio.to_thread.run_sync(rt.store.consume_admission, token_hash, start.call_sid)
+            await trio.to_thread.run_sync(
+                rt.store.consume_admission, token_hash, credentials.call_sid
+            )
             if token
             else None
         )
@@ -201,15 +206,29 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
         rt.admission.release_stream(reservation_key(token_hash))  # this call will not come
         await ws.close(INTERNAL_ERROR, OUTAGE_REASON)
         return
-    claimed = start.custom_parameters.get("session_id")
+    claimed = credentials.session_id
     if admission is None or (claimed is not None and claimed != str(admission.session_id)):
         log.warning(
             "auth.rejected",
             door="twilio.stream",
-            call_sid=start.call_sid,
+            call_sid=credentials.call_sid,
             reason="admission token missing, invalid, expired, already used or not this call's",
         )
         await ws.close(POLICY_VIOLATION, "admission token missing, invalid, expired or used")
+        return
+    try:
+        start: Any = wire.parse_inbound(text)
+    except wire.MediaStreamError as exc:
+        start = exc
+    if not isinstance(start, wire.Start):
+        problem = f"malformed 'start' ({getattr(start, 'reason', 'not a start')})"
+        log.warning("stream refused", reason=problem, session_id=str(admission.session_id))
+        await trio.to_thread.run_sync(
+            partial(
+                rt.store.mark_session, admission.tenant_id, admission.session_id, status="failed"
+            )
+        )
+        await ws.close(POLICY_VIOLATION, problem)
         return
 
     try:
@@ -271,8 +290,9 @@ async def _run_stream(
     await run_call(ctx, make_transport, rt.resources)
 
 
-async def _read_start(ws: AsgiWebSocket) -> wire.Start | None:
-    """Read up to ``start``; close with 1008 (returning None) on anything else."""
+async def _read_start(ws: AsgiWebSocket) -> tuple[str | bytes, wire.StartAdmission] | None:
+    """Read up to ``start``: its text, and the part of it admission needs (the rest is
+    read once the token is spent). Close with 1008 (returning None) on anything else."""
     problem = f"no 'start' within {START_TIMEOUT_S:g} s"
     with trio.move_on_after(START_TIMEOUT_S):
         while True:
@@ -280,15 +300,26 @@ async def _read_start(ws: AsgiWebSocket) -> wire.Start | None:
             if text is None:
                 return None
             try:
-                message: Any = wire.parse_inbound(text)
+                message = wire.parse_pre_start(text)
             except wire.MediaStreamError as exc:
-                problem = f"malformed message before 'start' ({exc.reason})"
+                problem = (
+                    f"'{_event_name(text)}' before 'start'"
+                    if exc.reason == "unknown_event"
+                    else f"malformed message before 'start' ({exc.reason})"
+                )
                 break
-            if isinstance(message, wire.Start):
-                return message
-            if not isinstance(message, wire.Connected):
-                problem = f"'{type(message).__name__.lower()}' before 'start'"
-                break
+            if isinstance(message, wire.StartAdmission):
+                return text, message
     log.warning("stream refused", reason=problem)
     await ws.close(POLICY_VIOLATION, problem)
     return None
+
+
+def _event_name(text: str | bytes) -> str:
+    """The ``event`` of a message already known to be JSON with an unknown event, for a
+    close reason (escaped, at most 20 characters)."""
+    try:
+        event = wire.parse_inbound(text)
+    except wire.MediaStreamError:
+        return "an unknown event"
+    return type(event).__name__.lower()

@@ -16,6 +16,7 @@ import trio
 from call_harness import LEAD_MS, FakeTwilio, MemoryStore, transport_for
 
 from switchboard.actors.context import CallContext, EventSink
+from switchboard.actors.frame_budget import MAX_BAD_PER_CALL
 from switchboard.actors.messages import (
     AgentAudio,
     AgentTranscript,
@@ -209,9 +210,10 @@ async def test_a_peer_that_sends_only_garbage_is_cut_off_a_few_bad_frames_are_no
     autojump_clock: trio.abc.Clock, monkeypatch: object
 ) -> None:
     """Issue 11: 10,000 bad frames wrote 10,000 error rows. Twilio never sends garbage:
-    after MAX_BAD_FRAMES_IN_A_ROW in a row the call ends (1008); fewer are skipped."""
+    after MAX_BAD_FRAMES_IN_A_ROW in a row, or MAX_BAD_PER_CALL in the call, the call
+    ends (1008, and session.end says why); fewer are skipped."""
     good = wire.InboundEncoder("MZ1", "CA1", "AC1").media(b"\xff" * 160)
-    bad = ["{not json", json.dumps({"event": "dance"}), "[" + " " * 70_000 + "]"]
+    bad = ["{not json", json.dumps({"event": "dance"}), "[1]"]
 
     def garbage(i: int) -> str:
         return bad[i % len(bad)]
@@ -219,25 +221,56 @@ async def test_a_peer_that_sends_only_garbage_is_cut_off_a_few_bad_frames_are_no
     ctx, twilio, store, report = await run_scripted_call(
         "idle_timeout_seconds: 12\n", silent_provider, monkeypatch, 60, garbage
     )
-    assert report.end_reason == "transport failed"  # type: ignore[attr-defined]
+    assert report.end_reason == "transport failed: too many malformed frames"  # type: ignore[attr-defined]
     assert twilio.close_code == 1008
     assert twilio.closed_at is not None and twilio.closed_at - ctx.t0 < 3.0  # not after 60 s
     types = [e.type for e in store.events.values()]
     cut = types.index("disconnect")
     assert types[cut - MAX_BAD_FRAMES_IN_A_ROW : cut] == ["error"] * MAX_BAD_FRAMES_IN_A_ROW
     disconnect = list(store.events.values())[cut].payload
-    assert disconnect["reason"] == "malformed frames"
+    assert disconnect["reason"] == "too many malformed frames"
     reasons = {e.payload["reason"] for e in store.events.values() if e.type == "error"}
-    assert reasons == {"invalid_json", "unknown_event", "too_large"}
+    assert reasons == {"invalid_json", "unknown_event", "not_an_object"}
 
-    def mostly_garbage(i: int) -> str:  # one good frame in every MAX_BAD_FRAMES_IN_A_ROW
-        return good if i % MAX_BAD_FRAMES_IN_A_ROW == 0 else garbage(i)
+    def mostly_garbage(i: int) -> str:  # never 20 in a row, but 9 in every 10 frames
+        return good if i % 10 == 0 else garbage(i)
 
     _, twilio, store, report = await run_scripted_call(
         "idle_timeout_seconds: 12\n", silent_provider, monkeypatch, 60, mostly_garbage
     )
+    assert twilio.close_code == 1008
+    errors = [e for e in store.events.values() if e.type == "error"]
+    assert len(errors) == MAX_BAD_PER_CALL
+    assert [e.payload["detail"] for e in store.events.values() if e.type == "disconnect"] == [
+        f"{MAX_BAD_PER_CALL} unusable frames in the call"
+    ]
+
+    def now_and_then(i: int) -> str:  # one bad frame a second
+        return garbage(i) if i % 50 == 0 else good
+
+    _, twilio, store, report = await run_scripted_call(
+        "idle_timeout_seconds: 12\n", silent_provider, monkeypatch, 60, now_and_then
+    )
     assert report.end_reason == "no caller speech for 12 s"  # type: ignore[attr-defined]
     assert twilio.close_code == 1000
+
+
+async def test_a_frame_over_the_size_cap_ends_the_call_with_1009(
+    autojump_clock: trio.abc.Clock, monkeypatch: object
+) -> None:
+    good = wire.InboundEncoder("MZ1", "CA1", "AC1").media(b"\xff" * 160)
+    huge = "[" + " " * wire.MAX_INBOUND_CHARS + "]"
+    _, twilio, store, report = await run_scripted_call(
+        "idle_timeout_seconds: 12\n",
+        silent_provider,
+        monkeypatch,
+        60,
+        lambda i: huge if i == 50 else good,
+    )
+    assert twilio.close_code == 1009
+    assert report.end_reason == "transport failed: frame too large"  # type: ignore[attr-defined]
+    (error,) = [e.payload for e in store.events.values() if e.type == "error"]
+    assert error["reason"] == "too_large"
 
 
 async def test_a_call_is_ended_at_max_call_seconds(

@@ -254,9 +254,20 @@ def test_unknown_events_are_kept_whole() -> None:
             "audio_end_ms",
         ),
         (
-            '{"type": "session.update", "session": ' * 50_000 + "{}" + "}" * 50_000,
+            '{"type": "session.update", "session": ' * 20_000 + "{}" + "}" * 20_000,
             "invalid_json",
             "",
+        ),
+        (  # issue 11: over the door's cap, refused unread
+            '{"type": "session.update", "session": ' * 50_000 + "{}" + "}" * 50_000,
+            "too_large",
+            "characters",
+        ),
+        (  # issue 11: a text PostgreSQL cannot store would stop the call's events
+            '{"type": "conversation.item.create", "item": {"type": "message", "role": "user",'
+            ' "content": [{"type": "input_text", "text": "a\\u0000b"}]}}',
+            "bad_field",
+            "U+0000",
         ),
     ],
 )

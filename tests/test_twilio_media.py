@@ -194,3 +194,28 @@ def test_any_payload_survives_the_round_trip(payload: bytes) -> None:
         )
     )
     assert out == wire.media("MZ1", payload)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"event":"dtmf","streamSid":"MZ1","dtmf":{"digit":"\\u0000"}}',
+        '{"event":"dtmf","streamSid":"MZ1","dtmf":{"digit":"12"}}',
+        '{"event":"media","streamSid":"MZ\\u0000","media":{"payload":""}}',
+        '{"event":"mark","streamSid":"MZ\\ud800","mark":{"name":"a"}}',
+    ],
+)
+def test_what_a_call_would_log_is_storable_or_a_bad_field(text: str) -> None:
+    """Issue 11: a DTMF digit or stream SID holding U+0000 became an event PostgreSQL
+    refused, and every event of the call after it was stuck behind it."""
+    with pytest.raises(wire.MediaStreamError) as caught:
+        wire.parse_inbound(text)
+    assert caught.value.reason in ("bad_field", "invalid_json")
+
+
+def test_an_error_detail_quotes_the_peers_text_escaped_and_bounded() -> None:
+    with pytest.raises(wire.MediaStreamError) as caught:
+        wire.parse_inbound('{"event":"stop\\u0000' + "x" * 1000 + '"}')
+    assert caught.value.reason == "unknown_event"
+    assert "\x00" not in caught.value.detail and "stop\\x00" in caught.value.detail
+    assert len(caught.value.detail) <= 200
