@@ -27,7 +27,6 @@ import inspect
 import json
 import os
 import signal
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable

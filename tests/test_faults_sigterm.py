@@ -19,8 +19,8 @@ from fault_support import (
     call_log,
     realtime_call,
     server_process,
-    twiml_verbs,
     twilio_call,
+    twiml_verbs,
 )
 
 from switchboard.actors.local.tts import synthesize_ulaw
