@@ -252,10 +252,18 @@ class TwilioCall:
         """Until the greeting has played (its closing mark echoed)."""
         assert await self.phone.wait_response(0.0, timeout_s) is not None, "no greeting"
 
-    async def ask(self, audio: bytes, timeout_s: float = 30.0) -> float | None:
-        """Say ``audio`` (G.711 mu-law) and wait for the answer to play; when it began."""
+    async def ask(
+        self, audio: bytes, timeout_s: float = 30.0, *, whole: bool = True
+    ) -> float | None:
+        """Say ``audio`` (G.711 mu-law) and wait for the answer to play (``whole``) or to
+        begin; when it began (trio time), None if no answer came."""
         spoke = await self.phone.speak(audio)
-        return await self.phone.wait_response(spoke, timeout_s)
+        if whole:
+            return await self.phone.wait_response(spoke, timeout_s)
+        times = self.phone.media_times
+        if not await self.phone.wait_for(lambda: any(t >= spoke for t in times), timeout_s):
+            return None
+        return next(t for t in times if t >= spoke)
 
     async def hang_up(self) -> None:
         """``stop`` and close, as Twilio does when the caller hangs up."""

@@ -36,6 +36,7 @@ from fault_support import (
 from switchboard.actors.local.tts import synthesize_ulaw
 from switchboard.orchestrator.embedded_pg import EmbeddedPostgres, start_embedded
 from switchboard.orchestrator.journal import read_journal
+from switchboard.orchestrator.spool import SERVER_LOST
 
 
 @asynccontextmanager
@@ -112,5 +113,54 @@ async def test_calls_on_every_door_outlive_a_postgres_outage_and_lose_nothing(
             phone.session_id,
         )
         assert "Monday to Friday" in answers[-1][0]  # the answer given during the outage
+        await poll(lambda: not server.journals(), "an empty spool folder")
+        server.assert_no_traceback()
+
+
+async def test_a_server_stopped_during_an_outage_leaves_its_journals_to_the_next_start(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM during the outage, then (the drain outlasting an operator's patience, or
+    systemd's stop timeout) SIGKILL: the next start, with PostgreSQL back, writes
+    everything the calls emitted, the ended call's end and the lost call's."""
+    question = synthesize_ulaw("what are your opening hours")
+    async with (
+        dedicated_postgres() as (pg_folder, pg),
+        server_process(tmp_path, pg[0].uri, SPOOL_DRAIN_INTERVAL_S="1") as server,
+    ):
+        async with twilio_call(server) as phone, realtime_call(server) as realtime:
+            await phone.wait_greeting()
+            await realtime.wait_for(lambda m: m["type"] == "response.done")
+            await trio.to_thread.run_sync(pg[0].stop)
+            await server.ready_when(503)
+            assert await phone.ask(question, whole=False) is not None, "no answer"
+
+            server.terminate()
+            await poll(lambda: "draining" in server.log_text(), "the server draining")
+            await realtime.hang_up()  # its end waits in its journal
+            ended = server.spool_dir / f"{realtime.session_id}.jsonl"
+            await poll(lambda: ended.exists() and read_journal(ended).end, "the journal's end")
+            server.kill()  # the Twilio call is still in flight
+            assert await server.wait() == -9
+        journals = {p.stem: journal_events(p) for p in server.journals()}
+        assert sorted(journals) == sorted([phone.session_id, realtime.session_id])
+        assert "session.end" not in [t for _, t in journals[phone.session_id]]
+        assert journals[realtime.session_id][-1][1] == "session.end"
+
+        pg.append(await trio.to_thread.run_sync(start_embedded, pg_folder))
+        await server.start()
+        for session_id in journals:
+            await poll(lambda s=session_id: call_log(server, s), f"call_logs of {session_id}")
+        emitted = journals[phone.session_id]
+        lost = [*emitted, (len(emitted) + 1, "session.end")]
+        assert assert_complete(server, phone.session_id) == lost
+        assert call_log(server, phone.session_id) == SERVER_LOST
+        assert assert_complete(server, realtime.session_id) == journals[realtime.session_id]
+        assert call_log(server, realtime.session_id) == "client closed the connection"
+        (question_heard,) = server.rows(
+            "select count(*) from call_turns where session_id = %s and role = 'caller'",
+            phone.session_id,
+        )
+        assert question_heard == (1,)  # heard during the outage, kept by the journal
         await poll(lambda: not server.journals(), "an empty spool folder")
         server.assert_no_traceback()
