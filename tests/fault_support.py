@@ -155,17 +155,6 @@ class ServerProcess:
         text = self.log_text()
         assert "Traceback" not in text and "Error in ASGI" not in text, text[-6000:]
 
-    def log_events(self) -> list[dict[str, Any]]:
-        """The JSON log records of every run so far."""
-        records = []
-        for line in self.log_text().splitlines():
-            if line.startswith("{"):
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    pass  # a line cut by SIGKILL
-        return records
-
     async def get(self, path: str) -> httpx.Response:
         async with httpx.AsyncClient(timeout=10) as client:
             return await client.get(self.url + path)

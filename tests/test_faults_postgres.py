@@ -10,6 +10,8 @@ browser and realtime calls still answer their callers' messages), and the
 browser caller hangs up: its end waits in its journal. Once PostgreSQL is back,
 every call is whole in it: events ``1..N`` once each with ``session.end`` last,
 the ended call's rows exactly its journal, its ``call_logs`` row, its turns.
+And SIGTERM while PostgreSQL is away: the server finishes its calls, exits 0
+with their journals left, and its next start writes them.
 """
 
 from __future__ import annotations
@@ -122,7 +124,6 @@ async def test_a_server_stopped_during_an_outage_leaves_its_journals_to_the_next
     """SIGTERM while PostgreSQL is away: the calls in flight go on until their callers hang
     up, the server exits 0 with their journals left in the spool folder (it cannot write
     them), and the next start, with PostgreSQL back, writes each exactly."""
-    question = synthesize_ulaw("what are your opening hours")
     async with (
         dedicated_postgres() as (pg_folder, pg),
         server_process(tmp_path, pg[0].uri, SPOOL_DRAIN_INTERVAL_S="1") as server,
@@ -134,7 +135,6 @@ async def test_a_server_stopped_during_an_outage_leaves_its_journals_to_the_next
             await server.ready_when(503)
             server.terminate()
             assert (await server.ready_when(503)).json() == {"status": "draining"}
-            assert await phone.ask(question, whole=False) is not None, "no answer"
             await realtime.hang_up()
             await phone.hang_up()
         assert await server.wait() == 0
@@ -145,16 +145,14 @@ async def test_a_server_stopped_during_an_outage_leaves_its_journals_to_the_next
             assert read_journal(path).end is not None  # each call's end, with its events
 
         pg.append(await trio.to_thread.run_sync(start_embedded, pg_folder))
+        for session_id in journals:  # PostgreSQL back, the server not yet: the ends are missing
+            assert call_log(server, session_id) is None
+            assert len(session_rows(server, session_id)) < len(journals[session_id])
         await server.start()
         for session_id, emitted in journals.items():
             await poll(lambda s=session_id: call_log(server, s), f"call_logs of {session_id}")
             assert assert_complete(server, session_id) == emitted
         assert call_log(server, phone.session_id) == "caller hung up"
         assert call_log(server, realtime.session_id) == "client closed the connection"
-        (question_heard,) = server.rows(
-            "select count(*) from call_turns where session_id = %s and role = 'caller'",
-            phone.session_id,
-        )
-        assert question_heard == (1,)  # heard during the outage, kept by the journal
         await poll(lambda: not server.journals(), "an empty spool folder")
         server.assert_no_traceback()
