@@ -32,6 +32,9 @@ Environment variables (all optional):
 - ``MAX_LOCAL_CALLS_PER_WORKER``: of those, calls whose first provider is
   ``local`` (CPU-heavy speech recognition and synthesis); default
   ``max(1, 2 * usable cores // workers)``.
+- ``SPOOL_DRAIN_INTERVAL_S``: seconds between two drains of the call journals
+  left in ``DATA_DIR/spool`` (calls that ended while PostgreSQL was away, calls
+  whose process died) back into PostgreSQL (default 30; see :mod:`.spool`).
 - Provider URLs and keys (``OPENAI_API_KEY``, ``GEMINI_API_KEY``, ...): see
   :mod:`switchboard.actors.providers.endpoints`.
 """
@@ -94,6 +97,8 @@ class Settings:
     """None: ``max(1, 2 * usable cores // workers)`` (see :attr:`local_calls_per_worker`)."""
     db_pool_size: int = 20
     """``DB_POOL_SIZE``: the server's PostgreSQL connections, all processes together."""
+    spool_drain_interval_s: float = 30.0
+    """Seconds between two drains of the spool folder (``SPOOL_DRAIN_INTERVAL_S``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
@@ -107,7 +112,9 @@ class Settings:
         workers = env.get("SPEECH_WORKERS") or None
         if workers is not None and (not workers.isdigit() or int(workers) < 1):
             raise ConfigError(f"SPEECH_WORKERS must be a whole number >= 1, got {workers!r}")
+        drain_s = _positive_float(env, "SPOOL_DRAIN_INTERVAL_S")
         settings = cls(
+            spool_drain_interval_s=drain_s if drain_s is not None else cls.spool_drain_interval_s,
             max_calls_per_worker=_positive_int(env, "MAX_CALLS_PER_WORKER") or 100,
             max_local_calls_per_worker=_positive_int(env, "MAX_LOCAL_CALLS_PER_WORKER"),
             db_pool_size=_positive_int(env, "DB_POOL_SIZE") or cls.db_pool_size,
@@ -234,4 +241,22 @@ def _positive_int(env: Mapping[str, str], name: str) -> int | None:
         value = 0
     if value < 1:
         raise ConfigError(f"{name} must be a whole number of calls, at least 1, got {raw!r}")
+    return value
+
+
+def _positive_float(env: Mapping[str, str], name: str) -> float | None:
+    """``env[name]`` as a finite number > 0, or None if unset.
+
+    Raises:
+        ConfigError: set, but not a finite number > 0.
+    """
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise ConfigError(f"{name} must be a number of seconds above 0, got {raw!r}")
     return value

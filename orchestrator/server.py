@@ -302,7 +302,9 @@ async def serve(
         warn_dev_mode(settings)
         async with trio.open_nursery() as nursery:
             assert runtime.resources.spool_dir is not None
-            nursery.start_soon(keep_recovering, store, runtime.resources.spool_dir)
+            nursery.start_soon(
+                keep_recovering, store, runtime.resources.spool_dir, settings.spool_drain_interval_s
+            )
 
             async def http(task_status: trio.TaskStatus[list[str]]) -> None:
                 bind = f"{settings.host}:{settings.port}"

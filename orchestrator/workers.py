@@ -289,7 +289,8 @@ async def _run_pool(
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_forward_signals, pool)
-                nursery.start_soon(keep_recovering, store, settings.data_dir / "spool")
+                spool, interval_s = settings.data_dir / "spool", settings.spool_drain_interval_s
+                nursery.start_soon(keep_recovering, store, spool, interval_s)
                 async with trio.open_nursery() as workers:
                     async with trio.open_nursery() as starting:  # all at once; each listens
                         for index in range(settings.workers):
