@@ -110,6 +110,7 @@ class TwilioTransport:
         self._lead_s = playout_lead_ms / 1000.0
         self._playout_end_s = 0.0  # when the audio sent so far will have played (trio time)
         self._end_heard = trio.Event()
+        self._caller_gone = False  # stop or a closed socket: nothing more can be heard
         self._queue: deque[_Queued] = deque()
         self._offset = 0  # bytes of the queue's first PlayAudio already sent
         self._responses: dict[str, _Heard] = {}
@@ -171,6 +172,7 @@ class TwilioTransport:
                         break
                     else:
                         await self._forward(message)
+                self._caller_gone = True
                 await self._to_supervisor.send(CallerHungUp(reason))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the supervisor has already ended the call
@@ -230,7 +232,8 @@ class TwilioTransport:
                 else:
                     command = await inbox.receive()
             except trio.EndOfChannel:
-                await self._play_remaining()
+                if not self._caller_gone:  # a hung-up caller hears no more: end at once
+                    await self._play_remaining()
                 return
             if type(command) is PlayAudio or isinstance(command, MarkPlayback | EndCall):
                 self._queue.append(command)

@@ -13,6 +13,7 @@ import logging
 import secrets
 import shutil
 import tempfile
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +52,7 @@ class StoppablePostgres:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.server: EmbeddedPostgres = start_embedded(data_dir)
+        self.store: Store | None = None  # the harness's, waited for after a restart
         self.uri = self.server.uri
 
     def stop(self) -> None:
@@ -58,6 +60,16 @@ class StoppablePostgres:
 
     def start(self) -> None:
         self.server = start_embedded(self.data_dir)  # the same socket, the same URI
+        if self.store is not None:  # the pool reconnects on its next request: wait for it
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    self.store.ping()
+                    break
+                except StorageError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
 
     @contextmanager
     def stopped(self) -> Iterator[None]:
@@ -95,10 +107,14 @@ def outage_url(own_pg: StoppablePostgres) -> Iterator[str]:
 
 @pytest.fixture
 async def h(
-    outage_url: str, tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+    outage_url: str,
+    own_pg: StoppablePostgres,
+    tmp_path: Path,
+    nursery: trio.Nursery,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Any:
     with Database(outage_url, timeout_s=2.0) as db:
-        store = Store(db)
+        store = own_pg.store = Store(db)
         agent = replace(
             load_agent_file(example_agent_path()),
             name="outage-transfer",
@@ -233,7 +249,9 @@ async def test_http_routes_answer_503_with_retry_after_while_postgresql_is_stopp
         assert answer.json() == {"error": "the call database is unavailable; try again shortly"}
     assert (ready.status_code, ready.json()) == (503, {"status": "database unreachable"})
     assert refusals(logs) == [("sessions", "database_unavailable")]
-    assert (await h.post_session({"agent_id": str(h.agent_id)})).status_code == 201  # back
+    with trio.fail_after(30):  # back: the pool reconnects on its own, within a second or so
+        while (await h.post_session({"agent_id": str(h.agent_id)})).status_code != 201:
+            await trio.sleep(0.2)
 
 
 async def test_call_websockets_are_refused_before_the_upgrade_while_postgresql_is_stopped(
