@@ -151,4 +151,7 @@ async def test_a_three_turn_phone_call_with_a_tool_call_through_the_cascaded_fak
     assert call["name"] == "lookup_hours" and result["call_id"] == call["call_id"]
     assert result["ok"] is True and result["output"] == hours_sentence(spec)
     assert types.count("response.done") == 4 and "provider.failed" not in types
+    with trio.fail_after(30):  # the end is recorded just after session.end is logged
+        while server.rows("select 1 from call_logs where session_id = %s", session_id) == []:
+            await trio.sleep(0.05)
     assert server.rows("select turns from call_logs where session_id = %s", session_id) == [(3,)]

@@ -147,6 +147,9 @@ async def test_demo_call_hours_then_goodbye(server: Server, tmp_path: Path) -> N
     ]
     assert types[0] == "session.start" and types[-1] == "session.end"
     assert types.count("turn:user") == 2 and "tool:call" in types and "hangup" in types
+    with trio.fail_after(30):  # the end is recorded just after session.end is logged
+        while server.rows("select 1 from call_logs where session_id = %s", session_id) == []:
+            await trio.sleep(0.05)
     (status,) = server.rows("select status from voice_sessions where id = %s", session_id)[0]
     assert status == "ended"
     assert server.rows(
