@@ -336,7 +336,12 @@ async def _run_call(
         with trio.CancelScope(shield=True):
             if journal is not None:  # in a thread: it ends with an fsync
                 await trio.to_thread.run_sync(journal.finish, end)
-            recorded = await _record_end(res.store, ctx, end)
+            if journal is not None and logger.unwritten > 0:
+                # The drainer writes the journal's events first, then the end: a
+                # call_logs row never comes before the events it closes.
+                recorded = False
+            else:
+                recorded = await _record_end(res.store, ctx, end)
         kept = journal is not None and (not recorded or logger.unwritten > 0)
         if journal is not None:
             journal.close(keep=kept)
