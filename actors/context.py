@@ -13,6 +13,7 @@ from switchboard.orchestrator.agents import AgentSpec
 
 from .messages import CallEvent, Encoding
 from .sockets import close_reason
+from .tape import CallTape
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ class CallContext:
     to_number: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     fault: CallFault = field(default_factory=CallFault, compare=False)
+    tape: CallTape = field(default_factory=CallTape, compare=False)
+    """Where the call's recording is taken (:mod:`.tape`); the base tape keeps nothing."""
 
     def now_ms(self) -> float:
         """Milliseconds since the call started, on the call's (monotonic) clock."""
