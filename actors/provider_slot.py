@@ -69,11 +69,14 @@ class ProviderStart:
         greet: say the agent's greeting first (it has not been heard yet).
         respond_now: answer the caller's last turn at once (the previous
             provider failed before or during its answer).
+        generation: the instance's number in the call (the failover policy's
+            attempt: 1 for the first, growing with each start).
     """
 
     conversation: tuple[ConversationItem, ...] = ()
     greet: bool = True
     respond_now: bool = False
+    generation: int = 1
 
 
 @dataclass

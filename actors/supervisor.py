@@ -231,7 +231,9 @@ class Supervisor:
             # transcribed: the next one asks them to say it again.
             self._conversation.caller_unheard(self.ctx.agent.no_match_reply)
             self._words_lost = False
-        start = ProviderStart(self._conversation.items(), greet=greet, respond_now=respond_now)
+        start = ProviderStart(
+            self._conversation.items(), greet=greet, respond_now=respond_now, generation=attempt
+        )
         self._slot.start(mode, lambda: self._make_provider(mode, start), generation=attempt)
         self._health.record_attempt(mode)
         self.report.provider = mode

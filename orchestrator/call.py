@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Protocol
+from uuid import UUID
 
 import httpx
 import structlog
@@ -55,6 +56,7 @@ from switchboard.actors.providers import (
 from switchboard.actors.supervisor import CallReport, ProviderFactory, ProviderRun, Supervisor
 from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
 
+from .agent_versions import spec_version
 from .journal import CallEnd, CallJournal
 from .store import EventRow, Store
 
@@ -96,6 +98,8 @@ class CallResources:
     connect: WebSocketConnector = connect_websocket
     health: ProviderHealth = field(default_factory=lambda: ProviderHealth(trio.current_time))
     metrics: FailoverMetrics = field(default_factory=FailoverMetrics)
+    kept_versions: set[tuple[UUID, UUID, str]] = field(default_factory=set)
+    """The agent versions (tenant, agent, version) this process has made sure are stored."""
 
 
 def fallback_chain(ctx: CallContext) -> list[str]:
@@ -128,6 +132,7 @@ def provider_chain(
             conversation=start.conversation,
             greet=start.greet,
             respond_now=start.respond_now,
+            source=f"{mode}#{start.generation}",
         )
         return build_provider(mode, setup)
 
@@ -212,6 +217,27 @@ async def _record_end(store: Store, ctx: CallContext, end: CallEnd) -> bool:
     return False
 
 
+async def _keep_agent_version(ctx: CallContext, res: CallResources, version: str) -> None:
+    """Store the call's agent as a version if it is not stored yet (an agent applied before
+    versions existed), off the call's path; once per process and version. A failure is
+    logged: the call goes on, and its trace will lack the snapshot."""
+    key = (ctx.tenant_id, ctx.agent_id, version)
+    if key in res.kept_versions:
+        return
+    with trio.move_on_after(10):
+        try:
+            await trio.to_thread.run_sync(
+                res.store.keep_agent_version,
+                ctx.tenant_id,
+                ctx.agent_id,
+                ctx.agent,
+                abandon_on_cancel=True,
+            )
+            res.kept_versions.add(key)
+        except Exception as exc:
+            log.warning("agent version not stored", version=version, error=repr(exc))
+
+
 async def _guarded(
     ctx: CallContext,
     run: Callable[..., Awaitable[None]],
@@ -285,11 +311,14 @@ async def _run_call(
     try:
         async with trio.open_nursery() as outer:
             await outer.start(logger.run)
+            version = spec_version(ctx.agent)
+            outer.start_soon(_keep_agent_version, ctx, res, version)
             try:
                 await sink.emit(
                     "session.start",
                     agent=ctx.agent.name,
                     agent_id=str(ctx.agent_id),
+                    agent_version=version,
                     call_sid=ctx.call_sid,
                     stream_sid=ctx.stream_sid,
                     from_number=ctx.from_number,

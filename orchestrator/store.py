@@ -30,6 +30,7 @@ from uuid import UUID, uuid4
 import psycopg
 from psycopg.types.json import Jsonb
 
+from .agent_versions import insert_version
 from .agents import AgentSpec
 from .db import Cursor, Database
 from .errors import ConfigError, StorageError
@@ -213,7 +214,8 @@ class Store:
 
         The tenant is created if missing. The agent's phone numbers become exactly
         ``spec.phone_numbers``, in the same transaction as the spec; a number held
-        by another agent of the same tenant moves to this one.
+        by another agent of the same tenant moves to this one. The spec is kept as
+        a version of the agent (:mod:`.agent_versions`) if it is new.
 
         Raises:
             ConfigError: a number belongs to another tenant (the message names it);
@@ -235,6 +237,7 @@ class Store:
                 (tenant_id, spec.name, Jsonb(spec.to_json())),
             )
             agent_id = _uuid(cur)
+            insert_version(cur, tenant_id, agent_id, spec)
             cur.execute(
                 "DELETE FROM phone_numbers WHERE agent_id = %s AND NOT (e164 = ANY(%s::text[]))",
                 (agent_id, numbers),
@@ -250,6 +253,12 @@ class Store:
                     # Claimed by another tenant since the check above: RLS refuses the update.
                     raise _number_taken(number) from exc
         return agent_id
+
+    def keep_agent_version(self, tenant_id: UUID, agent_id: UUID, spec: AgentSpec) -> str:
+        """Keep ``spec`` as a version of the agent if it is not kept yet; return the version
+        (:mod:`.agent_versions`). Raises StorageError when the tenant has no such agent."""
+        with self.db.tenant(tenant_id) as cur:
+            return insert_version(cur, tenant_id, agent_id, spec)
 
     def agent_for_number(self, e164: str) -> AgentRecord | None:
         """The agent that answers calls to ``e164``, or None (two transactions)."""

@@ -18,6 +18,8 @@ from switchboard.actors.context import CallContext, EventSink
 from switchboard.actors.messages import HearCaller, ToSupervisor, ToTransport
 from switchboard.actors.twilio_transport import TwilioTransport
 from switchboard.codecs import twilio_media as wire
+from switchboard.orchestrator.agent_versions import spec_version
+from switchboard.orchestrator.agents import AgentSpec
 from switchboard.orchestrator.call import MakeTransport
 from switchboard.orchestrator.store import EventRow
 
@@ -26,10 +28,11 @@ LEAD_MS = 300.0
 
 @dataclass
 class MemoryStore:
-    """The two store methods a call uses, in memory (the real store has its own tests)."""
+    """The store methods a call uses, in memory (the real store has its own tests)."""
 
     events: dict[int, EventRow] = field(default_factory=dict)
     finished: list[dict[str, object]] = field(default_factory=list)
+    agent_versions: dict[str, AgentSpec] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     instances: ClassVar[list[MemoryStore]] = []
 
@@ -40,6 +43,12 @@ class MemoryStore:
         with self.lock:
             for row in rows:
                 self.events.setdefault(row.seq, row)
+
+    def keep_agent_version(self, tenant_id: UUID, agent_id: UUID, spec: AgentSpec) -> str:
+        version = spec_version(spec)
+        with self.lock:
+            self.agent_versions.setdefault(version, spec)
+        return version
 
     def finish_session(self, tenant_id: UUID, session_id: UUID, **summary: object) -> None:
         self.finished.append(summary)

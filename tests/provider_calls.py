@@ -21,6 +21,7 @@ from switchboard.actors.context import CallContext
 from switchboard.actors.failover.metrics import FailoverMetrics
 from switchboard.actors.local.assets import AssetRegistry
 from switchboard.actors.providers import Endpoints
+from switchboard.actors.tape import CallTape, RecordingTape
 from switchboard.actors.tool_executor import TwilioRest
 from switchboard.codecs import twilio_media as wire
 from switchboard.codecs import ulaw_encode
@@ -77,19 +78,24 @@ async def place_call(
     hang_up_at: float,
     twilio_rest: TwilioRest | None = None,
     http: httpx.AsyncClient | None = None,
+    record: bool = False,
 ) -> Call:
     """Place a call: the caller says ``lines[i]`` at ``speak_at[i]`` s, hangs up at
     ``hang_up_at`` (unless the call ends first). ``twilio_rest`` and ``http``: for
-    transfers (Twilio's REST API behind an ``httpx.MockTransport``)."""
+    transfers (Twilio's REST API behind an ``httpx.MockTransport``). ``record``: the
+    call's tape is a :class:`RecordingTape` (``call.ctx.tape``)."""
+    t0 = trio.current_time()
+    tape = RecordingTape(lambda: (trio.current_time() - t0) * 1000.0) if record else CallTape()
     fakes = Call(
         CallContext(
             uuid4(),
             uuid4(),
             uuid4(),
             agent,
-            t0=trio.current_time(),
+            t0=t0,
             call_sid="CA1",
             stream_sid="MZ1",
+            tape=tape,
         ),
         FakeTwilio(),
         MemoryStore(),

@@ -31,6 +31,7 @@ TENANT_TABLES = (
     "call_turns",
     "call_logs",
     "recordings",
+    "agent_versions",
 )
 FUNCTIONS = (
     "switchboard_number_agent",

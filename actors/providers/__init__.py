@@ -87,6 +87,10 @@ class ProviderSetup:
         greet: speak the agent's greeting first (the first link of a call).
         respond_now: answer the last caller turn at once (the previous
             provider failed in the middle of its answer).
+        source: the instance's name on the call's tape (``ctx.tape.provider``):
+            ``<mode>#<generation>``, e.g. ``"openai-realtime#2"`` for the second
+            provider instance of the call; a stage of ``cascaded`` appends
+            ``/stt``, ``/llm`` or ``/tts``.
     """
 
     ctx: CallContext
@@ -97,6 +101,7 @@ class ProviderSetup:
     conversation: tuple[ConversationItem, ...] = ()
     greet: bool = True
     respond_now: bool = False
+    source: str = "provider#1"
 
 
 ADAPTERS: Final = {

@@ -71,7 +71,11 @@ def build(setup: ProviderSetup) -> Pipeline:
         "cascaded",
         ctx,
         listener=DeepgramListener(
-            setup.connect, dg.listen_url(endpoints.stt_url, options), endpoints.stt_api_key
+            setup.connect,
+            dg.listen_url(endpoints.stt_url, options),
+            endpoints.stt_api_key,
+            tape=ctx.tape,
+            source=f"{setup.source}/stt",
         ),
         thinker=ChatThinker(
             setup.http,
@@ -80,6 +84,8 @@ def build(setup: ProviderSetup) -> Pipeline:
             option("llm_model") or endpoints.llm_model,
             instructions,
             tool_definitions(agent),
+            tape=ctx.tape,
+            source=f"{setup.source}/llm",
         ),
         voice=SpeechVoice(
             setup.http,
@@ -87,6 +93,8 @@ def build(setup: ProviderSetup) -> Pipeline:
             endpoints.tts_api_key,
             option("tts_model") or endpoints.tts_model,
             option("tts_voice") or endpoints.tts_voice,
+            tape=ctx.tape,
+            source=f"{setup.source}/tts",
         ),
         conversation=setup.conversation,
         greet=setup.greet,

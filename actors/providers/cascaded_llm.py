@@ -38,6 +38,7 @@ from ..messages import (
     ToolRan,
 )
 from ..pipeline import CallTool, Say, StageFailed, ToolCall
+from ..tape import CallTape
 
 __all__ = [
     "ChatThinker",
@@ -93,7 +94,11 @@ def history_messages(history: Sequence[ConversationItem]) -> list[dict[str, Any]
 
 
 class ChatThinker:
-    """Streamed chat completions with tools (see the module docstring)."""
+    """Streamed chat completions with tools (see the module docstring).
+
+    ``tape.provider(source, data)`` keeps each server-sent event's data as it
+    arrives (the JSON chunk, or ``[DONE]``); nowhere by default.
+    """
 
     def __init__(
         self,
@@ -103,7 +108,12 @@ class ChatThinker:
         model: str,
         instructions: str,
         tools: Sequence[Mapping[str, Any]] = (),
+        *,
+        tape: CallTape | None = None,
+        source: str = "cascaded#1/llm",
     ) -> None:
+        self.tape = tape if tape is not None else CallTape()
+        self.source = source
         self.http = http
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -160,6 +170,7 @@ class ChatThinker:
             with trio.CancelScope() as drain:
                 async for data in response.aiter_bytes():
                     for event in decoder.feed(data):
+                        self.tape.provider(self.source, event.data)
                         parsed = _parse(event.data)
                         if error is not None or parsed is None:
                             continue

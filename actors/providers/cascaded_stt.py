@@ -27,6 +27,7 @@ from switchboard.codecs import deepgram_live as dg
 
 from ..messages import CallerAudio, CallerTranscript, FailureKind, SpeechStarted, SpeechStopped
 from ..pipeline import Heard, StageFailed
+from ..tape import CallTape
 from . import WebSocketConnector
 
 __all__ = ["KEEPALIVE_S", "DeepgramListener"]
@@ -44,12 +45,24 @@ class DeepgramListener:
         connect: opens the WebSocket (``setup.connect``).
         url: ``STT_URL`` with the query (:func:`~switchboard.codecs.deepgram_live.listen_url`).
         api_key: sent as ``Authorization: Token <key>`` when set.
+        tape, source: where each message Deepgram sends is kept, as it arrives
+            (``tape.provider(source, message)``); nowhere by default.
     """
 
-    def __init__(self, connect: WebSocketConnector, url: str, api_key: str | None) -> None:
+    def __init__(
+        self,
+        connect: WebSocketConnector,
+        url: str,
+        api_key: str | None,
+        *,
+        tape: CallTape | None = None,
+        source: str = "cascaded#1/stt",
+    ) -> None:
         self.connect = connect
         self.url = url
         self.headers = [("Authorization", f"Token {api_key}")] if api_key else []
+        self.tape = tape if tape is not None else CallTape()
+        self.source = source
 
     async def __call__(
         self,
@@ -109,6 +122,7 @@ class DeepgramListener:
                 raw = await ws.get_message()
             except trio_websocket.ConnectionClosed as exc:
                 raise _closed(exc) from exc
+            self.tape.provider(self.source, raw)
             try:
                 message = dg.parse_server_message(raw)
             except dg.DeepgramMessageError as exc:

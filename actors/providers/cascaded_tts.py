@@ -20,6 +20,7 @@ import httpx
 
 from ..messages import AudioChunk
 from ..pipeline import Play
+from ..tape import CallTape
 from .cascaded_llm import check_status, http_failures
 from .endpoints import Endpoints
 
@@ -30,7 +31,11 @@ DEEPGRAM_TTS_MODEL: Final = "aura-2-thalia-en"
 
 
 class SpeechVoice:
-    """OpenAI-compatible ``/audio/speech`` (PCM) or Deepgram ``/v1/speak`` (linear16)."""
+    """OpenAI-compatible ``/audio/speech`` (PCM) or Deepgram ``/v1/speak`` (linear16).
+
+    ``tape.provider(source, data)`` keeps each piece of the streamed body as it
+    arrives (bytes, as read); nowhere by default.
+    """
 
     def __init__(
         self,
@@ -39,7 +44,12 @@ class SpeechVoice:
         api_key: str | None,
         model: str,
         voice: str,
+        *,
+        tape: CallTape | None = None,
+        source: str = "cascaded#1/tts",
     ) -> None:
+        self.tape = tape if tape is not None else CallTape()
+        self.source = source
         self.http = http
         base = base_url.rstrip("/")
         host = urlsplit(base).hostname or ""
@@ -77,6 +87,7 @@ class SpeechVoice:
         ):
             await check_status(response, "TTS")
             async for data in response.aiter_bytes():
+                self.tape.provider(self.source, data)
                 data = carry + data
                 cut = len(data) - len(data) % 2
                 carry = data[cut:]

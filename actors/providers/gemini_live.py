@@ -53,7 +53,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import count
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
@@ -118,6 +120,7 @@ class _Failure:
 class _Connection:
     number: int
     ws: trio_websocket.WebSocketConnection
+    source: str  # the connection's name on the tape
     going_away: bool = False
     retired: bool = False
 
@@ -160,6 +163,7 @@ class GeminiLiveProvider:
         self._outbox: Outbox | None = None
         self._events: EventSink | None = None
         self._nursery: trio.Nursery | None = None
+        self._tape = setup.ctx.tape
 
     # -- the actor ---------------------------------------------------------------
 
@@ -216,6 +220,8 @@ class GeminiLiveProvider:
         """
         conn: _Connection | None = None
         failure: _Failure | None = None
+        number = next(self._numbers)
+        source = self._setup.source if number == 1 else f"{self._setup.source}/conn{number}"
         timeout = _Failure("connect_timeout", f"no setupComplete within {CONNECT_TIMEOUT_S:g} s")
         # A watchdog on the handshake, then one on the setup (inside the connection, so
         # that a timeout is reported before the close handshake).
@@ -227,11 +233,11 @@ class GeminiLiveProvider:
                     try:
                         with trio.move_on_at(deadline) as setting_up:
                             await ws.send_message(wire.encode_client(self._setup_message(handle)))
-                            await _setup_complete(ws)
+                            await _setup_complete(ws, partial(self._tape.provider, source))
                         if setting_up.cancelled_caught:
                             failure = timeout
                         else:
-                            conn = _Connection(next(self._numbers), ws)
+                            conn = _Connection(number, ws, source)
                             task_status.started(conn)
                             await self._read(conn)
                     except trio_websocket.ConnectionClosed as exc:
@@ -353,6 +359,7 @@ class GeminiLiveProvider:
         assert self._events is not None
         while True:
             raw = await conn.ws.get_message()
+            self._tape.provider(conn.source, raw)
             if conn.retired:
                 return
             try:
@@ -504,12 +511,15 @@ class GeminiLiveProvider:
         )
 
 
-async def _setup_complete(ws: trio_websocket.WebSocketConnection) -> None:
-    """Read until ``setupComplete`` (the server's first message)."""
-    while not any(
-        isinstance(m, wire.SetupComplete) for m in wire.parse_server(await ws.get_message())
-    ):
-        pass
+async def _setup_complete(
+    ws: trio_websocket.WebSocketConnection, record: Callable[[str | bytes], None]
+) -> None:
+    """Read until ``setupComplete`` (the server's first message); ``record`` sees each."""
+    while True:
+        raw = await ws.get_message()
+        record(raw)
+        if any(isinstance(m, wire.SetupComplete) for m in wire.parse_server(raw)):
+            return
 
 
 def _connect_failure(exc: BaseException) -> _Failure:

@@ -186,6 +186,7 @@ class OpenAIRealtimeProvider:
         self._speech: dict[str, tuple[float, float]] = {}  # item_id -> start, end (caller ms)
         self._audio_base_ms: float | None = None
         self._ready = False
+        self._tape, self._source = setup.ctx.tape, setup.source
 
     @property
     def url(self) -> str:
@@ -363,6 +364,7 @@ class OpenAIRealtimeProvider:
             except trio_websocket.ConnectionClosed as exc:
                 why = f"{exc.reason.code} {exc.reason.reason or ''}" if exc.reason else "abruptly"
                 return ProviderFailed(self.name, "disconnect", f"connection closed: {why}".strip())
+            self._tape.provider(self._source, text)
             try:
                 event = wire.parse_server_event(text)
             except wire.RealtimeEventError as exc:
