@@ -35,6 +35,10 @@ Environment variables (all optional):
 - ``SPOOL_DRAIN_INTERVAL_S``: seconds between two drains of the call journals
   left in ``DATA_DIR/spool`` (calls that ended while PostgreSQL was away, calls
   whose process died) back into PostgreSQL (default 30; see :mod:`.spool`).
+- ``RECORDING_KEYS``: the keys that wrap recordings' data keys,
+  ``kid=base64key[,kid=base64key...]`` (32-byte keys; the first wraps new
+  recordings, all unwrap). Unset: a key made once in ``DATA_DIR/recording_keys``
+  (mode 0600); see :mod:`.recording_keys`.
 - Provider URLs and keys (``OPENAI_API_KEY``, ``GEMINI_API_KEY``, ...): see
   :mod:`switchboard.actors.providers.endpoints`.
 """
@@ -51,6 +55,8 @@ from switchboard.actors.providers import Endpoints, unavailable_reason
 
 from .agents import MODES, AgentSpec
 from .errors import ConfigError
+from .recording_keys import Keyring as RecordingKeyring
+from .recording_keys import parse_recording_keys
 from .tokens import DEFAULT_ISSUER, Keyring
 
 PARENT_POOL_SIZE = 2
@@ -99,6 +105,9 @@ class Settings:
     """``DB_POOL_SIZE``: the server's PostgreSQL connections, all processes together."""
     spool_drain_interval_s: float = 30.0
     """Seconds between two drains of the spool folder (``SPOOL_DRAIN_INTERVAL_S``)."""
+    recording_keys: str | None = None
+    """``RECORDING_KEYS``: ``kid=base64key,...`` (first encrypts, all decrypt); None: the
+    data directory's ``recording_keys`` file (see :meth:`recording_keyring`)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
@@ -131,6 +140,7 @@ class Settings:
             endpoints=Endpoints.from_env(env),
             signing_secrets=env.get("VOICE_RUNTIME_SIGNING_SECRETS") or None,
             token_issuer=env.get("VOICE_RUNTIME_ISSUER") or DEFAULT_ISSUER,
+            recording_keys=env.get("RECORDING_KEYS") or None,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.log_format not in ("json", "console"):
@@ -142,6 +152,8 @@ class Settings:
         if settings.max_calls_per_worker < 1 or (settings.max_local_calls_per_worker or 1) < 1:
             raise ConfigError("the calls per worker must be at least 1")
         settings.keyring()  # a malformed keyring is an error at start, not at the first call
+        if settings.recording_keys is not None:
+            parse_recording_keys(settings.recording_keys)  # likewise RECORDING_KEYS
         if settings.demo_mode is not None:
             if settings.demo_mode not in MODES:
                 raise ConfigError(
@@ -211,6 +223,15 @@ class Settings:
         if self.signing_secrets is None:
             return Keyring.generate()
         return Keyring.parse(self.signing_secrets)
+
+    def recording_keyring(self) -> RecordingKeyring:
+        """The keys that wrap recordings' data keys: ``RECORDING_KEYS``, else the key file
+        ``data_dir/recording_keys`` (made once, mode 0600).
+
+        Raises:
+            ConfigError: ``RECORDING_KEYS`` or the key file is malformed.
+        """
+        return RecordingKeyring.for_server(self.recording_keys, self.data_dir)
 
     @property
     def base_url(self) -> str:
