@@ -7,6 +7,7 @@
     switchboard agent apply FILE.yaml [--data-dir DIR]
     switchboard tenant create NAME [--data-dir DIR]
     switchboard key create TENANT [--data-dir DIR]
+    switchboard trace (export SESSION_ID -o FILE | import FILE | show FILE)  (see cli_trace)
     switchboard call [--url URL] [--to NUMBER] (--say TEXT | --wav FILE)...
                      [--save-audio OUT.wav] [--json]
 
@@ -28,7 +29,7 @@ import httpx
 import trio
 import trio_websocket
 
-from . import devcreds
+from . import cli_trace, devcreds
 from .agents import MODES
 from .config import Settings, default_data_dir, usable_cores
 from .errors import SwitchboardError
@@ -219,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Twilio auth token (default TWILIO_AUTH_TOKEN or the dev token)",
     )
     data_dir_flag(call)
+    cli_trace.register(commands)
     return parser
 
 
@@ -407,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tenant": cmd_tenant_create,
         "key": cmd_key_create,
         "call": cmd_call,
+        "trace": cli_trace.run,
     }
     try:
         return handlers[args.command](args)

@@ -105,7 +105,10 @@ class Trace:
                 ("provider_messages", Kind.PROVIDER_EVENT),
             ):
                 counts[name] = sum(1 for r in self.records if r.kind is kind)
-            for name, kind in (("caller_bytes", Kind.CALLER_AUDIO), ("agent_bytes", Kind.AGENT_AUDIO)):
+            for name, kind in (
+                ("caller_bytes", Kind.CALLER_AUDIO),
+                ("agent_bytes", Kind.AGENT_AUDIO),
+            ):
                 counts[name] = sum(len(r.data) for r in self.records if r.kind is kind)
         return counts
 
@@ -283,8 +286,7 @@ def _json_bytes(data: Any) -> bytes:
 
 def _jsonl(rows: Iterable[Any]) -> bytes:
     return b"".join(
-        json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-        + b"\n"
+        json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode() + b"\n"
         for row in rows
     )
 

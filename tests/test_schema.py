@@ -41,6 +41,7 @@ FUNCTIONS = (
     "switchboard_consume_admission",
     "switchboard_tenant_by_name",
     "switchboard_expired_recordings",
+    "switchboard_session_tenant",
 )
 
 

@@ -1,4 +1,5 @@
--- Version 5: every version of an agent a call ran on (issue 12, the call trace).
+-- Version 5: every version of an agent a call ran on (issue 12, the call trace),
+-- and the look-up of a session's tenant that `trace export` starts from.
 --
 -- The agents row is updated in place by `agent apply`; a call's trace needs the
 -- agent exactly as it was when the call started. Each distinct spec an agent
@@ -30,3 +31,19 @@ CREATE POLICY tenant_isolation ON agent_versions
 
 REVOKE ALL ON agent_versions FROM switchboard_app;
 GRANT SELECT, INSERT ON agent_versions TO switchboard_app;
+
+-- switchboard_session_tenant(session): the tenant whose session it is, or NULL;
+-- how `trace export SESSION` finds the tenant before it can look through the
+-- tenant's row-level secured door. SECURITY DEFINER like the look-ups of
+-- version 1; it answers only the tenant id.
+
+CREATE OR REPLACE FUNCTION switchboard_session_tenant(p_session_id uuid)
+RETURNS uuid
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+AS $$
+    SELECT s.tenant_id FROM public.voice_sessions AS s WHERE s.id = p_session_id
+$$;
+
+REVOKE ALL ON FUNCTION switchboard_session_tenant(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION switchboard_session_tenant(uuid) TO switchboard_app;
