@@ -24,6 +24,8 @@ import psycopg
 import pytest
 import trio
 from call_harness import FakeTwilio, transport_for
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -39,6 +41,7 @@ from switchboard.codecs.recording_format import (
     SegmentWriter,
     TrackFormat,
     WrappedKey,
+    pack_provider_event,
 )
 from switchboard.orchestrator import cli
 from switchboard.orchestrator.agent_file import parse_agent_yaml
@@ -47,7 +50,7 @@ from switchboard.orchestrator.agents import AgentSpec
 from switchboard.orchestrator.call import CallResources, run_call
 from switchboard.orchestrator.db import Database, migrate
 from switchboard.orchestrator.embedded_pg import EmbeddedPostgres
-from switchboard.orchestrator.recording_keys import Keyring, UnknownKey, new_data_key
+from switchboard.orchestrator.recording_keys import Keyring, UnknownKey, new_data_key, wrap_rsa
 from switchboard.orchestrator.recording_rows import (
     NewRecording,
     create_recording,
@@ -55,7 +58,7 @@ from switchboard.orchestrator.recording_rows import (
     get_recording,
 )
 from switchboard.orchestrator.recording_store import LocalRecordingStore, object_key
-from switchboard.orchestrator.store import Store
+from switchboard.orchestrator.store import EventRow, Store
 from switchboard.orchestrator.trace_file import read_trace
 from switchboard.testing import Script, ToolStep, Turn, memory_router
 from switchboard.testing.fake_openai_realtime import FakeOpenAIRealtime
@@ -474,3 +477,96 @@ def test_export_of_an_unknown_session_says_so(
     )
     assert f"no session {unknown}" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_recording_sealed_for_the_tenants_rsa_key_needs_the_private_key(
+    store: Store,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Built directly (rows, events and the sealed file): the server cannot open it."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    agent_id = store.apply_agent(agent())
+    tenant_id = store.ensure_tenant("acme")
+    session_id = store.create_session(tenant_id, agent_id, transport="browser")
+    now = datetime.now(UTC)
+    start = {
+        "agent": "desk",
+        "agent_version": spec_version(agent()),
+        "caller_format": {"encoding": "pcm16", "sample_rate": 16000},
+    }
+    store.append_events(
+        tenant_id,
+        session_id,
+        [
+            EventRow(1, "session.start", now, 0.0, start),
+            EventRow(2, "session.end", now, 900.0, {"reason": "caller hung up"}),
+        ],
+    )
+    records = [Record(Kind.CALLER_AUDIO, 20.0 * i, bytes([i]) * 640) for i in range(1, 40)] + [
+        Record(Kind.PROVIDER_EVENT, 850.0, pack_provider_event("gemini-live#1", b"\x00{}"))
+    ]
+    data_key = new_data_key()
+    kid, wrapped = wrap_rsa(public_pem, data_key)
+    header = RecordingHeader(
+        session_id=str(session_id),
+        tenant_id=str(tenant_id),
+        caller=TrackFormat(encoding="pcm16", sample_rate=16000),
+        agent=TrackFormat(encoding="pcm16", sample_rate=16000),
+        started_at=now.isoformat(),
+        key=WrappedKey(kind="rsa", kid=kid, wrapped=wrapped),
+    )
+    writer = SegmentWriter(data_key, header)
+    sealed = writer.start() + writer.seal(records, last=True)
+    key = object_key(tenant_id, session_id)
+    create_recording(
+        store,
+        NewRecording(
+            tenant_id, session_id, key, "rsa", kid, wrapped, "pcm16", 16000, "pcm16", 16000
+        ),
+    )
+    staged = tmp_path / "staged"
+    staged.write_bytes(sealed)
+    LocalRecordingStore(tmp_path / "recordings").put_file(key, staged)
+    finish_recording(
+        store, tenant_id, session_id, status="complete", size_bytes=len(sealed), duration_ms=900
+    )
+    out, pem = tmp_path / "call.trace", tmp_path / "private.pem"
+    pem.write_bytes(private_pem)
+    sid = str(session_id)
+
+    assert (
+        switchboard(monkeypatch, database_url, tmp_path, "trace", "export", sid, "-o", str(out))
+        == 2
+    )
+    assert "--key private.pem" in capsys.readouterr().err
+    assert not out.exists()
+    assert (
+        switchboard(
+            monkeypatch,
+            database_url,
+            tmp_path,
+            "trace",
+            "export",
+            sid,
+            "-o",
+            str(out),
+            "--key",
+            str(pem),
+        )
+        == 0
+    )
+    trace = read_trace(out)
+    assert trace.manifest["door"] == "browser" and trace.manifest["audio"] == "decrypted"
+    assert trace.records == records
+    assert parts(out)["caller.audio"] == b"".join(r.data for r in records[:-1])

@@ -13,6 +13,10 @@ Besides the pipeline's messages, the provider reports its own progress
 (:class:`~switchboard.actors.messages.ProviderWorking`, :mod:`.progress`)
 while an answer waits on recognition or synthesis in the shared workers, so
 queueing there is not taken for a stall.
+
+Nothing goes on the call's tape (``ctx.tape.provider``): the provider has no
+wire, it is deterministic given the caller's audio and the agent, and what it
+said is on the agent track and in the events.
 """
 
 from __future__ import annotations
