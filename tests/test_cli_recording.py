@@ -11,8 +11,7 @@ from uuid import UUID
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from recording_support import rsa_pem_pair
 
 from switchboard.codecs import ulaw_decode, ulaw_encode
 from switchboard.codecs.recording_format import (
@@ -44,23 +43,10 @@ TENANT = "0b9d5a52-8a86-4b1f-a0e7-5f8f0f7a2c11"
 SESSION = "6f1c2a1e-3c4b-4d5e-8f90-0a1b2c3d4e5f"
 
 
-def pem_pair() -> tuple[bytes, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return public, private
-
-
 @pytest.fixture(scope="module")
 def pems() -> tuple[bytes, bytes, bytes]:
-    public, private = pem_pair()
-    return public, private, pem_pair()[1]
+    public, private = rsa_pem_pair()
+    return public, private, rsa_pem_pair()[1]
 
 
 CALLER = [ulaw_encode(np.full(160, 1000 * (i + 1), dtype=np.int16)) for i in range(5)]
