@@ -10,6 +10,8 @@
     switchboard trace (export SESSION_ID -o FILE | import FILE | show FILE)  (see cli_trace)
     switchboard call [--url URL] [--to NUMBER] (--say TEXT | --wav FILE)...
                      [--save-audio OUT.wav] [--json]
+    switchboard recording decrypt FILE -o OUT.wav [--key private.pem] [--track T] [--raw]
+    switchboard recording keygen [--kid KID]
 
 Without ``DATABASE_URL`` every command uses the embedded PostgreSQL in the
 data folder; see ``switchboard.orchestrator.config`` for the environment.
@@ -29,7 +31,7 @@ import httpx
 import trio
 import trio_websocket
 
-from . import cli_trace, devcreds
+from . import cli_recording, cli_trace, devcreds
 from .agents import MODES
 from .config import Settings, default_data_dir, usable_cores
 from .errors import SwitchboardError
@@ -220,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Twilio auth token (default TWILIO_AUTH_TOKEN or the dev token)",
     )
     data_dir_flag(call)
+    cli_recording.register(commands)
     cli_trace.register(commands)
     return parser
 
@@ -409,10 +412,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tenant": cmd_tenant_create,
         "key": cmd_key_create,
         "call": cmd_call,
-        "trace": cli_trace.run,
     }
     try:
-        return handlers[args.command](args)
+        return (handlers.get(args.command) or args.handler)(args)
     except SwitchboardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -36,6 +36,7 @@ def register(commands: Any) -> None:
         "started on it, every event, both audio tracks with their chunk index, each "
         "provider message as it arrived, and each tool result.",
     )
+    trace.set_defaults(handler=run)
     sub = trace.add_subparsers(dest="trace_command", required=True, metavar="SUBCOMMAND")
 
     def data_dir_flag(p: argparse.ArgumentParser) -> None:

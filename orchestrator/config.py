@@ -250,14 +250,15 @@ class Settings:
             return Keyring.generate()
         return Keyring.parse(self.signing_secrets)
 
-    def recording_keyring(self) -> RecordingKeyring:
+    def recording_keyring(self, *, create: bool = True) -> RecordingKeyring:
         """The keys that wrap recordings' data keys: ``RECORDING_KEYS``, else the key file
-        ``data_dir/recording_keys`` (made once, mode 0600).
+        ``data_dir/recording_keys`` (made once, mode 0600, unless ``create`` is False).
 
         Raises:
-            ConfigError: ``RECORDING_KEYS`` or the key file is malformed.
+            ConfigError: ``RECORDING_KEYS`` or the key file is malformed, or missing
+                with ``create`` False.
         """
-        return RecordingKeyring.for_server(self.recording_keys, self.data_dir)
+        return RecordingKeyring.for_server(self.recording_keys, self.data_dir, create=create)
 
     @property
     def base_url(self) -> str:
