@@ -26,7 +26,7 @@ from typing import Final, final
 
 __all__ = ["ByteRange", "RangeNotSatisfiable", "requested_range"]
 
-_SPEC: Final = re.compile(r"^(\d*)-(\d*)$")
+_SPEC: Final = re.compile(r"^([0-9]*)-([0-9]*)$")
 MAX_RANGES: Final = 100
 """A header with more ranges than this is ignored (answered whole), unread."""
 
@@ -80,7 +80,7 @@ def requested_range(header: str | None, size: int) -> ByteRange | None:
     unit, sep, specs = header.partition("=")
     if not sep or unit.strip().lower() != "bytes":
         return None
-    parts = [p.strip() for p in specs.split(",")]
+    parts = [p.strip() for p in specs.split(",") if p.strip()]  # empty elements: 5.6.1
     if not parts or len(parts) > MAX_RANGES:
         return None
     ranges: list[ByteRange | None] = []

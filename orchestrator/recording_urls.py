@@ -162,6 +162,8 @@ def verify_playback(
     except jwt.InvalidIssuerError:
         raise PlaybackRefused("wrong issuer") from None
     except jwt.MissingRequiredClaimError as exc:
+        if exc.claim == "aud":  # a session token
+            raise PlaybackRefused("not a playback token") from None
         raise PlaybackRefused(f"missing claim {exc.claim}") from None
     except jwt.PyJWTError:
         raise PlaybackRefused("invalid token") from None
