@@ -53,9 +53,11 @@ from switchboard.actors.providers import (
     unavailable_reason,
 )
 from switchboard.actors.supervisor import CallReport, ProviderFactory, ProviderRun, Supervisor
+from switchboard.actors.tape import RecordingTape
 from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
 
 from .journal import CallEnd, CallJournal
+from .recording import CallRecorder, Recordings
 from .store import EventRow, Store
 
 log = structlog.get_logger("switchboard.call")
@@ -96,6 +98,8 @@ class CallResources:
     connect: WebSocketConnector = connect_websocket
     health: ProviderHealth = field(default_factory=lambda: ProviderHealth(trio.current_time))
     metrics: FailoverMetrics = field(default_factory=FailoverMetrics)
+    recordings: Recordings | None = None
+    """Where recorded calls' audio goes (:mod:`.recording`); None: no call is recorded."""
 
 
 def fallback_chain(ctx: CallContext) -> list[str]:
@@ -280,11 +284,18 @@ async def _run_call(
         http=http,
     )
     transport = make_transport(transport_receive, inbox_send.clone(), supervisor.hear, sink.clone())
+    recorder = (
+        CallRecorder(ctx, res.recordings, res.store, sink.clone())
+        if res.recordings is not None and isinstance(ctx.tape, RecordingTape)
+        else None
+    )
 
     report = supervisor.report
     try:
         async with trio.open_nursery() as outer:
             await outer.start(logger.run)
+            if recorder is not None:
+                await outer.start(recorder.run)
             try:
                 await sink.emit(
                     "session.start",
@@ -324,6 +335,8 @@ async def _run_call(
                     )
             finally:
                 with trio.CancelScope(shield=True):
+                    if recorder is not None:  # its failures are events: before the end
+                        await recorder.finish()
                     await sink.emit(
                         "session.end",
                         reason=report.end_reason,
