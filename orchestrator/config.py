@@ -35,6 +35,14 @@ Environment variables (all optional):
 - ``SPOOL_DRAIN_INTERVAL_S``: seconds between two drains of the call journals
   left in ``DATA_DIR/spool`` (calls that ended while PostgreSQL was away, calls
   whose process died) back into PostgreSQL (default 30; see :mod:`.spool`).
+- ``RECORDING_STORE``: where sealed recordings go: unset, ``DATA_DIR/recordings``;
+  an absolute folder; or ``s3://bucket/prefix`` (any S3-compatible store), with
+  ``RECORDING_S3_ENDPOINT`` (unset: AWS S3), ``RECORDING_S3_REGION``
+  (``us-east-1``), ``RECORDING_S3_PATH_STYLE`` (``true``/``false``; default: path
+  style when an endpoint is set) and boto3's credentials (``AWS_ACCESS_KEY_ID``,
+  ``AWS_SECRET_ACCESS_KEY``); see :mod:`.recording_store`.
+- ``RECORDING_SWEEP_INTERVAL_S``: seconds between two sweeps that shred the
+  recordings past their retention (default 3600; see :mod:`.recording_sweep`).
 - Provider URLs and keys (``OPENAI_API_KEY``, ``GEMINI_API_KEY``, ...): see
   :mod:`switchboard.actors.providers.endpoints`.
 """
@@ -51,6 +59,7 @@ from switchboard.actors.providers import Endpoints, unavailable_reason
 
 from .agents import MODES, AgentSpec
 from .errors import ConfigError
+from .recording_store import parse_store_location
 from .tokens import DEFAULT_ISSUER, Keyring
 
 PARENT_POOL_SIZE = 2
@@ -99,6 +108,14 @@ class Settings:
     """``DB_POOL_SIZE``: the server's PostgreSQL connections, all processes together."""
     spool_drain_interval_s: float = 30.0
     """Seconds between two drains of the spool folder (``SPOOL_DRAIN_INTERVAL_S``)."""
+    recording_store: str | None = None
+    """``RECORDING_STORE``: None (``DATA_DIR/recordings``), a folder, or ``s3://bucket/prefix``."""
+    recording_s3_endpoint: str | None = None
+    recording_s3_region: str = "us-east-1"
+    recording_s3_path_style: bool | None = None
+    """None: path-style addressing when an endpoint is set."""
+    recording_sweep_interval_s: float = 3600.0
+    """Seconds between two retention sweeps (``RECORDING_SWEEP_INTERVAL_S``)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
@@ -113,7 +130,15 @@ class Settings:
         if workers is not None and (not workers.isdigit() or int(workers) < 1):
             raise ConfigError(f"SPEECH_WORKERS must be a whole number >= 1, got {workers!r}")
         drain_s = _positive_float(env, "SPOOL_DRAIN_INTERVAL_S")
+        sweep_s = _positive_float(env, "RECORDING_SWEEP_INTERVAL_S")
         settings = cls(
+            recording_store=env.get("RECORDING_STORE") or None,
+            recording_s3_endpoint=env.get("RECORDING_S3_ENDPOINT") or None,
+            recording_s3_region=env.get("RECORDING_S3_REGION") or cls.recording_s3_region,
+            recording_s3_path_style=_optional_bool(env, "RECORDING_S3_PATH_STYLE"),
+            recording_sweep_interval_s=(
+                sweep_s if sweep_s is not None else cls.recording_sweep_interval_s
+            ),
             spool_drain_interval_s=drain_s if drain_s is not None else cls.spool_drain_interval_s,
             max_calls_per_worker=_positive_int(env, "MAX_CALLS_PER_WORKER") or 100,
             max_local_calls_per_worker=_positive_int(env, "MAX_LOCAL_CALLS_PER_WORKER"),
@@ -141,6 +166,7 @@ class Settings:
             raise ConfigError(f"--workers must be at least 1, got {settings.workers}")
         if settings.max_calls_per_worker < 1 or (settings.max_local_calls_per_worker or 1) < 1:
             raise ConfigError("the calls per worker must be at least 1")
+        parse_store_location(settings.recording_store)  # a wrong store: an error at start
         settings.keyring()  # a malformed keyring is an error at start, not at the first call
         if settings.demo_mode is not None:
             if settings.demo_mode not in MODES:
@@ -260,3 +286,19 @@ def _positive_float(env: Mapping[str, str], name: str) -> float | None:
     if not 0 < value < float("inf"):
         raise ConfigError(f"{name} must be a number of seconds above 0, got {raw!r}")
     return value
+
+
+def _optional_bool(env: Mapping[str, str], name: str) -> bool | None:
+    """``env[name]`` as ``true``/``false`` (also ``1``/``0``, ``yes``/``no``), or None if unset.
+
+    Raises:
+        ConfigError: set to anything else.
+    """
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {env[name]!r}")

@@ -79,7 +79,7 @@ ADMISSION = "admission-token-of-a-pending-call"
 def _previous_release_database(url: str) -> dict[str, UUID]:
     """Apply the previous release's schema.sql the way it did (one transaction) and write
     what its calls left: a tenant, a key, an agent and its number, an ended call with
-    events, turns, log and recording, a spent session token, an active and a pending call."""
+    events, turns and log, a spent session token, an active and a pending call."""
     tenant, agent, ended, active, pending = (uuid4() for _ in range(5))
     spec = AgentSpec(
         name="desk",
@@ -140,11 +140,6 @@ def _previous_release_database(url: str) -> dict[str, UUID]:
             (ended, tenant, agent, t0, t0 + timedelta(seconds=30)),
         )
         conn.execute(
-            "INSERT INTO recordings (session_id, tenant_id, track, sample_rate, encoding, data)"
-            " VALUES (%s, %s, 'caller', 8000, 'ulaw', %s)",
-            (ended, tenant, b"\xff" * 160),
-        )
-        conn.execute(
             "INSERT INTO session_token_uses (jti, tenant_id, session_id, expires_at)"
             " VALUES ('jti-1', %s, %s, %s)",
             (tenant, ended, t0 + timedelta(minutes=5)),
@@ -173,14 +168,22 @@ def test_a_database_of_the_previous_release_is_upgraded_in_place(blank_url: str)
 
     applied = migrate(blank_url)
 
-    assert [m.label for m in applied] == ["0001_baseline", "0002_session_owner", "0003_recovery"]
+    assert [m.label for m in applied] == [
+        "0001_baseline",
+        "0002_session_owner",
+        "0003_recovery",
+        "0004_recordings",
+    ]
     after = _every_row(blank_url)
-    # Every row kept, each column as it was; voice_sessions gained `owner`, NULL.
+    # Every row kept, each column as it was; voice_sessions gained `owner` and tenants
+    # `recording_public_key`, NULL; `recordings` (never written) was replaced, empty.
     for table in TABLES:
-        if table != "voice_sessions":
+        if table not in ("voice_sessions", "tenants"):
             assert after[table] == before[table], table
-    assert [row[:-1] for row in after["voice_sessions"]] == before["voice_sessions"]
-    assert [row[-1] for row in after["voice_sessions"]] == [None, None, None]
+    for table, rows in (("voice_sessions", 3), ("tenants", 1)):
+        assert [row[:-1] for row in after[table]] == before[table], table
+        assert [row[-1] for row in after[table]] == [None] * rows, table
+    assert after["recordings"] == []
     with psycopg.connect(blank_url) as conn:
         versions = conn.execute(
             "SELECT version, name FROM schema_migrations ORDER BY version"
@@ -221,6 +224,25 @@ def test_a_database_of_the_previous_release_is_upgraded_in_place(blank_url: str)
             assert cur.fetchone() == (0,)
         store.append_events(tenant, ended, [EventRow(4, "call.ended", datetime.now(UTC), 1.0, {})])
         assert [e["seq"] for e in store.read_events(tenant, ended)] == [1, 2, 3, 4]
+
+
+def test_rows_in_the_old_recordings_table_stop_version_4_and_are_kept(blank_url: str) -> None:
+    """No release wrote version 1's `recordings`; if a database has rows there anyway,
+    version 4 (which replaces the table) refuses by name and drops nothing."""
+    ids = _previous_release_database(blank_url)
+    with psycopg.connect(blank_url) as conn:
+        conn.execute(
+            "INSERT INTO recordings (session_id, tenant_id, track, sample_rate, encoding, data)"
+            " VALUES (%s, %s, 'caller', 8000, 'ulaw', %s)",
+            (ids["ended"], ids["tenant"], b"\xff" * 160),
+        )
+    with pytest.raises(StorageError, match=r"0004_recordings: the old recordings table holds"):
+        migrate(blank_url)
+    with psycopg.connect(blank_url) as conn:
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (3,)
+        assert conn.execute("SELECT track, data FROM recordings").fetchall() == [
+            ("caller", b"\xff" * 160)
+        ]
 
 
 def test_the_owner_index_serves_the_active_calls_of_an_instance(blank_url: str) -> None:
@@ -495,23 +517,26 @@ def test_db_status_and_migrate_say_what_they_find_and_do(
         "pending 0001_baseline",
         "pending 0002_session_owner",
         "pending 0003_recovery",
+        "pending 0004_recordings",
     ]
     assert cli.main(["db", "migrate"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "applied 0001_baseline",
         "applied 0002_session_owner",
         "applied 0003_recovery",
+        "applied 0004_recordings",
     ]
     assert cli.main(["db", "migrate"]) == 0
     assert capsys.readouterr().out == "the schema is up to date\n"
     assert cli.main(["db", "status"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in lines[:3]] == [
+    assert [line.split()[:2] for line in lines[:4]] == [
         ["applied", "0001_baseline"],
         ["applied", "0002_session_owner"],
         ["applied", "0003_recovery"],
+        ["applied", "0004_recordings"],
     ]
-    assert lines[3:] == ["the schema is up to date"]
+    assert lines[4:] == ["the schema is up to date"]
     with psycopg.connect(blank_url) as conn:
         conn.execute(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES (9, 'later', %s)",

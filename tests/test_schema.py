@@ -19,6 +19,8 @@ from switchboard.orchestrator.agents import AgentSpec, Intent
 from switchboard.orchestrator.db import Database, migrate, schema_sql
 from switchboard.orchestrator.embedded_pg import EmbeddedPostgres, start_embedded
 from switchboard.orchestrator.errors import StorageError
+from switchboard.orchestrator.recording_rows import NewRecording, create_recording
+from switchboard.orchestrator.recording_store import object_key
 from switchboard.orchestrator.store import EventRow, Store
 
 TENANT_TABLES = (
@@ -37,6 +39,7 @@ FUNCTIONS = (
     "switchboard_key_tenant",
     "switchboard_consume_admission",
     "switchboard_tenant_by_name",
+    "switchboard_expired_recordings",
 )
 
 
@@ -68,12 +71,21 @@ def _call(store: Store, tenant: str, number: str) -> tuple[UUID, UUID, UUID]:
     store.finish_session(
         tenant_id, session_id, end_reason="hangup", turns=1, started_at=now, ended_at=now
     )
-    with store.db.tenant(tenant_id) as cur:
-        cur.execute(
-            "INSERT INTO recordings (session_id, tenant_id, track, sample_rate, encoding, data)"
-            " VALUES (%s, %s, 'caller', 8000, 'ulaw', %s)",
-            (session_id, tenant_id, b"\xff" * 160),
-        )
+    create_recording(
+        store,
+        NewRecording(
+            tenant_id,
+            session_id,
+            object_key=object_key(tenant_id, session_id),
+            key_kind="keyring",
+            kid="k1",
+            wrapped_key=b"\x01" * 60,
+            caller_encoding="pcm16",
+            caller_sample_rate=24000,
+            agent_encoding="pcm16",
+            agent_sample_rate=24000,
+        ),
+    )
     return tenant_id, agent_id, session_id
 
 
