@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Final
+from uuid import UUID
 
 import structlog
 import trio
@@ -52,10 +53,17 @@ from switchboard.codecs.recording_format import (
     TrackFormat,
     WrappedKey,
     read_header,
+    read_records,
 )
 
 from .recording_keys import Keyring, new_data_key, wrap_rsa
-from .recording_rows import NewRecording, create_recording, finish_recording, tenant_public_key
+from .recording_rows import (
+    NewRecording,
+    create_recording,
+    finish_recording,
+    get_recording,
+    tenant_public_key,
+)
 from .recording_store import RecordingStore, object_key
 from .store import Store
 
@@ -228,21 +236,20 @@ class CallRecorder:
             key=WrappedKey(kind=kind, kid=kid, wrapped=wrapped if kind == "rsa" else None),
         )
         self._writer = SegmentWriter(data_key, header)
-        await trio.to_thread.run_sync(
-            create_recording,
-            self._store,
-            NewRecording(
-                tenant_id=ctx.tenant_id,
-                session_id=ctx.session_id,
-                object_key=object_key(ctx.tenant_id, ctx.session_id),
-                key_kind=kind,
-                kid=kid,
-                wrapped_key=wrapped,
-                caller_format=fmt,
-                agent_format=fmt,
-                retention_days=ctx.agent.recording.retention_days,
-            ),
+        new = NewRecording(
+            tenant_id=ctx.tenant_id,
+            session_id=ctx.session_id,
+            object_key=object_key(ctx.tenant_id, ctx.session_id),
+            key_kind=kind,
+            kid=kid,
+            wrapped_key=wrapped,
+            caller_encoding=fmt.encoding,
+            caller_sample_rate=fmt.sample_rate,
+            agent_encoding=fmt.encoding,
+            agent_sample_rate=fmt.sample_rate,
+            retention_days=ctx.agent.recording.retention_days,
         )
+        await trio.to_thread.run_sync(create_recording, self._store, new)
         await trio.to_thread.run_sync(self._create_file, self._writer.start())
 
     def _create_file(self, head: bytes) -> None:
@@ -282,7 +289,7 @@ class CallRecorder:
             self.path,
             abandon_on_cancel=True,  # past FINISH_TIMEOUT_S: the file stays for recovery
         )
-        await trio.to_thread.run_sync(
+        row = await trio.to_thread.run_sync(
             lambda: finish_recording(
                 self._store,
                 ctx.tenant_id,
@@ -292,9 +299,13 @@ class CallRecorder:
                 duration_ms=round(self._ended_ms),
             )
         )
+        if row is None:  # deleted while the call ran: the object must not outlive its row
+            await trio.to_thread.run_sync(
+                self._rec.store.delete, object_key(ctx.tenant_id, ctx.session_id)
+            )
         self.path.unlink(missing_ok=True)
-        self.status = "complete"
-        log.info("recording stored", size_bytes=self.size_bytes)
+        self.status = "complete" if row is not None else "deleted"
+        log.info("recording stored", size_bytes=self.size_bytes, status=self.status)
 
     def _close_file(self) -> None:
         if self._file is not None:
@@ -303,14 +314,15 @@ class CallRecorder:
             self._file = None
 
 
-def recover_recordings(store: Store, recordings: RecordingStore, data_dir: Path) -> int:
+def recover_recordings(store: Store, recordings: Recordings) -> int:
     """Upload the staging files a crash left (no live call holds them) as ``truncated``;
-    return how many (sync, blocking: run it in a thread).
+    return how many (sync, blocking: run it in a thread before the server takes calls).
 
-    A file whose header cannot be read (the process died before it was written) is
-    removed; a file that cannot be uploaded or recorded stays for the next start.
+    The duration is the last record's time when the server can read the file (keyring
+    mode), else 0. A file whose header cannot be read (the process died before it was
+    written) is removed; one that cannot be uploaded or recorded stays for the next start.
     """
-    folder = data_dir / "recordings" / "staging"
+    folder = recordings.staging_dir
     if not folder.is_dir():
         return 0
     recovered = 0
@@ -327,24 +339,44 @@ def recover_recordings(store: Store, recordings: RecordingStore, data_dir: Path)
             blob = file.read()
             try:
                 header = read_header(blob)
-            except RecordingCorrupt as exc:
+                tenant_id, session_id = UUID(header.tenant_id), UUID(header.session_id)
+            except (RecordingCorrupt, ValueError) as exc:
                 log.warning("staging file without a header removed", path=str(path), error=str(exc))
                 path.unlink(missing_ok=True)
                 continue
             try:
-                recordings.put_file(object_key(header.tenant_id, header.session_id), path)
+                recordings.store.put_file(object_key(tenant_id, session_id), path)
                 finish_recording(
                     store,
-                    header.tenant_id,
-                    header.session_id,
+                    tenant_id,
+                    session_id,
                     status="truncated",
                     size_bytes=len(blob),
-                    duration_ms=None,
+                    duration_ms=_readable_duration_ms(store, recordings.keyring, header, blob),
                 )
             except Exception as exc:
                 log.error("staging file not recovered yet", path=str(path), error=repr(exc))
                 continue
             path.unlink(missing_ok=True)
             recovered += 1
-            log.warning("truncated recording recovered", session_id=str(header.session_id))
+            log.warning("truncated recording recovered", session_id=str(session_id))
     return recovered
+
+
+def _readable_duration_ms(
+    store: Store, keyring: Keyring, header: RecordingHeader, blob: bytes
+) -> int:
+    """The last record's time (ms) of a keyring-mode file, else 0 (the server cannot read
+    an RSA-mode file; an unreadable one is still kept, as found)."""
+    if header.key.kind != "keyring":
+        return 0
+    try:
+        row = get_recording(store, UUID(header.tenant_id), UUID(header.session_id))
+        if row is None or row.wrapped_key is None:
+            return 0
+        data_key = keyring.unwrap(row.kid, row.wrapped_key)
+        _, records = read_records(blob, data_key, allow_truncated=True)
+    except Exception as exc:  # a damaged file is uploaded as it is; its length is unknown
+        log.warning("truncated recording unreadable", error=repr(exc))
+        return 0
+    return round(records[-1].t_ms) if records else 0
