@@ -43,6 +43,10 @@ Environment variables (all optional):
   ``AWS_SECRET_ACCESS_KEY``); see :mod:`.recording_store`.
 - ``RECORDING_SWEEP_INTERVAL_S``: seconds between two sweeps that shred the
   recordings past their retention (default 3600; see :mod:`.recording_sweep`).
+- ``RECORDING_KEYS``: the keys that wrap recordings' data keys,
+  ``kid=base64key[,kid=base64key...]`` (32-byte keys; the first wraps new
+  recordings, all unwrap). Unset: a key made once in ``DATA_DIR/recording_keys``
+  (mode 0600); see :mod:`.recording_keys`.
 - Provider URLs and keys (``OPENAI_API_KEY``, ``GEMINI_API_KEY``, ...): see
   :mod:`switchboard.actors.providers.endpoints`.
 """
@@ -60,6 +64,8 @@ from switchboard.actors.providers import Endpoints, unavailable_reason
 from .agents import MODES, AgentSpec
 from .errors import ConfigError
 from .recording_store import parse_store_location
+from .recording_keys import Keyring as RecordingKeyring
+from .recording_keys import parse_recording_keys
 from .tokens import DEFAULT_ISSUER, Keyring
 
 PARENT_POOL_SIZE = 2
@@ -116,6 +122,9 @@ class Settings:
     """None: path-style addressing when an endpoint is set."""
     recording_sweep_interval_s: float = 3600.0
     """Seconds between two retention sweeps (``RECORDING_SWEEP_INTERVAL_S``)."""
+    recording_keys: str | None = None
+    """``RECORDING_KEYS``: ``kid=base64key,...`` (first encrypts, all decrypt); None: the
+    data directory's ``recording_keys`` file (see :meth:`recording_keyring`)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
@@ -156,6 +165,7 @@ class Settings:
             endpoints=Endpoints.from_env(env),
             signing_secrets=env.get("VOICE_RUNTIME_SIGNING_SECRETS") or None,
             token_issuer=env.get("VOICE_RUNTIME_ISSUER") or DEFAULT_ISSUER,
+            recording_keys=env.get("RECORDING_KEYS") or None,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.log_format not in ("json", "console"):
@@ -168,6 +178,8 @@ class Settings:
             raise ConfigError("the calls per worker must be at least 1")
         parse_store_location(settings.recording_store)  # a wrong store: an error at start
         settings.keyring()  # a malformed keyring is an error at start, not at the first call
+        if settings.recording_keys is not None:
+            parse_recording_keys(settings.recording_keys)  # likewise RECORDING_KEYS
         if settings.demo_mode is not None:
             if settings.demo_mode not in MODES:
                 raise ConfigError(
@@ -237,6 +249,15 @@ class Settings:
         if self.signing_secrets is None:
             return Keyring.generate()
         return Keyring.parse(self.signing_secrets)
+
+    def recording_keyring(self) -> RecordingKeyring:
+        """The keys that wrap recordings' data keys: ``RECORDING_KEYS``, else the key file
+        ``data_dir/recording_keys`` (made once, mode 0600).
+
+        Raises:
+            ConfigError: ``RECORDING_KEYS`` or the key file is malformed.
+        """
+        return RecordingKeyring.for_server(self.recording_keys, self.data_dir)
 
     @property
     def base_url(self) -> str:
