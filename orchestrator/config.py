@@ -63,9 +63,9 @@ from switchboard.actors.providers import Endpoints, unavailable_reason
 
 from .agents import MODES, AgentSpec
 from .errors import ConfigError
-from .recording_store import parse_store_location
 from .recording_keys import Keyring as RecordingKeyring
 from .recording_keys import parse_recording_keys
+from .recording_store import parse_store_location
 from .tokens import DEFAULT_ISSUER, Keyring
 
 PARENT_POOL_SIZE = 2

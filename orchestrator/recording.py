@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import TYPE_CHECKING, BinaryIO, Final, Literal
 from uuid import UUID
 
 import structlog
@@ -64,13 +64,17 @@ from .recording_rows import (
     get_recording,
     tenant_public_key,
 )
-from .recording_store import RecordingStore, object_key
+from .recording_store import RecordingStore, object_key, open_store
 from .store import Store
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 __all__ = [
     "INLINE_SEAL_BYTES",
     "CallRecorder",
     "Recordings",
+    "open_recordings",
     "recover_recordings",
     "staging_path",
     "with_recording",
@@ -108,6 +112,20 @@ class Recordings:
     @property
     def staging_dir(self) -> Path:
         return self.data_dir / "recordings" / "staging"
+
+
+def open_recordings(settings: Settings) -> Recordings:
+    """The server's recordings: its keyring (``RECORDING_KEYS``, else the data folder's
+    key file), its store (``RECORDING_STORE``, else ``DATA_DIR/recordings``).
+
+    Raises:
+        ConfigError: a setting is malformed.
+    """
+    return Recordings(
+        keyring=settings.recording_keyring(),
+        store=open_store(settings),
+        data_dir=settings.data_dir,
+    )
 
 
 def staging_path(data_dir: Path, ctx: CallContext) -> Path:
@@ -218,6 +236,7 @@ class CallRecorder:
         ctx = self.ctx
         data_key = new_data_key()
         public_pem = await trio.to_thread.run_sync(tenant_public_key, self._store, ctx.tenant_id)
+        kind: Literal["keyring", "rsa"]
         if public_pem is not None:
             kind = "rsa"
             kid, wrapped = wrap_rsa(public_pem, data_key)
