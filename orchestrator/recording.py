@@ -172,6 +172,8 @@ class CallRecorder:
         self._ended_ms = 0.0
         self._scope = trio.CancelScope()
         self._done = trio.Event()
+        self.ready = trio.Event()
+        """Set once the start step is over: the staging file is open, or recording failed."""
         self.size_bytes = 0
         self.status: str | None = None
         """``complete`` once stored; ``failed`` after a failure; None while running."""
@@ -189,6 +191,7 @@ class CallRecorder:
 
     async def _steps(self) -> None:
         await self._guard("start", self._open)
+        self.ready.set()
         while not self._over.is_set():
             with trio.move_on_after(self._rec.segment_interval_s):
                 await self._over.wait()
