@@ -200,6 +200,7 @@ class BrowserTransport:
 
     async def _read(self) -> None:
         budget = FrameBudget()
+        tape = self.ctx.tape
         async with self._to_supervisor:
             try:
                 while True:
@@ -223,6 +224,7 @@ class BrowserTransport:
                         continue
                     budget.good()
                     if isinstance(message, wire.AudioIn):
+                        tape.caller(message.pcm)
                         offset_ms = self._samples_in * 1000.0 / self._rate
                         self._samples_in += len(message.pcm) // 2
                         chunk = AudioChunk(message.pcm, "pcm16", self._rate)
@@ -274,6 +276,7 @@ class BrowserTransport:
     def _clear(self) -> PlaybackCleared:
         """Drop queued audio; what of the current response was heard and sent."""
         now = trio.current_time()
+        self.ctx.tape.agent_cleared()  # the page drops what it holds (audio_interrupted)
         self._generation += 1
         dropped_marks = [item.name for item in self._queue if isinstance(item, _Mark)]
         self._queue.clear()
@@ -325,6 +328,7 @@ class BrowserTransport:
             self._audio_ended = None
         duration_s = len(frame.pcm) / 2 / self._rate
         await self._send(wire.AudioOut(frame.pcm, frame.response_id))
+        self.ctx.tape.agent(frame.pcm)
         self._playout_end_s += duration_s
         self._response_sent_ms += duration_s * 1000
         self.frames_sent += 1

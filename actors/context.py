@@ -11,6 +11,7 @@ import trio
 
 from switchboard.orchestrator.agents import AgentSpec
 
+from .consent import Consent, spoken_greeting
 from .messages import CallEvent, Encoding
 from .sockets import close_reason
 from .tape import CallTape
@@ -85,6 +86,16 @@ class CallContext:
     fault: CallFault = field(default_factory=CallFault, compare=False)
     tape: CallTape = field(default_factory=CallTape, compare=False)
     """Where the call's recording is taken (:mod:`.tape`); the base tape keeps nothing."""
+    consent: Consent | None = None
+    """The recording consent decision (:mod:`.consent`); None: the call is not recorded."""
+
+    @property
+    def greeting(self) -> str:
+        """What the agent says first: the consent line when it is announced, then the
+        agent's greeting. Every provider greets with this."""
+        consent = self.consent
+        line = consent.line if consent is not None and consent.announced else None
+        return spoken_greeting(self.agent.greeting, line)
 
     def now_ms(self) -> float:
         """Milliseconds since the call started, on the call's (monotonic) clock."""

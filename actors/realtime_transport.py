@@ -292,8 +292,10 @@ class RealtimeTransport:
             cut = len(data) - len(data) % 2
             data, self._odd_byte = data[:cut], data[cut:]
         step = int(self._bytes_per_ms * FRAME_MS)
+        tape = self.ctx.tape
         for i in range(0, len(data), step):
             chunk = AudioChunk(data[i : i + step], fmt.encoding, fmt.sample_rate)
+            tape.caller(chunk.data)
             await self._to_supervisor.send(CallerAudio(chunk, round(self._input_ms, 3)))
             self._input_ms += chunk.duration_ms
 
@@ -445,10 +447,12 @@ class RealtimeTransport:
                 response_id=command.response_id, item_id=response.item_id, delta=command.chunk.data
             )
         )
+        self.ctx.tape.agent(command.chunk.data)
 
     async def _clear(self) -> None:
         """Barge-in: the client stops playing itself; report what it heard."""
         response_id, self._playing = self._playing, None
+        self.ctx.tape.agent_cleared()  # the client stops its player (OpenAI's barge-in rule)
         response = self._responses.get(response_id or "")
         now = trio.current_time()
         heard = response.heard_ms(now) if response else 0.0

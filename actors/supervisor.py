@@ -36,6 +36,7 @@ from typing import Any
 import structlog
 import trio
 
+from .consent import ConsentReport
 from .context import CallContext, EventSink
 from .conversation import Conversation
 from .failover.decisions import Connect, Decision, DoNothing, GiveUp, Reconnect, SwitchTo
@@ -167,6 +168,7 @@ class Supervisor:
         self._answered_by: int | None = None  # the instance whose first output was recorded
         self._utterance_closed = False  # SpeechStopped seen for the caller's current turn
         self._greetings: set[str] = set()
+        self._consent = ConsentReport(ctx.consent)  # the recording.consent event, once
         self._deferred: dict[str, TransferAfterResponse | HangUpAfterResponse] = {}
         self._ending = False
         self._idle = IdleTimer(ctx.agent.idle_timeout_seconds, trio.current_time())
@@ -195,6 +197,7 @@ class Supervisor:
                 )
                 nursery.start_soon(self._watch.run, self._on_deadline)
                 await self._feed(CallStarted(trio.current_time(), self._cooling()))
+                await self._report_consent(self._consent.at_start())
                 nursery.start_soon(self._idle.run, self._on_idle)
                 task_status.started()
                 with trio.move_on_after(agent.max_call_seconds) as limit:
@@ -215,6 +218,7 @@ class Supervisor:
                 self._transport_closed = True
                 await self._to_transport.aclose()
                 await self._to_tools.aclose()
+                await self._report_consent(self._consent.at_end())
                 await self._emit(
                     "supervisor.report",
                     turns_completed=self.report.turns_completed,
@@ -516,6 +520,8 @@ class Supervisor:
         if not name.startswith("response:"):
             return
         response_id = name.removeprefix("response:")
+        if response_id in self._greetings:  # the caller has heard the greeting (and consent)
+            await self._report_consent(self._consent.greeting_heard(self.ctx.now_ms()))
         if self._unheard == response_id:
             self._unheard = None  # all of it has played
         action = self._deferred.pop(response_id, None)
@@ -627,6 +633,12 @@ class Supervisor:
         )
         await self._to_transport.send(PlayAudio(chunk, APOLOGY_ID))
         await self._to_transport.send(MarkPlayback(f"response:{APOLOGY_ID}"))
+
+    async def _report_consent(self, payload: dict[str, Any] | None) -> None:
+        """``recording.consent``: what was announced (state, rule, line) and whether and
+        when the caller heard it (the greeting's closing mark)."""
+        if payload is not None:
+            await self._emit("recording.consent", **payload)
 
     async def _emit(self, type_: str, **payload: Any) -> None:
         """Log an event; show the client the ones it displays (in order with the audio)."""

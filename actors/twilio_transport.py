@@ -144,6 +144,7 @@ class TwilioTransport:
 
     async def _read(self) -> None:
         parse, media_type, hear, sid = wire.parse_inbound, wire.Media, self._hear, self._sid
+        tape = self.ctx.tape
         async with self._to_supervisor:
             reason = "stream closed"
             budget = FrameBudget()
@@ -166,6 +167,7 @@ class TwilioTransport:
                     budget.good()
                     if type(message) is media_type and message.stream_sid == sid:
                         body = message.media  # the hot path: one frame of caller audio
+                        tape.caller(body.payload)
                         hear(CallerAudio(AudioChunk(body.payload, "pcmu", 8000), body.timestamp))
                     elif isinstance(message, wire.Stop):
                         reason = "caller hung up"
@@ -273,7 +275,7 @@ class TwilioTransport:
         heard = self._responses.get(response_id)
         if heard is None:
             heard = self._responses[response_id] = _Heard()
-        data, sid, lead_s = chunk.data, self._sid, self._lead_s
+        data, sid, lead_s, tape = chunk.data, self._sid, self._lead_s, self.ctx.tape
         while self._offset < len(data):
             now = trio.current_time()
             if self._playout_end_s < now:
@@ -283,6 +285,7 @@ class TwilioTransport:
             frame = data[self._offset : self._offset + wire.FRAME_BYTES]
             self._offset += len(frame)
             await self._socket.send(wire.encode_outbound(wire.media(sid, frame)))
+            tape.agent(frame)
             self._playing = response_id
             frame_ms = len(frame) * (1000.0 / wire.SAMPLE_RATE)
             self._playout_end_s += frame_ms / 1000.0
@@ -309,6 +312,7 @@ class TwilioTransport:
         self._positions.clear()  # their echoes, which the clear releases, were not heard
         self._unmarked_ms = 0.0
         await self._socket.send(wire.encode_outbound(wire.Clear(self._sid)))
+        self.ctx.tape.agent_cleared()
         self._playout_end_s = trio.current_time()
         response_id, self._playing = self._playing, None
         heard = self._responses.get(response_id or "", _Heard())

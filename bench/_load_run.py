@@ -70,6 +70,7 @@ class Rig:
         self.extra_targets: list[str] = []
         self.workers = workers
         self.server_args = server_args
+        self.recording = True  # the bench agent records its calls (the example agent does)
         self._stack = contextlib.ExitStack()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.urls: dict[str, str] = {}
@@ -158,8 +159,16 @@ class Rig:
         creds = json.loads((self.tmp / "serve" / "dev-credentials.json").read_text())
         self.api_key: str = creds["api_key"]
 
+    def set_recording(self, enabled: bool) -> None:
+        """Record the bench agent's next calls, or not (applied to the agent row: the
+        server reads it per call)."""
+        if enabled != self.recording:
+            self.recording = enabled
+            self._apply_bench_agent()
+
     def _apply_bench_agent(self) -> None:
-        """The example agent, openai-realtime first, with an idle timeout longer than a step."""
+        """The example agent, openai-realtime first, with an idle timeout longer than a step
+        (recording as :attr:`recording` says)."""
         from switchboard.orchestrator.agent_file import load_agent_file
         from switchboard.orchestrator.db import Database
         from switchboard.orchestrator.server import example_agent_path, with_mode_first
@@ -168,7 +177,9 @@ class Rig:
         agent = with_mode_first(load_agent_file(example_agent_path()), "openai-realtime")
         db = Database(self.dsn)
         try:
-            Store(db).apply_agent(replace(agent, idle_timeout_seconds=IDLE_TIMEOUT_S))
+            recording = replace(agent.recording, enabled=self.recording)
+            bench = replace(agent, idle_timeout_seconds=IDLE_TIMEOUT_S, recording=recording)
+            Store(db).apply_agent(bench)
         finally:
             db.close()
 

@@ -2,7 +2,7 @@
 
     python bench/bench_load.py [--steps 10,25,50,100,200] [--seconds 30] [--clients 2]
                                [--workers N] [--server-arg ARG]... [--pipecat-python PY]
-                               [--no-naive] [--json]
+                               [--no-naive] [--recording on|off|both] [--json]
     python bench/bench_load.py --mode local [--steps 1,2,4,8]
     python bench/bench_load.py --soak-minutes 10 --soak-calls N [--seconds 30]
 
@@ -36,6 +36,12 @@ Soak: a steady ``--soak-calls`` relay calls of ``--seconds`` each, redialled
 as they end, for ``--soak-minutes``; the runtime's RSS and open fds sampled
 every 10 s; their slope per hour by least squares over the second half
 (the first minutes are warm-up).
+
+``--recording both`` runs each step twice on the runtime, the example agent
+recording its calls (column ``switchboard``) and not
+(``switchboard-norec``), and prints the recording's CPU cost per call as a
+ratio (issue 12's budget: under 10 % more); ``on`` (the default, as the
+example agent ships) and ``off`` run one of them.
 
 Targets are issue 10's; each prints as met or MISSED. The agent's
 ``idle_timeout_seconds`` is raised to an hour for relay runs: the echo fake
@@ -122,14 +128,51 @@ def run_relay(args: argparse.Namespace, rig: Rig) -> dict[str, Any]:
         *([] if args.no_naive else ["naive", "naive-trio"]),
         *rig.extra_targets,
     ]
-    for n in args.steps:
-        rows[n] = {}
+    modes = {"on": [True], "off": [False], "both": [True, False]}[args.recording]
+    runs: dict[tuple[int, str], list[float]] = {}
+    for index, n in enumerate(args.steps):
+        rows.setdefault(n, {})
+        # Both ways: the order alternates step by step, so neither side always runs first
+        # (warm-up, the machine's other load) when a step size is repeated.
+        order = modes if index % 2 == 0 else modes[::-1]
         for target in targets:
-            log(f"step {n} calls: {target} ...")
-            raw = rig.step(target, n, args.clients, {"seconds": args.seconds})
-            rows[n][target] = relay_figures(raw)
-            log("  " + brief(rows[n][target]))
-    return {"steps": rows, "targets": relay_targets(rows, args.workers)}
+            for recording in order if target == "switchboard" else [True]:
+                name = target if recording or target != "switchboard" else NOREC
+                if target == "switchboard":
+                    rig.set_recording(recording)
+                log(f"step {n} calls: {name} ...")
+                raw = rig.step(target, n, args.clients, {"seconds": args.seconds})
+                figures = relay_figures(raw)
+                runs.setdefault((n, name), []).append(figures["cpu_s_per_call_minute"])
+                rows[n][name] = figures
+                log("  " + brief(figures))
+    return {
+        "steps": rows,
+        "targets": relay_targets(rows, args.workers),
+        "recording_cost": recording_cost(runs),
+    }
+
+
+NOREC = "switchboard-norec"
+
+
+def recording_cost(runs: dict[tuple[int, str], list[float]]) -> dict[int, dict[str, Any]]:
+    """Per step size run both ways: CPU-s per call-minute recording and not (the mean
+    over the runs of that size), and their ratio."""
+    cost = {}
+    for (n, name), on_runs in runs.items():
+        off_runs = runs.get((n, NOREC))
+        if name != "switchboard" or not off_runs:
+            continue
+        on, off = sum(on_runs) / len(on_runs), sum(off_runs) / len(off_runs)
+        ratio = round(on / off, 3) if on and off else None
+        cost[n] = {
+            "recording": round(on, 3),
+            "not_recording": round(off, 3),
+            "ratio": ratio,
+            "runs": len(on_runs),
+        }
+    return cost
 
 
 def brief(r: dict[str, Any]) -> str:
@@ -309,6 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-arg", action="append", default=[], help="passed to serve")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive relay column")
     parser.add_argument(
+        "--recording",
+        choices=("on", "off", "both"),
+        default="on",
+        help="the runtime's calls recorded (the example agent's default), not, or both ways",
+    )
+    parser.add_argument(
         "--pipecat-python",
         default=sys.executable,
         help="interpreter with pipecat-ai, fastapi and uvicorn for the Pipecat column",
@@ -348,6 +397,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "relay":
         print(f"Pipecat column: {report['pipecat'] or 'run'}")
         print_relay(report)
+        for n, c in report["recording_cost"].items():
+            verdict = "met" if c["ratio"] is not None and c["ratio"] < 1.10 else "MISSED"
+            print(
+                f"\nrecording cost at {n} calls ({c['runs']} runs each way): "
+                f"{c['recording']} vs {c['not_recording']} CPU-s per call-minute, "
+                f"ratio {c['ratio']} (< 1.10: {verdict})"
+            )
     else:
         print_local(report)
     print_targets(report["targets"])

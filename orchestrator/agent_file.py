@@ -42,6 +42,7 @@ from .agents import (
     when_busy_problem,
 )
 from .errors import AgentFileError
+from .recording_policy import ANNOUNCE, RecordingPolicy, recording_problem
 
 _STR: Final = "tag:yaml.org,2002:str"
 _INT: Final = "tag:yaml.org,2002:int"
@@ -75,12 +76,21 @@ _TOP_KEYS: Final = (
     "idle_timeout_seconds",
     "voice",
     "no_match_reply",
+    "recording",
 )
 _TOP_REQUIRED: Final = ("name", "tenant", "greeting", "intents")
 _INTENT_KEYS: Final = ("name", "phrases", "reply", "tool")
 _INTENT_REQUIRED: Final = ("name", "phrases", "reply")
 _TOOL_KEYS: Final = ("name", "description", "parameters")
 _TOOL_REQUIRED: Final = ("name", "description")
+_RECORDING_KEYS: Final = (
+    "enabled",
+    "announce",
+    "retention_days",
+    "consent_line",
+    "all_party_states",
+)
+_BOOL: Final = "tag:yaml.org,2002:bool"
 
 
 def _line(node: yaml.Node) -> int:
@@ -218,6 +228,8 @@ class _Parser:
             values["providers"] = self.providers(keys["providers"])
         if "failover" in keys:
             values["failover"] = self.failover(keys["failover"])
+        if "recording" in keys:
+            values["recording"] = self.recording(keys["recording"])
         if "when_busy" in keys:
             values["when_busy"] = self.when_busy(keys["when_busy"], values.get("transfer_number"))
         tools = self.tools(keys["tools"]) if "tools" in keys else ()
@@ -298,6 +310,46 @@ class _Parser:
                 raise self.fail(value_node, key, problem)
             values[name] = value
         return FailoverSettings(**values)
+
+    def recording(self, node: yaml.Node) -> RecordingPolicy:
+        names = self.mapping(node, "recording", _RECORDING_KEYS, ())
+        values: dict[str, Any] = {}
+        if "enabled" in names:
+            flag = names["enabled"]
+            if not (isinstance(flag, yaml.ScalarNode) and flag.tag == _BOOL):
+                raise self.fail(
+                    flag, "recording.enabled", f"expected true or false, got {_kind(flag)}"
+                )
+            values["enabled"] = bool(SafeConstructor().construct_yaml_bool(flag))
+        if "announce" in names:
+            announce = self.string(names["announce"], "recording.announce")
+            if announce not in ANNOUNCE:
+                raise self.fail(
+                    names["announce"],
+                    "recording.announce",
+                    f"unknown value {announce!r}" + _suggestion(announce, ANNOUNCE),
+                )
+            values["announce"] = announce
+        if "retention_days" in names:
+            values["retention_days"] = self.positive_int(
+                names["retention_days"], "recording.retention_days"
+            )
+        if "consent_line" in names:
+            values["consent_line"] = self.string(names["consent_line"], "recording.consent_line")
+        if "all_party_states" in names:
+            states = self.strings(names["all_party_states"], "recording.all_party_states")
+            values["all_party_states"] = tuple(s.strip().upper() for s, _ in states)
+        defaults = RecordingPolicy()
+        problem = recording_problem(
+            announce=values.get("announce", defaults.announce),
+            retention_days=values.get("retention_days", defaults.retention_days),
+            consent_line=values.get("consent_line", defaults.consent_line),
+            all_party_states=values.get("all_party_states", defaults.all_party_states),
+        )
+        if problem is not None:
+            key, message = problem
+            raise self.fail(names.get(key, node), f"recording.{key}", message)
+        return RecordingPolicy(**values)
 
     def hours(self, node: yaml.Node) -> dict[str, str]:
         if not isinstance(node, yaml.MappingNode):

@@ -39,6 +39,12 @@ one)::
     idle_timeout_seconds: 30
     voice: en-us
     no_match_reply: Sorry, I didn't catch that.
+    recording:                         # all optional; rules: recording_policy.py
+      enabled: true                    # default false: no audio is stored
+      announce: auto                   # auto (by the caller's state) | always | never
+      retention_days: 30               # 1..3650
+      consent_line: This call is recorded.
+      all_party_states: [CA, FL, IL, MD, MA, MT, NH, PA, WA]
 
 This module holds the agent as data (:class:`AgentSpec` and its rules);
 ``agent_file.py`` parses the YAML, with errors that name the file, the line
@@ -55,6 +61,7 @@ from types import MappingProxyType
 from typing import Any, Final, final
 
 from ..actors.failover.settings import FailoverSettings
+from .recording_policy import RecordingPolicy
 
 __all__ = [
     "BUILTIN_TOOLS",
@@ -208,6 +215,8 @@ class AgentSpec:
         failover: when a provider counts as failed and how far the supervisor
             goes (stall and connect timeouts, the turn lock, the cooldown, the
             switch budget): :class:`FailoverSettings`.
+        recording: whether calls are recorded, and how consent is announced
+            (:class:`~.recording_policy.RecordingPolicy`; default: not recorded).
     """
 
     name: str
@@ -229,6 +238,7 @@ class AgentSpec:
     voice: str = "en-us"
     no_match_reply: str = DEFAULT_NO_MATCH_REPLY
     failover: FailoverSettings = field(default_factory=FailoverSettings)
+    recording: RecordingPolicy = field(default_factory=RecordingPolicy)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hours", MappingProxyType(dict(self.hours)))
@@ -297,6 +307,7 @@ class AgentSpec:
             "voice": self.voice,
             "no_match_reply": self.no_match_reply,
             "failover": self.failover.to_json(),
+            "recording": self.recording.to_json(),
         }
 
     @classmethod
@@ -342,6 +353,7 @@ class AgentSpec:
                 voice=data.get("voice", "en-us"),
                 no_match_reply=data.get("no_match_reply", DEFAULT_NO_MATCH_REPLY),
                 failover=FailoverSettings.from_json(data.get("failover", {})),
+                recording=RecordingPolicy.from_json(data.get("recording", {})),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an agent spec: {exc!r}") from exc
@@ -437,6 +449,9 @@ def _spec_problem(spec: AgentSpec) -> str | None:
         None
         if isinstance(spec.failover, FailoverSettings)
         else f"failover must be FailoverSettings, got {type(spec.failover).__name__}",
+        None
+        if isinstance(spec.recording, RecordingPolicy)
+        else f"recording must be RecordingPolicy, got {type(spec.recording).__name__}",
     ]
     intent_names = [i.name for i in spec.intents]
     tool_names = [t.name for t in spec.tools]

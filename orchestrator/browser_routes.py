@@ -35,6 +35,7 @@ from .asgi_ws import AsgiWebSocket
 from .call import run_call
 from .errors import StorageError
 from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S, refuse
+from .recording import with_recording
 from .runtime import Runtime
 from .store import EventRow
 from .ws_auth import Rejected, check_handshake, peek_claims
@@ -102,7 +103,7 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, door: str, session_id: str |
         )
     except StorageError as exc:  # admitted: the call goes on, its events spool
         log.warning("session not marked active; the call goes on", error=str(exc)[:300])
-    ctx = CallContext(
+    ctx = CallContext(  # the caller's state is unknown: consent is announced (auto)
         session_id=claims.session_id,
         tenant_id=claims.tenant_id,
         agent_id=claims.agent_id,
@@ -115,6 +116,7 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, door: str, session_id: str |
             "test_mode": claims.test_mode,
         },
     )
+    ctx = with_recording(ctx, rt.resources.recordings)
     feed = PageFeed()
 
     def make_transport(

@@ -54,10 +54,12 @@ from switchboard.actors.providers import (
     unavailable_reason,
 )
 from switchboard.actors.supervisor import CallReport, ProviderFactory, ProviderRun, Supervisor
+from switchboard.actors.tape import RecordingTape
 from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
 
 from .agent_versions import spec_version
 from .journal import CallEnd, CallJournal
+from .recording import CallRecorder, Recordings
 from .store import EventRow, Store
 
 log = structlog.get_logger("switchboard.call")
@@ -100,6 +102,8 @@ class CallResources:
     metrics: FailoverMetrics = field(default_factory=FailoverMetrics)
     kept_versions: set[tuple[UUID, UUID, str]] = field(default_factory=set)
     """The agent versions (tenant, agent, version) this process has made sure are stored."""
+    recordings: Recordings | None = None
+    """Where recorded calls' audio goes (:mod:`.recording`); None: no call is recorded."""
 
 
 def fallback_chain(ctx: CallContext) -> list[str]:
@@ -306,6 +310,11 @@ async def _run_call(
         http=http,
     )
     transport = make_transport(transport_receive, inbox_send.clone(), supervisor.hear, sink.clone())
+    recorder = (
+        CallRecorder(ctx, res.recordings, res.store, sink.clone())
+        if res.recordings is not None and isinstance(ctx.tape, RecordingTape)
+        else None
+    )
 
     report = supervisor.report
     try:
@@ -313,6 +322,8 @@ async def _run_call(
             await outer.start(logger.run)
             version = spec_version(ctx.agent)
             outer.start_soon(_keep_agent_version, ctx, res, version)
+            if recorder is not None:
+                await outer.start(recorder.run)
             try:
                 await sink.emit(
                     "session.start",
@@ -353,6 +364,8 @@ async def _run_call(
                     )
             finally:
                 with trio.CancelScope(shield=True):
+                    if recorder is not None:  # its failures are events: before the end
+                        await recorder.finish()
                     await sink.emit(
                         "session.end",
                         reason=report.end_reason,

@@ -107,6 +107,8 @@ class Phone:
         self.realtime = realtime
         self.playout_end_s = 0.0
         self.heard: list[tuple[float, bytes]] = []
+        self.received: list[tuple[float, bytes]] = []  # every agent frame, as it arrived
+        self.sent: list[tuple[float, bytes]] = []  # every caller frame, as it left
         self.media_times: list[float] = []
         self.response_ends: list[float] = []  # playout time of each response's closing mark
         self.closed = trio.Event()
@@ -124,6 +126,7 @@ class Phone:
                     start = max(self.playout_end_s, now)
                     self.playout_end_s = start + len(message.payload) / wire.SAMPLE_RATE
                     self.heard.append((start, message.payload))
+                    self.received.append((now, message.payload))
                     self.media_times.append(now)
                 elif isinstance(message, wire.OutboundMark):
                     at = max(self.playout_end_s, now) if self.realtime else now
@@ -148,18 +151,24 @@ class Phone:
         self._changed.set()
         self._changed = trio.Event()
 
-    async def _send(self, text: str) -> None:
+    async def _send(self, text: str) -> bool:
         try:
             await self.ws.send_message(text)
         except trio_websocket.ConnectionClosed:
-            pass
+            return False
+        return True
+
+    async def _send_audio(self, frame: bytes) -> None:
+        sent_s = trio.current_time()
+        if await self._send(self.encoder.media(frame)):
+            self.sent.append((sent_s, frame))
 
     async def microphone(self) -> None:
         """Real time: one frame every 20 ms, the queued line's or silence."""
         next_s = trio.current_time()
         while not self.closed.is_set():
             frame = self._microphone.pop(0) if self._microphone else SILENCE
-            await self._send(self.encoder.media(frame))
+            await self._send_audio(frame)
             if not self._microphone:
                 self._line_sent.set()
             next_s += FRAME_S
@@ -174,10 +183,10 @@ class Phone:
             await self._line_sent.wait()
             return trio.current_time()
         for frame in frames:
-            await self._send(self.encoder.media(frame))
+            await self._send_audio(frame)
         end = trio.current_time()
         for _ in range(int(TRAILING_SILENCE_S / FRAME_S)):
-            await self._send(self.encoder.media(SILENCE))
+            await self._send_audio(SILENCE)
         return end
 
     async def wait_for(self, predicate: Any, timeout_s: float) -> bool:
@@ -296,6 +305,7 @@ async def place_call(
     *,
     to_number: str,
     from_number: str = "+15005550001",
+    from_state: str | None = "CA",
     auth_token: str,
     api_key: str | None,
     realtime: bool = True,
@@ -308,6 +318,7 @@ async def place_call(
 
     ``inject``: raw messages sent right after ``start`` (for tests of bad frames).
     ``phones``: if given, the call's :class:`Phone` is appended (what it heard, when).
+    ``from_state``: the webhook's ``FromState`` (the caller's state; None: not sent).
     """
     call_sid, account_sid = twilio_sid("CA"), twilio_sid("AC")
     params = {
@@ -317,9 +328,10 @@ async def place_call(
         "To": to_number,
         "Direction": "inbound",
         "CallStatus": "ringing",
-        "FromState": "CA",
         "ApiVersion": "2010-04-01",
     }
+    if from_state is not None:
+        params["FromState"] = from_state
     async with httpx.AsyncClient(timeout=10.0) as client:
         stream_url, parameters = await post_webhook(client, base_url, auth_token, params)
         summary = CallSummary(call_sid, parameters.get("session_id"), None)

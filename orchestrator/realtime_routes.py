@@ -57,6 +57,7 @@ from .asgi_ws import AsgiWebSocket
 from .call import run_call
 from .errors import StorageError
 from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S, database_answers, refuse
+from .recording import with_recording
 from .runtime import Runtime
 from .store import API_KEY_PREFIX, Store
 from .tokens import SessionClaims
@@ -277,6 +278,7 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, admission: RealtimeAdmission
         caller_format=caller_format(call_format(first)),
         extra={"transport": DOOR, "auth": admission.via, "model": model, "dialect": dialect},
     )
+    ctx = with_recording(ctx, rt.resources.recordings)  # state unknown: consent announced
 
     def make_transport(
         inbox: trio.MemoryReceiveChannel[ToTransport],

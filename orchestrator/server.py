@@ -40,6 +40,7 @@ from .config import Settings
 from .db import Database, migrate
 from .embedded_pg import start_embedded
 from .metrics import ServerMetrics
+from .recording import open_recordings, recover_recordings
 from .recording_store import open_store
 from .recording_sweep import keep_sweeping
 from .recovery import instance_id, keep_recovering, recover
@@ -205,6 +206,7 @@ def call_resources(settings: Settings, store: Store, metrics: ServerMetrics) -> 
             else None
         ),
         metrics=metrics.failover,
+        recordings=open_recordings(settings),
     )
 
 
@@ -254,6 +256,7 @@ async def started_database(
             creds, agents = await trio.to_thread.run_sync(bootstrap, store, settings)
             assert store.owner is not None
             await trio.to_thread.run_sync(recover, store, settings.data_dir / "spool", store.owner)
+            await trio.to_thread.run_sync(recover_recordings, store, open_recordings(settings))
             yield dsn, store, creds, agents
         finally:
             db.close()

@@ -53,6 +53,8 @@ from .asgi_ws import AsgiWebSocket
 from .call import run_call
 from .errors import StorageError
 from .outage import OUTAGE_REASON, outage_twiml, refuse
+from .recording import with_recording
+from .recording_policy import caller_state
 from .runtime import Runtime
 from .store import Admission
 
@@ -69,6 +71,9 @@ POLICY_VIOLATION = 1008
 INTERNAL_ERROR = 1011
 INCOMING: Final = "twilio.incoming"
 STREAM: Final = "twilio.stream"
+CALLER_STATE_PARAMETER: Final = "caller_state"
+"""The stream's ``<Parameter>`` carrying the caller's state (``FromState``) from the
+webhook, where Twilio's signature vouches for it, to the call (the consent rule)."""
 BUSY_MESSAGE: Final = "All our lines are busy right now. Please call again in a few minutes."
 
 
@@ -171,6 +176,9 @@ async def incoming_call(rt: Runtime) -> Response:
     stream = connect.stream(url=rt.settings.websocket_base_url + "/twilio/stream")
     stream.parameter(name="token", value=token)
     stream.parameter(name="session_id", value=str(session_id))
+    state = caller_state(params.get("FromState") or params.get("CallerState"))
+    if state is not None:  # carried to the stream like the token: the consent rule needs it
+        stream.parameter(name=CALLER_STATE_PARAMETER, value=state)
     twiml.append(connect)
     return twiml_response(twiml)
 
@@ -269,6 +277,8 @@ async def _run_stream(
         call_sid=start.call_sid,
         stream_sid=start.stream_sid,
     )
+    state = caller_state(start.custom_parameters.get(CALLER_STATE_PARAMETER))
+    ctx = with_recording(ctx, rt.resources.recordings, caller_state=state)
 
     def make_transport(
         inbox: trio.MemoryReceiveChannel[ToTransport],

@@ -28,6 +28,7 @@ from switchboard.orchestrator.agent_file import load_agent_file
 from switchboard.orchestrator.app import create_app
 from switchboard.orchestrator.call import CallResources
 from switchboard.orchestrator.config import Settings
+from switchboard.orchestrator.recording import open_recordings
 from switchboard.orchestrator.runtime import Runtime
 from switchboard.orchestrator.server import example_agent_path
 from switchboard.orchestrator.store import Store
@@ -83,6 +84,7 @@ async def start_harness(
     monkeypatch: pytest.MonkeyPatch,
     *,
     keyring: Keyring = KEYRING,
+    recordings: bool = False,
 ) -> Harness:
     agent = load_agent_file(example_agent_path())
     agent_id = await trio.to_thread.run_sync(store.apply_agent, agent)
@@ -99,7 +101,11 @@ async def start_harness(
     rt = Runtime(
         settings=settings,
         store=store,
-        resources=CallResources(store=store, spool_dir=tmp_path / "spool"),
+        resources=CallResources(
+            store=store,
+            spool_dir=tmp_path / "spool",
+            recordings=open_recordings(settings) if recordings else None,
+        ),
         twilio_auth_token="test-auth-token",
         keyring=keyring,
     )

@@ -17,6 +17,7 @@ from collections import OrderedDict
 
 from switchboard.orchestrator.agents import AgentSpec
 
+from ..consent import spoken_greeting
 from ..context import AudioFormat
 from ..messages import AudioChunk
 from .speech import Grammar, SpeechService, Synthesizer
@@ -99,10 +100,15 @@ class LocalAssets:
         return await self._pin(self._apology_text(), fmt)
 
     async def prepare(self, fmt: AudioFormat, speech: Synthesizer | None = None) -> None:
-        """Make the greeting, the no-match reply and the apology in ``fmt`` ahead, and pin
+        """Make the greeting (also after the consent line, when the agent may announce
+        its recording), the no-match reply and the apology in ``fmt`` ahead, and pin
         them; with ``speech`` if given (a server's start: :func:`.workers.one_off_synthesis`),
         else with the agent's speech service."""
-        for text in (self.agent.greeting, self.agent.no_match_reply):
+        texts = [self.agent.greeting, self.agent.no_match_reply]
+        recording = self.agent.recording
+        if recording.may_announce:  # the greeting a caller told of the recording hears
+            texts.append(spoken_greeting(self.agent.greeting, recording.consent_line))
+        for text in texts:
             if text.strip():
                 await self._pin(text, fmt, speech)
         await self._pin(self._apology_text(), fmt, speech)

@@ -125,7 +125,7 @@ class Pipeline:
         ctx: the call (agent, caller audio format).
         listener, thinker, voice: the stages (:mod:`.stages`).
         conversation: the conversation so far (after a failover).
-        greet: speak ``ctx.agent.greeting`` first.
+        greet: speak ``ctx.greeting`` first (the agent's greeting, after any consent line).
         respond_now: answer the conversation's last caller turn at once.
         tool_timeout_s: how long to wait for a tool's result.
     """
@@ -239,7 +239,8 @@ class Pipeline:
         agent = self.ctx.agent
         last = self.history[-1] if self.history else None
         if self.greet and agent.greeting.strip():
-            await self._response(outbox, "greeting", None, fixed=agent.greeting, greeting=True)
+            greeting = self.ctx.greeting  # the consent line first, when announced
+            await self._response(outbox, "greeting", None, fixed=greeting, greeting=True)
         if self.respond_now and isinstance(last, CallerSaid):
             await self._response(outbox, f"resp_{next(self._ids)}", None)
         elif self.respond_now and isinstance(last, CallerUnheard) and last.repeat.strip():

@@ -286,7 +286,7 @@ class GeminiLiveProvider:
                 wire.ContentTurn(
                     "user",
                     "The caller has just been connected. Greet them by saying exactly: "
-                    + self.ctx.agent.greeting,
+                    + self.ctx.greeting,
                 )
             )
         unheard = last_unheard(self._setup.conversation)

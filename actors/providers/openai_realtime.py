@@ -249,7 +249,7 @@ class OpenAIRealtimeProvider:
             await self._send(ws, wire.ConversationItemCreate(item=item))
         if setup.greet:
             instructions = (
-                f"Greet the caller by saying exactly this, and nothing else: {agent.greeting}"
+                f"Greet the caller by saying exactly this, and nothing else: {setup.ctx.greeting}"
             )
             params = wire.ResponseParams(instructions=instructions, metadata=GREETING_METADATA)
             await self._send(ws, wire.ResponseCreate(response=params))
