@@ -2,13 +2,12 @@
 
 A real call runs through ``run_call`` against the real PostgreSQL (its events,
 turns, call log and ``session.start``'s agent version are the runtime's own),
-with the OpenAI Realtime fake and a fake Twilio. The recorder (the transports'
-audio taps, the writer) is another branch's: the recorded session is built
-here from the call's own tape (the provider messages it kept) plus the audio
-the fake caller sent and heard, sealed with ``SegmentWriter`` under the source
-installation's keyring and stored with its ``recordings`` row, as the recorder
-does. The trace goes out of one installation (a database and a data folder)
-and into another through the CLI, as an engineer would move it.
+with the OpenAI Realtime fake and a fake Twilio; a recorded one goes through
+the call recorder (``orchestrator/recording.py``: the transport's taps, the
+provider's messages, sealed segments, the stored object and its row). The
+trace goes out of one installation (a database and a data folder) and into
+another through the CLI, as an engineer would move it. The RSA case builds its
+rows and sealed file directly.
 """
 
 from __future__ import annotations
@@ -31,7 +30,6 @@ from psycopg.conninfo import make_conninfo
 
 from switchboard.actors.context import CallContext
 from switchboard.actors.providers import Endpoints
-from switchboard.actors.tape import CallTape, RecordingTape
 from switchboard.codecs import twilio_media as wire
 from switchboard.codecs import ulaw_encode
 from switchboard.codecs.recording_format import (
@@ -50,6 +48,7 @@ from switchboard.orchestrator.agents import AgentSpec
 from switchboard.orchestrator.call import CallResources, run_call
 from switchboard.orchestrator.db import Database, migrate
 from switchboard.orchestrator.embedded_pg import EmbeddedPostgres
+from switchboard.orchestrator.recording import Recordings, with_recording
 from switchboard.orchestrator.recording_keys import Keyring, UnknownKey, new_data_key, wrap_rsa
 from switchboard.orchestrator.recording_rows import (
     NewRecording,
@@ -92,8 +91,11 @@ def target_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
             )
 
 
-def agent(greeting: str = "Thanks for calling Acme.") -> AgentSpec:
-    return parse_agent_yaml(AGENT_YAML.replace("Thanks for calling Acme.", greeting))
+def agent(greeting: str = "Thanks for calling Acme.", *, recorded: bool = False) -> AgentSpec:
+    text = AGENT_YAML.replace("Thanks for calling Acme.", greeting)
+    if recorded:
+        text += "recording: {enabled: true, announce: never}\n"
+    return parse_agent_yaml(text)
 
 
 class Placed:
@@ -108,7 +110,7 @@ async def place(
     spec: AgentSpec,
     script: Script,
     *,
-    record: bool,
+    recordings: Recordings | None = None,
     speak_at_s: float | None = None,
     hang_up_s: float = 1.0,
 ) -> Placed:
@@ -121,15 +123,16 @@ async def place(
         )
     )
     t0 = trio.current_time()
-    tape = RecordingTape(lambda: (trio.current_time() - t0) * 1000.0) if record else CallTape()
-    ctx = CallContext(
-        session_id, tenant_id, agent_id, spec, t0, call_sid="CA1", stream_sid="MZ1", tape=tape
+    ctx = with_recording(
+        CallContext(session_id, tenant_id, agent_id, spec, t0, call_sid="CA1", stream_sid="MZ1"),
+        recordings,
     )
     twilio = FakeTwilio()
     res = CallResources(
         store=store,
         endpoints=ENDPOINTS,
         connect=memory_router({"openai.fake": FakeOpenAIRealtime(script).handler}),
+        recordings=recordings,
     )
     line = ulaw_encode(speak(LINE, 8000)) if speak_at_s is not None else b""
     sent: list[tuple[float, bytes]] = []
@@ -152,50 +155,6 @@ async def place(
         await run_call(ctx, transport_for(ctx, twilio), res)
         nursery.cancel_scope.cancel()
     return Placed(ctx, twilio, sent)
-
-
-def seal_recording(store: Store, data_dir: Path, placed: Placed) -> list[Record]:
-    """Store the call's recording as the recorder would: the tape (the provider messages the
-    call kept, with the caller's frames as received and a barge-in clear merged in by time),
-    sealed under the data folder's keyring, the object stored, its row made and finished."""
-    tape = placed.ctx.tape
-    assert isinstance(tape, RecordingTape)
-    audio = [Record(Kind.CALLER_AUDIO, t, data) for t, data in placed.sent]
-    audio += [Record(Kind.AGENT_AUDIO, t + 5.0, bytes([0x7F]) * FRAME) for t, _ in placed.sent[:25]]
-    audio.append(Record(Kind.AGENT_CLEARED, placed.sent[20][0] + 7.0, b""))
-    records = sorted(tape.take() + audio, key=lambda r: r.t_ms)
-    assert any(r.kind is Kind.PROVIDER_EVENT for r in records)
-    keyring = Keyring.load_or_create(data_dir)
-    data_key = new_data_key()
-    kid, wrapped = keyring.wrap(data_key)
-    ctx = placed.ctx
-    header = RecordingHeader(
-        session_id=str(ctx.session_id),
-        tenant_id=str(ctx.tenant_id),
-        caller=TrackFormat(encoding="pcmu", sample_rate=8000),
-        agent=TrackFormat(encoding="pcmu", sample_rate=8000),
-        started_at=datetime.now(UTC).isoformat(),
-        key=WrappedKey(kind="keyring", kid=kid),
-    )
-    writer = SegmentWriter(data_key, header)
-    sealed = writer.start() + writer.seal(records[:40]) + writer.seal(records[40:], last=True)
-    key = object_key(ctx.tenant_id, ctx.session_id)
-    new = NewRecording(
-        ctx.tenant_id, ctx.session_id, key, "keyring", kid, wrapped, "pcmu", 8000, "pcmu", 8000, 30
-    )
-    create_recording(store, new)
-    staged = data_dir / "staged.sbrec"
-    staged.write_bytes(sealed)
-    LocalRecordingStore(data_dir / "recordings").put_file(key, staged)
-    finish_recording(
-        store,
-        ctx.tenant_id,
-        ctx.session_id,
-        status="complete",
-        size_bytes=len(sealed),
-        duration_ms=round(records[-1].t_ms),
-    )
-    return records
 
 
 def switchboard(monkeypatch: pytest.MonkeyPatch, url: str, data_dir: Path, *args: str) -> int:
@@ -225,12 +184,20 @@ async def test_a_recorded_call_exported_and_imported_elsewhere_round_trips(
         tool=ToolStep("lookup_hours"),
         then_say="We are open nine to five.",
     )
-    placed = await place(
-        store, agent(), Script(turns=(hours,)), record=True, speak_at_s=1.2, hang_up_s=6.0
-    )
     source_dir, target_dir = tmp_path / "source", tmp_path / "target"
-    source_dir.mkdir()
-    records = seal_recording(store, source_dir, placed)
+    recordings = Recordings(
+        Keyring.load_or_create(source_dir),
+        LocalRecordingStore(source_dir / "recordings"),
+        source_dir,
+    )
+    placed = await place(
+        store,
+        agent(recorded=True),
+        Script(turns=(hours,)),
+        recordings=recordings,
+        speak_at_s=1.2,
+        hang_up_s=6.0,
+    )
     ctx = placed.ctx
     exported, again = tmp_path / "call.trace", tmp_path / "again.trace"
 
@@ -259,11 +226,11 @@ async def test_a_recorded_call_exported_and_imported_elsewhere_round_trips(
     )
     assert m["caller_format"] == {"encoding": "pcmu", "sample_rate": 8000}
     assert m["audio"] == "decrypted" and "decrypted" in m["audio_note"]
-    assert m["agent"]["version"] == spec_version(agent())
+    assert m["agent"]["version"] == spec_version(agent(recorded=True))
     # The same events, agent snapshot and tracks, byte for byte, in the other installation.
     assert second.events == first.events
     assert first.events[0]["type"] == "session.start"
-    assert first.agent == second.agent == agent().to_json()
+    assert first.agent == second.agent == agent(recorded=True).to_json()
     a, b = parts(exported), parts(again)
     for name in (
         "events.jsonl",
@@ -275,14 +242,17 @@ async def test_a_recorded_call_exported_and_imported_elsewhere_round_trips(
         "agent.json",
     ):
         assert a[name] == b[name], name
-    assert first.records == second.records == records
+    assert first.records is not None and first.records == second.records
     assert a["caller.audio"] == b"".join(data for _, data in placed.sent)
     # The tape's index: each caller chunk at its time and offset; the clear is marked.
     index = [json.loads(line) for line in a["tape.jsonl"].splitlines()]
     caller = [line for line in index if line["kind"] == "caller"]
-    assert [(c["t_ms"], c["bytes"]) for c in caller] == [(t, FRAME) for t, _ in placed.sent]
+    assert [c["bytes"] for c in caller] == [FRAME] * len(placed.sent)
+    assert all(c["t_ms"] >= t for c, (t, _) in zip(caller, placed.sent, strict=True))  # received
+    assert [c["t_ms"] for c in caller] == sorted(c["t_ms"] for c in caller)
     assert [c["offset"] for c in caller] == [i * FRAME for i in range(len(placed.sent))]
-    assert sum(1 for line in index if line["kind"] == "agent_cleared") == 1
+    agent_chunks = [line for line in index if line["kind"] == "agent"]
+    assert len(agent_chunks) == len(placed.twilio.media_sent_at) > 0  # as sent to the caller
     # Every message the provider instance sent, in order, named by the instance.
     providers = [line for line in index if line["kind"] == "provider"]
     assert {p["source"] for p in providers} == {"openai-realtime#1"}
@@ -301,8 +271,8 @@ async def test_a_recorded_call_exported_and_imported_elsewhere_round_trips(
         assert [(t.role, t.text) for t in target.read_turns(tenant_id, ctx.session_id)] == [
             (t.role, t.text) for t in store.read_turns(ctx.tenant_id, ctx.session_id)
         ]
-        version = get_version(target, tenant_id, spec_version(agent()))
-        assert version is not None and dict(version.spec) == agent().to_json()
+        version = get_version(target, tenant_id, spec_version(agent(recorded=True)))
+        assert version is not None and dict(version.spec) == agent(recorded=True).to_json()
         row = get_recording(target, tenant_id, ctx.session_id)
         assert row is not None and row.status == "complete"
         # Sealed again under the target's own key: the source's keyring cannot open it,
@@ -334,7 +304,7 @@ async def test_a_recorded_call_exported_and_imported_elsewhere_round_trips(
     assert f"trace of session {sid}" in shown and "door twilio" in shown
     assert "audio: decrypted" in shown
     assert f"caller {len(placed.sent)} chunks" in shown
-    assert "openai-realtime#1:" in shown and "clears 1" in shown
+    assert "openai-realtime#1:" in shown and f"agent {len(agent_chunks)} chunks" in shown
 
     # --no-audio leaves the tracks out and says so.
     bare = tmp_path / "bare.trace"
@@ -363,7 +333,7 @@ async def test_a_call_not_recorded_exports_a_trace_that_says_so(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    placed = await place(store, agent(), Script(), record=False, hang_up_s=1.0)
+    placed = await place(store, agent(), Script(), hang_up_s=1.0)
     sid = str(placed.ctx.session_id)
     out = tmp_path / "call.trace"
     assert (
@@ -392,10 +362,10 @@ async def test_a_call_not_recorded_exports_a_trace_that_says_so(
 async def test_a_later_agent_apply_does_not_change_what_an_earlier_call_ran_on(
     store: Store, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    before = await place(store, agent(), Script(), record=False)
+    before = await place(store, agent(), Script())
     changed = agent("Welcome to the new Acme.")
     await trio.to_thread.run_sync(store.apply_agent, changed)
-    after = await place(store, changed, Script(), record=False)
+    after = await place(store, changed, Script())
 
     out = tmp_path / "before.trace"
     sid = str(before.ctx.session_id)
@@ -421,7 +391,7 @@ async def test_a_call_on_an_agent_applied_before_versions_keeps_its_version_at_s
     with psycopg.connect(database_url) as owner:  # as if applied before schema version 5
         owner.execute("DELETE FROM agent_versions")
     assert get_version(store, tenant_id, spec_version(spec)) is None
-    placed = await place(store, spec, Script(), record=False)
+    placed = await place(store, spec, Script())
     kept = get_version(store, tenant_id, spec_version(spec))
     assert kept is not None and kept.agent_id == agent_id and dict(kept.spec) == spec.to_json()
     assert placed.ctx.agent_id == agent_id
