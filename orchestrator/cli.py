@@ -28,7 +28,7 @@ import httpx
 import trio
 import trio_websocket
 
-from . import devcreds
+from . import cli_recording_admin, devcreds
 from .agents import MODES
 from .config import Settings, default_data_dir, usable_cores
 from .errors import SwitchboardError
@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Twilio auth token (default TWILIO_AUTH_TOKEN or the dev token)",
     )
     data_dir_flag(call)
+    cli_recording_admin.register(commands)
     return parser
 
 
@@ -409,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "call": cmd_call,
     }
     try:
-        return handlers[args.command](args)
+        return (getattr(args, "handler", None) or handlers[args.command])(args)
     except SwitchboardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
