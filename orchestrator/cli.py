@@ -9,6 +9,8 @@
     switchboard key create TENANT [--data-dir DIR]
     switchboard call [--url URL] [--to NUMBER] (--say TEXT | --wav FILE)...
                      [--save-audio OUT.wav] [--json]
+    switchboard recording decrypt FILE -o OUT.wav [--key private.pem] [--track T] [--raw]
+    switchboard recording keygen [--kid KID]
 
 Without ``DATABASE_URL`` every command uses the embedded PostgreSQL in the
 data folder; see ``switchboard.orchestrator.config`` for the environment.
@@ -28,7 +30,7 @@ import httpx
 import trio
 import trio_websocket
 
-from . import cli_recording_admin, devcreds
+from . import cli_recording, cli_recording_admin, devcreds
 from .agents import MODES
 from .config import Settings, default_data_dir, usable_cores
 from .errors import SwitchboardError
@@ -220,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_dir_flag(call)
     cli_recording_admin.register(commands)
+    cli_recording.register(commands)
     return parser
 
 

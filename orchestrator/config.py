@@ -35,6 +35,10 @@ Environment variables (all optional):
 - ``SPOOL_DRAIN_INTERVAL_S``: seconds between two drains of the call journals
   left in ``DATA_DIR/spool`` (calls that ended while PostgreSQL was away, calls
   whose process died) back into PostgreSQL (default 30; see :mod:`.spool`).
+- ``RECORDING_KEYS``: the keys that wrap recordings' data keys,
+  ``kid=base64key[,kid=base64key...]`` (32-byte keys; the first wraps new
+  recordings, all unwrap). Unset: a key made once in ``DATA_DIR/recording_keys``
+  (mode 0600); see :mod:`.recording_keys`.
 - ``RECORDING_STORE``: where sealed recordings go: unset, ``DATA_DIR/recordings``;
   an absolute folder; or ``s3://bucket/prefix`` (any S3-compatible store), with
   ``RECORDING_S3_ENDPOINT`` (unset: AWS S3), ``RECORDING_S3_REGION``
@@ -59,6 +63,8 @@ from switchboard.actors.providers import Endpoints, unavailable_reason
 
 from .agents import MODES, AgentSpec
 from .errors import ConfigError
+from .recording_keys import Keyring as RecordingKeyring
+from .recording_keys import parse_recording_keys
 from .recording_store import parse_store_location
 from .tokens import DEFAULT_ISSUER, Keyring
 
@@ -108,6 +114,9 @@ class Settings:
     """``DB_POOL_SIZE``: the server's PostgreSQL connections, all processes together."""
     spool_drain_interval_s: float = 30.0
     """Seconds between two drains of the spool folder (``SPOOL_DRAIN_INTERVAL_S``)."""
+    recording_keys: str | None = None
+    """``RECORDING_KEYS``: ``kid=base64key,...`` (first encrypts, all decrypt); None: the
+    data directory's ``recording_keys`` file (see :meth:`recording_keyring`)."""
     recording_store: str | None = None
     """``RECORDING_STORE``: None (``DATA_DIR/recordings``), a folder, or ``s3://bucket/prefix``."""
     recording_s3_endpoint: str | None = None
@@ -156,6 +165,7 @@ class Settings:
             endpoints=Endpoints.from_env(env),
             signing_secrets=env.get("VOICE_RUNTIME_SIGNING_SECRETS") or None,
             token_issuer=env.get("VOICE_RUNTIME_ISSUER") or DEFAULT_ISSUER,
+            recording_keys=env.get("RECORDING_KEYS") or None,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.log_format not in ("json", "console"):
@@ -168,6 +178,8 @@ class Settings:
             raise ConfigError("the calls per worker must be at least 1")
         parse_store_location(settings.recording_store)  # a wrong store: an error at start
         settings.keyring()  # a malformed keyring is an error at start, not at the first call
+        if settings.recording_keys is not None:
+            parse_recording_keys(settings.recording_keys)  # likewise RECORDING_KEYS
         if settings.demo_mode is not None:
             if settings.demo_mode not in MODES:
                 raise ConfigError(
@@ -237,6 +249,16 @@ class Settings:
         if self.signing_secrets is None:
             return Keyring.generate()
         return Keyring.parse(self.signing_secrets)
+
+    def recording_keyring(self, *, create: bool = True) -> RecordingKeyring:
+        """The keys that wrap recordings' data keys: ``RECORDING_KEYS``, else the key file
+        ``data_dir/recording_keys`` (made once, mode 0600, unless ``create`` is False).
+
+        Raises:
+            ConfigError: ``RECORDING_KEYS`` or the key file is malformed, or missing
+                with ``create`` False.
+        """
+        return RecordingKeyring.for_server(self.recording_keys, self.data_dir, create=create)
 
     @property
     def base_url(self) -> str:
