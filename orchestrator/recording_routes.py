@@ -110,7 +110,8 @@ def access_of(rt: Runtime) -> RecordingAccess:
     if rt.recording_access is None:
         from .recording_render import keyring_opener  # the codecs load only when needed
 
-        rt.recording_access = RecordingAccess(open_store(rt.settings), keyring_opener(rt.settings))
+        opener = keyring_opener(rt.settings.recording_keyring())
+        rt.recording_access = RecordingAccess(open_store(rt.settings), opener)
     return rt.recording_access
 
 
