@@ -37,8 +37,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, final
 
 import structlog
 import trio
@@ -75,12 +76,13 @@ class UrlRequestError(ValueError):
     """The body is not a playback URL request; the message says why."""
 
 
+@final
+@dataclass(frozen=True, slots=True)
 class UrlRequest:
-    """A parsed ``POST .../recording/url`` body."""
+    """A parsed ``POST .../recording/url`` body: the track, and the URL's life in seconds."""
 
-    def __init__(self, track: str = "both", expires_in: int = DEFAULT_TTL_S) -> None:
-        self.track = track
-        self.expires_in = expires_in
+    track: str = "both"
+    expires_in: int = DEFAULT_TTL_S
 
     @classmethod
     def parse(cls, body: Any) -> UrlRequest:
