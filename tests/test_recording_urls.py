@@ -544,6 +544,37 @@ async def test_ranges_return_exact_bytes(pb: Playback) -> None:
         assert response.headers["content-length"] == str(end - start), header
 
 
+async def test_if_range_honours_the_range_only_for_this_recording(pb: Playback) -> None:
+    session_id = await pb.recorded_call()
+    url = await pb.url(session_id, track="agent")
+    whole = await pb.get(url)
+    etag = whole.headers["etag"]
+    row = get_recording(pb.store, pb.h.tenant_id, session_id)
+    assert row is not None and etag == f'"{row.recording_id}-agent"'
+    same = await pb.get(url, Range="bytes=100-199", **{"If-Range": etag})
+    assert same.status_code == 206 and same.content == whole.content[100:200]
+    for other in ['"another-etag"', "Fri, 04 Dec 2026 15:00:00 GMT"]:
+        changed = await pb.get(url, Range="bytes=100-199", **{"If-Range": other})
+        assert changed.status_code == 200 and changed.content == whole.content
+
+
+async def test_an_rsa_recording_is_422_at_playback_too_and_nothing_is_read(pb: Playback) -> None:
+    session_id = await pb.recorded_call(kind="rsa")
+    row = get_recording(pb.store, pb.h.tenant_id, session_id)
+    assert row is not None
+    token, _ = sign_playback(
+        KEYRING,
+        tenant_id=pb.h.tenant_id,
+        session_id=session_id,
+        recording_id=row.recording_id,
+        track="both",
+    )
+    response = await pb.get(f"{pb.h.url}/v1/calls/{session_id}/recording/both.wav?token={token}")
+    assert response.status_code == 422
+    assert "private key" in response.json()["error"]
+    assert pb.objects.gets == 0
+
+
 async def test_what_is_answered_whole(pb: Playback) -> None:
     session_id = await pb.recorded_call()
     url = await pb.url(session_id)
