@@ -31,7 +31,7 @@ import httpx
 import trio
 import trio_websocket
 
-from . import cli_recording, cli_trace, devcreds
+from . import cli_recording, cli_recording_admin, cli_trace, devcreds
 from .agents import MODES
 from .config import Settings, default_data_dir, usable_cores
 from .errors import SwitchboardError
@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Twilio auth token (default TWILIO_AUTH_TOKEN or the dev token)",
     )
     data_dir_flag(call)
+    cli_recording_admin.register(commands)
     cli_recording.register(commands)
     cli_trace.register(commands)
     return parser
@@ -414,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "call": cmd_call,
     }
     try:
-        return (handlers.get(args.command) or args.handler)(args)
+        return (getattr(args, "handler", None) or handlers[args.command])(args)
     except SwitchboardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

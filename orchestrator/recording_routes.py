@@ -16,7 +16,8 @@ malformed body.
 key): ``audio/wav``, ``Accept-Ranges: bytes``. A ``Range`` header with one range
 (``bytes=a-b``, ``a-``, ``-n``) gets ``206`` and ``Content-Range``; several ranges
 get the whole file, ``200``; none satisfiable, ``416`` with ``Content-Range:
-bytes */size`` (see :mod:`.http_range`). A token that is malformed, altered,
+bytes */size`` (see :mod:`.http_range`). ``ETag`` is ``"<recording id>-<track>"``;
+``If-Range`` with another value (or a date) gets the whole file. A token that is malformed, altered,
 expired, made for another session or track, or for a recording since deleted
 (or another tenant's): ``403``, decided before the recording store is touched.
 ``422`` for a recording the server cannot decrypt; ``404`` when its object is
@@ -37,8 +38,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, final
 
 import structlog
 import trio
@@ -75,12 +77,13 @@ class UrlRequestError(ValueError):
     """The body is not a playback URL request; the message says why."""
 
 
+@final
+@dataclass(frozen=True, slots=True)
 class UrlRequest:
-    """A parsed ``POST .../recording/url`` body."""
+    """A parsed ``POST .../recording/url`` body: the track, and the URL's life in seconds."""
 
-    def __init__(self, track: str = "both", expires_in: int = DEFAULT_TTL_S) -> None:
-        self.track = track
-        self.expires_in = expires_in
+    track: str = "both"
+    expires_in: int = DEFAULT_TTL_S
 
     @classmethod
     def parse(cls, body: Any) -> UrlRequest:
@@ -110,7 +113,8 @@ def access_of(rt: Runtime) -> RecordingAccess:
     if rt.recording_access is None:
         from .recording_render import keyring_opener  # the codecs load only when needed
 
-        rt.recording_access = RecordingAccess(open_store(rt.settings), keyring_opener(rt.settings))
+        opener = keyring_opener(rt.settings.recording_keyring())
+        rt.recording_access = RecordingAccess(open_store(rt.settings), opener)
     return rt.recording_access
 
 
@@ -238,7 +242,7 @@ async def _play(rt: Runtime, session_id: str, name: str) -> Any:
     except RecordingStoreError as exc:
         log.warning("recording store unavailable", error=str(exc)[:300])
         return _error(503, "the recording store is unavailable", **_retry())
-    return _wav_response(source, session_id, track)
+    return _wav_response(source, session_id, track, etag=f'"{row.recording_id}-{track}"')
 
 
 def _row_refusal(row: RecordingRow | None, recording_id: uuid.UUID) -> str | None:
@@ -252,16 +256,24 @@ def _row_refusal(row: RecordingRow | None, recording_id: uuid.UUID) -> str | Non
     return None
 
 
-def _wav_response(source: WavSource, session_id: str, track: str) -> Any:
+def _wav_response(source: WavSource, session_id: str, track: str, *, etag: str) -> Any:
+    """The WAV, whole or the one range asked for. ``etag``: a strong validator (a finished
+    recording's track never changes); an ``If-Range`` naming another one gets the whole
+    file (RFC 9110 section 13.1.5), a date there too (the server keeps no modification time)."""
     size = source.size
+    range_header = request.headers.get("Range")
+    if_range = request.headers.get("If-Range")
+    if if_range is not None and if_range.strip() != etag:
+        range_header = None
     headers = {
+        "ETag": etag,
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, no-store",
         "Referrer-Policy": "no-referrer",
         "Content-Disposition": f'inline; filename="{session_id}-{track}.wav"',
     }
     try:
-        wanted = requested_range(request.headers.get("Range"), size)
+        wanted = requested_range(range_header, size)
     except RangeNotSatisfiable as exc:
         return _error(416, str(exc), **headers, **{"Content-Range": exc.content_range})
     start, end, status = 0, size, 200

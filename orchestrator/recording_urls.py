@@ -33,7 +33,7 @@ from urllib.parse import quote
 import jwt
 
 from .errors import AuthError
-from .tokens import ALGORITHM, DEFAULT_ISSUER, Keyring
+from .tokens import ALGORITHM, DEFAULT_ISSUER, Keyring, TokenRejectedError
 
 __all__ = [
     "AUDIENCE",
@@ -112,9 +112,7 @@ def sign_playback(
         "iat": iat,
         "exp": claims.expires_at,
     }
-    kid = keyring.signing_kid
-    token = jwt.encode(payload, keyring.secrets[kid], algorithm=ALGORITHM, headers={"kid": kid})
-    return token, claims
+    return keyring.sign(payload), claims
 
 
 def verify_playback(
@@ -134,18 +132,13 @@ def verify_playback(
             made for another session or track.
     """
     try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        raise PlaybackRefused("malformed token") from None
-    if header.get("alg") != ALGORITHM:
-        raise PlaybackRefused(f"algorithm must be {ALGORITHM}")
-    kid = header.get("kid")
-    if not isinstance(kid, str) or kid not in keyring.secrets:
-        raise PlaybackRefused("unknown signing key (kid)")
+        secret = keyring.secret_for(token)
+    except TokenRejectedError as exc:
+        raise PlaybackRefused(exc.reason) from None
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            keyring.secrets[kid],
+            secret,
             algorithms=[ALGORITHM],
             issuer=issuer,
             audience=AUDIENCE,

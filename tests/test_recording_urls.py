@@ -7,7 +7,9 @@ other track, replayed after delete): 403, and the recording store is never read
 
 from __future__ import annotations
 
+import io
 import time
+import wave
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,14 +18,25 @@ from uuid import UUID, uuid4
 
 import httpx
 import jwt
+import numpy as np
 import pytest
 import trio
 from browser_support import KEYRING, Harness, start_harness
 
-from switchboard.orchestrator.recording_playback import RecordingAccess, WavSource
+from switchboard.codecs.recording_format import (
+    Kind,
+    Record,
+    RecordingHeader,
+    SegmentWriter,
+    TrackFormat,
+    WrappedKey,
+)
+from switchboard.orchestrator.recording_keys import Keyring as RecordingKeyring
+from switchboard.orchestrator.recording_keys import new_data_key
+from switchboard.orchestrator.recording_playback import RecordingAccess
+from switchboard.orchestrator.recording_render import keyring_opener
 from switchboard.orchestrator.recording_rows import (
     NewRecording,
-    RecordingRow,
     create_recording,
     finish_recording,
     get_recording,
@@ -63,28 +76,63 @@ class CountingStore:
         self.inner.delete(key)
 
 
-@dataclass(frozen=True)
-class BytesWav:
-    """A WAV-shaped source over fixed bytes (the object's bytes and the track)."""
-
-    data: bytes
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    def read(self, start: int, end: int) -> bytes:
-        assert 0 <= start <= end <= len(self.data)
-        return self.data[start:end]
+RATE = 16000
+RECORDING_KEYS = RecordingKeyring([("k1", b"\x11" * 32)])
 
 
-def wav_bytes(blob: bytes, track: str) -> bytes:
-    """What the test opener renders: a distinct file per track, 600 kB or so."""
-    return b"RIFF" + track.encode() + blob * (600_000 // len(blob) + 1)
+def sealed_call(
+    tenant_id: UUID, session_id: UUID, keyring: RecordingKeyring
+) -> tuple[bytes, bytes]:
+    """A real sealed recording of a 12-second call (caller and agent PCM16, 16 kHz, a
+    chunk every 20 ms, the agent cleared once) and the data key wrapped by ``keyring``."""
+    rng = np.random.default_rng(session_id.int % 2**32)
+    records = []
+    for i in range(600):
+        caller = rng.integers(-20000, 20000, 320, dtype=np.int16).tobytes()
+        records.append(Record(Kind.CALLER_AUDIO, 20.0 * i, caller))
+        if i % 3 == 0:
+            agent = rng.integers(-20000, 20000, 320, dtype=np.int16).tobytes()
+            records.append(Record(Kind.AGENT_AUDIO, 20.0 * i + 5, agent))
+    records.append(Record(Kind.AGENT_CLEARED, 6000.0, b""))
+    data_key = new_data_key()
+    kid, wrapped = keyring.wrap(data_key)
+    header = RecordingHeader(
+        session_id=str(session_id),
+        tenant_id=str(tenant_id),
+        caller=TrackFormat("pcm16", RATE),
+        agent=TrackFormat("pcm16", RATE),
+        started_at="2026-12-04T15:00:00+00:00",
+        key=WrappedKey("keyring", kid),
+    )
+    writer = SegmentWriter(data_key, header)
+    blob = writer.start() + writer.seal(records[:500]) + writer.seal(records[500:], last=True)
+    return blob, wrapped
 
 
-def opener(row: RecordingRow, blob: bytes, track: str) -> WavSource:
-    return BytesWav(wav_bytes(blob, track))
+def tracks(session_id: UUID) -> tuple[np.ndarray, np.ndarray]:
+    """What the caller sent and what the caller heard of the agent, PCM16 16 kHz, laid
+    out by hand: agent chunks at 60k + 5 ms, silence between them, nothing from the clear
+    at 6 s on."""
+    rng = np.random.default_rng(session_id.int % 2**32)
+    caller = np.zeros(600 * 320, dtype=np.int16)
+    agent = np.zeros(96_000, dtype=np.int16)
+    heard_until = 0
+    for i in range(600):
+        caller[i * 320 : (i + 1) * 320] = rng.integers(-20000, 20000, 320, dtype=np.int16)
+        if i % 3 == 0:
+            chunk = rng.integers(-20000, 20000, 320, dtype=np.int16)
+            at = round((20 * i + 5) * RATE / 1000)
+            if at < 96_000:
+                agent[at : at + 320] = chunk[: 96_000 - at]
+                heard_until = min(at + 320, 96_000)
+    return caller, agent[:heard_until]  # the track ends with its last chunk heard
+
+
+def wav_samples(body: bytes, channels: int) -> np.ndarray:
+    with wave.open(io.BytesIO(body)) as wav:
+        assert (wav.getnchannels(), wav.getframerate(), wav.getsampwidth()) == (channels, RATE, 2)
+        frames = wav.readframes(wav.getnframes())
+    return np.frombuffer(frames, dtype="<i2").reshape(-1, channels)
 
 
 @dataclass
@@ -108,6 +156,7 @@ class Playback:
             agent_id = self.store.agent_id_by_name(tenant_id, "receptionist") or self.h.agent_id
             session_id = self.store.create_session(tenant_id, agent_id, transport="browser")
             key = object_key(tenant_id, session_id)
+            blob, wrapped = sealed_call(tenant_id, session_id, RECORDING_KEYS)
             create_recording(
                 self.store,
                 NewRecording(
@@ -116,26 +165,35 @@ class Playback:
                     object_key=key,
                     key_kind=kind,
                     kid="k1" if kind == "keyring" else "rsa:0123abcd",
-                    wrapped_key=b"\x02" * 40,
+                    wrapped_key=wrapped,
                     caller_encoding="pcm16",
-                    caller_sample_rate=16000,
+                    caller_sample_rate=RATE,
                     agent_encoding="pcm16",
-                    agent_sample_rate=16000,
+                    agent_sample_rate=RATE,
                 ),
             )
             staged = self.tmp_path / f"{session_id}.sbrec"
-            staged.write_bytes(session_id.bytes * 7)
+            staged.write_bytes(blob)
             self.objects.put_file(key, staged)
             if finish is not None:
                 finish_recording(
-                    self.store, tenant_id, session_id, status=finish, size_bytes=112, duration_ms=5
+                    self.store,
+                    tenant_id,
+                    session_id,
+                    status=finish,
+                    size_bytes=len(blob),
+                    duration_ms=12_000,
                 )
             return session_id
 
         return await trio.to_thread.run_sync(make)
 
-    def expected(self, session_id: UUID, track: str) -> bytes:
-        return wav_bytes(session_id.bytes * 7, track)
+    async def expected(self, session_id: UUID, track: str) -> bytes:
+        """The whole WAV of ``track``, as a GET without Range gives it."""
+        url = await self.url(session_id, track=track)
+        response = await self.get(url)
+        assert response.status_code == 200
+        return response.content
 
     async def post_url(
         self, session_id: UUID | str, body: Any = None, key: str | None = None, **kwargs: Any
@@ -189,7 +247,7 @@ async def pb(
 ) -> Playback:
     h = await start_harness(nursery, store, database_url, tmp_path, monkeypatch)
     objects = CountingStore(LocalRecordingStore(tmp_path / "recordings"))
-    h.rt.recording_access = RecordingAccess(objects, opener)
+    h.rt.recording_access = RecordingAccess(objects, keyring_opener(RECORDING_KEYS))
     return Playback(h, store, objects, tmp_path)
 
 
@@ -243,7 +301,11 @@ async def test_a_url_plays_the_whole_recording(pb: Playback) -> None:
     assert played.status_code == 200
     assert played.headers["content-type"] == "audio/wav"
     assert played.headers["accept-ranges"] == "bytes"
-    assert played.content == pb.expected(session_id, "both")
+    caller, agent = tracks(session_id)
+    stereo = wav_samples(played.content, 2)
+    assert np.array_equal(stereo[:, 0], caller)  # sample-exact, left
+    assert np.array_equal(stereo[: len(agent), 1], agent)  # right, what was heard
+    assert not stereo[len(agent) :, 1].any()  # silence after the clear
     assert int(played.headers["content-length"]) == len(played.content)
     assert "no-store" in played.headers["cache-control"]
 
@@ -256,7 +318,12 @@ async def test_each_track_and_a_shorter_life(pb: Playback, track: str) -> None:
     assert response.json()["track"] == track
     assert abs(response.json()["expires_at"] - (time.time() + 60)) < 5
     played = await pb.get(response.json()["url"])
-    assert played.content == pb.expected(session_id, track)
+    caller, agent = tracks(session_id)
+    if track == "both":
+        assert wav_samples(played.content, 2).shape == (len(caller), 2)
+    else:
+        mono = wav_samples(played.content, 1)[:, 0]
+        assert np.array_equal(mono, caller if track == "caller" else agent)
 
 
 @pytest.mark.parametrize(
@@ -456,7 +523,7 @@ async def test_a_rotated_keyring_still_plays_urls_of_the_old_secret(pb: Playback
 async def test_ranges_return_exact_bytes(pb: Playback) -> None:
     session_id = await pb.recorded_call()
     url = await pb.url(session_id)
-    whole = pb.expected(session_id, "both")
+    whole = await pb.expected(session_id, "both")
     size = len(whole)
     for header, start, end in [
         ("bytes=0-99", 0, 100),
@@ -477,10 +544,41 @@ async def test_ranges_return_exact_bytes(pb: Playback) -> None:
         assert response.headers["content-length"] == str(end - start), header
 
 
+async def test_if_range_honours_the_range_only_for_this_recording(pb: Playback) -> None:
+    session_id = await pb.recorded_call()
+    url = await pb.url(session_id, track="agent")
+    whole = await pb.get(url)
+    etag = whole.headers["etag"]
+    row = get_recording(pb.store, pb.h.tenant_id, session_id)
+    assert row is not None and etag == f'"{row.recording_id}-agent"'
+    same = await pb.get(url, Range="bytes=100-199", **{"If-Range": etag})
+    assert same.status_code == 206 and same.content == whole.content[100:200]
+    for other in ['"another-etag"', "Fri, 04 Dec 2026 15:00:00 GMT"]:
+        changed = await pb.get(url, Range="bytes=100-199", **{"If-Range": other})
+        assert changed.status_code == 200 and changed.content == whole.content
+
+
+async def test_an_rsa_recording_is_422_at_playback_too_and_nothing_is_read(pb: Playback) -> None:
+    session_id = await pb.recorded_call(kind="rsa")
+    row = get_recording(pb.store, pb.h.tenant_id, session_id)
+    assert row is not None
+    token, _ = sign_playback(
+        KEYRING,
+        tenant_id=pb.h.tenant_id,
+        session_id=session_id,
+        recording_id=row.recording_id,
+        track="both",
+    )
+    response = await pb.get(f"{pb.h.url}/v1/calls/{session_id}/recording/both.wav?token={token}")
+    assert response.status_code == 422
+    assert "private key" in response.json()["error"]
+    assert pb.objects.gets == 0
+
+
 async def test_what_is_answered_whole(pb: Playback) -> None:
     session_id = await pb.recorded_call()
     url = await pb.url(session_id)
-    whole = pb.expected(session_id, "both")
+    whole = await pb.expected(session_id, "both")
     for header in ["bytes=10-5", "items=0-5", "bytes=abc", "bytes=0-1,5-9", "bytes=-", "bytes="]:
         response = await pb.get(url, Range=header)
         assert response.status_code == 200, header
@@ -491,7 +589,7 @@ async def test_what_is_answered_whole(pb: Playback) -> None:
 async def test_an_unsatisfiable_range_is_416(pb: Playback) -> None:
     session_id = await pb.recorded_call()
     url = await pb.url(session_id)
-    size = len(pb.expected(session_id, "both"))
+    size = len(await pb.expected(session_id, "both"))
     for header in [
         f"bytes={size}-",
         f"bytes={size + 10}-{size + 20}",
@@ -546,6 +644,76 @@ async def test_a_missing_object_or_an_away_store_is_said_so(pb: Playback) -> Non
         def get(self, key: str) -> bytes:
             raise RecordingStoreError("connection refused")
 
-    pb.h.rt.recording_access = RecordingAccess(AwayStore(pb.objects.inner), opener)
+    pb.h.rt.recording_access = RecordingAccess(
+        AwayStore(pb.objects.inner), keyring_opener(RECORDING_KEYS)
+    )
     response = await pb.get(url)
     assert response.status_code == 503 and response.headers["retry-after"]
+
+
+# -- decrypting on the fly
+
+
+def _use_keyring(pb: Playback, keyring: RecordingKeyring) -> None:
+    pb.h.rt.recording_access = RecordingAccess(pb.objects, keyring_opener(keyring))
+
+
+async def test_a_recording_of_k1_plays_after_k2_comes_first(pb: Playback) -> None:
+    session_id = await pb.recorded_call()
+    url = await pb.url(session_id, track="caller")
+    _use_keyring(pb, RecordingKeyring([("k2", b"\x22" * 32), ("k1", b"\x11" * 32)]))
+    response = await pb.get(url)
+    assert response.status_code == 200
+    assert np.array_equal(wav_samples(response.content, 1)[:, 0], tracks(session_id)[0])
+    _use_keyring(pb, RecordingKeyring([("k2", b"\x22" * 32)]))  # k1 retired too early
+    response = await pb.get(url)
+    assert response.status_code == 422
+    assert "no recording key 'k1'" in response.json()["error"]
+
+
+async def test_an_altered_object_is_refused_with_the_reason(pb: Playback) -> None:
+    session_id = await pb.recorded_call()
+    url = await pb.url(session_id, track="caller")
+    path = pb.objects.inner.root / object_key(pb.h.tenant_id, session_id)
+    blob = bytearray(path.read_bytes())
+    blob[-100] ^= 0x01
+    path.write_bytes(bytes(blob))
+    response = await pb.get(url)
+    assert response.status_code == 422
+    assert "cannot be played" in response.json()["error"]
+    assert "altered" in response.json()["error"]
+
+
+async def test_an_object_of_another_call_is_refused(pb: Playback) -> None:
+    first = await pb.recorded_call()
+    second = await pb.recorded_call()
+    url = await pb.url(first)
+    root = pb.objects.inner.root
+    (root / object_key(pb.h.tenant_id, first)).write_bytes(
+        (root / object_key(pb.h.tenant_id, second)).read_bytes()
+    )
+    response = await pb.get(url)
+    assert response.status_code == 422  # (its key would not open it either)
+
+
+async def test_a_truncated_recording_plays_what_verifies(pb: Playback) -> None:
+    session_id = await pb.recorded_call(finish=None)
+    path = pb.objects.inner.root / object_key(pb.h.tenant_id, session_id)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) - 30_000])  # the last segment cut short
+    await trio.to_thread.run_sync(
+        lambda: finish_recording(
+            pb.store,
+            pb.h.tenant_id,
+            session_id,
+            status="truncated",
+            size_bytes=len(blob) - 30_000,
+            duration_ms=10_000,
+        )
+    )
+    response = await pb.get(await pb.url(session_id, track="caller"))
+    assert response.status_code == 200
+    played = wav_samples(response.content, 1)[:, 0]
+    caller = tracks(session_id)[0]
+    assert 0 < len(played) < len(caller)
+    assert np.array_equal(played, caller[: len(played)])
