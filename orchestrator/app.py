@@ -8,6 +8,9 @@ Routes:
 - ``GET /v1/calls/{session_id}/events``: a call's events in order
   (``Authorization: Bearer <tenant API key>``).
 - ``POST /v1/sessions``: a session and its token (tenant API key).
+- ``POST /v1/calls/{session_id}/recording/url``, ``GET`` on that URL,
+  ``DELETE /v1/calls/{session_id}/recording``: signed playback and crypto-shred
+  (:mod:`.recording_routes`).
 - ``WS /v1/voice``, ``WS /app/voice/stream/{session_id}``: browser calls (session token).
 - ``GET /practice``: the practice-call page; ``POST /practice/session``: its
   session in development mode.
@@ -57,6 +60,7 @@ from .http_limits import (
 from .metrics import CONTENT_TYPE
 from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S
 from .realtime_routes import realtime_stream
+from .recording_routes import register as register_recording_routes
 from .runtime import Runtime
 from .sessions import post_practice_session, post_sessions, tenant_for_request
 from .twilio_routes import incoming_call, media_stream
@@ -108,6 +112,8 @@ def create_app(rt: Runtime) -> Any:
         if not events:
             return jsonify({"error": "no such call"}), 404
         return jsonify({"session_id": session_id, "events": events})
+
+    register_recording_routes(app, rt)
 
     @app.post("/v1/sessions")
     async def sessions() -> Any:

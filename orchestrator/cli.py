@@ -9,6 +9,8 @@
     switchboard key create TENANT [--data-dir DIR]
     switchboard call [--url URL] [--to NUMBER] (--say TEXT | --wav FILE)...
                      [--save-audio OUT.wav] [--json]
+    switchboard recording decrypt FILE -o OUT.wav [--key private.pem] [--track T] [--raw]
+    switchboard recording keygen [--kid KID]
 
 Without ``DATABASE_URL`` every command uses the embedded PostgreSQL in the
 data folder; see ``switchboard.orchestrator.config`` for the environment.
@@ -28,7 +30,7 @@ import httpx
 import trio
 import trio_websocket
 
-from . import devcreds
+from . import cli_recording, cli_recording_admin, devcreds
 from .agents import MODES
 from .config import Settings, default_data_dir, usable_cores
 from .errors import SwitchboardError
@@ -219,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="Twilio auth token (default TWILIO_AUTH_TOKEN or the dev token)",
     )
     data_dir_flag(call)
+    cli_recording_admin.register(commands)
+    cli_recording.register(commands)
     return parser
 
 
@@ -409,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "call": cmd_call,
     }
     try:
-        return handlers[args.command](args)
+        return (getattr(args, "handler", None) or handlers[args.command])(args)
     except SwitchboardError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

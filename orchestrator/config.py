@@ -35,6 +35,10 @@ Environment variables (all optional):
 - ``SPOOL_DRAIN_INTERVAL_S``: seconds between two drains of the call journals
   left in ``DATA_DIR/spool`` (calls that ended while PostgreSQL was away, calls
   whose process died) back into PostgreSQL (default 30; see :mod:`.spool`).
+- ``RECORDING_KEYS``: the keys that wrap recordings' data keys,
+  ``kid=base64key[,kid=base64key...]`` (32-byte keys; the first wraps new
+  recordings, all unwrap). Unset: a key made once in ``DATA_DIR/recording_keys``
+  (mode 0600); see :mod:`.recording_keys`.
 - ``RECORDING_STORE``: where sealed recordings go: unset, ``DATA_DIR/recordings``;
   an absolute folder; or ``s3://bucket/prefix`` (any S3-compatible store), with
   ``RECORDING_S3_ENDPOINT`` (unset: AWS S3), ``RECORDING_S3_REGION``
@@ -43,10 +47,6 @@ Environment variables (all optional):
   ``AWS_SECRET_ACCESS_KEY``); see :mod:`.recording_store`.
 - ``RECORDING_SWEEP_INTERVAL_S``: seconds between two sweeps that shred the
   recordings past their retention (default 3600; see :mod:`.recording_sweep`).
-- ``RECORDING_KEYS``: the keys that wrap recordings' data keys,
-  ``kid=base64key[,kid=base64key...]`` (32-byte keys; the first wraps new
-  recordings, all unwrap). Unset: a key made once in ``DATA_DIR/recording_keys``
-  (mode 0600); see :mod:`.recording_keys`.
 - Provider URLs and keys (``OPENAI_API_KEY``, ``GEMINI_API_KEY``, ...): see
   :mod:`switchboard.actors.providers.endpoints`.
 """
@@ -114,6 +114,9 @@ class Settings:
     """``DB_POOL_SIZE``: the server's PostgreSQL connections, all processes together."""
     spool_drain_interval_s: float = 30.0
     """Seconds between two drains of the spool folder (``SPOOL_DRAIN_INTERVAL_S``)."""
+    recording_keys: str | None = None
+    """``RECORDING_KEYS``: ``kid=base64key,...`` (first encrypts, all decrypt); None: the
+    data directory's ``recording_keys`` file (see :meth:`recording_keyring`)."""
     recording_store: str | None = None
     """``RECORDING_STORE``: None (``DATA_DIR/recordings``), a folder, or ``s3://bucket/prefix``."""
     recording_s3_endpoint: str | None = None
@@ -122,9 +125,6 @@ class Settings:
     """None: path-style addressing when an endpoint is set."""
     recording_sweep_interval_s: float = 3600.0
     """Seconds between two retention sweeps (``RECORDING_SWEEP_INTERVAL_S``)."""
-    recording_keys: str | None = None
-    """``RECORDING_KEYS``: ``kid=base64key,...`` (first encrypts, all decrypt); None: the
-    data directory's ``recording_keys`` file (see :meth:`recording_keyring`)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
@@ -250,14 +250,15 @@ class Settings:
             return Keyring.generate()
         return Keyring.parse(self.signing_secrets)
 
-    def recording_keyring(self) -> RecordingKeyring:
+    def recording_keyring(self, *, create: bool = True) -> RecordingKeyring:
         """The keys that wrap recordings' data keys: ``RECORDING_KEYS``, else the key file
-        ``data_dir/recording_keys`` (made once, mode 0600).
+        ``data_dir/recording_keys`` (made once, mode 0600, unless ``create`` is False).
 
         Raises:
-            ConfigError: ``RECORDING_KEYS`` or the key file is malformed.
+            ConfigError: ``RECORDING_KEYS`` or the key file is malformed, or missing
+                with ``create`` False.
         """
-        return RecordingKeyring.for_server(self.recording_keys, self.data_dir)
+        return RecordingKeyring.for_server(self.recording_keys, self.data_dir, create=create)
 
     @property
     def base_url(self) -> str:

@@ -182,10 +182,22 @@ class Keyring:
         return cls(parse_recording_keys(path.read_text(), where=str(path)))
 
     @classmethod
-    def for_server(cls, recording_keys: str | None, data_dir: Path) -> Keyring:
-        """``RECORDING_KEYS`` when set, else the data directory's key file."""
+    def for_server(
+        cls, recording_keys: str | None, data_dir: Path, *, create: bool = True
+    ) -> Keyring:
+        """``RECORDING_KEYS`` when set, else the data directory's key file (made when
+        missing unless ``create`` is False: a tool that only decrypts makes no key).
+
+        Raises:
+            ConfigError: malformed keys, or (``create`` False) no key file.
+        """
         if recording_keys:
             return cls.from_setting(recording_keys)
+        if not create and not (data_dir / KEY_FILE_NAME).exists():
+            raise ConfigError(
+                f"no recording keys: RECORDING_KEYS is unset and {data_dir / KEY_FILE_NAME} "
+                "does not exist (use the server's RECORDING_KEYS or --data-dir)"
+            )
         return cls.load_or_create(data_dir)
 
     @property

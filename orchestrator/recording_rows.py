@@ -68,7 +68,8 @@ class NewRecording:
             holder of the tenant's private key can).
         kid: the wrapping key's id (a keyring entry, or ``rsa:<fingerprint>``).
         wrapped_key: the data key, wrapped; never the plain key.
-        caller_encoding, agent_encoding: ``"pcm16"``, ``"ulaw"`` or ``"alaw"``.
+        caller_encoding, agent_encoding: the wire encodings, ``"pcmu"`` or ``"pcm16"``
+            (``codecs/recording_format.TrackFormat``).
         caller_sample_rate, agent_sample_rate: Hz.
         retention_days: the row expires this many days after it is made (database
             clock); None keeps it until deleted.

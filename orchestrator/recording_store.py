@@ -166,7 +166,8 @@ def _fsync_folder(folder: Path) -> None:
 @final
 @dataclass(frozen=True, slots=True)
 class S3Location:
-    """``s3://bucket/prefix``: the bucket, and the prefix keys go under (``""`` or ending in ``/``)."""
+    """``s3://bucket/prefix``: the bucket, and the prefix keys go under (``""`` or ending
+    in ``/``)."""
 
     bucket: str
     prefix: str = ""

@@ -8,6 +8,7 @@ from .admission import Admission
 from .call import CallResources
 from .config import Settings
 from .outage import RecentNumbers
+from .recording_playback import RecordingAccess
 from .store import Store
 from .tokens import Keyring
 
@@ -35,6 +36,9 @@ class Runtime:
     numbers: RecentNumbers = field(default_factory=RecentNumbers)
     """The Twilio numbers' agents as last looked up, for the webhook's answer while
     PostgreSQL is away (see :mod:`.outage`)."""
+    recording_access: RecordingAccess | None = None
+    """The recording store and the opener playback uses; None: made from ``settings`` on
+    first use (:func:`.recording_routes.access_of`)."""
     active_calls: int = 0
     """Call WebSockets open now (phone and browser), refused ones included until they close."""
 

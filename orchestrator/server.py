@@ -41,6 +41,8 @@ from .db import Database, migrate
 from .embedded_pg import start_embedded
 from .metrics import ServerMetrics
 from .recording import open_recordings, recover_recordings
+from .recording_store import open_store
+from .recording_sweep import keep_sweeping
 from .recovery import instance_id, keep_recovering, recover
 from .runtime import Runtime
 from .spool import drain_once
@@ -308,6 +310,8 @@ async def serve(
             nursery.start_soon(
                 keep_recovering, store, runtime.resources.spool_dir, settings.spool_drain_interval_s
             )
+            sweep_every_s = settings.recording_sweep_interval_s
+            nursery.start_soon(keep_sweeping, store, open_store(settings), sweep_every_s)
 
             async def http(task_status: trio.TaskStatus[list[str]]) -> None:
                 bind = f"{settings.host}:{settings.port}"

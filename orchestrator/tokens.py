@@ -95,6 +95,32 @@ class Keyring:
         """A keyring with one random secret (development)."""
         return cls({kid: secrets.token_urlsafe(48).encode()}, kid)
 
+    def sign(self, payload: Mapping[str, Any]) -> str:
+        """``payload`` as an HS256 JWT signed by the signing secret, its ``kid`` in the header."""
+        kid = self.signing_kid
+        return jwt.encode(
+            dict(payload), self.secrets[kid], algorithm=ALGORITHM, headers={"kid": kid}
+        )
+
+    def secret_for(self, token: str) -> bytes:
+        """The secret that must have signed ``token``, read from its header before any
+        claim is trusted.
+
+        Raises:
+            TokenRejectedError: the token is malformed, its algorithm is not HS256 (no
+                ``none``, no RS/HS confusion), or its ``kid`` is not in the keyring.
+        """
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise TokenRejectedError("malformed token") from None
+        if header.get("alg") != ALGORITHM:
+            raise TokenRejectedError(f"algorithm must be {ALGORITHM}")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or kid not in self.secrets:
+            raise TokenRejectedError("unknown signing key (kid)")
+        return self.secrets[kid]
+
 
 @dataclass(frozen=True)
 class SessionClaims:
@@ -147,9 +173,7 @@ def mint(
         "exp": iat + ttl_s,
         "jti": claims.jti,
     }
-    kid = keyring.signing_kid
-    token = jwt.encode(payload, keyring.secrets[kid], algorithm=ALGORITHM, headers={"kid": kid})
-    return token, claims
+    return keyring.sign(payload), claims
 
 
 def verify(
@@ -168,20 +192,12 @@ def verify(
             badly signed, expired, issued in the future or by another issuer,
             or missing a claim; 403 for a tenant this deployment does not serve.
     """
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        raise TokenRejectedError("malformed token") from None
-    if header.get("alg") != ALGORITHM:
-        raise TokenRejectedError(f"algorithm must be {ALGORITHM}")
-    kid = header.get("kid")
-    if not isinstance(kid, str) or kid not in keyring.secrets:
-        raise TokenRejectedError("unknown signing key (kid)")
+    secret = keyring.secret_for(token)
     at = now if now is not None else time.time()
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            keyring.secrets[kid],
+            secret,
             algorithms=[ALGORITHM],
             issuer=issuer,
             leeway=LEEWAY_S,

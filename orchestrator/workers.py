@@ -60,6 +60,8 @@ from prometheus_client.multiprocess import mark_process_dead
 from . import devcreds
 from .call_table import CallTable
 from .config import Settings
+from .recording_store import open_store
+from .recording_sweep import keep_sweeping
 from .recovery import keep_recovering
 from .server import announce, final_drain, started_database, warn_dev_mode
 from .store import Store
@@ -291,6 +293,8 @@ async def _run_pool(
                 nursery.start_soon(_forward_signals, pool)
                 spool, interval_s = settings.data_dir / "spool", settings.spool_drain_interval_s
                 nursery.start_soon(keep_recovering, store, spool, interval_s)
+                sweep_every_s = settings.recording_sweep_interval_s  # here only: one per server
+                nursery.start_soon(keep_sweeping, store, open_store(settings), sweep_every_s)
                 async with trio.open_nursery() as workers:
                     async with trio.open_nursery() as starting:  # all at once; each listens
                         for index in range(settings.workers):

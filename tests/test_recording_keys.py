@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from recording_support import rsa_pem_pair
 
 from switchboard.codecs.recording_format import (
     Kind,
@@ -44,16 +45,7 @@ def entry(kid: str, key: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def rsa_pair() -> tuple[bytes, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return public, private
+    return rsa_pem_pair()
 
 
 def test_data_keys_are_fresh_32_bytes() -> None:

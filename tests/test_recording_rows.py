@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from uuid import UUID, uuid4
 
 import psycopg
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from switchboard.orchestrator import cli
 from switchboard.orchestrator.agents import AgentSpec, Intent
 from switchboard.orchestrator.errors import StorageError
 from switchboard.orchestrator.recording_rows import (
@@ -213,3 +217,65 @@ def test_a_tenants_public_key_is_set_and_cleared_for_that_tenant_only(store: Sto
         set_tenant_public_key(store, acme, b"not a key")
     set_tenant_public_key(store, acme, None)
     assert tenant_public_key(store, acme) is None
+
+
+# -- the command
+
+
+def _pem(tmp_path: Path, name: str, key: object, private: bool = False) -> Path:
+    path = tmp_path / name
+    if private:
+        data = key.private_bytes(  # type: ignore[attr-defined]
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    else:
+        data = key.public_key().public_bytes(  # type: ignore[attr-defined]
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    path.write_bytes(data)
+    return path
+
+
+def test_the_command_sets_and_clears_a_tenants_recording_key(
+    store: Store,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    acme, _ = _call(store, "acme")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = _pem(tmp_path, "acme.pub.pem", key)
+    assert cli.main(["tenant", "set-recording-key", "acme", "--public-key", str(public)]) == 0
+    assert "encrypted for the RSA key sha256:" in capsys.readouterr().out
+    assert tenant_public_key(store, acme) == public.read_bytes()
+    assert cli.main(["tenant", "set-recording-key", "nobody", "--public-key", str(public)]) == 2
+    assert "no tenant 'nobody'" in capsys.readouterr().err
+    assert cli.main(["tenant", "set-recording-key", "acme", "--clear"]) == 0
+    assert tenant_public_key(store, acme) is None
+    capsys.readouterr()
+    refused = [
+        (_pem(tmp_path, "private.pem", key, private=True), "private key"),
+        (_pem(tmp_path, "ec.pem", ec.generate_private_key(ec.SECP256R1())), "RSA public key"),
+        (
+            _pem(
+                tmp_path,
+                "short.pem",
+                rsa.generate_private_key(public_exponent=65537, key_size=1024),
+            ),
+            "1024 bits",
+        ),
+        (tmp_path / "missing.pem", "No such file"),
+    ]
+    (tmp_path / "junk.pem").write_text("hello")
+    refused.append((tmp_path / "junk.pem", "not a PEM public key"))
+    for path, words in refused:
+        assert cli.main(["tenant", "set-recording-key", "acme", "--public-key", str(path)]) == 2
+        assert words in capsys.readouterr().err, path
+    assert tenant_public_key(store, acme) is None
+    # `tenant create` still works beside the new subcommand.
+    assert cli.main(["tenant", "create", "charlie"]) == 0
+    assert store.tenant_by_name("charlie") is not None
