@@ -19,6 +19,9 @@ browser does not echo marks: a :class:`MarkPlayback` is answered with
 played, and what was heard at a barge-in (:class:`PlaybackCleared`) is
 estimated the same way.
 
+Recording (``ctx.tape``, :mod:`.tape`): each caller frame as received, each
+agent frame once sent, and each clear (the page drops what it holds).
+
 The call's events (``call_events``, when given) become the page's
 ``agent_start`` / ``agent_end``, ``transcript``, ``tool_start`` / ``tool_end``
 and ``timeline`` messages.

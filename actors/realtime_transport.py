@@ -55,6 +55,10 @@ Call -> client (``ShowEvent`` arrives in order with the audio):
   ``response.output_item.done`` and ``response.done`` (``completed``, or
   ``cancelled`` / ``turn_detected`` after a barge-in).
 
+Recording (``ctx.tape``, :mod:`.tape`): caller audio in the 20 ms frames it
+is cut into, each ``response.output_audio.delta`` once sent, and each
+:class:`ClearPlayback` (the client stops its player at a barge-in).
+
 Tool calls run inside the runtime, so they are not shown as function calls
 (a client would try to run them). :class:`MarkPlayback` is answered at once
 (the client plays the audio itself); :class:`ClearPlayback` is answered with

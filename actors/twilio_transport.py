@@ -26,6 +26,10 @@ twice, is ignored. On ``clear`` Twilio echoes every pending mark at once; the
 positions they carried are dropped (that audio was never heard) and the
 supervisor's marks among them are still passed on.
 
+Recording (``ctx.tape``, :mod:`.tape`): each caller frame as received, each
+agent frame once sent, and the ``clear`` (the player drops what it had not
+played); one call and an append per frame, nothing more on the audio path.
+
 A malformed frame from Twilio is logged as an ``error`` event and skipped:
 the call goes on. The door's budget (:mod:`.frame_budget`, as on the other
 doors) ends it when the peer is not Twilio: a frame longer than the codec's

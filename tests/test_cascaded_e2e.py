@@ -117,7 +117,11 @@ async def test_a_three_turn_phone_call_with_a_tool_call_through_the_cascaded_fak
 
     # The caller heard the greeting and each scripted answer, as phone audio.
     assert summary.greeting_latency_ms is not None and summary.greeting_latency_ms < 500
-    assert summary.greeting == "Thanks for calling Bright Smile Dental. How can I help you today?"
+    # A California caller (the test caller's FromState): the example agent records, so the
+    # cascaded voice says the consent line first (issue 12).
+    assert summary.greeting == (
+        "This call is recorded. Thanks for calling Bright Smile Dental. How can I help you today?"
+    )
     assert [t.caller for t in summary.turns] == [t.caller_text for t in SCRIPT.turns]
     assert [t.agent for t in summary.turns] == [t.text for t in SCRIPT.turns]
     assert all(t.response_latency_ms is not None for t in summary.turns)
