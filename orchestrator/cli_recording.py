@@ -41,11 +41,12 @@ from switchboard.codecs.recording_format import (
     read_records,
     unpack_provider_event,
 )
-from switchboard.codecs.wav import WavSource, track_layout
+from switchboard.codecs.wav import WavSource
 
 from .config import Settings, default_data_dir
 from .errors import ConfigError
 from .recording_keys import format_entry, new_data_key, private_kid, unwrap_rsa
+from .recording_render import wav_of
 
 __all__ = ["register"]
 
@@ -203,14 +204,7 @@ def _keyring_data_key(header: RecordingHeader, data_dir: Path | None) -> bytes:
 
 def _wav(header: RecordingHeader, records: Sequence[Record], track: str) -> WavSource:
     try:
-        caller = agent = None
-        if track in ("caller", "both"):
-            fmt = header.caller
-            caller = track_layout(records, Kind.CALLER_AUDIO, fmt.sample_rate, fmt.encoding)
-        if track in ("agent", "both"):
-            fmt = header.agent
-            agent = track_layout(records, Kind.AGENT_AUDIO, fmt.sample_rate, fmt.encoding)
-        return WavSource(caller, agent)
+        return wav_of(header, records, track)
     except ValueError as exc:
         raise ConfigError(f"cannot write --track {track}: {exc}") from None
 

@@ -52,7 +52,7 @@ CREATE TABLE recordings (
     key_kind            text NOT NULL CHECK (key_kind IN ('keyring', 'rsa')),
     kid                 text NOT NULL CHECK (kid <> ''),
     wrapped_key         bytea,
-    caller_encoding     text NOT NULL,          -- 'pcm16', 'ulaw', 'alaw'
+    caller_encoding     text NOT NULL,          -- 'pcmu' (G.711 mu-law), 'pcm16'
     caller_sample_rate  integer NOT NULL CHECK (caller_sample_rate > 0),  -- Hz
     agent_encoding      text NOT NULL,
     agent_sample_rate   integer NOT NULL CHECK (agent_sample_rate > 0),   -- Hz
