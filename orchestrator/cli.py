@@ -187,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--to", default=DEMO_NUMBER, help=f"number to call (default {DEMO_NUMBER})")
     call.add_argument("--from", dest="from_number", default="+15005550001", help="caller's number")
     call.add_argument(
+        "--from-state",
+        default="CA",
+        metavar="STATE",
+        help="the caller's state, sent as Twilio's FromState (it decides whether a recording "
+        "agent announces the recording; default CA, an all-party-consent state; '' sends none)",
+    )
+    call.add_argument(
         "--say", action="append", default=[], metavar="TEXT", help="a line to say (eSpeak NG voice)"
     )
     call.add_argument(
@@ -379,6 +386,7 @@ def cmd_call(args: argparse.Namespace) -> int:
             lines,
             to_number=args.to,
             from_number=args.from_number,
+            from_state=args.from_state or None,
             auth_token=auth_token,
             api_key=api_key,
             realtime=not args.fast,
