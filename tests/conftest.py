@@ -7,18 +7,15 @@ on it (``database``, ``store``). All sync: pytest-trio runs them as usual.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from pg_support import fresh_database
 
-from switchboard.orchestrator.db import Database, migrate
+from switchboard.orchestrator.db import Database
 from switchboard.orchestrator.embedded_pg import EmbeddedPostgres, start_embedded
 from switchboard.orchestrator.store import Store
 
@@ -43,18 +40,8 @@ def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
 
     The URL logs in as the superuser ``postgres`` (the owner, as in production).
     """
-    name = f"test_{secrets.token_hex(6)}"
-    with psycopg.connect(pg_server.uri, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        url = make_conninfo(pg_server.uri, dbname=name)
-        migrate(url)
+    with fresh_database(pg_server) as url:
         yield url
-    finally:
-        with psycopg.connect(pg_server.uri, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture

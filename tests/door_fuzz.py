@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -32,13 +31,12 @@ import trio
 import trio_websocket
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from pg_support import fresh_database
 
 from switchboard.orchestrator import devcreds
 from switchboard.orchestrator.agent_file import load_agent_file
 from switchboard.orchestrator.config import Settings
-from switchboard.orchestrator.db import Database, migrate
+from switchboard.orchestrator.db import Database
 from switchboard.orchestrator.embedded_pg import EmbeddedPostgres
 from switchboard.orchestrator.server import example_agent_path, serve
 from switchboard.orchestrator.store import Store
@@ -200,29 +198,13 @@ class LiveServer:
 
 
 @contextmanager
-def fresh_database(pg_server: EmbeddedPostgres) -> Iterator[str]:
-    name = f"fuzz_{secrets.token_hex(6)}"
-    with psycopg.connect(pg_server.uri, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        url = make_conninfo(pg_server.uri, dbname=name)
-        migrate(url)
-        yield url
-    finally:
-        with psycopg.connect(pg_server.uri, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-@contextmanager
 def live_server(pg_server: EmbeddedPostgres, data_dir: Path) -> Iterator[LiveServer]:
     """``serve`` on a fresh database, in a thread, with its log watched.
 
     The example agent is applied first with a long idle timeout, so a witness call
     that stays silent through every example is not hung up on.
     """
-    with fresh_database(pg_server) as database_url, watching_logs() as watch:
+    with fresh_database(pg_server, "fuzz") as database_url, watching_logs() as watch:
         with Database(database_url) as db:
             agent = replace(load_agent_file(example_agent_path()), idle_timeout_seconds=3600)
             agent_id = Store(db).apply_agent(agent)

@@ -13,7 +13,6 @@ rows and sealed file directly.
 from __future__ import annotations
 
 import json
-import secrets
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,8 +24,7 @@ import trio
 from call_harness import FakeTwilio, transport_for
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from pg_support import fresh_database
 
 from switchboard.actors.context import CallContext
 from switchboard.actors.providers import Endpoints
@@ -46,7 +44,7 @@ from switchboard.orchestrator.agent_file import parse_agent_yaml
 from switchboard.orchestrator.agent_versions import get_version, spec_version
 from switchboard.orchestrator.agents import AgentSpec
 from switchboard.orchestrator.call import CallResources, run_call
-from switchboard.orchestrator.db import Database, migrate
+from switchboard.orchestrator.db import Database
 from switchboard.orchestrator.embedded_pg import EmbeddedPostgres
 from switchboard.orchestrator.recording import Recordings, with_recording
 from switchboard.orchestrator.recording_keys import Keyring, UnknownKey, new_data_key, wrap_rsa
@@ -77,18 +75,8 @@ FRAME = 160  # 20 ms of G.711 mu-law at 8 kHz
 @pytest.fixture
 def target_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
     """A second, fresh and migrated database: the installation a trace is imported into."""
-    name = f"target_{secrets.token_hex(6)}"
-    with psycopg.connect(pg_server.uri, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        url = make_conninfo(pg_server.uri, dbname=name)
-        migrate(url)
+    with fresh_database(pg_server, "target") as url:
         yield url
-    finally:
-        with psycopg.connect(pg_server.uri, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def agent(greeting: str = "Thanks for calling Acme.", *, recorded: bool = False) -> AgentSpec:
