@@ -119,6 +119,14 @@ class EventSink:
         await self._channel.send(event)
         return event
 
+    @property
+    def ctx(self) -> CallContext:
+        return self._ctx
+
+    @property
+    def channel(self) -> trio.MemorySendChannel[CallEvent]:
+        return self._channel
+
     def clone(self) -> EventSink:
         return EventSink(self._ctx, self._channel.clone())
 

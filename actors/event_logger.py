@@ -17,8 +17,9 @@ ends: the call's journal, which has had every event since it was numbered
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 import trio
@@ -34,6 +35,9 @@ WriteBatch = Callable[[Sequence[EventRow]], None]
 OnLogged = Callable[[EventRow], None]
 """Called with each event as soon as it is numbered, in the logger's task; must not block."""
 OnUnwritten = Callable[[Sequence[EventRow]], None]
+RunSync = Callable[..., Awaitable[Any]]
+"""How a blocking call runs off the call's tasks: ``await run_sync(fn, *args)``;
+``trio.to_thread.run_sync`` by default (a replay runs its in-memory store inline)."""
 """Called once, at the end, with the events the database never took (none: not called)."""
 
 
@@ -49,8 +53,10 @@ class EventLogger:
         final_attempts: int = 3,
         on_logged: OnLogged | None = None,
         on_unwritten: OnUnwritten | None = None,
+        run_sync: RunSync | None = None,
     ) -> None:
         self.ctx = ctx
+        self._run_sync: RunSync = run_sync or trio.to_thread.run_sync
         self._inbox = inbox
         self._write_batch = write_batch
         self._batch_max = batch_max
@@ -121,7 +127,7 @@ class EventLogger:
     async def _write_some(self) -> bool:
         batch = self._pending[: self._batch_max]
         try:
-            await trio.to_thread.run_sync(self._write_batch, batch)
+            await self._run_sync(self._write_batch, batch)
         except Exception as exc:
             log.warning("event batch not written; will retry", error=repr(exc), rows=len(batch))
             return False

@@ -23,14 +23,16 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, final, get_args
+from typing import Any, Final, final, get_args
 
 import structlog
 import trio
 
 from .context import EventSink
+from .tape import CallTape
 from .messages import (
     AgentAudio,
+    CallEvent,
     CallerAudio,
     ConversationItem,
     FromProvider,
@@ -98,8 +100,10 @@ class ProviderSlot:
         to_supervisor: trio.MemorySendChannel[ToSupervisor],
         events: EventSink,
         play_now: PlayNow | None = None,
+        tape: CallTape | None = None,
     ) -> None:
         self._nursery = nursery
+        self._tape = tape if tape is not None and tape.enabled else None
         self._to_supervisor = to_supervisor
         self._play_now = play_now
         self._events = events
@@ -211,8 +215,13 @@ class ProviderSlot:
         build: Callable[[], ProviderRun],
         inbox: trio.MemoryReceiveChannel[ToProvider],
     ) -> None:
-        outbox = ProviderOutbox(self, instance.generation, self._to_supervisor, self._play_now)
+        source = f"{instance.mode}#{instance.generation}"
+        outbox = ProviderOutbox(
+            self, instance.generation, self._to_supervisor, self._play_now, self._tape, source
+        )
         events = self._events.clone()
+        if self._tape is not None:
+            events = TapedEventSink(events, self._tape, source)
         with instance.scope:
             try:
                 await build()(inbox, outbox, events)
@@ -236,10 +245,11 @@ class ProviderOutbox:
     :data:`PlayNow`), and sent through the inbox only when refused. Once the
     instance has been replaced, or the supervisor has closed its inbox, the
     message is dropped; a message that is not a :data:`ProviderOutput` is
-    logged and dropped.
+    logged and dropped. On a recorded call every message is put on the tape first
+    (:meth:`~.tape.CallTape.instance_output`), as ``source``.
     """
 
-    __slots__ = ("_channel", "_generation", "_play_now", "_slot")
+    __slots__ = ("_channel", "_generation", "_play_now", "_slot", "_source", "_tape")
 
     def __init__(
         self,
@@ -247,13 +257,19 @@ class ProviderOutbox:
         generation: int,
         channel: trio.MemorySendChannel[ToSupervisor],
         play_now: PlayNow | None = None,
+        tape: CallTape | None = None,
+        source: str = "",
     ) -> None:
         self._slot = slot
         self._generation = generation
         self._channel = channel
         self._play_now = play_now
+        self._tape = tape
+        self._source = source
 
     async def send(self, message: ProviderOutput) -> None:
+        if self._tape is not None:
+            self._tape.instance_output(self._source, message)
         if (
             type(message) is AgentAudio
             and self._play_now is not None
@@ -271,3 +287,21 @@ class ProviderOutbox:
             await self._channel.send(FromProvider(self._generation, message))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the supervisor has ended the call
+
+
+class TapedEventSink(EventSink):
+    """A provider instance's event sink on a recorded call: each event it logs is also
+    put on the tape (:meth:`~.tape.CallTape.instance_event`), so a replay's recorded
+    provider logs it again at the same offset."""
+
+    def __init__(self, inner: EventSink, tape: CallTape, source: str) -> None:
+        super().__init__(inner.ctx, inner.channel)
+        self._tape = tape
+        self._source = source
+
+    async def emit(self, type_: str, **payload: Any) -> CallEvent:
+        self._tape.instance_event(self._source, type_, payload)
+        return await super().emit(type_, **payload)
+
+    def clone(self) -> EventSink:
+        return TapedEventSink(super().clone(), self._tape, self._source)

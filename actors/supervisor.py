@@ -194,6 +194,7 @@ class Supervisor:
                     to_supervisor=self._inbox_sender,
                     events=self._events,
                     play_now=self._play_now,
+                    tape=self.ctx.tape,
                 )
                 nursery.start_soon(self._watch.run, self._on_deadline)
                 await self._feed(CallStarted(trio.current_time(), self._cooling()))
@@ -238,6 +239,7 @@ class Supervisor:
         start = ProviderStart(
             self._conversation.items(), greet=greet, respond_now=respond_now, generation=attempt
         )
+        self.ctx.tape.instance_started(f"{mode}#{attempt}", greet=greet, respond_now=respond_now)
         self._slot.start(mode, lambda: self._make_provider(mode, start), generation=attempt)
         self._health.record_attempt(mode)
         self.report.provider = mode
@@ -445,6 +447,7 @@ class Supervisor:
             ok=message.ok,
             output=message.output,
             response_id=message.response_id,
+            after=_after(message.after_response),
         )
         self._conversation.tool_done(message)
         if message.after_response is not None:
@@ -657,6 +660,16 @@ class Supervisor:
         self.report.end_reason = reason
         await self._emit("call.ending", reason=reason)
         await self._to_transport.send(EndCall(reason))
+
+
+def _after(action: TransferAfterResponse | HangUpAfterResponse | None) -> dict[str, str] | None:
+    """What a tool's result defers until its response is heard, for the ``tool:result``
+    event (and a replay's recorded tool): ``{"hangup": ""}``, ``{"transfer": number}``."""
+    if isinstance(action, TransferAfterResponse):
+        return {"transfer": action.number}
+    if isinstance(action, HangUpAfterResponse):
+        return {"hangup": ""}
+    return None
 
 
 def _tag(response_id: str, generation: int) -> str:

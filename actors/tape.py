@@ -15,14 +15,24 @@ Who calls what:
   :meth:`~CallTape.agent_cleared` when the caller's player drops what it had
   not played (barge-in);
 * the provider adapters: :meth:`~CallTape.provider` for each message a
-  provider instance sent, as it arrived.
+  provider instance sent, as it arrived;
+* the supervisor and its provider slot: :meth:`~CallTape.instance_started`,
+  :meth:`~CallTape.instance_output` and :meth:`~CallTape.instance_event` for what
+  each provider instance told the call (:mod:`.instance_record`): what the
+  replay's recorded provider plays back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from switchboard.codecs.recording_format import Kind, Record, pack_provider_event
+
+from .instance_record import pack_event, pack_output, pack_started
+
+if TYPE_CHECKING:
+    from .messages import ProviderOutput
 
 
 class CallTape:
@@ -42,6 +52,15 @@ class CallTape:
 
     def provider(self, source: str, raw: str | bytes) -> None:
         """A message provider instance ``source`` sent, as it arrived."""
+
+    def instance_started(self, source: str, *, greet: bool, respond_now: bool) -> None:
+        """The supervisor started provider instance ``source`` (``<mode>#<generation>``)."""
+
+    def instance_output(self, source: str, message: ProviderOutput) -> None:
+        """Provider instance ``source`` sent the supervisor ``message``."""
+
+    def instance_event(self, source: str, type_: str, payload: Any) -> None:
+        """Provider instance ``source`` logged event ``type_`` with ``payload``."""
 
 
 class RecordingTape(CallTape):
@@ -74,6 +93,18 @@ class RecordingTape(CallTape):
         self._records.append(
             Record(Kind.PROVIDER_EVENT, self._now_ms(), pack_provider_event(source, raw))
         )
+
+    def instance_started(self, source: str, *, greet: bool, respond_now: bool) -> None:
+        data = pack_started(source, greet=greet, respond_now=respond_now)
+        self._records.append(Record(Kind.PROVIDER_OUTPUT, self._now_ms(), data))
+
+    def instance_output(self, source: str, message: ProviderOutput) -> None:
+        data = pack_output(source, message)
+        self._records.append(Record(Kind.PROVIDER_OUTPUT, self._now_ms(), data))
+
+    def instance_event(self, source: str, type_: str, payload: Any) -> None:
+        data = pack_event(source, type_, payload)
+        self._records.append(Record(Kind.PROVIDER_OUTPUT, self._now_ms(), data))
 
     def take(self) -> list[Record]:
         """The records kept since the last call, in order; the tape starts empty again."""

@@ -32,7 +32,7 @@ import structlog
 import trio
 
 from switchboard.actors.context import CallContext, EventSink
-from switchboard.actors.event_logger import EventLogger, OnLogged
+from switchboard.actors.event_logger import EventLogger, OnLogged, RunSync
 from switchboard.actors.failover.health import ProviderHealth
 from switchboard.actors.failover.metrics import FailoverMetrics
 from switchboard.actors.local.assets import AssetRegistry
@@ -72,6 +72,45 @@ class Actor(Protocol):
     async def run(self, *, task_status: trio.TaskStatus[None] = ...) -> None: ...
 
 
+class ProviderCatalog(Protocol):
+    """Which provider modes can run and how each is built (a replay plays recorded ones)."""
+
+    def unavailable(self, mode: str) -> str | None:
+        """Why ``mode`` cannot run here, or None."""
+
+    def build(self, mode: str, setup: ProviderSetup) -> ProviderRun:
+        """The provider actor of ``mode`` for ``setup``."""
+
+
+@dataclass(frozen=True)
+class EndpointProviders:
+    """The real providers: the adapters of :mod:`switchboard.actors.providers`, available
+    when their credentials are set in ``endpoints``."""
+
+    endpoints: Endpoints
+
+    def unavailable(self, mode: str) -> str | None:
+        return unavailable_reason(mode, self.endpoints)
+
+    def build(self, mode: str, setup: ProviderSetup) -> ProviderRun:
+        return build_provider(mode, setup)
+
+
+class MakeTools(Protocol):
+    """Builds the call's tool executor (:class:`ToolExecutor`'s keyword signature)."""
+
+    def __call__(
+        self,
+        ctx: CallContext,
+        *,
+        inbox: trio.MemoryReceiveChannel[ToTools],
+        to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        events: EventSink,
+        twilio: TwilioRest | None,
+        http: httpx.AsyncClient | None,
+    ) -> Actor: ...
+
+
 MakeTransport = Callable[
     [
         trio.MemoryReceiveChannel[ToTransport],
@@ -104,6 +143,13 @@ class CallResources:
     """The agent versions (tenant, agent, version) this process has made sure are stored."""
     recordings: Recordings | None = None
     """Where recorded calls' audio goes (:mod:`.recording`); None: no call is recorded."""
+    providers: ProviderCatalog | None = None
+    """Which modes can run and how each is built; None: the real adapters on ``endpoints``."""
+    make_tools: MakeTools = ToolExecutor
+    apology: Callable[[CallContext], Awaitable[AudioChunk]] | None = None
+    """The failover apology in the caller's format; None: the local voice's (made ahead)."""
+    run_sync: RunSync = trio.to_thread.run_sync
+    """How the store's blocking calls run (a replay's in-memory store runs inline)."""
 
 
 def fallback_chain(ctx: CallContext) -> list[str]:
@@ -120,10 +166,11 @@ def provider_chain(
     for the supervisor, and the modes skipped with the reason (unknown mode,
     credentials not set) for the log.
     """
+    catalog = res.providers or EndpointProviders(res.endpoints)
     chain: list[str] = []
     skipped: list[tuple[str, str]] = []
     for mode in fallback_chain(ctx):
-        reason = unavailable_reason(mode, res.endpoints)
+        reason = catalog.unavailable(mode)
         if reason is None:
             chain.append(mode)
         else:
@@ -138,7 +185,7 @@ def provider_chain(
             respond_now=start.respond_now,
             source=f"{mode}#{start.generation}",
         )
-        return build_provider(mode, setup)
+        return catalog.build(mode, setup)
 
     return chain, make, skipped
 
@@ -199,12 +246,13 @@ def _lost(rows: Sequence[EventRow]) -> None:
     log.error("events lost: database unreachable, no call journal", rows=len(rows))
 
 
-async def _record_end(store: Store, ctx: CallContext, end: CallEnd) -> bool:
+async def _record_end(res: CallResources, ctx: CallContext, end: CallEnd) -> bool:
     """Close the session and write its call_logs row; False if PostgreSQL did not take it
     within 10 s (the journal keeps the end for the drainer)."""
+    store, run_sync = res.store, res.run_sync
     with trio.move_on_after(10):
         try:
-            await trio.to_thread.run_sync(
+            await run_sync(
                 partial(
                     store.finish_session,
                     ctx.tenant_id,
@@ -230,7 +278,7 @@ async def _keep_agent_version(ctx: CallContext, res: CallResources, version: str
         return
     with trio.move_on_after(10):
         try:
-            await trio.to_thread.run_sync(
+            await res.run_sync(
                 res.store.keep_agent_version,
                 ctx.tenant_id,
                 ctx.agent_id,
@@ -278,10 +326,13 @@ async def _run_call(
         write_batch=partial(res.store.append_events, ctx.tenant_id, ctx.session_id),
         on_logged=_tee(journal, on_logged),
         on_unwritten=None if journal is not None else _lost,
+        run_sync=res.run_sync,
     )
     chain, make_provider, skipped = provider_chain(ctx, res, http)
 
     async def apology() -> AudioChunk:
+        if res.apology is not None:
+            return await res.apology(ctx)
         assets = res.assets.get(ctx.agent)
         prepared = assets.prepared_apology(ctx.caller_format)
         if prepared is not None:
@@ -301,7 +352,7 @@ async def _run_call(
         to_tools=tools_send,
         events=sink.clone(),
     )
-    tools = ToolExecutor(
+    tools = res.make_tools(
         ctx,
         inbox=tools_receive,
         to_supervisor=inbox_send.clone(),
@@ -383,7 +434,7 @@ async def _run_call(
                 # call_logs row never comes before the events it closes.
                 recorded = False
             else:
-                recorded = await _record_end(res.store, ctx, end)
+                recorded = await _record_end(res, ctx, end)
         kept = journal is not None and (not recorded or logger.unwritten > 0)
         if journal is not None:
             journal.close(keep=kept)

@@ -160,7 +160,8 @@ def describe(trace: Trace) -> str:
         lines.append(
             f"  caller {counts['caller_chunks']} chunks ({counts['caller_bytes']} bytes),"
             f" agent {counts['agent_chunks']} chunks ({counts['agent_bytes']} bytes),"
-            f" clears {counts['clears']}, provider messages {counts['provider_messages']}"
+            f" clears {counts['clears']}, provider messages {counts['provider_messages']},"
+            f" instance records {counts['instance_records']}"
         )
         by_source = Counter(
             source

@@ -27,10 +27,14 @@ holding:
     (a chunk of ``caller.audio`` / ``agent.audio``, in the caller's wire format),
     ``{"kind": "agent_cleared", "t_ms"}`` (barge-in: agent audio laid out at or
     after it was never heard), ``{"kind": "provider", "t_ms", "source", "text"}``
-    (a text message as it arrived) or ``{"kind": "provider", "t_ms", "source",
-    "offset", "bytes"}`` (a binary one, in ``provider.bin``).
-``caller.audio``, ``agent.audio``, ``provider.bin``
-    The bytes the tape's offsets point into.
+    (a text message as it arrived), ``{"kind": "provider", "t_ms", "source",
+    "offset", "bytes"}`` (a binary one, in ``provider.bin``) or ``{"kind": "output",
+    "t_ms", "source", "offset", "bytes"}`` (what a provider instance told the call: its
+    start, a message, an event; the record's bytes in ``outputs.bin``, read with
+    :mod:`switchboard.actors.instance_record`: what the replay plays back).
+``caller.audio``, ``agent.audio``, ``provider.bin``, ``outputs.bin``
+    The bytes the tape's offsets point into (``outputs.bin`` absent from traces
+    written before replay existed).
 
 A reader refuses a file that is not a ZIP or has no manifest of this format
 (:class:`TraceError`) and a version it does not know (:class:`UnknownTraceVersion`).
@@ -103,6 +107,7 @@ class Trace:
                 ("agent_chunks", Kind.AGENT_AUDIO),
                 ("clears", Kind.AGENT_CLEARED),
                 ("provider_messages", Kind.PROVIDER_EVENT),
+                ("instance_records", Kind.PROVIDER_OUTPUT),
             ):
                 counts[name] = sum(1 for r in self.records if r.kind is kind)
             for name, kind in (
@@ -214,7 +219,7 @@ def read_manifest(zf: zipfile.ZipFile, path: Path) -> dict[str, Any]:
 
 
 def _tape_parts(records: Sequence[Record]) -> dict[str, bytes]:
-    blobs = {"caller": io.BytesIO(), "agent": io.BytesIO(), "provider": io.BytesIO()}
+    blobs = {name: io.BytesIO() for name in ("caller", "agent", "provider", "outputs")}
     lines: list[dict[str, Any]] = []
     for record in records:
         if record.kind in _TRACKS:
@@ -222,6 +227,10 @@ def _tape_parts(records: Sequence[Record]) -> dict[str, bytes]:
             line = {"kind": name, "t_ms": record.t_ms, **_append(blobs[name], record.data)}
         elif record.kind is Kind.AGENT_CLEARED:
             line = {"kind": "agent_cleared", "t_ms": record.t_ms}
+        elif record.kind is Kind.PROVIDER_OUTPUT:
+            source, _ = unpack_provider_event(record.data)
+            line = {"kind": "output", "t_ms": record.t_ms, "source": source}
+            line.update(_append(blobs["outputs"], record.data))
         else:
             source, raw = unpack_provider_event(record.data)
             line = {"kind": "provider", "t_ms": record.t_ms, "source": source}
@@ -235,6 +244,7 @@ def _tape_parts(records: Sequence[Record]) -> dict[str, bytes]:
         "caller.audio": blobs["caller"].getvalue(),
         "agent.audio": blobs["agent"].getvalue(),
         "provider.bin": blobs["provider"].getvalue(),
+        "outputs.bin": blobs["outputs"].getvalue(),
     }
 
 
@@ -250,6 +260,7 @@ def _read_tape(zf: zipfile.ZipFile, path: Path) -> list[Record]:
         "caller": _read(zf, "caller.audio", path),
         "agent": _read(zf, "agent.audio", path),
         "provider": _read(zf, "provider.bin", path),
+        "outputs": _read(zf, "outputs.bin", path) if "outputs.bin" in zf.namelist() else b"",
     }
     records: list[Record] = []
     for number, line in enumerate(lines, 1):
@@ -263,6 +274,8 @@ def _read_tape(zf: zipfile.ZipFile, path: Path) -> list[Record]:
                 raw = line["text"] if "text" in line else _slice(blobs["provider"], line)
                 data = pack_provider_event(str(line["source"]), raw)
                 records.append(Record(Kind.PROVIDER_EVENT, t_ms, data))
+            elif kind == "output":
+                records.append(Record(Kind.PROVIDER_OUTPUT, t_ms, _slice(blobs["outputs"], line)))
             else:
                 raise ValueError(f"unknown kind {kind!r}")
         except (KeyError, TypeError, ValueError) as exc:

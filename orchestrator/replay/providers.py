@@ -1,0 +1,80 @@
+"""The replay's providers: each instance the supervisor starts plays a recorded one.
+
+The instance the call had under the same name (``<mode>#<generation>``) plays
+back when it started the same way (greeting or not, owing an answer or not); a
+what-if that starts instances differently gets the first unused recorded
+instance of the mode that started the same way, then any unused one of the
+mode. A mode with nothing recorded cannot run in a replay: it is refused at the
+start of the call (``provider.skipped``, as a mode without credentials is), or,
+once every recording of the mode is spent, fails at once so the supervisor
+moves on. :attr:`ReplayProviders.played` says what played for what.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from switchboard.actors.context import EventSink
+from switchboard.actors.messages import Outbox, ProviderFailed, ToProvider
+from switchboard.actors.providers import ProviderSetup
+from switchboard.actors.providers.recorded import RecordedProvider
+from switchboard.actors.supervisor import ProviderRun
+
+from .api import WhatIf
+from .recorded_call import RecordedCall, RecordedInstance, by_mode
+
+__all__ = ["ReplayProviders"]
+
+
+class ReplayProviders:
+    """A :class:`~..call.ProviderCatalog` over the recorded instances of ``call``."""
+
+    def __init__(self, call: RecordedCall, what_if: WhatIf) -> None:
+        self._call = call
+        self._modes = by_mode(call.instances)
+        self._used: set[str] = set()
+        self.played: list[dict[str, Any]] = []
+
+    def unavailable(self, mode: str) -> str | None:
+        if mode in self._call.skipped:
+            return self._call.skipped[mode]  # as the call found it
+        if mode in self._modes or mode in self._call.chain:
+            return None
+        return (
+            f"provider mode {mode!r} has no recording in this trace"
+            " (a replay plays recorded providers only)"
+        )
+
+    def build(self, mode: str, setup: ProviderSetup) -> ProviderRun:
+        instance = self._pick(mode, setup)
+        if instance is None:
+            self.played.append({"source": setup.source, "played": None})
+            return _no_recording(mode, setup.source)
+        self._used.add(instance.source)
+        self.played.append({"source": setup.source, "played": instance.source})
+        return RecordedProvider(instance.entries)
+
+    def _pick(self, mode: str, setup: ProviderSetup) -> RecordedInstance | None:
+        same = self._call.instances.get(setup.source)
+        if same is not None and same.source not in self._used and _starts_as(same, setup):
+            return same
+        unused = [i for i in self._modes.get(mode, []) if i.source not in self._used]
+        alike = [i for i in unused if _starts_as(i, setup)]
+        return (alike or unused or [None])[0]
+
+
+def _starts_as(instance: RecordedInstance, setup: ProviderSetup) -> bool:
+    return instance.greet == setup.greet and instance.respond_now == setup.respond_now
+
+
+def _no_recording(mode: str, source: str) -> ProviderRun:
+    async def run(
+        inbox: trio.MemoryReceiveChannel[ToProvider], outbox: Outbox, events: EventSink
+    ) -> None:
+        detail = f"no recording left for {source}: a replay plays recorded providers only"
+        await outbox.send(ProviderFailed(mode, "crash", detail))
+        await trio.sleep_forever()
+
+    return run

@@ -1,0 +1,116 @@
+"""The replay's tool executor: each tool call gets its recorded result, at its recorded delay.
+
+It is the real :class:`~switchboard.actors.tool_executor.ToolExecutor` with
+two answers taken from the recording: a tool call the trace holds a result
+for returns that result (``ok``, ``output`` and what it deferred: a hang-up or
+a transfer) after the same delay; a deferred transfer's redirect returns the
+recorded outcome of Twilio's REST API, in order. What the executor decides by
+itself (a transfer impossible on a call without a call SID or without
+credentials) runs as it did. A tool call the recording lacks (a what-if made
+the agent call it) runs live: the builtins answer as they would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import trio
+
+from switchboard.actors.context import CallContext, EventSink
+from switchboard.actors.messages import (
+    AfterResponse,
+    HangUpAfterResponse,
+    ToolCallRequested,
+    ToolResult,
+    ToSupervisor,
+    ToTools,
+    TransferAfterResponse,
+)
+from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
+
+from .recorded_call import RecordedCall
+
+__all__ = ["ReplayTools", "replay_tools"]
+
+REPLAY_TWILIO = TwilioRest("AC-replay", "replay", api_base="http://twilio.replay.invalid")
+"""Stands in for the recorded call's Twilio credentials (never used to connect)."""
+
+
+def _after(recorded: dict[str, str] | None) -> AfterResponse | None:
+    if recorded is None:
+        return None
+    if "transfer" in recorded:
+        return TransferAfterResponse(recorded["transfer"])
+    if "hangup" in recorded:
+        return HangUpAfterResponse()
+    return None
+
+
+class ReplayTools(ToolExecutor):
+    """See the module docstring."""
+
+    def __init__(self, call: RecordedCall, ctx: CallContext, **kwargs: Any) -> None:
+        super().__init__(ctx, **kwargs)
+        self._recorded = call.tools
+        self._transfers = list(call.transfers)
+
+    async def _call(self, request: ToolCallRequested) -> None:
+        recorded = self._recorded.get(request.call_id)
+        if recorded is None or recorded.delay_ms < 0:
+            await super()._call(request)
+            return
+        await self._transfer_impossible(request)  # its transfer event, as the call logged it
+        await trio.sleep(recorded.delay_ms / 1000.0)
+        result = ToolResult(
+            request.call_id,
+            request.name,
+            recorded.ok,
+            recorded.output,
+            request.response_id,
+            _after(recorded.after),
+        )
+        try:
+            await self._to_supervisor.send(result)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the call ended while the tool ran
+
+    async def _redirect(self, number: str, call_sid: str, twilio: TwilioRest) -> dict[str, Any]:
+        if not self._transfers:
+            return {
+                "redirected": False,
+                "reason": "rest_error",
+                "detail": "the recording holds no outcome for this transfer",
+            }
+        outcome = self._transfers.pop(0)
+        return {k: v for k, v in outcome.items() if k != "number"}
+
+
+def replay_tools(call: RecordedCall) -> Any:
+    """A :class:`~..call.MakeTools` for ``call``: Twilio credentials as the call had them
+    (absent when a transfer said so)."""
+    had_twilio = not any(
+        e["type"] == "transfer" and e["payload"].get("reason") == "no_credentials"
+        for e in call.events
+    )
+
+    def make(
+        ctx: CallContext,
+        *,
+        inbox: trio.MemoryReceiveChannel[ToTools],
+        to_supervisor: trio.MemorySendChannel[ToSupervisor],
+        events: EventSink,
+        twilio: TwilioRest | None,
+        http: httpx.AsyncClient | None,
+    ) -> ReplayTools:
+        return ReplayTools(
+            call,
+            ctx,
+            inbox=inbox,
+            to_supervisor=to_supervisor,
+            events=events,
+            twilio=REPLAY_TWILIO if had_twilio else None,
+            http=http,
+        )
+
+    return make
