@@ -29,11 +29,10 @@ import structlog
 import trio
 
 from .context import EventSink
-from .tape import CallTape
 from .messages import (
     AgentAudio,
-    CallEvent,
     CallerAudio,
+    CallEvent,
     ConversationItem,
     FromProvider,
     Outbox,
@@ -42,6 +41,7 @@ from .messages import (
     ToProvider,
     ToSupervisor,
 )
+from .tape import CallTape
 
 log = structlog.get_logger("switchboard.provider_slot")
 

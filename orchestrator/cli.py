@@ -8,6 +8,7 @@
     switchboard tenant create NAME [--data-dir DIR]
     switchboard key create TENANT [--data-dir DIR]
     switchboard trace (export SESSION_ID -o FILE | import FILE | show FILE)  (see cli_trace)
+    switchboard replay TRACE|SESSION_ID | --check DIR  (see cli_replay)
     switchboard call [--url URL] [--to NUMBER] (--say TEXT | --wav FILE)...
                      [--save-audio OUT.wav] [--json]
     switchboard recording decrypt FILE -o OUT.wav [--key private.pem] [--track T] [--raw]
@@ -31,7 +32,7 @@ import httpx
 import trio
 import trio_websocket
 
-from . import cli_recording, cli_recording_admin, cli_trace, devcreds
+from . import cli_recording, cli_recording_admin, cli_replay, cli_trace, devcreds
 from .agents import MODES
 from .config import Settings, default_data_dir, usable_cores
 from .errors import SwitchboardError
@@ -232,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_recording_admin.register(commands)
     cli_recording.register(commands)
     cli_trace.register(commands)
+    cli_replay.register(commands)
     return parser
 
 

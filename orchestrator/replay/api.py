@@ -18,7 +18,7 @@ from ..errors import SwitchboardError
 EventRow = dict[str, Any]
 
 
-class Unreplayable(SwitchboardError):
+class Unreplayable(SwitchboardError):  # noqa: N818 - a state of the trace, as trace_file's
     """The trace cannot be replayed (exit status 2); the message says why: an unknown
     format version, no audio or no provider outputs in it, a door it does not know."""
 

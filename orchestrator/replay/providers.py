@@ -62,7 +62,8 @@ class ReplayProviders:
             return same
         unused = [i for i in self._modes.get(mode, []) if i.source not in self._used]
         alike = [i for i in unused if _starts_as(i, setup)]
-        return (alike or unused or [None])[0]
+        candidates = alike or unused
+        return candidates[0] if candidates else None
 
 
 def _starts_as(instance: RecordedInstance, setup: ProviderSetup) -> bool:
