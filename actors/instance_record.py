@@ -8,11 +8,14 @@ as on the wire-level records), three kinds of entry in
   ``respond_now``): the origin of its outputs' offsets;
 * :class:`InstanceOutput`: one message it sent the supervisor
   (a :data:`~.messages.ProviderOutput`, its failure at the end included);
-* :class:`InstanceEvent`: one event it logged itself (``type``, ``payload``).
+* :class:`InstanceEvent`: one event it logged itself (``type``, ``payload``);
+* :class:`InstanceInput`: the supervisor sent it a message other than caller audio
+  (a tool result, a truncation, an answer owed): its class name, so a replay keeps
+  what the instance said *in answer* after it.
 
 Each body is MessagePack (``msgspec.msgpack``): ``["start", {"greet", "respond_now"}]``,
 ``["out", "<message class>", {fields}]`` (audio bytes as MessagePack bin) or
-``["event", "<type>", {payload}]``. Decoding is total: a body this build cannot
+``["event", "<type>", {payload}]`` or ``["in", "<message class>"]``. Decoding is total: a body this build cannot
 read raises :class:`ValueError` with the reason.
 """
 
@@ -29,10 +32,12 @@ from .messages import ProviderOutput
 
 __all__ = [
     "InstanceEvent",
+    "InstanceInput",
     "InstanceOutput",
     "InstanceRecord",
     "InstanceStarted",
     "pack_event",
+    "pack_input",
     "pack_output",
     "pack_started",
     "unpack",
@@ -61,7 +66,12 @@ class InstanceEvent:
     payload: dict[str, Any]
 
 
-InstanceRecord = InstanceStarted | InstanceOutput | InstanceEvent
+@dataclass(frozen=True, slots=True)
+class InstanceInput:
+    type: str
+
+
+InstanceRecord = InstanceStarted | InstanceOutput | InstanceEvent | InstanceInput
 
 
 def pack_started(source: str, *, greet: bool, respond_now: bool) -> bytes:
@@ -78,6 +88,11 @@ def pack_output(source: str, message: ProviderOutput) -> bytes:
 def pack_event(source: str, type_: str, payload: Any) -> bytes:
     """The record body for event ``type_`` that instance ``source`` logged."""
     return pack_provider_event(source, _ENCODER.encode(["event", type_, payload]))
+
+
+def pack_input(source: str, message: object) -> bytes:
+    """The record body for ``message`` (not caller audio) sent to instance ``source``."""
+    return pack_provider_event(source, _ENCODER.encode(["in", type(message).__name__]))
 
 
 def unpack(data: bytes) -> tuple[str, InstanceRecord]:
@@ -102,6 +117,8 @@ def unpack(data: bytes) -> tuple[str, InstanceRecord]:
             return source, InstanceOutput(msgspec.convert(entry[2], cls))
         if tag == "event":
             return source, InstanceEvent(str(entry[1]), dict(entry[2]))
+        if tag == "in":
+            return source, InstanceInput(str(entry[1]))
         raise ValueError(f"unknown instance record {tag!r}")
     except (msgspec.DecodeError, msgspec.ValidationError, IndexError, KeyError, TypeError) as exc:
         raise ValueError(f"{source}: unreadable instance record: {exc}") from exc

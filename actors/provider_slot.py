@@ -185,6 +185,8 @@ class ProviderSlot:
             await trio.lowlevel.checkpoint()
             return
         if live is not None:
+            if self._tape is not None:
+                self._tape.instance_input(f"{live.mode}#{live.generation}", message)
             try:
                 await live.inbox.send(message)
             except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -17,8 +17,9 @@ Who calls what:
 * the provider adapters: :meth:`~CallTape.provider` for each message a
   provider instance sent, as it arrived;
 * the supervisor and its provider slot: :meth:`~CallTape.instance_started`,
-  :meth:`~CallTape.instance_output` and :meth:`~CallTape.instance_event` for what
-  each provider instance told the call (:mod:`.instance_record`): what the
+  :meth:`~CallTape.instance_output`, :meth:`~CallTape.instance_event` and
+  :meth:`~CallTape.instance_input` for what each provider instance told the call
+  and was told (:mod:`.instance_record`): what the
   replay's recorded provider plays back.
 """
 
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from switchboard.codecs.recording_format import Kind, Record, pack_provider_event
 
-from .instance_record import pack_event, pack_output, pack_started
+from .instance_record import pack_event, pack_input, pack_output, pack_started
 
 if TYPE_CHECKING:
     from .messages import ProviderOutput
@@ -61,6 +62,9 @@ class CallTape:
 
     def instance_event(self, source: str, type_: str, payload: Any) -> None:
         """Provider instance ``source`` logged event ``type_`` with ``payload``."""
+
+    def instance_input(self, source: str, message: object) -> None:
+        """The supervisor sent provider instance ``source`` ``message`` (not caller audio)."""
 
 
 class RecordingTape(CallTape):
@@ -104,6 +108,10 @@ class RecordingTape(CallTape):
 
     def instance_event(self, source: str, type_: str, payload: Any) -> None:
         data = pack_event(source, type_, payload)
+        self._records.append(Record(Kind.PROVIDER_OUTPUT, self._now_ms(), data))
+
+    def instance_input(self, source: str, message: object) -> None:
+        data = pack_input(source, message)
         self._records.append(Record(Kind.PROVIDER_OUTPUT, self._now_ms(), data))
 
     def take(self) -> list[Record]:

@@ -4,11 +4,18 @@ A replay (``switchboard replay``) stands one of these in for each provider
 instance the call had. It says what the instance said (every
 :data:`~switchboard.actors.messages.ProviderOutput`, its failures included)
 and logs what it logged, each at the same offset from the instance's start as
-on the recording, on the call's clock (Trio's ``MockClock`` in a replay). Its
-inputs (caller audio, tool results, truncations) are read and dropped: the
-recording already holds the answers they got. A stall is the absence of
-output, so the supervisor's watch finds it again; a 5xx at connect or a drop
-is the recorded :class:`~switchboard.actors.messages.ProviderFailed`.
+on the recording, on the call's clock (Trio's ``MockClock`` in a replay). A
+stall is the absence of output, so the supervisor's watch finds it again; a
+5xx at connect or a drop is the recorded
+:class:`~switchboard.actors.messages.ProviderFailed`.
+
+Inputs: caller audio is read and dropped (the recording holds what the
+provider made of it). What the recording says the instance was sent besides
+audio (a tool result, a truncation, an answer owed) is waited for before what
+the instance said after it, so an answer never comes before its question, even
+at the same instant. An input that comes later than recorded (a what-if) delays
+everything after it by as much; one that never comes is given up on
+:data:`INPUT_GRACE_S` after its recorded time.
 
 After its last recorded output it waits until it is replaced or the call
 ends, as the recorded instance's slot would have (its own end was recorded as
@@ -17,16 +24,20 @@ the failure the slot reported).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import trio
 
 from ..context import EventSink
-from ..instance_record import InstanceEvent, InstanceOutput
-from ..messages import Outbox, ToProvider
+from ..instance_record import InstanceEvent, InstanceInput, InstanceOutput
+from ..messages import CallerAudio, Outbox, ToProvider
 
-__all__ = ["RecordedProvider", "TimedEntry"]
+__all__ = ["INPUT_GRACE_S", "RecordedProvider", "TimedEntry"]
+
+INPUT_GRACE_S = 5.0
+"""How long past its recorded time a recorded input is waited for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +45,7 @@ class TimedEntry:
     """One thing the instance did, ``offset_ms`` after it was started."""
 
     offset_ms: float
-    entry: InstanceOutput | InstanceEvent
+    entry: InstanceOutput | InstanceEvent | InstanceInput
 
 
 class RecordedProvider:
@@ -50,12 +61,22 @@ class RecordedProvider:
         outbox: Outbox,
         events: EventSink,
     ) -> None:
+        inputs = _Inputs()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_drain, inbox)
+            nursery.start_soon(inputs.drain, inbox)
             start = trio.current_time()
+            shift = 0.0  # how much later than recorded an awaited input came
+            expected: Counter[str] = Counter()
             for timed in self._entries:
-                await trio.sleep_until(start + timed.offset_ms / 1000.0)
+                due = start + timed.offset_ms / 1000.0 + shift
                 entry = timed.entry
+                if isinstance(entry, InstanceInput):
+                    expected[entry.type] += 1
+                    with trio.move_on_at(due + INPUT_GRACE_S):
+                        await inputs.wait(entry.type, expected[entry.type])
+                    shift += max(0.0, trio.current_time() - due)
+                    continue
+                await trio.sleep_until(due)
                 if isinstance(entry, InstanceOutput):
                     await outbox.send(entry.message)
                 else:
@@ -63,7 +84,22 @@ class RecordedProvider:
             await trio.sleep_forever()
 
 
-async def _drain(inbox: trio.MemoryReceiveChannel[ToProvider]) -> None:
-    """Read what the supervisor sends and drop it, so its sends never wait."""
-    async for _ in inbox:
-        pass
+class _Inputs:
+    """Counts the messages other than caller audio the instance was sent, by class."""
+
+    def __init__(self) -> None:
+        self._seen: Counter[str] = Counter()
+        self._changed = trio.Event()
+
+    async def drain(self, inbox: trio.MemoryReceiveChannel[ToProvider]) -> None:
+        """Read what the supervisor sends (so its sends never wait); count the inputs."""
+        async for message in inbox:
+            if type(message) is not CallerAudio:
+                self._seen[type(message).__name__] += 1
+                self._changed.set()
+                self._changed = trio.Event()
+
+    async def wait(self, type_name: str, count: int) -> None:
+        """Until ``count`` messages of class ``type_name`` have come."""
+        while self._seen[type_name] < count:
+            await self._changed.wait()

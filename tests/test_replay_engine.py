@@ -1,0 +1,207 @@
+"""Replay of calls recorded through the real call nursery with the fake providers.
+
+Each call is placed on Trio's MockClock (``provider_calls.place_call``) with a
+recording tape, turned into a trace as ``trace export`` would (events, agent
+snapshot, tape), and replayed: the replay must produce the recorded events
+(same order, payloads, times) and two replays must be byte-identical. A
+what-if with a shorter stall timeout moves the failover earlier by the
+difference; a trace that cannot be replayed says why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from provider_calls import Call, place_call
+
+from switchboard.codecs.recording_format import Kind
+from switchboard.orchestrator.agent_file import parse_agent_yaml
+from switchboard.orchestrator.agents import AgentSpec
+from switchboard.orchestrator.replay.api import Replay, Unreplayable, WhatIf
+from switchboard.orchestrator.replay.compare import compare_events
+from switchboard.orchestrator.replay.engine import replay_trace
+from switchboard.orchestrator.trace_file import Trace
+from switchboard.testing import Fault, Script, ToolStep, Turn
+
+AGENT = parse_agent_yaml(
+    "name: fo\ntenant: t\ngreeting: Thanks for calling the clinic.\n"
+    "instructions: You are a receptionist.\nmode: openai-realtime\nfallback: [gemini-live]\n"
+    'transfer_number: "+15005550009"\nidle_timeout_seconds: 60\nintents: []\n'
+    'hours: {monday: "09:00-17:00"}\n'
+)
+LINES = ("what are your opening hours", "can I book a cleaning", "is there parking")
+LONG = (
+    "We are open from nine in the morning until five in the evening on weekdays, and on "
+    "Saturdays from ten until two, except on public holidays when we are closed all day."
+)
+
+
+def trace_of(call: Call, door: str = "twilio") -> Trace:
+    """The call's trace as ``switchboard trace export`` writes it (events through JSON)."""
+    events = [
+        {"seq": r.seq, "type": r.type, "t_ms": r.t_ms, "payload": json.loads(json.dumps(r.payload))}
+        for r in call.events()
+    ]
+    ctx = call.ctx
+    manifest = {
+        "door": door,
+        "session_id": str(ctx.session_id),
+        "tenant": {"id": str(ctx.tenant_id), "name": "t"},
+        "agent": {"id": str(ctx.agent_id), "name": ctx.agent.name},
+    }
+    return Trace(manifest, {}, events, ctx.agent.to_json(), ctx.tape.take())  # type: ignore[attr-defined]
+
+
+def record(
+    openai: Script,
+    gemini: Script = Script(),
+    *,
+    speak_at: Sequence[float] = (),
+    hang_up_at: float = 10.0,
+    agent: AgentSpec = AGENT,
+) -> Trace:
+    """Place and record a call on a MockClock of its own; its trace."""
+
+    async def main() -> Call:
+        return await place_call(
+            agent,
+            openai,
+            gemini,
+            lines=LINES,
+            speak_at=speak_at,
+            hang_up_at=hang_up_at,
+            record=True,
+        )
+
+    return trace_of(trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)))
+
+
+def types(events: Sequence[dict[str, Any]]) -> list[str]:
+    return [e["type"] for e in events]
+
+
+def first(events: Sequence[dict[str, Any]], type_: str) -> dict[str, Any]:
+    return next(e for e in events if e["type"] == type_)
+
+
+def assert_replays_exactly(trace: Trace) -> Replay:
+    """The replay has the recording's events (exactly: the recording was on a MockClock
+    too), and a second replay is byte-identical to the first."""
+    replay = replay_trace(trace)
+    comparison = compare_events(trace.events, replay.events, tolerance_ms=0)
+    assert comparison.matches, comparison.first and comparison.first.describe()
+    again = replay_trace(trace)
+    assert json.dumps(again.events, sort_keys=True) == json.dumps(replay.events, sort_keys=True)
+    return replay
+
+
+def test_a_stall_and_failover_replays_event_for_event() -> None:
+    trace = record(
+        Script(
+            greeting="Hello from the primary.",
+            turns=(Turn(say=LONG, caller_text=LINES[0]),),
+            faults=(Fault("stall", turn=1, after_audio_ms=600),),
+        ),
+        Script(turns=(Turn(say="We open at nine.", caller_text=LINES[0]),)),
+        speak_at=(3.0,),
+        hang_up_at=14.0,
+    )
+    assert "failover.switch" in types(trace.events)
+    replay = assert_replays_exactly(trace)
+    assert [p["played"] for p in replay.providers] == ["openai-realtime#1", "gemini-live#2"]
+    assert replay.end_reason == "caller hung up"
+
+
+def test_a_5xx_at_connect_replays_with_the_backup_greeting() -> None:
+    trace = record(
+        Script(faults=(Fault("http_5xx", status=503),)),
+        Script(greeting="Thanks for calling, this is the backup line."),
+        hang_up_at=6.0,
+    )
+    failed = first(trace.events, "provider.failed")
+    assert failed["payload"]["kind"] == "http_5xx"
+    assert_replays_exactly(trace)
+
+
+def test_a_barge_in_replays_with_what_the_caller_heard() -> None:
+    trace = record(
+        Script(turns=(Turn(say=LONG, caller_text=LINES[0]), Turn(say="Sure.", caller_text=LINES[1]))),
+        speak_at=(3.0, 8.0),
+        hang_up_at=14.0,
+    )
+    barge = first(trace.events, "barge_in")
+    assert barge["payload"]["heard_ms"] > 0
+    assert_replays_exactly(trace)
+
+
+def test_a_tool_call_replays_with_its_recorded_result() -> None:
+    trace = record(
+        Script(
+            turns=(
+                Turn(
+                    say="Let me check.",
+                    tool=ToolStep("lookup_hours"),
+                    then_say="We are open nine to five.",
+                    caller_text=LINES[0],
+                ),
+            )
+        ),
+        speak_at=(3.0,),
+        hang_up_at=10.0,
+    )
+    result = first(trace.events, "tool:result")
+    assert result["payload"]["ok"] is True
+    replay = assert_replays_exactly(trace)
+    assert first(replay.events, "tool:result")["payload"]["output"] == result["payload"]["output"]
+
+
+def test_a_shorter_stall_timeout_moves_the_failover_earlier_by_the_difference() -> None:
+    trace = record(
+        Script(faults=(Fault("stall", turn=1),)),  # never answers the caller
+        Script(turns=(Turn(say="We open at nine.", caller_text=LINES[0]),)),
+        speak_at=(3.0,),
+        hang_up_at=14.0,
+    )
+    recorded = first(trace.events, "provider.failed")
+    assert recorded["payload"]["kind"] == "stall"
+    default_ms = AGENT.failover.stall_timeout_ms
+    shorter = replay_trace(trace, WhatIf(settings={"failover.stall_timeout_ms": "1000"}))
+    failed = first(shorter.events, "provider.failed")
+    assert failed["payload"]["kind"] == "stall"
+    assert recorded["t_ms"] - failed["t_ms"] == pytest.approx(default_ms - 1000, abs=0.001)
+    # The backup answers as it did, as much earlier: the caller waits 1 s less.
+    answer = [e for e in trace.events if e["type"] == "turn:agent"][-1]
+    moved = [e for e in shorter.events if e["type"] == "turn:agent"][-1]
+    assert moved["payload"]["text"] == answer["payload"]["text"] == "We open at nine."
+    assert answer["t_ms"] - moved["t_ms"] == pytest.approx(default_ms - 1000, abs=0.001)
+    assert not compare_events(trace.events, shorter.events).matches
+
+
+def test_a_trace_without_provider_records_cannot_be_replayed() -> None:
+    trace = record(Script(), hang_up_at=3.0)
+    assert trace.records is not None
+    trace.records = [r for r in trace.records if r.kind is not Kind.PROVIDER_OUTPUT]
+    with pytest.raises(Unreplayable, match="no provider instance records"):
+        replay_trace(trace)
+    trace.records = None
+    with pytest.raises(Unreplayable, match="no tape"):
+        replay_trace(trace)
+
+
+def test_an_edited_recording_is_reported_at_the_event_that_differs() -> None:
+    trace = record(
+        Script(turns=(Turn(say="We open at nine.", caller_text=LINES[0]),)),
+        speak_at=(3.0,),
+        hang_up_at=10.0,
+    )
+    answer = next(i for i, e in enumerate(trace.events) if e["type"] == "turn:agent" and i > 3)
+    trace.events[answer]["payload"]["text"] = "We never open."
+    comparison = compare_events(trace.events, replay_trace(trace).events)
+    assert not comparison.matches and comparison.first is not None
+    assert comparison.first.index == answer and comparison.first.what == "payload.text"
+    assert "We never open." in comparison.first.describe()
