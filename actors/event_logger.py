@@ -3,8 +3,8 @@
 Events arrive from every actor on one channel; the logger gives each the next
 ``seq`` (1, 2, 3... with no gaps) and a wall-clock ``ts`` as it arrives, and
 its receive loop never waits on the database, so no actor on the audio path
-does either. A separate task writes batches (at most ``batch_max`` events, at
-least every ``flush_interval_s``) through ``write_batch`` in a worker thread
+does either. A separate task writes batches (at most ``batch_max`` events, an
+event waiting at most ``flush_interval_s``) through ``write_batch`` in a worker thread
 (psycopg is synchronous). Writes are idempotent on ``(session_id, seq)``, so
 a batch whose write failed is simply retried, with backoff. When the call
 ends, what is left is written; if the database is still unreachable after
@@ -102,17 +102,24 @@ class EventLogger:
                     self._pending.append(row)
                     if self._on_logged is not None:
                         self._on_logged(row)
-                    if len(self._pending) >= self._batch_max:
-                        self._wake.set()
+                    if len(self._pending) == 1 or len(self._pending) >= self._batch_max:
+                        self._wake.set()  # a batch begins (its clock starts), or is full
             finally:
                 self._closed = True
                 self._wake.set()
 
     async def _flusher(self) -> None:
+        """Write each batch ``flush_interval_s`` after its first event (at once when full,
+        and at the end); with nothing to write it sleeps until an event comes, so a
+        quiet call costs no wake-ups."""
         backoff_s = 0.2
         while True:
-            with trio.move_on_after(self._flush_interval_s):
+            if not self._pending and not self._closed:
                 await self._wake.wait()
+                self._wake = trio.Event()
+            if not self._closed and len(self._pending) < self._batch_max:
+                with trio.move_on_after(self._flush_interval_s):
+                    await self._wake.wait()
             self._wake = trio.Event()
             if self._closed:
                 with trio.CancelScope(shield=True):

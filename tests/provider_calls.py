@@ -28,6 +28,7 @@ from switchboard.codecs import ulaw_encode
 from switchboard.orchestrator.agents import AgentSpec
 from switchboard.orchestrator.call import CallResources, run_call
 from switchboard.orchestrator.store import EventRow
+from switchboard.orchestrator.trace_file import Trace
 from switchboard.testing import Script, memory_router
 from switchboard.testing.fake_gemini_live import FakeGeminiLive
 from switchboard.testing.fake_openai_realtime import FakeOpenAIRealtime
@@ -58,6 +59,29 @@ class Call:
     def at(self, event: EventRow) -> float:
         """An event's time on the call's clock (seconds, like ``trio.current_time()``)."""
         return self.ctx.t0 + event.t_ms / 1000
+
+    def trace(self, door: str = "twilio") -> Trace:
+        """The call's trace as ``switchboard trace export`` writes it: the events (through
+        JSON), the agent snapshot and the tape (a call placed with ``record=True``)."""
+        events = [
+            {
+                "seq": r.seq,
+                "type": r.type,
+                "t_ms": r.t_ms,
+                "payload": json.loads(json.dumps(r.payload)),
+            }
+            for r in self.events()
+        ]
+        ctx = self.ctx
+        manifest = {
+            "door": door,
+            "session_id": str(ctx.session_id),
+            "tenant": {"id": str(ctx.tenant_id), "name": "t"},
+            "agent": {"id": str(ctx.agent_id), "name": ctx.agent.name},
+        }
+        tape = ctx.tape
+        records = tape.take() if isinstance(tape, RecordingTape) else None
+        return Trace(manifest, {}, events, ctx.agent.to_json(), records)
 
     def gemini_context(self) -> str:
         """Everything the Gemini fake was told as conversation context, as one JSON string."""

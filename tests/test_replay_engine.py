@@ -34,6 +34,7 @@ AGENT = parse_agent_yaml(
     'transfer_number: "+15005550009"\nidle_timeout_seconds: 60\nintents: []\n'
     'hours: {monday: "09:00-17:00"}\n'
 )
+NO_SCRIPT = Script()
 LINES = ("what are your opening hours", "can I book a cleaning", "is there parking")
 LONG = (
     "We are open from nine in the morning until five in the evening on weekdays, and on "
@@ -41,29 +42,14 @@ LONG = (
 )
 
 
-def trace_of(call: Call, door: str = "twilio") -> Trace:
-    """The call's trace as ``switchboard trace export`` writes it (events through JSON)."""
-    events = [
-        {"seq": r.seq, "type": r.type, "t_ms": r.t_ms, "payload": json.loads(json.dumps(r.payload))}
-        for r in call.events()
-    ]
-    ctx = call.ctx
-    manifest = {
-        "door": door,
-        "session_id": str(ctx.session_id),
-        "tenant": {"id": str(ctx.tenant_id), "name": "t"},
-        "agent": {"id": str(ctx.agent_id), "name": ctx.agent.name},
-    }
-    return Trace(manifest, {}, events, ctx.agent.to_json(), ctx.tape.take())  # type: ignore[attr-defined]
-
-
 def record(
     openai: Script,
-    gemini: Script = Script(),
+    gemini: Script = NO_SCRIPT,
     *,
     speak_at: Sequence[float] = (),
     hang_up_at: float = 10.0,
     agent: AgentSpec = AGENT,
+    lines: Sequence[str] = LINES,
 ) -> Trace:
     """Place and record a call on a MockClock of its own; its trace."""
 
@@ -72,13 +58,13 @@ def record(
             agent,
             openai,
             gemini,
-            lines=LINES,
+            lines=lines,
             speak_at=speak_at,
             hang_up_at=hang_up_at,
             record=True,
         )
 
-    return trace_of(trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)))
+    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)).trace()
 
 
 def types(events: Sequence[dict[str, Any]]) -> list[str]:
@@ -130,7 +116,9 @@ def test_a_5xx_at_connect_replays_with_the_backup_greeting() -> None:
 
 def test_a_barge_in_replays_with_what_the_caller_heard() -> None:
     trace = record(
-        Script(turns=(Turn(say=LONG, caller_text=LINES[0]), Turn(say="Sure.", caller_text=LINES[1]))),
+        Script(
+            turns=(Turn(say=LONG, caller_text=LINES[0]), Turn(say="Sure.", caller_text=LINES[1]))
+        ),
         speak_at=(3.0, 8.0),
         hang_up_at=14.0,
     )

@@ -6,7 +6,12 @@ recorded frames at their recorded offsets (in the door's wire format: Twilio
 ``media``, the browser's ``audio``, the Realtime API's
 ``input_audio_buffer.append``), the caller's other actions at the times of the
 events they caused (DTMF, typed text, ``response.create``/``cancel``), and
-hangs up when and as the recorded caller did. A Twilio peer also plays what
+hangs up when and as the recorded caller did. Caller frames may be sent up to
+``audio_ahead_ms`` before their time (never past another of the caller's
+messages), consecutive frames joined into one message of up to
+``audio_join_ms``: while every provider instance is a recording, caller audio
+changes no event, and a step of the virtual clock and a parse per 20 ms frame
+would be most of a replay's time. A Twilio peer also plays what
 Twilio's player does with the agent's side: a mark is echoed once the audio
 sent before it has played (at the recorded time of its ``playback.marked``
 event when the call logged one), a ``clear`` drops what is queued and echoes
@@ -48,8 +53,11 @@ class ReplayPeer:
         encode_audio: Callable[[bytes], str],
         encode_action: Callable[[str, dict[str, object]], str | None],
         stop_message: str | None,
+        audio_ahead_ms: float = 0.0,
+        audio_join_ms: float = 0.0,
     ) -> None:
         self._t0 = t0
+        self._ahead_s = audio_ahead_ms / 1000.0
         order = count()
         self._encode_audio = encode_audio
         # (t_ms, order, message): bytes are a caller frame (encoded when due), None the hang-up
@@ -64,7 +72,7 @@ class ReplayPeer:
             t_ms, how = call.hang_up
             queue.append((t_ms, next(order), stop_message if how == "stop" else None))
         queue.sort(key=lambda item: (item[0], item[1]))
-        self._script = queue
+        self._script = _joined(queue, audio_join_ms) if audio_join_ms > 0 else queue
         self._next = 0
         self._order = order
         self._echoes: list[tuple[float, int, str]] = []  # (due s, order, message)
@@ -85,7 +93,9 @@ class ReplayPeer:
                     return heapq.heappop(self._echoes)[2]
                 due = echo_due
             elif script_due is not None:
-                if script_due <= trio.current_time():
+                now = trio.current_time()
+                early = self._ahead_s if isinstance(self._script[self._next][2], bytes) else 0.0
+                if script_due <= now + early:
                     message = self._script[self._next][2]
                     self._next += 1
                     if message is None:  # the caller closed the connection
@@ -109,8 +119,9 @@ class ReplayPeer:
             self._wake.deadline = due_s
 
     async def send(self, message: str) -> None:
+        # Never blocks, so no checkpoint: the transport's sending loop has its own, and a
+        # step of the virtual clock per frame is what a replay cannot afford.
         self.sent += 1
-        await trio.lowlevel.checkpoint()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.closed is None:
@@ -119,17 +130,41 @@ class ReplayPeer:
             self._wake.cancel()
 
 
+def _joined(
+    queue: list[tuple[float, int, str | bytes | None]], join_ms: float
+) -> list[tuple[float, int, str | bytes | None]]:
+    """``queue`` with each run of caller frames within ``join_ms`` of its first frame (and
+    no other message between) as one frame at the first one's time."""
+    out: list[tuple[float, int, str | bytes | None]] = []
+    for item in queue:
+        last = out[-1] if out else None
+        if (
+            last is not None
+            and isinstance(item[2], bytes)
+            and isinstance(last[2], bytes)
+            and item[0] - last[0] < join_ms
+        ):
+            out[-1] = (last[0], last[1], last[2] + item[2])
+        else:
+            out.append(item)
+    return out
+
+
 class TwilioPeer(ReplayPeer):
     """Twilio's side of a Media Stream: the caller's frames, and the player's marks."""
 
-    def __init__(self, call: RecordedCall, t0: float) -> None:
+    def __init__(
+        self, call: RecordedCall, t0: float, audio_ahead_ms: float = 0.0, audio_join_ms: float = 0.0
+    ) -> None:
         encoder = wire.InboundEncoder(call.stream_sid or "MZ0", call.call_sid or "CA0", _ACCOUNT)
         self._encoder = encoder
 
         def action(name: str, args: dict[str, object]) -> str | None:
             return encoder.dtmf(str(args["digit"])) if name == "dtmf" else None
 
-        super().__init__(call, t0, encoder.media, action, encoder.stop())
+        super().__init__(
+            call, t0, encoder.media, action, encoder.stop(), audio_ahead_ms, audio_join_ms
+        )
         self._recorded_echoes = call.mark_echoes
         self._playout_end = 0.0
 
@@ -153,14 +188,15 @@ class TwilioPeer(ReplayPeer):
             heapq.heapify(self._echoes)
             if self._wake is not None:
                 self._wake.deadline = min(self._wake.deadline, now)
-        await trio.lowlevel.checkpoint()
 
 
 def _json(message: dict[str, object]) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-def browser_peer(call: RecordedCall, t0: float) -> ReplayPeer:
+def browser_peer(
+    call: RecordedCall, t0: float, audio_ahead_ms: float = 0.0, audio_join_ms: float = 0.0
+) -> ReplayPeer:
     """The practice page's side: ``audio`` frames and typed ``text``; it hangs up by
     closing the WebSocket."""
 
@@ -170,10 +206,12 @@ def browser_peer(call: RecordedCall, t0: float) -> ReplayPeer:
     def action(name: str, args: dict[str, object]) -> str | None:
         return _json({"event": "text", "text": args["text"]}) if name == "text" else None
 
-    return ReplayPeer(call, t0, audio, action, None)
+    return ReplayPeer(call, t0, audio, action, None, audio_ahead_ms, audio_join_ms)
 
 
-def realtime_peer(call: RecordedCall, t0: float) -> ReplayPeer:
+def realtime_peer(
+    call: RecordedCall, t0: float, audio_ahead_ms: float = 0.0, audio_join_ms: float = 0.0
+) -> ReplayPeer:
     """An OpenAI Realtime client's side: ``input_audio_buffer.append`` and
     ``response.create``/``response.cancel``; it hangs up by closing the WebSocket."""
 
@@ -183,13 +221,15 @@ def realtime_peer(call: RecordedCall, t0: float) -> ReplayPeer:
     def action(name: str, args: dict[str, object]) -> str | None:
         return _json({"type": name}) if name.startswith("response.") else None
 
-    return ReplayPeer(call, t0, audio, action, None)
+    return ReplayPeer(call, t0, audio, action, None, audio_ahead_ms, audio_join_ms)
 
 
-def make_peer(call: RecordedCall, t0: float) -> ReplayPeer:
-    """The peer for ``call``'s door."""
+def make_peer(
+    call: RecordedCall, t0: float, audio_ahead_ms: float = 0.0, audio_join_ms: float = 0.0
+) -> ReplayPeer:
+    """The peer for ``call``'s door (see :class:`ReplayPeer` for the two audio settings)."""
     if call.door == "twilio":
-        return TwilioPeer(call, t0)
+        return TwilioPeer(call, t0, audio_ahead_ms, audio_join_ms)
     if call.door == "browser":
-        return browser_peer(call, t0)
-    return realtime_peer(call, t0)
+        return browser_peer(call, t0, audio_ahead_ms, audio_join_ms)
+    return realtime_peer(call, t0, audio_ahead_ms, audio_join_ms)
