@@ -15,8 +15,8 @@ as on the wire-level records), three kinds of entry in
 
 Each body is MessagePack (``msgspec.msgpack``): ``["start", {"greet", "respond_now"}]``,
 ``["out", "<message class>", {fields}]`` (audio bytes as MessagePack bin) or
-``["event", "<type>", {payload}]`` or ``["in", "<message class>"]``. Decoding is total: a body this build cannot
-read raises :class:`ValueError` with the reason.
+``["event", "<type>", {payload}]`` or ``["in", "<message class>"]``. Decoding is
+total: a body this build cannot read raises :class:`ValueError` with the reason.
 """
 
 from __future__ import annotations

@@ -140,8 +140,10 @@ def main() -> None:
         f" {'ref':>7} {'ratio':>6} {'match':>6} target"
     )
     for r in results:
-        target = "-" if r["target_s"] is None else f"< {r['target_s']:g} s: " + (
-            "met" if r["meets_target"] else "MISSED"
+        target = (
+            "-"
+            if r["target_s"] is None
+            else f"< {r['target_s']:g} s: " + ("met" if r["meets_target"] else "MISSED")
         )
         print(
             f"{r['minutes']:>6g} m {r['events']:>7} {r['tape_records']:>8}"
