@@ -98,9 +98,7 @@ def test_a_what_if_with_a_shorter_stall_timeout_shows_the_earlier_failover(
     stalled: Trace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = written(stalled, tmp_path / "stalled.trace")
-    status = main(
-        ["replay", str(path), "--no-timeline", "--set", "failover.stall_timeout_ms=1000"]
-    )
+    status = main(["replay", str(path), "--no-timeline", "--set", "failover.stall_timeout_ms=1000"])
     out = capsys.readouterr().out
     assert status == 1  # the caller's experience differs
     assert "What if failover.stall_timeout_ms=1000" in out

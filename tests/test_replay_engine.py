@@ -193,3 +193,29 @@ def test_an_edited_recording_is_reported_at_the_event_that_differs() -> None:
     assert not comparison.matches and comparison.first is not None
     assert comparison.first.index == answer and comparison.first.what == "payload.text"
     assert "We never open." in comparison.first.describe()
+
+
+def test_a_what_if_against_local_answers_the_recorded_caller_with_the_agents_intents() -> None:
+    agent = parse_agent_yaml(
+        "name: fo\ntenant: t\ngreeting: Thanks for calling the clinic.\n"
+        "instructions: You are a receptionist.\nmode: openai-realtime\n"
+        "idle_timeout_seconds: 60\n"
+        "intents:\n"
+        "  - name: hours\n    phrases: [opening hours]\n    reply: We are open nine to five.\n"
+    )
+    trace = record(
+        Script(turns=(Turn(say="Let me see.", caller_text=LINES[0]),)),
+        speak_at=(3.0,),
+        hang_up_at=12.0,
+        agent=agent,
+    )
+    replay = replay_trace(trace, WhatIf(chain=("local",)))
+    assert replay.providers[0]["played"].startswith("local stand-in")
+    said = [e["payload"]["text"] for e in replay.events if e["type"] == "turn:agent"]
+    assert said == ["Thanks for calling the clinic.", "We are open nine to five."]
+    heard = first(trace.events, "turn:user")
+    answered = next(
+        e for e in replay.events if e["type"] == "response.start" and not e["payload"]["greeting"]
+    )
+    assert answered["t_ms"] >= heard["t_ms"]  # answered after the caller's words, not before
+    assert first(replay.events, "session.start")["payload"]["chain"] == ["local"]

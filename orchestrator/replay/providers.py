@@ -4,10 +4,14 @@ The instance the call had under the same name (``<mode>#<generation>``) plays
 back when it started the same way (greeting or not, owing an answer or not); a
 what-if that starts instances differently gets the first unused recorded
 instance of the mode that started the same way, then any unused one of the
-mode. A mode with nothing recorded cannot run in a replay: it is refused at the
-start of the call (``provider.skipped``, as a mode without credentials is), or,
-once every recording of the mode is spent, fails at once so the supervisor
-moves on. :attr:`ReplayProviders.played` says what played for what.
+mode. Where the recording has no ``local`` instance left, the local provider
+runs as its stand-in (:mod:`switchboard.actors.local.transcribed`: the agent's
+intent policy on what the call heard, a silent voice of the right length).
+Another mode with nothing recorded cannot run in a replay (it would be a live
+provider on virtual time): it is refused at the start of the call
+(``provider.skipped``, as a mode without credentials is), or, once every
+recording of the mode is spent, fails at once so the supervisor moves on.
+:attr:`ReplayProviders.played` says what played for what.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import trio
 
 from switchboard.actors.context import EventSink
+from switchboard.actors.local.transcribed import heard_script, transcribed
 from switchboard.actors.messages import Outbox, ProviderFailed, ToProvider
 from switchboard.actors.providers import ProviderSetup
 from switchboard.actors.providers.recorded import RecordedProvider
@@ -25,7 +30,9 @@ from switchboard.actors.supervisor import ProviderRun
 from .api import WhatIf
 from .recorded_call import RecordedCall, RecordedInstance, by_mode
 
-__all__ = ["ReplayProviders"]
+__all__ = ["STAND_IN", "ReplayProviders"]
+
+STAND_IN = "local stand-in (the agent's intents on the recorded transcripts, a silent voice)"
 
 
 class ReplayProviders:
@@ -35,12 +42,13 @@ class ReplayProviders:
         self._call = call
         self._modes = by_mode(call.instances)
         self._used: set[str] = set()
+        self._heard = heard_script(call.events)
         self.played: list[dict[str, Any]] = []
 
     def unavailable(self, mode: str) -> str | None:
         if mode in self._call.skipped:
             return self._call.skipped[mode]  # as the call found it
-        if mode in self._modes or mode in self._call.chain:
+        if mode in self._modes or mode in self._call.chain or mode == "local":
             return None
         return (
             f"provider mode {mode!r} has no recording in this trace"
@@ -49,6 +57,15 @@ class ReplayProviders:
 
     def build(self, mode: str, setup: ProviderSetup) -> ProviderRun:
         instance = self._pick(mode, setup)
+        if instance is None and mode == "local":
+            self.played.append({"source": setup.source, "played": STAND_IN})
+            return transcribed(
+                setup.ctx,
+                self._heard,
+                greet=setup.greet,
+                conversation=setup.conversation,
+                respond_now=setup.respond_now,
+            )
         if instance is None:
             self.played.append({"source": setup.source, "played": None})
             return _no_recording(mode, setup.source)
