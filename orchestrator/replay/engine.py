@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,6 +54,8 @@ from .what_if import changed_agent
 
 __all__ = ["replay_call", "replay_trace"]
 
+log = structlog.get_logger("switchboard.replay")
+
 AUDIO_AHEAD_MS = 1000.0
 AUDIO_JOIN_MS = 200.0
 """How far ahead of its time the caller's audio may be sent, and how much of it goes
@@ -73,7 +76,7 @@ def replay_trace(trace: Trace, what_if: WhatIf | None = None) -> Replay:
 def replay_call(call: RecordedCall, what_if: WhatIf) -> Replay:
     """:func:`replay_trace` on a trace already read."""
     agent = changed_agent(call, what_if)
-    with _quiet_logs(), _gc_frozen():
+    with _deterministic_scheduling(), _quiet_logs(), _gc_frozen():
         return trio.run(_replay, call, agent, what_if, clock=replay_clock())
 
 
@@ -214,6 +217,38 @@ def _transport(call: RecordedCall, ctx: CallContext, peer: ReplayPeer) -> MakeTr
         )
 
     return make
+
+
+REPLAY_SEED = 0x5EED
+"""The seed of Trio's scheduler for every replay (see :func:`_deterministic_scheduling`)."""
+
+
+@contextmanager
+def _deterministic_scheduling() -> Iterator[None]:
+    """Trio runs the tasks woken at one instant in an order it keeps random on purpose (it
+    reverses each batch with probability 1/2; deadlines that tie expire in the order of
+    their scopes' addresses), so that code cannot lean on an order it never promised. A
+    replay must be reproducible, so while it runs Trio's scheduler is put in the mode its
+    own Hypothesis plugin uses for reproducible tests: each batch sorted by task creation,
+    then shuffled by its random source seeded with :data:`REPLAY_SEED`; both are given
+    back as they were. Trio keeps these two private (``trio._core._run``); if a release
+    moves them, replays still run, and two replays may order the events of one instant
+    differently (a warning says so)."""
+    run = getattr(getattr(trio, "_core", None), "_run", None)
+    source = getattr(run, "_r", None)
+    flag = "_ALLOW_DETERMINISTIC_SCHEDULING"
+    if not isinstance(source, random.Random) or not isinstance(getattr(run, flag, None), bool):
+        log.warning("trio's scheduler cannot be made deterministic: ties may differ")
+        yield
+        return
+    state, allowed = source.getstate(), getattr(run, flag)
+    source.seed(REPLAY_SEED)
+    setattr(run, flag, True)
+    try:
+        yield
+    finally:
+        setattr(run, flag, allowed)
+        source.setstate(state)
 
 
 @contextmanager
