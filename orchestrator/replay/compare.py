@@ -9,11 +9,13 @@ took), while in a replay it comes at the cause's instant. It applies to
 ``t_ms`` and to the payload's durations and offsets (keys ending in ``_ms``:
 ``gap_ms``, ``heard_ms``, ``clear_after_ms``, ``duration_ms``...). Two replays
 of one trace are compared with ``tolerance_ms=0``: they must be identical.
+``ignore`` names payload fields a what-if changes by design (the agent version of
+a changed agent), as ``(event type, key)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,12 +82,13 @@ def compare_events(
     got: Sequence[EventRow],
     *,
     tolerance_ms: float = DEFAULT_TOLERANCE_MS,
+    ignore: Collection[tuple[str, str]] = (),
 ) -> Comparison:
     """Compare recorded ``expected`` with replayed ``got`` (see the module docstring)."""
     for index in range(max(len(expected), len(got))):
         want = expected[index] if index < len(expected) else None
         have = got[index] if index < len(got) else None
-        what = _difference(want, have, tolerance_ms)
+        what = _difference(want, have, tolerance_ms, ignore)
         if what is not None:
             when = (want or have or {}).get("t_ms", 0.0)
             first = Divergence(index, want, have, what, float(when))
@@ -93,7 +96,12 @@ def compare_events(
     return Comparison(True, None, len(expected), len(got), tolerance_ms)
 
 
-def _difference(want: EventRow | None, have: EventRow | None, tolerance_ms: float) -> str | None:
+def _difference(
+    want: EventRow | None,
+    have: EventRow | None,
+    tolerance_ms: float,
+    ignore: Collection[tuple[str, str]],
+) -> str | None:
     if want is None:
         return "extra"
     if have is None:
@@ -104,6 +112,8 @@ def _difference(want: EventRow | None, have: EventRow | None, tolerance_ms: floa
         return "t_ms"
     a, b = want.get("payload") or {}, have.get("payload") or {}
     for key in sorted(set(a) | set(b)):
+        if (want["type"], key) in ignore:
+            continue
         if not _same(key, a.get(key, _ABSENT), b.get(key, _ABSENT), tolerance_ms):
             return f"payload.{key}"
     return None

@@ -71,7 +71,9 @@ class ReplayProviders:
             return _no_recording(mode, setup.source)
         self._used.add(instance.source)
         self.played.append({"source": setup.source, "played": instance.source})
-        return RecordedProvider(instance.entries)
+        return RecordedProvider(
+            instance.entries, recorded_start_s=instance.start_ms / 1000.0, t0=setup.ctx.t0
+        )
 
     def _pick(self, mode: str, setup: ProviderSetup) -> RecordedInstance | None:
         same = self._call.instances.get(setup.source)

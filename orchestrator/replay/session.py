@@ -18,7 +18,11 @@ from .engine import replay_call
 from .recorded_call import recorded_call
 from .report import comparison_json, experience, render_comparison, render_experience
 
-__all__ = ["ReplayReport", "replay_and_report"]
+__all__ = ["WHAT_IF_CHANGES", "ReplayReport", "replay_and_report"]
+
+WHAT_IF_CHANGES = frozenset({("session.start", "agent_version")})
+"""What a what-if changes by design, left out of its comparison (a changed agent is
+another version; the report says what changed)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,8 @@ def replay_and_report(
     replay = replay_call(call, what_if)
     wall_s = time.perf_counter() - started
     tolerance = DEFAULT_TOLERANCE_MS if tolerance_ms is None else tolerance_ms
-    comparison = compare_events(call.events, replay.events, tolerance_ms=tolerance)
+    ignore = WHAT_IF_CHANGES if what_if.changed else ()
+    comparison = compare_events(call.events, replay.events, tolerance_ms=tolerance, ignore=ignore)
     m = trace.manifest
     header = (
         f"session {m.get('session_id')} · agent {(m.get('agent') or {}).get('name')} ·"
