@@ -40,7 +40,15 @@ from ..pipeline import Pipeline
 from ..pipeline.stages import Heard, Play
 from .stages import IntentPolicy
 
-__all__ = ["MS_PER_CHARACTER", "SilentVoice", "TimedHeard", "TranscriptListener", "transcribed"]
+__all__ = [
+    "MS_PER_CHARACTER",
+    "SilentVoice",
+    "TimedHeard",
+    "TranscriptListener",
+    "heard_script",
+    "silence",
+    "transcribed",
+]
 
 MS_PER_CHARACTER = 70.0
 """eSpeak NG's default rate, 175 words a minute, is about 14 characters a second."""
@@ -101,13 +109,15 @@ class SilentVoice:
         self._fmt = fmt
 
     async def __call__(self, text: str, play: Play) -> None:
-        fmt = self._fmt
-        samples = round(fmt.sample_rate * len(text.strip()) * MS_PER_CHARACTER / 1000.0)
-        if fmt.encoding == "pcmu":
-            chunk = AudioChunk(b"\xff" * samples, "pcmu", fmt.sample_rate)
-        else:
-            chunk = AudioChunk(b"\x00\x00" * samples, "pcm16", fmt.sample_rate)
-        await play(chunk)
+        await play(silence(self._fmt, len(text.strip()) * MS_PER_CHARACTER))
+
+
+def silence(fmt: AudioFormat, duration_ms: float) -> AudioChunk:
+    """``duration_ms`` of silence in ``fmt`` (G.711 mu-law's zero is 0xFF)."""
+    samples = round(fmt.sample_rate * duration_ms / 1000.0)
+    if fmt.encoding == "pcmu":
+        return AudioChunk(b"\xff" * samples, "pcmu", fmt.sample_rate)
+    return AudioChunk(b"\x00\x00" * samples, "pcm16", fmt.sample_rate)
 
 
 def transcribed(

@@ -22,21 +22,17 @@ trace are identical and a replay compares with the recorded events directly.
 
 from __future__ import annotations
 
-import gc
 import json
-import logging
-import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 import httpx
-import structlog
 import trio
 import trio.testing
 
 from switchboard.actors.context import CallContext, EventSink
+from switchboard.actors.local.transcribed import silence
 from switchboard.actors.messages import AudioChunk, HearCaller, ToSupervisor, ToTransport
 from switchboard.actors.tape import CallTape
 
@@ -49,12 +45,12 @@ from .api import EventRow, Replay, WhatIf
 from .peers import ReplayPeer, make_peer
 from .providers import ReplayProviders
 from .recorded_call import RecordedCall, recorded_call
+from .runtime import deterministic_scheduling, gc_frozen, quiet_logs, replay_clock
 from .tools import replay_tools
 from .what_if import changed_agent
 
 __all__ = ["replay_call", "replay_trace"]
 
-log = structlog.get_logger("switchboard.replay")
 
 AUDIO_AHEAD_MS = 1000.0
 AUDIO_JOIN_MS = 200.0
@@ -76,22 +72,8 @@ def replay_trace(trace: Trace, what_if: WhatIf | None = None) -> Replay:
 def replay_call(call: RecordedCall, what_if: WhatIf) -> Replay:
     """:func:`replay_trace` on a trace already read."""
     agent = changed_agent(call, what_if)
-    with _deterministic_scheduling(), _quiet_logs(), _gc_frozen():
-        return trio.run(_replay, call, agent, what_if, clock=replay_clock())
-
-
-def replay_clock() -> trio.testing.MockClock:
-    """Trio's ``MockClock`` jumping to the next deadline whenever every task waits
-    (``autojump_threshold=0``), read without the real clock.
-
-    At ``rate`` 0 (the default, never changed here) the virtual time moves only when the
-    clock jumps, so reading it is reading its base; ``MockClock`` is final, so the one
-    method is replaced on the instance. A replay reads the clock a few hundred thousand
-    times per minute of call: this saves a tenth of its wall time.
-    """
-    clock = trio.testing.MockClock(autojump_threshold=0)
-    clock.current_time = lambda: clock._virtual_base  # type: ignore[method-assign]
-    return clock
+    with deterministic_scheduling(), quiet_logs(), gc_frozen():
+        return trio.run(_replay, call, agent, clock=replay_clock())
 
 
 _HTTP: list[httpx.AsyncClient] = []
@@ -125,7 +107,7 @@ class _ReplayStore:
         pass
 
 
-async def _replay(call: RecordedCall, agent: AgentSpec, what_if: WhatIf) -> Replay:
+async def _replay(call: RecordedCall, agent: AgentSpec) -> Replay:
     t0 = trio.current_time()
     ctx = CallContext(
         call.session_id,
@@ -141,13 +123,13 @@ async def _replay(call: RecordedCall, agent: AgentSpec, what_if: WhatIf) -> Repl
         tape=CallTape(),
         consent=call.consent,
     )
-    providers = ReplayProviders(call, what_if)
+    providers = ReplayProviders(call)
     res = CallResources(
         http=_http(),
         store=_ReplayStore(),  # type: ignore[arg-type]
         providers=providers,
         make_tools=replay_tools(call),
-        apology=lambda c: _silence(c, call.apology_ms),
+        apology=lambda c: _apology(c, call.apology_ms),
         run_sync=_inline,
     )
     rows: list[EventRow] = []
@@ -165,12 +147,9 @@ async def _replay(call: RecordedCall, agent: AgentSpec, what_if: WhatIf) -> Repl
     )
 
 
-async def _silence(ctx: CallContext, duration_ms: float) -> AudioChunk:
-    fmt = ctx.caller_format
-    samples = round(fmt.sample_rate * duration_ms / 1000.0)
-    if fmt.encoding == "pcmu":
-        return AudioChunk(b"\xff" * samples, "pcmu", fmt.sample_rate)
-    return AudioChunk(b"\x00\x00" * samples, "pcm16", fmt.sample_rate)
+async def _apology(ctx: CallContext, duration_ms: float) -> AudioChunk:
+    """The failover apology: silence as long as the recorded one played."""
+    return silence(ctx.caller_format, duration_ms)
 
 
 def _as_json(rows: list[EventRow]) -> list[EventRow]:
@@ -217,63 +196,3 @@ def _transport(call: RecordedCall, ctx: CallContext, peer: ReplayPeer) -> MakeTr
         )
 
     return make
-
-
-REPLAY_SEED = 0x5EED
-"""The seed of Trio's scheduler for every replay (see :func:`_deterministic_scheduling`)."""
-
-
-@contextmanager
-def _deterministic_scheduling() -> Iterator[None]:
-    """Trio runs the tasks woken at one instant in an order it keeps random on purpose (it
-    reverses each batch with probability 1/2; deadlines that tie expire in the order of
-    their scopes' addresses), so that code cannot lean on an order it never promised. A
-    replay must be reproducible, so while it runs Trio's scheduler is put in the mode its
-    own Hypothesis plugin uses for reproducible tests: each batch sorted by task creation,
-    then shuffled by its random source seeded with :data:`REPLAY_SEED`; both are given
-    back as they were. Trio keeps these two private (``trio._core._run``); if a release
-    moves them, replays still run, and two replays may order the events of one instant
-    differently (a warning says so)."""
-    run = getattr(getattr(trio, "_core", None), "_run", None)
-    source = getattr(run, "_r", None)
-    flag = "_ALLOW_DETERMINISTIC_SCHEDULING"
-    if not isinstance(source, random.Random) or not isinstance(getattr(run, flag, None), bool):
-        log.warning("trio's scheduler cannot be made deterministic: ties may differ")
-        yield
-        return
-    state, allowed = source.getstate(), getattr(run, flag)
-    source.seed(REPLAY_SEED)
-    setattr(run, flag, True)
-    try:
-        yield
-    finally:
-        setattr(run, flag, allowed)
-        source.setstate(state)
-
-
-@contextmanager
-def _gc_frozen() -> Iterator[None]:
-    """The trace in memory (tens of thousands of records for a long call) is moved out of
-    the garbage collector's sight while the replay runs: otherwise each collection walks
-    all of it again, and a long call's replay slows down by a quarter."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
-@contextmanager
-def _quiet_logs() -> Iterator[None]:
-    """The replayed call's own log lines (warnings of the call as it runs again) are not
-    the replay's output: only errors pass while it runs."""
-    root = logging.getLogger()
-    level = root.level
-    structlog_config = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-        structlog.configure(**structlog_config)

@@ -27,7 +27,6 @@ from switchboard.actors.providers import ProviderSetup
 from switchboard.actors.providers.recorded import RecordedProvider
 from switchboard.actors.supervisor import ProviderRun
 
-from .api import WhatIf
 from .recorded_call import RecordedCall, RecordedInstance, by_mode
 
 __all__ = ["STAND_IN", "ReplayProviders"]
@@ -38,7 +37,7 @@ STAND_IN = "local stand-in (the agent's intents on the recorded transcripts, a s
 class ReplayProviders:
     """A :class:`~..call.ProviderCatalog` over the recorded instances of ``call``."""
 
-    def __init__(self, call: RecordedCall, what_if: WhatIf) -> None:
+    def __init__(self, call: RecordedCall) -> None:
         self._call = call
         self._modes = by_mode(call.instances)
         self._used: set[str] = set()
