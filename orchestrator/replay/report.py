@@ -169,10 +169,11 @@ def render_experience(recorded: dict[str, Any], what_if: dict[str, Any], label: 
         ("ended", recorded.get("end_reason"), what_if.get("end_reason")),
         ("duration", _secs(recorded.get("duration_ms")), _secs(what_if.get("duration_ms"))),
     ]
-    lines = [f"  {'the caller':<28}  {'as recorded':<24}  {label}"]
+    width = max(len("as recorded"), *(len(str(a)) for _, a, _ in rows))
+    lines = [f"  {'the caller':<28}  {'as recorded':<{width}}  {label}"]
     for name, a, b in rows:
         mark = " " if a == b else "*"
-        lines.append(f"{mark} {name:<28}  {a!s:<24}  {b!s}")
+        lines.append(f"{mark} {name:<28}  {a!s:<{width}}  {b!s}")
     changed = [
         (i, a, b)
         for i, (a, b) in enumerate(_pairs(recorded["answers"], what_if["answers"]))
