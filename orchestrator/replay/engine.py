@@ -123,7 +123,7 @@ async def _replay(call: RecordedCall, agent: AgentSpec) -> Replay:
         tape=CallTape(),
         consent=call.consent,
     )
-    providers = ReplayProviders(call)
+    providers = ReplayProviders(call, agent)
     res = CallResources(
         http=_http(),
         store=_ReplayStore(),  # type: ignore[arg-type]

@@ -4,8 +4,10 @@ The instance the call had under the same name (``<mode>#<generation>``) plays
 back when it started the same way (greeting or not, owing an answer or not); a
 what-if that starts instances differently gets the first unused recorded
 instance of the mode that started the same way, then any unused one of the
-mode. Where the recording has no ``local`` instance left, the local provider
-runs as its stand-in (:mod:`switchboard.actors.local.transcribed`: the agent's
+mode. Where the recording has no ``local`` instance left, or the what-if changed
+what the local provider decides from (the agent's greeting, intents, replies,
+hours, tools: anything but its failover, recording and chain settings), the
+local provider runs as its stand-in (:mod:`switchboard.actors.local.transcribed`: the agent's
 intent policy on what the call heard, a silent voice of the right length).
 Another mode with nothing recorded cannot run in a replay (it would be a live
 provider on virtual time): it is refused at the start of the call
@@ -27,6 +29,7 @@ from switchboard.actors.providers import ProviderSetup
 from switchboard.actors.providers.recorded import RecordedProvider
 from switchboard.actors.supervisor import ProviderRun
 
+from ..agents import AgentSpec
 from .recorded_call import RecordedCall, RecordedInstance, by_mode
 
 __all__ = ["STAND_IN", "ReplayProviders"]
@@ -37,8 +40,9 @@ STAND_IN = "local stand-in (the agent's intents on the recorded transcripts, a s
 class ReplayProviders:
     """A :class:`~..call.ProviderCatalog` over the recorded instances of ``call``."""
 
-    def __init__(self, call: RecordedCall) -> None:
+    def __init__(self, call: RecordedCall, agent: AgentSpec | None = None) -> None:
         self._call = call
+        self._local_changed = agent is not None and _decisions(agent) != _decisions(call.agent)
         self._modes = by_mode(call.instances)
         self._used: set[str] = set()
         self._heard = heard_script(call.events)
@@ -55,7 +59,7 @@ class ReplayProviders:
         )
 
     def build(self, mode: str, setup: ProviderSetup) -> ProviderRun:
-        instance = self._pick(mode, setup)
+        instance = None if mode == "local" and self._local_changed else self._pick(mode, setup)
         if instance is None and mode == "local":
             self.played.append({"source": setup.source, "played": STAND_IN})
             return transcribed(
@@ -82,6 +86,15 @@ class ReplayProviders:
         alike = [i for i in unused if _starts_as(i, setup)]
         candidates = alike or unused
         return candidates[0] if candidates else None
+
+
+NOT_DECISIONS = ("failover", "recording", "mode", "fallback", "providers")
+"""Agent settings the local provider's answers do not depend on."""
+
+
+def _decisions(agent: AgentSpec) -> dict[str, Any]:
+    """What the local provider decides from: the agent without :data:`NOT_DECISIONS`."""
+    return {k: v for k, v in agent.to_json().items() if k not in NOT_DECISIONS}
 
 
 def _starts_as(instance: RecordedInstance, setup: ProviderSetup) -> bool:
