@@ -16,6 +16,7 @@ import json
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import psycopg
@@ -226,6 +227,7 @@ async def test_a_recorded_call_exported_and_imported_elsewhere_round_trips(
         "caller.audio",
         "agent.audio",
         "provider.bin",
+        "outputs.bin",
         "tools.jsonl",
         "agent.json",
     ):
@@ -285,6 +287,26 @@ async def test_a_recorded_call_exported_and_imported_elsewhere_round_trips(
     )
     assert f"replaced session {sid}" in capsys.readouterr().out
     assert read_trace(exported).events == first.events
+
+    # The call replays from this installation by its session id, and from both trace files.
+    # (A recording on the wall clock: each event lagged its cause by the call's processing
+    # time, which a busy machine stretches; the order and payloads must match exactly.)
+    for replayed in (sid, str(exported), str(again)):
+        status = await trio.to_thread.run_sync(
+            partial(
+                switchboard,
+                monkeypatch,
+                database_url,
+                source_dir,
+                "replay",
+                replayed,
+                "--no-timeline",
+                "--tolerance-ms",
+                "1000",
+            )
+        )
+        out = capsys.readouterr().out
+        assert status == 0 and "MATCH" in out, out
 
     # `trace show`: the manifest and the counts, for the on-call engineer.
     assert cli.main(["trace", "show", str(exported)]) == 0
