@@ -119,8 +119,10 @@ def recorded_call(trace: Trace) -> RecordedCall:
     except (KeyError, TypeError, ValueError) as exc:
         raise Unreplayable(f"the trace's agent.json is not an agent: {exc}") from exc
     fmt = payload.get("caller_format") or {}
+    if fmt.get("encoding") not in ("pcmu", "pcm16") or not isinstance(fmt.get("sample_rate"), int):
+        raise Unreplayable(f"session.start has no caller format this build knows: {fmt!r}")
+    caller_format = AudioFormat(fmt["encoding"], fmt["sample_rate"])
     try:
-        caller_format = AudioFormat(str(fmt["encoding"]), int(fmt["sample_rate"]))  # type: ignore[arg-type]
         ids = (
             UUID(str(trace.manifest["session_id"])),
             UUID(str(trace.manifest["tenant"]["id"])),
