@@ -50,6 +50,9 @@ log = structlog.get_logger("switchboard.tools")
 
 TOOL_TIMEOUT_S = 10.0
 
+BUILTIN_TOOLS = frozenset({"lookup_hours", "transfer_to_human", "hangup_call"})
+"""The tools the executor answers itself, from the agent alone (see the module docstring)."""
+
 
 @dataclass(frozen=True)
 class TwilioRest:

@@ -9,9 +9,11 @@ decisions and replaces its ears and voice:
 * ears (:class:`TranscriptListener`): the caller's speech as the recorded call
   heard it (``speech.started``/``speech.stopped``/``turn:user`` events, from
   whichever provider heard it), each at its recorded time on the call's clock,
-  the intent found again in the transcript with the agent's phrases
-  (:meth:`~.stages.IntentPolicy.intent_of`), so a changed agent file matches
-  differently;
+  with the intent the recording says (the local provider's recognizer matches
+  the agent's phrases better than its open transcript shows) when the agent
+  still has it, else the intent found in the transcript with the agent's
+  phrases (:meth:`~.stages.IntentPolicy.intent_of`), so a changed agent file
+  matches differently;
 * mind: the real :class:`~.stages.IntentPolicy` and the shared
   :class:`~switchboard.actors.pipeline.Pipeline` (turn taking, tool calls,
   barge-in, the greeting);
@@ -70,6 +72,7 @@ class TranscriptListener:
         self._ctx = ctx
         self._script = script
         self._policy = policy
+        self._intents = {intent.name for intent in ctx.agent.intents}
 
     async def __call__(
         self,
@@ -85,7 +88,8 @@ class TranscriptListener:
                 await trio.sleep_until(self._ctx.t0 + item.t_ms / 1000.0)
                 said = item.heard
                 if isinstance(said, CallerTranscript):
-                    intent = self._policy.intent_of(said.text)
+                    intent = said.intent if said.intent in self._intents else None
+                    intent = intent or self._policy.intent_of(said.text)
                     said = CallerTranscript(said.text, said.start_ms, said.end_ms, intent, 1.0)
                 await heard(said)
             nursery.cancel_scope.cancel()
@@ -162,5 +166,7 @@ def heard_script(events: Sequence[dict[str, object]]) -> list[TimedHeard]:
             text = str(payload.get("text") or "")
             start = float(payload.get("audio_start_ms") or 0)
             end = float(payload.get("audio_end_ms") or 0)
-            script.append(TimedHeard(t_ms, CallerTranscript(text, start, end)))
+            intent = payload.get("intent")
+            heard = CallerTranscript(text, start, end, intent if isinstance(intent, str) else None)
+            script.append(TimedHeard(t_ms, heard))
     return script

@@ -128,7 +128,7 @@ async def _replay(call: RecordedCall, agent: AgentSpec) -> Replay:
         http=_http(),
         store=_ReplayStore(),  # type: ignore[arg-type]
         providers=providers,
-        make_tools=replay_tools(call),
+        make_tools=replay_tools(call, agent),
         apology=lambda c: _apology(c, call.apology_ms),
         run_sync=_inline,
     )

@@ -31,6 +31,7 @@ from switchboard.actors.supervisor import ProviderRun
 
 from ..agents import AgentSpec
 from .recorded_call import RecordedCall, RecordedInstance, by_mode
+from .what_if import decisions_changed
 
 __all__ = ["STAND_IN", "ReplayProviders"]
 
@@ -42,7 +43,7 @@ class ReplayProviders:
 
     def __init__(self, call: RecordedCall, agent: AgentSpec | None = None) -> None:
         self._call = call
-        self._local_changed = agent is not None and _decisions(agent) != _decisions(call.agent)
+        self._local_changed = agent is not None and decisions_changed(call.agent, agent)
         self._modes = by_mode(call.instances)
         self._used: set[str] = set()
         self._heard = heard_script(call.events)
@@ -86,15 +87,6 @@ class ReplayProviders:
         alike = [i for i in unused if _starts_as(i, setup)]
         candidates = alike or unused
         return candidates[0] if candidates else None
-
-
-NOT_DECISIONS = ("failover", "recording", "mode", "fallback", "providers")
-"""Agent settings the local provider's answers do not depend on."""
-
-
-def _decisions(agent: AgentSpec) -> dict[str, Any]:
-    """What the local provider decides from: the agent without :data:`NOT_DECISIONS`."""
-    return {k: v for k, v in agent.to_json().items() if k not in NOT_DECISIONS}
 
 
 def _starts_as(instance: RecordedInstance, setup: ProviderSetup) -> bool:

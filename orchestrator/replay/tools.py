@@ -7,7 +7,9 @@ a transfer) after the same delay; a deferred transfer's redirect returns the
 recorded outcome of Twilio's REST API, in order. What the executor decides by
 itself (a transfer impossible on a call without a call SID or without
 credentials) runs as it did. A tool call the recording lacks (a what-if made
-the agent call it) runs live: the builtins answer as they would.
+the agent call it) runs live: the builtins answer as they would. So do the
+builtins when a what-if changed what they answer from (the agent's hours, its
+transfer number: :func:`~.what_if.decisions_changed`).
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from switchboard.actors.messages import (
     ToTools,
     TransferAfterResponse,
 )
-from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
+from switchboard.actors.tool_executor import BUILTIN_TOOLS, ToolExecutor, TwilioRest
 
+from ..agents import AgentSpec
 from .recorded_call import RecordedCall
+from .what_if import decisions_changed
 
 __all__ = ["ReplayTools", "replay_tools"]
 
@@ -50,14 +54,17 @@ def _after(recorded: dict[str, str] | None) -> AfterResponse | None:
 class ReplayTools(ToolExecutor):
     """See the module docstring."""
 
-    def __init__(self, call: RecordedCall, ctx: CallContext, **kwargs: Any) -> None:
+    def __init__(
+        self, call: RecordedCall, ctx: CallContext, *, live_builtins: bool, **kwargs: Any
+    ) -> None:
         super().__init__(ctx, **kwargs)
         self._recorded = call.tools
         self._transfers = list(call.transfers)
+        self._live_builtins = live_builtins
 
     async def _call(self, request: ToolCallRequested) -> None:
         recorded = self._recorded.get(request.call_id)
-        if recorded is None or recorded.delay_ms < 0:
+        if recorded is None or (self._live_builtins and request.name in BUILTIN_TOOLS):
             await super()._call(request)
             return
         await self._transfer_impossible(request)  # its transfer event, as the call logged it
@@ -86,9 +93,10 @@ class ReplayTools(ToolExecutor):
         return {k: v for k, v in outcome.items() if k != "number"}
 
 
-def replay_tools(call: RecordedCall) -> Any:
-    """A :class:`~..call.MakeTools` for ``call``: Twilio credentials as the call had them
-    (absent when a transfer said so)."""
+def replay_tools(call: RecordedCall, agent: AgentSpec) -> Any:
+    """A :class:`~..call.MakeTools` for ``call`` replayed on ``agent``: Twilio credentials
+    as the call had them (absent when a transfer said so)."""
+    live_builtins = decisions_changed(call.agent, agent)
     had_twilio = not any(
         e["type"] == "transfer" and e["payload"].get("reason") == "no_credentials"
         for e in call.events
@@ -111,6 +119,7 @@ def replay_tools(call: RecordedCall) -> Any:
             events=events,
             twilio=REPLAY_TWILIO if had_twilio else None,
             http=http,
+            live_builtins=live_builtins,
         )
 
     return make

@@ -19,7 +19,21 @@ from ..errors import ConfigError
 from .api import WhatIf
 from .recorded_call import RecordedCall
 
-__all__ = ["changed_agent", "parse_setting"]
+__all__ = ["NOT_DECISIONS", "changed_agent", "decisions_changed", "parse_setting"]
+
+NOT_DECISIONS = ("failover", "recording", "mode", "fallback", "providers")
+"""Agent settings that change how a call is run, not what the agent says or does: the
+local provider's answers and the builtin tools' results do not depend on them."""
+
+
+def decisions_changed(recorded: AgentSpec, agent: AgentSpec) -> bool:
+    """Whether ``agent`` answers differently from ``recorded``: anything but
+    :data:`NOT_DECISIONS` differs (greeting, intents, replies, hours, tools...)."""
+
+    def decisions(spec: AgentSpec) -> dict[str, Any]:
+        return {k: v for k, v in spec.to_json().items() if k not in NOT_DECISIONS}
+
+    return decisions(recorded) != decisions(agent)
 
 
 def parse_setting(text: str) -> tuple[str, str]:
