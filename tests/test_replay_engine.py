@@ -219,3 +219,26 @@ def test_a_what_if_against_local_answers_the_recorded_caller_with_the_agents_int
     )
     assert answered["t_ms"] >= heard["t_ms"]  # answered after the caller's words, not before
     assert first(replay.events, "session.start")["payload"]["chain"] == ["local"]
+
+
+def test_a_what_if_with_other_hours_gives_the_tool_the_new_hours() -> None:
+    trace = record(
+        Script(
+            turns=(
+                Turn(
+                    say="Let me check.",
+                    tool=ToolStep("lookup_hours"),
+                    then_say="Here are our hours.",
+                    caller_text=LINES[0],
+                ),
+            )
+        ),
+        speak_at=(3.0,),
+        hang_up_at=10.0,
+    )
+    recorded = first(trace.events, "tool:result")["payload"]["output"]
+    same = replay_trace(trace, WhatIf(settings={"failover.stall_timeout_ms": "1500"}))
+    assert first(same.events, "tool:result")["payload"]["output"] == recorded  # as recorded
+    other = replay_trace(trace, WhatIf(settings={"hours.monday": "10:00-12:00"}))
+    output = first(other.events, "tool:result")["payload"]["output"]
+    assert output == "Monday, 10 AM to noon; closed on Tuesday to Sunday" != recorded
