@@ -57,6 +57,7 @@ from .messages import (
     ToTransport,
     TransportFailed,
 )
+from .playout import top_up_s
 from .sockets import MessageSocket, close_reason
 
 log = structlog.get_logger("switchboard.browser")
@@ -157,6 +158,7 @@ class BrowserTransport:
         self._events = events
         self._call_events = call_events
         self._lead_s = playout_lead_ms / 1000.0
+        self._top_up_s = top_up_s(playout_lead_ms)
         self._rate = fmt.sample_rate
         self._frame_bytes = self._rate * FRAME_MS // 1000 * 2
         self._send_lock = trio.Lock()
@@ -315,8 +317,8 @@ class BrowserTransport:
             now = trio.current_time()
             self._playout_end_s = max(self._playout_end_s, now)
             ahead = self._playout_end_s - now
-            if ahead > self._lead_s:
-                await trio.sleep(ahead - self._lead_s)
+            if ahead > self._lead_s:  # topped up: wait until it has fallen a step below
+                await trio.sleep(ahead - self._lead_s + self._top_up_s)
                 if not self._queue or self._queue[0] is not item:
                     continue  # a clear emptied the queue meanwhile
             self._queue.popleft()

@@ -9,10 +9,11 @@ Two tasks. The reader hands each caller frame to the supervisor's line
 supervisor's inbox. The player takes the supervisor's commands and sends
 agent audio at most ``playout_lead_ms`` ahead of real time, so a ``clear``
 has little to discard and Twilio's mark echoes say what the caller has
-actually heard. It is one task: a frame that is due goes out as soon as its
-command arrives, and a :class:`ClearPlayback` is carried out as soon as it
-arrives (the player waits for the next command and the next due frame at
-once; it never sleeps behind queued audio).
+actually heard, topped up in batches (:mod:`.playout`). It is one task: a
+frame that is due goes out as soon as its command arrives, and a
+:class:`ClearPlayback` is carried out as soon as it arrives (the player
+waits for the next command and the next due frame at once; it never sleeps
+behind queued audio).
 
 What was heard: after every :data:`MARK_EVERY_MS` of agent audio sent, the
 player sends a ``mark`` (at most 10 a second, where one per 20 ms frame
@@ -67,6 +68,7 @@ from .messages import (
     ToTransport,
     TransportFailed,
 )
+from .playout import top_up_s
 from .sockets import MessageSocket, close_reason
 
 log = structlog.get_logger("switchboard.twilio")
@@ -112,6 +114,7 @@ class TwilioTransport:
         self._replies = to_supervisor.clone()  # the player's (PlaybackCleared)
         self._events = events
         self._lead_s = playout_lead_ms / 1000.0
+        self._wait_s = self._lead_s - top_up_s(playout_lead_ms)  # top up when this little is left
         self._playout_end_s = 0.0  # when the audio sent so far will have played (trio time)
         self._end_heard = trio.Event()
         self._caller_gone = False  # stop or a closed socket: nothing more can be heard
@@ -231,7 +234,7 @@ class TwilioTransport:
             try:
                 if self._queue:  # wait for the next command or the next frame, whichever first
                     command = None
-                    with trio.move_on_at(self._playout_end_s - self._lead_s):
+                    with trio.move_on_at(self._playout_end_s - self._wait_s):
                         command = await inbox.receive()
                     if command is None:
                         continue
@@ -251,7 +254,7 @@ class TwilioTransport:
         """The supervisor is done: send what is queued, paced, then return."""
         while self._queue and await self._send_due():
             if self._queue:
-                await trio.sleep_until(self._playout_end_s - self._lead_s)
+                await trio.sleep_until(self._playout_end_s - self._wait_s)
 
     async def _send_due(self) -> bool:
         """Send the queue's commands that are due; False once the call was hung up."""
@@ -284,8 +287,8 @@ class TwilioTransport:
             now = trio.current_time()
             if self._playout_end_s < now:
                 self._playout_end_s = now
-            elif now < self._playout_end_s - lead_s:  # the very expression the player waits on
-                return False
+            elif now < self._playout_end_s - lead_s:  # a lead's worth ahead: the player waits
+                return False  # until a top-up step below it (self._wait_s), then sends again
             frame = data[self._offset : self._offset + wire.FRAME_BYTES]
             self._offset += len(frame)
             await self._socket.send(wire.encode_outbound(wire.media(sid, frame)))

@@ -65,6 +65,7 @@ class FakeTwilio:
         self.marks: list[tuple[str, float]] = []
         self.echoed: list[tuple[str, float]] = []  # (mark, when Twilio echoed it)
         self.clears: list[float] = []
+        self.outbound: list[str] = []  # "media", "mark", "clear": what was sent, in order
         self.playout_end = 0.0
         self._cleared = trio.Event()  # set by a clear: pending marks echo at once
         self.close_code: int | None = None
@@ -80,6 +81,7 @@ class FakeTwilio:
     async def send(self, message: str) -> None:
         now = trio.current_time()
         out = wire.parse_outbound(message)
+        self.outbound.append(out.__struct_config__.tag)  # type: ignore[arg-type]
         if isinstance(out, wire.OutboundMedia):
             start = max(self.playout_end, now)
             self.playout_end = start + len(out.payload) / 8000
