@@ -15,7 +15,12 @@ would be most of a replay's time. A Twilio peer also plays what
 Twilio's player does with the agent's side: a mark is echoed once the audio
 sent before it has played (at the recorded time of its ``playback.marked``
 event when the call logged one), a ``clear`` drops what is queued and echoes
-every pending mark at once. Outbound messages are otherwise only counted.
+every pending mark at once. The position marks the transport sends every 100 ms
+of agent audio (``audio:<n>``) only matter at a barge-in, where they say how
+much the caller heard: each is echoed with the next message the peer sends
+once it is due, and at the latest just before each barge-in the recording
+holds (:data:`FLUSH_LEAD_S`), rather than each at a step of the clock of its
+own. Outbound messages are otherwise only counted.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from itertools import count
 
 import trio
 
+from switchboard.actors.twilio_transport import AUDIO_MARK
 from switchboard.codecs import twilio_media as wire
 
 from .recorded_call import RecordedCall
@@ -35,6 +41,9 @@ from .recorded_call import RecordedCall
 __all__ = ["ReplayPeer", "make_peer"]
 
 _ACCOUNT = "AC00000000000000000000000000000000"
+
+FLUSH_LEAD_S = 0.001
+"""How long before a recorded barge-in the position marks due by then are echoed."""
 
 
 class ReplayPeer:
@@ -76,12 +85,16 @@ class ReplayPeer:
         self._next = 0
         self._order = order
         self._echoes: list[tuple[float, int, str]] = []  # (due s, order, message)
+        self._lazy: list[tuple[float, int, str]] = []  # echoes only observed at a clear
+        self._flushes = sorted(t0 + t_ms / 1000.0 - FLUSH_LEAD_S for t_ms in call.clears)
         self._wake: trio.CancelScope | None = None
         self.closed: tuple[int, str] | None = None
         self.sent = 0
 
     async def receive(self) -> str | bytes | None:
         while self.closed is None:
+            if self._lazy and self._lazy[0][0] <= trio.current_time():
+                return heapq.heappop(self._lazy)[2]
             script_due = (
                 self._t0 + self._script[self._next][0] / 1000.0
                 if self._next < len(self._script)
@@ -107,10 +120,28 @@ class ReplayPeer:
                 due = script_due
             else:
                 due = float("inf")
+            due = min(due, self._next_flush())
             with trio.CancelScope(deadline=due) as self._wake:
                 await trio.sleep_forever()
             self._wake = None
         return None
+
+    def _next_flush(self) -> float:
+        """When the lazy echoes due by then must be in: just before the next recorded clear
+        (inf when none is pending)."""
+        if not self._lazy:
+            return float("inf")
+        now = trio.current_time()
+        while self._flushes and self._flushes[0] < now:
+            self._flushes.pop(0)
+        if self._flushes and self._lazy[0][0] <= self._flushes[0]:
+            return self._flushes[0]
+        return float("inf")
+
+    def echo_lazily(self, due_s: float, message: str) -> None:
+        """Deliver ``message`` at ``due_s`` or later: with the next message the peer sends
+        anyway, and at the latest just before the next recorded clear."""
+        heapq.heappush(self._lazy, (due_s, next(self._order), message))
 
     def echo_at(self, due_s: float, message: str) -> None:
         """Deliver ``message`` to the transport at ``due_s`` (trio time)."""
@@ -180,12 +211,17 @@ class TwilioPeer(ReplayPeer):
                 due = max(now, self._t0 + recorded / 1000.0)
             else:
                 due = max(now, self._playout_end)
-            self.echo_at(due, self._encoder.mark(out.name))
+            if out.name.startswith(AUDIO_MARK):
+                self.echo_lazily(due, self._encoder.mark(out.name))
+            else:
+                self.echo_at(due, self._encoder.mark(out.name))
         elif isinstance(out, wire.Clear):
             # Twilio drops the buffered audio and echoes every pending mark at once.
             self._playout_end = now
             self._echoes = [(min(due, now), order, m) for due, order, m in self._echoes]
             heapq.heapify(self._echoes)
+            self._lazy = [(min(due, now), order, m) for due, order, m in self._lazy]
+            heapq.heapify(self._lazy)
             if self._wake is not None:
                 self._wake.deadline = min(self._wake.deadline, now)
 

@@ -83,6 +83,7 @@ class RecordedCall:
     caller_actions: list[tuple[float, str, dict[str, Any]]]
     hang_up: tuple[float, str] | None
     mark_echoes: dict[str, float]
+    clears: list[float]
     instances: dict[str, RecordedInstance]
     tools: dict[str, RecordedTool]
     transfers: list[dict[str, Any]]
@@ -164,6 +165,7 @@ def recorded_call(trace: Trace) -> RecordedCall:
             for e in events
             if e["type"] == "playback.marked"
         },
+        clears=[r.t_ms for r in trace.records if r.kind is Kind.AGENT_CLEARED],
         instances=instances,
         tools=_tools(events),
         transfers=[
