@@ -2,25 +2,28 @@
 
 A peer is the socket the door's real transport reads and writes
 (:class:`~switchboard.actors.sockets.MessageSocket`). It sends the caller's
-recorded frames at their recorded offsets (in the door's wire format: Twilio
+recorded frames at their recorded offsets, in the door's wire format (Twilio
 ``media``, the browser's ``audio``, the Realtime API's
-``input_audio_buffer.append``), the caller's other actions at the times of the
-events they caused (DTMF, typed text, ``response.create``/``cancel``), and
-hangs up when and as the recorded caller did. Caller frames may be sent up to
-``audio_ahead_ms`` before their time (never past another of the caller's
-messages), consecutive frames joined into one message of up to
-``audio_join_ms``: while every provider instance is a recording, caller audio
-changes no event, and a step of the virtual clock and a parse per 20 ms frame
-would be most of a replay's time. A Twilio peer also plays what
-Twilio's player does with the agent's side: a mark is echoed once the audio
-sent before it has played (at the recorded time of its ``playback.marked``
-event when the call logged one), a ``clear`` drops what is queued and echoes
-every pending mark at once. The position marks the transport sends every 100 ms
-of agent audio (``audio:<n>``) only matter at a barge-in, where they say how
-much the caller heard: each is echoed with the next message the peer sends
-once it is due, and at the latest just before each barge-in the recording
-holds (:data:`FLUSH_LEAD_S`), rather than each at a step of the clock of its
-own. Outbound messages are otherwise only counted.
+``input_audio_buffer.append``). It sends the caller's other actions at the
+times of the events they caused (DTMF, typed text,
+``response.create``/``cancel``), and hangs up when and as the recorded caller
+did. Outbound messages are otherwise only counted.
+
+Caller frames may be sent up to ``audio_ahead_ms`` before their time (never
+past another of the caller's messages), consecutive frames joined into one
+message of up to ``audio_join_ms``. While every provider instance is a
+recording, caller audio changes no event, and a step of the virtual clock and a
+parse per 20 ms frame would be most of a replay's time.
+
+A Twilio peer also plays what Twilio's player does with the agent's side. A
+mark is echoed once the audio sent before it has played, or at the recorded
+time of its ``playback.marked`` event when the call logged one. A ``clear``
+drops what is queued and echoes every pending mark at once. The position marks
+the transport sends every 100 ms of agent audio (``audio:<n>``) only matter at
+a barge-in, where they say how much the caller heard. Each is echoed with the
+next message the peer sends once it is due, and at the latest just before each
+barge-in the recording holds (:data:`FLUSH_LEAD_S`), rather than at a clock
+step of its own.
 """
 
 from __future__ import annotations
