@@ -63,7 +63,7 @@ phone_numbers: ["{NUMBER}"]
 transfer_number: "{TRANSFER}"
 idle_timeout_seconds: 30
 hours: {{monday: "08:00-18:00", tuesday: "08:00-18:00"}}
-failover: {{stall_timeout_ms: 1500, audio_gap_timeout_ms: 1000}}
+failover: {{stall_timeout_ms: 1500, audio_gap_timeout_ms: 1000, cooldown_seconds: 0}}
 intents:
   - name: hours
     phrases: [what are your opening hours, when are you open]

@@ -22,7 +22,7 @@ drops what is queued and echoes every pending mark at once. The position marks
 the transport sends every 100 ms of agent audio (``audio:<n>``) only matter at
 a barge-in, where they say how much the caller heard. Each is echoed with the
 next message the peer sends once it is due, and at the latest just before each
-barge-in the recording holds (:data:`FLUSH_LEAD_S`), rather than at a clock
+barge-in the recording holds (:data:`EXACT_WINDOW_S`), rather than at a clock
 step of its own.
 """
 
@@ -45,8 +45,13 @@ __all__ = ["ReplayPeer", "make_peer"]
 
 _ACCOUNT = "AC00000000000000000000000000000000"
 
-FLUSH_LEAD_S = 0.001
-"""How long before a recorded barge-in the position marks due by then are echoed."""
+EXACT_WINDOW_S = 0.5
+"""Around each barge-in the recording holds, position marks due within this long of it
+are echoed at their own time, and those due before the window at its start. On the wall
+clock the recorded clear lags its cause (the provider's ``speech_started``) by the
+call's processing time, up to the comparison's tolerance on a loaded machine; the
+replayed clear comes at the cause's instant, so a flush keyed to the recorded clear
+alone came after it and the transport heard less than the caller did."""
 
 
 class ReplayPeer:
@@ -89,7 +94,8 @@ class ReplayPeer:
         self._order = order
         self._echoes: list[tuple[float, int, str]] = []  # (due s, order, message)
         self._lazy: list[tuple[float, int, str]] = []  # echoes only observed at a clear
-        self._flushes = sorted(t0 + t_ms / 1000.0 - FLUSH_LEAD_S for t_ms in call.clears)
+        self._clears = sorted(t0 + t_ms / 1000.0 for t_ms in call.clears)
+        self._flushes = [t - EXACT_WINDOW_S for t in self._clears]
         self._wake: trio.CancelScope | None = None
         self.closed: tuple[int, str] | None = None
         self.sent = 0
@@ -143,7 +149,12 @@ class ReplayPeer:
 
     def echo_lazily(self, due_s: float, message: str) -> None:
         """Deliver ``message`` at ``due_s`` or later: with the next message the peer sends
-        anyway, and at the latest just before the next recorded clear."""
+        anyway, and at the latest when the window of the next recorded clear opens; at
+        ``due_s`` exactly when that is within a recorded clear's window
+        (:data:`EXACT_WINDOW_S`)."""
+        if any(abs(due_s - t) <= EXACT_WINDOW_S for t in self._clears):
+            self.echo_at(due_s, message)
+            return
         heapq.heappush(self._lazy, (due_s, next(self._order), message))
 
     def echo_at(self, due_s: float, message: str) -> None:
