@@ -5,8 +5,8 @@ A peer is the socket the door's real transport reads and writes
 recorded frames at their recorded offsets, in the door's wire format (Twilio
 ``media``, the browser's ``audio``, the Realtime API's
 ``input_audio_buffer.append``). It sends the caller's other actions at the
-times of the events they caused (DTMF, typed text,
-``response.create``/``cancel``), and hangs up when and as the recorded caller
+times of the events they caused (DTMF, typed text, a Realtime client's
+``session.update`` and ``response.create``/``cancel``), and hangs up when and as the recorded caller
 did. Outbound messages are otherwise only counted.
 
 Caller frames may be sent up to ``audio_ahead_ms`` before their time (never
@@ -269,9 +269,38 @@ def realtime_peer(
         return _json({"type": "input_audio_buffer.append", "audio": b64encode(data).decode()})
 
     def action(name: str, args: dict[str, object]) -> str | None:
+        if name == "session.update":
+            return _session_update(args)
         return _json({"type": name}) if name.startswith("response.") else None
 
     return ReplayPeer(call, t0, audio, action, None, audio_ahead_ms, audio_join_ms)
+
+
+_IGNORED_PLACEHOLDERS: dict[str, object] = {
+    "instructions": "",
+    "tools": [],
+    "voice": "alloy",
+    "turn_detection": {"type": "server_vad"},
+}
+"""A value for each ``session.update`` field the endpoint ignores (the event names them,
+not what the client sent)."""
+
+
+def _session_update(args: dict[str, object]) -> str:
+    """The client's ``session.update`` as its ``realtime.session.update`` event tells it:
+    the audio format it asked for (both ways), and the fields the endpoint ignored."""
+    session: dict[str, object] = {"type": "realtime"}
+    name = args.get("format")
+    if isinstance(name, str):
+        fmt: dict[str, object] = {"type": name}
+        if name == "audio/pcm":
+            fmt["rate"] = 24000
+        session["audio"] = {"input": {"format": fmt}, "output": {"format": fmt}}
+    ignored = args.get("ignored")
+    for key in ignored if isinstance(ignored, list) else ():
+        if key in _IGNORED_PLACEHOLDERS:
+            session[str(key)] = _IGNORED_PLACEHOLDERS[key]
+    return _json({"type": "session.update", "session": session})
 
 
 def make_peer(

@@ -221,6 +221,7 @@ CALLER_ACTIONS = {
     "caller.text": ("text", ("text",)),
     "realtime.response.create": ("response.create", ()),
     "realtime.response.cancel": ("response.cancel", ()),
+    "realtime.session.update": ("session.update", ("format", "ignored")),
 }
 
 
