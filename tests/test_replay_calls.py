@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 import pytest
@@ -26,7 +28,7 @@ import trio
 import trio_parallel
 import trio_websocket
 from pg_support import fresh_database
-from replay_support import AUTH_TOKEN, NUMBER, Served, jsons, media, replay_twice, served
+from replay_support import AGENT, AUTH_TOKEN, NUMBER, Served, jsons, media, replay_twice, served
 
 from switchboard.actors.local.tts import synthesize_at, synthesize_ulaw
 from switchboard.codecs import twilio_media as wire
@@ -225,13 +227,12 @@ async def test_a_browser_call_that_stalls_mid_answer_and_fails_over_replays_to_i
 # -- /v1/realtime ------------------------------------------------------------------
 
 
-async def test_a_realtime_call_refused_with_503_at_connect_replays_to_its_events(
-    srv: Served, tmp_path: Path
-) -> None:
-    srv.use(Script(greeting=GREETING, faults=(Fault("http_5xx", turn=0, status=503),)))
-    url = f"{srv.ws_url}/v1/realtime?agent_id={srv.agent_id}"
+async def realtime_call(srv: Served, agent_id: UUID, line: str | None) -> None:
+    """A Realtime client on ``agent_id`` in G.711 mu-law: it hears the greeting, says
+    ``line`` (if any) in real time and hears the answer, then closes."""
+    url = f"{srv.ws_url}/v1/realtime?agent_id={agent_id}"
     headers = [(b"authorization", f"Bearer {srv.api_key}".encode())]
-    speech = synthesize_ulaw("when are you open") + b"\xff" * 8000 * 2
+    speech = synthesize_ulaw(line) + b"\xff" * 8000 * 2 if line else b""
     dones = 0
     async with trio_websocket.open_websocket_url(url, extra_headers=headers) as ws:
         fmt = {"format": {"type": "audio/pcmu"}}
@@ -258,13 +259,46 @@ async def test_a_realtime_call_refused_with_503_at_connect_replays_to_its_events
                         await trio.sleep_until(next_s)
 
                 nursery.start_soon(talk)
-                while dones < 2:
+                while speech and dones < 2:
                     if jsons(await ws.get_message())["type"] == "response.done":
                         dones += 1
         await ws.aclose()
+
+
+async def test_a_realtime_call_refused_with_503_at_connect_replays_to_its_events(
+    srv: Served, tmp_path: Path
+) -> None:
+    srv.use(Script(greeting=GREETING, faults=(Fault("http_5xx", turn=0, status=503),)))
+    await realtime_call(srv, srv.agent_id, "when are you open")
     trace = await srv.trace(srv.session_of("realtime"))
     events = await assert_replays(trace, tmp_path / "503.trace")
     failed = [e["payload"] for e in events if e["type"] == "provider.failed"]
     assert [(f["provider"], f["kind"]) for f in failed] == [("openai-realtime", "http_5xx")]
     greeting = next(e["payload"] for e in events if e["type"] == "turn:agent")
     assert greeting["text"] == GREETING  # the local link greeted in the fake's place
+    assert "realtime.session.update" in types(events)
+
+
+async def test_a_call_that_found_the_provider_cooling_down_replays_to_its_events(
+    srv: Served, tmp_path: Path
+) -> None:
+    """The server's provider health is shared by its calls: after one call's 503, the next
+    call of an agent with a cooldown skips the provider from its start. Its replay skips it
+    too (the cooldown is not in the call's own events but in what it found)."""
+    cooling = replace(
+        AGENT,
+        name="cooling-receptionist",
+        phone_numbers=(),
+        failover=replace(AGENT.failover, cooldown_seconds=600),
+    )
+    agent_id = await trio.to_thread.run_sync(srv.store.apply_agent, cooling)
+    srv.use(Script(greeting=GREETING, faults=(Fault("http_5xx", turn=0, status=503),)))
+    await realtime_call(srv, agent_id, None)  # fails over (or skips): the circuit is open
+    reached = srv.fake.connections
+    await realtime_call(srv, agent_id, None)
+    trace = await srv.trace(srv.session_of("realtime"))
+    events = await assert_replays(trace, tmp_path / "cooling.trace")
+    (skipped,) = [e["payload"] for e in events if e["type"] == "failover.suppressed"]
+    assert (skipped["provider"], skipped["reason"]) == ("openai-realtime", "cooling_down")
+    assert "provider.failed" not in types(events)
+    assert srv.fake.connections == reached  # the second call never reached the provider
