@@ -6,7 +6,8 @@ that falls back to ``local``). Each test places a call through one door as its
 caller would (Twilio Media Streams, the browser's ``WS /v1/voice``, the
 OpenAI-compatible ``WS /v1/realtime``), in real time, with one thing going
 wrong or right: a tool call, a barge-in, a stall mid-answer and a failover, a
-503 at the provider's handshake. The call's trace (as ``switchboard trace
+503 at the provider's handshake, a provider found cooling down after another
+call's failure. The call's trace (as ``switchboard trace
 export`` writes it) is replayed twice in a worker process: the replay has the
 logged events (same order and payloads, times within the comparison's
 tolerance for a call recorded on the wall clock), and the two replays are

@@ -80,6 +80,8 @@ class Comparison:
     expected_count: int
     got_count: int
     tolerance_ms: float
+    got_in_order: tuple[EventRow, ...] = ()
+    """The replayed events in the order they were compared (see the module docstring)."""
 
 
 def compare_events(
@@ -99,8 +101,8 @@ def compare_events(
         if what is not None:
             when = (want or have or {}).get("t_ms", 0.0)
             first = Divergence(index, want, have, what, float(when))
-            return Comparison(False, first, len(expected), len(got), tolerance_ms)
-    return Comparison(True, None, len(expected), len(got), tolerance_ms)
+            return Comparison(False, first, len(expected), len(got), tolerance_ms, tuple(got))
+    return Comparison(True, None, len(expected), len(got), tolerance_ms, tuple(got))
 
 
 def _aligned(
