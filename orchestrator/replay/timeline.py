@@ -1,0 +1,489 @@
+"""A call's timeline from its event rows: who spoke when, what was said, and what went wrong.
+
+:func:`build_timeline` reads event rows (``{"seq", "type", "t_ms", "payload"}``, see
+:mod:`.api`) into a :class:`Timeline`: the turns, the marks (barge-in, tool calls,
+provider failures, failovers, transfers, dead air...) and the dead-air spans.
+:func:`render_text` prints it for a terminal, :func:`timeline_json` for a page or a
+machine. Pure: no I/O, no clock.
+
+Speech spans (who was speaking when):
+
+* from the events: the caller from ``speech.started`` to ``speech.stopped`` (a
+  ``turn:user`` with no such pair: its audio length, ending at the event); the agent
+  from ``response.start`` to its ``playback.marked "response:<id>"`` (all of it
+  heard), the ``barge_in`` that cut it, or, for an answer that never finished, the
+  start of the silence a following ``failover.switch`` reports (``gap_ms``), else the
+  ``provider.failed``, the next ``response.start`` or the call's end;
+* from the audio, when ``levels`` or ``records`` are given: a 20 ms bin whose RMS passes
+  :data:`~.levels.SPEECH_RMS` on a track is speech on it. **The audio wins**: with
+  audio, dead air is where both tracks are quiet, whatever the events say.
+
+Response latency of an agent turn: from the caller's end of speech (the
+``speech.stopped`` before the ``turn:user``, else the ``turn:user`` event) to the
+agent's first audio: the first agent audio on the tape at or after the response's
+``response.start`` when audio is given (``latency_from: "audio"``), else the
+``failover.switch`` that announced it (a new provider's first audio:
+``"failover.switch"``), else the ``response.start`` itself (``"response.start"``);
+an agent turn starts at that first audio. Only the first agent answer to a
+caller turn gets one; an answer that never finished (a provider failed in it) leaves
+the turn unanswered, so the next answer's latency counts the whole wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final, Literal
+
+import numpy as np
+
+from switchboard.codecs.recording_format import Record
+
+from .levels import Levels, levels_of_records
+from .timeline_marks import MARK_KINDS, Mark, mark_of
+
+__all__ = [
+    "MARK_KINDS",
+    "Mark",
+    "Timeline",
+    "Turn",
+    "build_timeline",
+    "render_text",
+    "timeline_json",
+]
+
+Who = Literal["caller", "agent"]
+Span = tuple[float, float]
+
+
+@dataclass
+class Turn:
+    """One turn: ``who`` spoke ``text`` from ``start_ms`` (to ``end_ms`` when known; ms
+    on the call's clock). Agent turns: ``response_id``, ``latency_ms`` (see the module
+    docstring, None when not the first answer to a caller turn), ``interrupted``
+    (barge-in or cut off by a failure), ``greeting``. ``text`` is None for an answer
+    whose transcript never came (a provider failed in it)."""
+
+    who: Who
+    start_ms: float
+    text: str | None
+    end_ms: float | None = None
+    response_id: str | None = None
+    latency_ms: float | None = None
+    latency_from: str | None = None
+    interrupted: bool = False
+    greeting: bool = False
+
+
+@dataclass
+class Timeline:
+    """A call's timeline (see the module docstring)."""
+
+    turns: list[Turn]
+    marks: list[Mark]
+    dead_air: list[Span]
+    speech: dict[str, list[Span]]
+    speech_from: str
+    """``"audio"`` or ``"events"``: where the speech spans (and dead air) came from."""
+    duration_ms: float
+    silence_ms: float
+    session_id: str | None = None
+    agent: str | None = None
+    door: str | None = None
+    end_reason: str | None = None
+
+
+def build_timeline(
+    events: Sequence[Mapping[str, Any]],
+    *,
+    silence_ms: float = 3000.0,
+    records: Sequence[Record] | None = None,
+    levels: Levels | None = None,
+    session_id: str | None = None,
+    door: str | None = None,
+) -> Timeline:
+    """The timeline of a call from its event rows (in ``seq`` order).
+
+    Args:
+        silence_ms: dead air is a silence of both sides longer than this, in ms.
+        records: the call's tape (optional): its audio decides who spoke when, laid out
+            in ``session.start``'s ``caller_format``.
+        levels: the audio levels already computed (from the recording's WAV); wins
+            over ``records``.
+        session_id, door: shown in the header (``door``: twilio, browser, realtime).
+
+    Raises:
+        ValueError: ``silence_ms`` is not positive, or ``records`` cannot be laid out.
+    """
+    if not silence_ms > 0:
+        raise ValueError(f"silence_ms must be positive, got {silence_ms}")
+    rows = sorted(events, key=lambda e: (int(e.get("seq") or 0)))
+    start = _payload_of(rows, "session.start")
+    end = _payload_of(rows, "session.end")
+    duration = _duration(rows, end)
+    if levels is None and records is not None and start.get("caller_format") is not None:
+        levels = levels_of_records(records, start["caller_format"])
+    turns = _turns(rows, duration, levels)
+    marks = [m for m in (mark_of(row) for row in rows) if m is not None]
+    if levels is not None:
+        speech = {name: _runs(levels.speaking(name), levels.bin_ms) for name in ("caller", "agent")}
+        quiet = ~(levels.speaking("caller") | levels.speaking("agent"))
+        silences = _runs(np.concatenate([quiet, np.ones(1, dtype=bool)]), levels.bin_ms)
+        silences = [(a, min(b, duration)) for a, b in silences if a < duration]
+        speech_from = "audio"
+    else:
+        speech = _event_speech(turns)
+        silences = _gaps(speech["caller"] + speech["agent"], duration)
+        speech_from = "events"
+    dead_air = [(a, b) for a, b in silences if b - a > silence_ms]
+    marks += [
+        Mark(a, "dead_air", f"dead air {(b - a) / 1000:.1f} s", span=(a, b)) for a, b in dead_air
+    ]
+    marks.sort(key=lambda m: m.t_ms)
+    return Timeline(
+        turns=turns,
+        marks=marks,
+        dead_air=dead_air,
+        speech=speech,
+        speech_from=speech_from,
+        duration_ms=duration,
+        silence_ms=silence_ms,
+        session_id=session_id,
+        agent=_str_or_none(start.get("agent")),
+        door=door or _door(start),
+        end_reason=_str_or_none(end.get("reason")),
+    )
+
+
+def _payload_of(rows: Sequence[Mapping[str, Any]], type_: str) -> Mapping[str, Any]:
+    row = next((r for r in rows if r.get("type") == type_), None)
+    payload = row.get("payload") if row is not None else None
+    return payload if isinstance(payload, Mapping) else {}
+
+
+def _t(row: Mapping[str, Any]) -> float:
+    value = row.get("t_ms")
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def _duration(rows: Sequence[Mapping[str, Any]], end: Mapping[str, Any]) -> float:
+    stated = end.get("duration_ms")
+    last = max((_t(r) for r in rows), default=0.0)
+    return float(stated) if isinstance(stated, (int, float)) and stated >= last else last
+
+
+def _door(start: Mapping[str, Any]) -> str | None:
+    return "twilio" if start.get("stream_sid") else None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _turns(
+    rows: Sequence[Mapping[str, Any]], duration: float, levels: Levels | None
+) -> list[Turn]:
+    """Caller and agent turns in order of their start (see the module docstring)."""
+    turns: list[Turn] = []
+    agent: dict[str, Turn] = {}
+    speech_start: float | None = None
+    speech_stop: float | None = None
+    pending_end: float | None = None  # the caller's end of speech no answer has met yet
+    running: list[Turn] = []  # agent turns with no end yet, by start
+    for i, row in enumerate(rows):
+        kind, t = row.get("type"), _t(row)
+        p = row.get("payload") if isinstance(row.get("payload"), Mapping) else {}
+        assert isinstance(p, Mapping)
+        if kind == "speech.started":
+            speech_start, speech_stop = t, None
+        elif kind == "speech.stopped":
+            speech_stop = t
+        elif kind == "turn:user":
+            length = _audio_length(p)
+            end = speech_stop if speech_stop is not None else t
+            begin = speech_start if speech_start is not None else max(0.0, end - length)
+            turns.append(Turn("caller", begin, str(p.get("text") or ""), end_ms=end))
+            pending_end = end
+            speech_start = speech_stop = None
+        elif kind == "response.start":
+            rid = str(p.get("response_id"))
+            first_audio = _first_audio(levels, t, _next_start(rows, i, duration))
+            turn = Turn("agent", t, None, response_id=rid, greeting=bool(p.get("greeting")))
+            if pending_end is not None and not turn.greeting:
+                turn.latency_from = "response.start" if first_audio is None else "audio"
+                turn.latency_ms = round((first_audio or t) - pending_end, 1)
+                pending_end = None
+            for other in running:  # a new answer: the unfinished one is over
+                other.end_ms, other.interrupted = min(t, other.end_ms or t), True
+            running = [turn]
+            agent[rid] = turn
+            turns.append(turn)
+        elif kind == "turn:agent" and str(p.get("response_id")) in agent:
+            turn = agent[str(p.get("response_id"))]
+            turn.text = str(p.get("text") or "")
+            turn.interrupted = turn.interrupted or bool(p.get("interrupted"))
+        elif kind == "playback.marked":
+            rid = str(p.get("name") or "").removeprefix("response:")
+            _finish(agent.get(rid), t, running)
+        elif kind == "barge_in":
+            turn = agent.get(str(p.get("response_id")))
+            _finish(turn, t, running)
+            if turn is not None:
+                turn.interrupted = True
+        elif kind == "failover.switch":  # the new provider's first audio: the answer starts
+            for turn in running:
+                if turn.latency_from == "response.start" and turn.latency_ms is not None:
+                    turn.latency_ms = round(turn.latency_ms + t - turn.start_ms, 1)
+                    turn.latency_from = "failover.switch"
+                if turn.latency_from != "audio":
+                    turn.start_ms = t
+        elif kind == "provider.failed":
+            for turn in running:  # an answer a provider failed in: the caller waits on
+                turn.interrupted = True
+                turn.end_ms = _silent_from(rows, i, t)
+                if turn.latency_ms is not None and pending_end is None:
+                    pending_end = turn.start_ms - turn.latency_ms
+            running = []
+    for turn in running:
+        turn.end_ms = duration
+    turns.sort(key=lambda turn: turn.start_ms)
+    return turns
+
+
+def _finish(turn: Turn | None, t: float, running: list[Turn]) -> None:
+    if turn is not None:
+        turn.end_ms = t if turn.end_ms is None else min(turn.end_ms, t)
+        if turn in running:
+            running.remove(turn)
+
+
+def _audio_length(p: Mapping[str, Any]) -> float:
+    a, b = p.get("audio_start_ms"), p.get("audio_end_ms")
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > a:
+        return float(b - a)
+    return 0.0
+
+
+def _next_start(rows: Sequence[Mapping[str, Any]], i: int, duration: float) -> float:
+    return next((_t(r) for r in rows[i + 1 :] if r.get("type") == "response.start"), duration)
+
+
+def _silent_from(rows: Sequence[Mapping[str, Any]], i: int, failed_at: float) -> float:
+    """Where the caller's silence began for a failure at row ``i``: the following
+    ``failover.switch`` says (its time less ``gap_ms``); else the failure's time."""
+    for row in rows[i + 1 :]:
+        if row.get("type") == "failover.switch":
+            gap = (row.get("payload") or {}).get("gap_ms")
+            if isinstance(gap, (int, float)):
+                return min(failed_at, max(0.0, _t(row) - float(gap)))
+            break
+    return failed_at
+
+
+def _first_audio(levels: Levels | None, t0: float, t1: float) -> float | None:
+    """The start of the first agent speech bin in ``t0 .. t1`` (None without audio)."""
+    if levels is None:
+        return None
+    lo, hi = int(t0 // levels.bin_ms), int(-(-t1 // levels.bin_ms))
+    speaking = levels.speaking("agent")[lo:hi]
+    hits = np.flatnonzero(speaking)
+    return None if len(hits) == 0 else round((lo + int(hits[0])) * levels.bin_ms, 1)
+
+
+def _event_speech(turns: Sequence[Turn]) -> dict[str, list[Span]]:
+    speech: dict[str, list[Span]] = {"caller": [], "agent": []}
+    for turn in turns:
+        end = turn.end_ms if turn.end_ms is not None else turn.start_ms
+        speech[turn.who].append((turn.start_ms, max(turn.start_ms, end)))
+    return speech
+
+
+def _gaps(spans: Sequence[Span], duration: float) -> list[Span]:
+    """The stretches of ``0 .. duration`` no span covers."""
+    gaps: list[Span] = []
+    at = 0.0
+    for a, b in sorted(spans):
+        if a > at:
+            gaps.append((at, min(a, duration)))
+        at = max(at, b)
+    if at < duration:
+        gaps.append((at, duration))
+    return [(a, b) for a, b in gaps if b > a]
+
+
+def _runs(flags: Any, bin_ms: float) -> list[Span]:
+    """The ``(t0, t1)`` ms of each run of true bins."""
+    padded = np.concatenate([[False], np.asarray(flags, dtype=bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return [
+        (round(float(a) * bin_ms, 1), round(float(b) * bin_ms, 1))
+        for a, b in zip(edges[::2], edges[1::2], strict=True)
+    ]
+
+
+# -- output -------------------------------------------------------------------------
+
+
+def timeline_json(timeline: Timeline) -> dict[str, Any]:
+    """The timeline as JSON-ready data (the page's data and ``replay --json``'s)::
+
+        {"session_id", "agent", "door", "end_reason", "duration_ms", "silence_ms",
+         "speech_from": "audio" | "events",
+         "turns": [{"who", "start_ms", "end_ms", "text", "response_id", "latency_ms",
+                    "latency_from", "interrupted", "greeting"}],
+         "marks": [{"t_ms", "kind", "text", "span": [t0, t1] | null, "data"}],
+         "dead_air": [[t0, t1]], "speech": {"caller": [[t0, t1]], "agent": [...]},
+         "totals": {...}}   (see :func:`totals`)
+    """
+    return {
+        "session_id": timeline.session_id,
+        "agent": timeline.agent,
+        "door": timeline.door,
+        "end_reason": timeline.end_reason,
+        "duration_ms": timeline.duration_ms,
+        "silence_ms": timeline.silence_ms,
+        "speech_from": timeline.speech_from,
+        "turns": [asdict(turn) for turn in timeline.turns],
+        "marks": [
+            {
+                "t_ms": m.t_ms,
+                "kind": m.kind,
+                "text": m.text,
+                "span": list(m.span) if m.span else None,
+                "data": dict(m.data),
+            }
+            for m in timeline.marks
+        ],
+        "dead_air": [list(s) for s in timeline.dead_air],
+        "speech": {k: [list(s) for s in v] for k, v in timeline.speech.items()},
+        "totals": totals(timeline),
+    }
+
+
+def totals(timeline: Timeline) -> dict[str, Any]:
+    """Counts for the footer: turns by side, latency (median and max, ms), and marks by kind;
+    ``dead_air_ms`` is the dead air in all."""
+    latencies = sorted(t.latency_ms for t in timeline.turns if t.latency_ms is not None)
+    kinds: dict[str, int] = {}
+    for mark in timeline.marks:
+        kinds[mark.kind] = kinds.get(mark.kind, 0) + 1
+    return {
+        "caller_turns": sum(1 for t in timeline.turns if t.who == "caller"),
+        "agent_turns": sum(1 for t in timeline.turns if t.who == "agent"),
+        "latency_median_ms": latencies[len(latencies) // 2] if latencies else None,
+        "latency_max_ms": latencies[-1] if latencies else None,
+        "marks": kinds,
+        "dead_air_ms": round(sum(b - a for a, b in timeline.dead_air), 1),
+    }
+
+WIDTH: Final = 100
+"""Columns :func:`render_text` fits a line in (longer texts end in an ellipsis)."""
+_SYMBOL: Final = {
+    "provider_failed": "!",
+    "exhausted": "!",
+    "error": "!",
+    "failover": ">",
+    "reconnect": ">",
+    "suppressed": ">",
+    "transfer": ">",
+    "barge_in": "x",
+    "tool_call": "*",
+    "tool_result": "*",
+    "dead_air": "~",
+    "dtmf": "#",
+    "consent": ".",
+    "hangup": ".",
+    "end": ".",
+}
+_COLOR: Final = {"!": "31;1", ">": "35;1", "x": "33", "~": "33;1", "*": "36", "#": "36", ".": "2"}
+_WHO_COLOR: Final = {"caller": "32", "agent": "34"}
+
+
+def render_text(timeline: Timeline, *, color: bool = False) -> str:
+    """The timeline for a terminal, one line per turn, marks between them, fitted to
+    :data:`WIDTH` columns::
+
+        session 5b0c...  agent receptionist  door twilio  7.8 s  ended: agent hung up
+           0.9s  caller  "what are your opening hours"
+           0.9s  agent (+17 ms) "(no transcript: cut off)"
+          ! 5.8s provider failed: openai-realtime stall (0 turns done): no output for ...
+          > 6.2s failover openai-realtime -> local, caller heard 2.0 s of silence
+          ~ 1.0s dead air 4.2 s
+        2 caller turns, 3 agent turns; latency median 700 ms, max 5.3 s; 1 failover, ...
+
+    ``color``: ANSI colours (caller green, agent blue, failures red, dead air yellow).
+    """
+
+    def paint(code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if color else text
+
+    lines = [paint("1", _fit(_header(timeline)))]
+    rows: list[tuple[float, int, str]] = []
+    for turn in timeline.turns:
+        rows.append((turn.start_ms, 1, paint(_WHO_COLOR[turn.who], _fit(_turn_line(turn)))))
+    for mark in timeline.marks:
+        symbol = _SYMBOL.get(mark.kind, "-")
+        line = _fit(f"  {symbol} {mark.t_ms / 1000:.1f}s {mark.text}")
+        rows.append((mark.t_ms, 0, paint(_COLOR.get(symbol, "0"), line)))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    lines += [text for _, _, text in rows]
+    lines += [paint("1", _fit(line)) for line in _footer(timeline)]
+    return "\n".join(lines) + "\n"
+
+
+def _fit(line: str, width: int = WIDTH) -> str:
+    return line if len(line) <= width else line[: width - 1] + "\u2026"
+
+
+def _seconds(ms: float) -> str:
+    return f"{ms / 1000:.1f} s"
+
+
+def _latency(ms: float) -> str:
+    return f"{ms:.0f} ms" if abs(ms) < 1000 else _seconds(ms)
+
+
+def _header(timeline: Timeline) -> str:
+    parts = [
+        f"session {timeline.session_id or '?'}",
+        f"agent {timeline.agent or '?'}",
+        f"door {timeline.door or '?'}",
+        _seconds(timeline.duration_ms),
+        f"ended: {timeline.end_reason or '?'}",
+    ]
+    return "  ".join(parts)
+
+
+def _turn_line(turn: Turn) -> str:
+    who = turn.who
+    if turn.latency_ms is not None:
+        who += f" (+{_latency(turn.latency_ms)})"
+    if turn.text is None:
+        said = "(no transcript: cut off)" if turn.interrupted else "(no transcript)"
+    else:
+        said = '"' + " ".join(turn.text.split()) + '"'
+    notes = [n for n, on in (("greeting", turn.greeting), ("interrupted", turn.interrupted)) if on]
+    tail = f" [{', '.join(notes)}]" if notes else ""
+    head = f"{turn.start_ms / 1000:7.1f}s  {who}  "
+    room = WIDTH - len(head) - len(tail)
+    if len(said) > room:
+        said = said[: max(room - 1, 0)] + "\u2026"
+    return head + said + tail
+
+
+def _footer(timeline: Timeline) -> list[str]:
+    t = totals(timeline)
+    parts = [f"{t['caller_turns']} caller turns, {t['agent_turns']} agent turns"]
+    if t["latency_median_ms"] is not None:
+        parts.append(
+            f"latency median {_latency(t['latency_median_ms'])}, max {_latency(t['latency_max_ms'])}"
+        )
+    names = (
+        ("barge_in", "barge-ins"),
+        ("tool_call", "tool calls"),
+        ("provider_failed", "provider failures"),
+        ("failover", "failovers"),
+        ("dead_air", "dead air"),
+    )
+    counts = [f"{name} {t['marks'].get(kind, 0)}" for kind, name in names]
+    return ["; ".join(parts), ", ".join(counts) + f" ({_seconds(t['dead_air_ms'])})"]
