@@ -40,7 +40,9 @@ START = (
         "chain": ["openai-realtime", "local"],
     },
 )
-LONG_ANSWER = "We are open Monday to Friday from eight in the morning until six in the evening. " * 3
+LONG_ANSWER = (
+    "We are open Monday to Friday from eight in the morning until six in the evening. " * 3
+)
 
 FAILOVER_CALL = rows(
     START,
@@ -90,7 +92,7 @@ def test_the_failover_shows_the_failure_the_switch_with_its_silence_and_the_wait
     # caller's end of speech (4.3 s) to its first audio (the switch, 7.7 s): 3.4 s.
     assert "    5.0s  agent (+700 ms)  (no transcript: cut off) [interrupted]" in lines
     (answer,) = [line for line in lines if "agent (+3.4 s)" in line]
-    assert answer.startswith("    7.7s  agent (+3.4 s)  \"We are open Monday")
+    assert answer.startswith('    7.7s  agent (+3.4 s)  "We are open Monday')
     # ... after the failure and the switch, in the order the caller lived them.
     order = [next(i for i, line in enumerate(lines) if key in line) for key in (
         "provider failed", "tool call lookup_hours", "failover openai", "agent (+3.4 s)",
@@ -102,11 +104,12 @@ def test_the_tool_call_the_barge_in_and_the_latency_are_marked() -> None:
     text = render_text(build_timeline(FAILOVER_CALL))
     assert "  * 7.2s tool call lookup_hours({})" in text
     assert "  * 7.2s tool lookup_hours ok: Monday to Friday, 8 AM to 6 PM" in text
-    assert "  x 9.0s barge-in: the caller cut the agent off after 1.3 s heard (cleared in 40 ms)" in (
-        text
+    assert (
+        "  x 9.0s barge-in: the caller cut the agent off after 1.3 s heard (cleared in 40 ms)"
+        in (text)
     )
     assert '    9.0s  caller  "thanks"' in text
-    assert "   10.6s  agent (+750 ms)  \"You are welcome.\"" in text
+    assert '   10.6s  agent (+750 ms)  "You are welcome."' in text
     assert "[interrupted]" in next(line for line in text.splitlines() if "We are open" in line)
 
 
@@ -126,7 +129,7 @@ def test_every_line_fits_a_hundred_columns_and_long_texts_end_in_an_ellipsis() -
     text = render_text(build_timeline(FAILOVER_CALL))
     assert all(len(line) <= WIDTH for line in text.splitlines())
     answer = next(line for line in text.splitlines() if "We are open" in line)
-    assert answer.endswith("\u2026\" [interrupted]") or answer.endswith("\u2026 [interrupted]")
+    assert answer.endswith('\u2026" [interrupted]') or answer.endswith("\u2026 [interrupted]")
     coloured = render_text(build_timeline(FAILOVER_CALL), color=True)
     assert "\x1b[31;1m  ! 7.1s provider failed" in coloured
 

@@ -25,7 +25,14 @@ import numpy.typing as npt
 from switchboard.codecs.recording_format import Kind, Record
 from switchboard.codecs.wav import WAV_HEADER_BYTES, track_layout
 
-__all__ = ["SPEECH_RMS", "TRACK_NAMES", "Levels", "audio_format", "levels_of_records", "levels_of_wav"]
+__all__ = [
+    "SPEECH_RMS",
+    "TRACK_NAMES",
+    "Levels",
+    "audio_format",
+    "levels_of_records",
+    "levels_of_wav",
+]
 
 SPEECH_RMS: Final = 0.008
 """A bin whose RMS passes this (0..1 of full scale, about -42 dBFS) holds speech."""

@@ -32,7 +32,7 @@ the turn unanswered, so the next answer's latency counts the whole wait.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Final, Literal
 
 import numpy as np
@@ -117,7 +117,7 @@ def build_timeline(
     """
     if not silence_ms > 0:
         raise ValueError(f"silence_ms must be positive, got {silence_ms}")
-    rows = sorted(events, key=lambda e: (int(e.get("seq") or 0)))
+    rows = sorted(events, key=lambda e: int(e.get("seq") or 0))
     start = _payload_of(rows, "session.start")
     end = _payload_of(rows, "session.end")
     duration = _duration(rows, end)
@@ -180,9 +180,7 @@ def _str_or_none(value: Any) -> str | None:
     return str(value) if value is not None else None
 
 
-def _turns(
-    rows: Sequence[Mapping[str, Any]], duration: float, levels: Levels | None
-) -> list[Turn]:
+def _turns(rows: Sequence[Mapping[str, Any]], duration: float, levels: Levels | None) -> list[Turn]:
     """Caller and agent turns in order of their start (see the module docstring)."""
     turns: list[Turn] = []
     agent: dict[str, Turn] = {}
@@ -226,10 +224,10 @@ def _turns(
             rid = str(p.get("name") or "").removeprefix("response:")
             _finish(agent.get(rid), t, running)
         elif kind == "barge_in":
-            turn = agent.get(str(p.get("response_id")))
-            _finish(turn, t, running)
-            if turn is not None:
-                turn.interrupted = True
+            cut = agent.get(str(p.get("response_id")))
+            _finish(cut, t, running)
+            if cut is not None:
+                cut.interrupted = True
         elif kind == "failover.switch":  # the new provider's first audio: the answer starts
             for turn in running:
                 if turn.latency_from == "response.start" and turn.latency_ms is not None:
@@ -327,13 +325,13 @@ def _runs(flags: Any, bin_ms: float) -> list[Span]:
 def timeline_json(timeline: Timeline) -> dict[str, Any]:
     """The timeline as JSON-ready data (the page's data and ``replay --json``'s)::
 
-        {"session_id", "agent", "door", "end_reason", "duration_ms", "silence_ms",
-         "speech_from": "audio" | "events",
-         "turns": [{"who", "start_ms", "end_ms", "text", "response_id", "latency_ms",
-                    "latency_from", "interrupted", "greeting"}],
-         "marks": [{"t_ms", "kind", "text", "span": [t0, t1] | null, "data"}],
-         "dead_air": [[t0, t1]], "speech": {"caller": [[t0, t1]], "agent": [...]},
-         "totals": {...}}   (see :func:`totals`)
+    {"session_id", "agent", "door", "end_reason", "duration_ms", "silence_ms",
+     "speech_from": "audio" | "events",
+     "turns": [{"who", "start_ms", "end_ms", "text", "response_id", "latency_ms",
+                "latency_from", "interrupted", "greeting"}],
+     "marks": [{"t_ms", "kind", "text", "span": [t0, t1] | null, "data"}],
+     "dead_air": [[t0, t1]], "speech": {"caller": [[t0, t1]], "agent": [...]},
+     "totals": {...}}   (see :func:`totals`)
     """
     return {
         "session_id": timeline.session_id,
@@ -375,6 +373,7 @@ def totals(timeline: Timeline) -> dict[str, Any]:
         "marks": kinds,
         "dead_air_ms": round(sum(b - a for a, b in timeline.dead_air), 1),
     }
+
 
 WIDTH: Final = 100
 """Columns :func:`render_text` fits a line in (longer texts end in an ellipsis)."""
@@ -455,7 +454,7 @@ def _header(timeline: Timeline) -> str:
 
 
 def _turn_line(turn: Turn) -> str:
-    who = turn.who
+    who: str = turn.who
     if turn.latency_ms is not None:
         who += f" (+{_latency(turn.latency_ms)})"
     if turn.text is None:
@@ -475,9 +474,8 @@ def _footer(timeline: Timeline) -> list[str]:
     t = totals(timeline)
     parts = [f"{t['caller_turns']} caller turns, {t['agent_turns']} agent turns"]
     if t["latency_median_ms"] is not None:
-        parts.append(
-            f"latency median {_latency(t['latency_median_ms'])}, max {_latency(t['latency_max_ms'])}"
-        )
+        median, top = _latency(t["latency_median_ms"]), _latency(t["latency_max_ms"])
+        parts.append(f"latency median {median}, max {top}")
     names = (
         ("barge_in", "barge-ins"),
         ("tool_call", "tool calls"),
