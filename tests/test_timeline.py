@@ -160,6 +160,9 @@ def test_the_audio_beats_the_events_for_dead_air_and_latency() -> None:
     events = rows(
         START,
         (100.0, "response.start", {"response_id": "r1", "greeting": True}),
+        (8300.0, "speech.started", {}),
+        (9400.0, "speech.stopped", {}),
+        (9500.0, "turn:user", {"text": "hello?"}),
         (10000.0, "playback.marked", {"name": "response:r1"}),
         (10500.0, "session.end", {"reason": "caller hung up", "duration_ms": 10500.0}),
     )
@@ -176,6 +179,8 @@ def test_the_audio_beats_the_events_for_dead_air_and_latency() -> None:
     assert by_audio.speech["caller"] == [(8000.0, 9000.0)]
     assert by_audio.dead_air == [(2000.0, 8000.0)]
     assert "  ~ 2.0s dead air 6.0 s" in render_text(by_audio)
+    (caller,) = [t for t in by_audio.turns if t.who == "caller"]
+    assert (caller.start_ms, caller.end_ms) == (8000.0, 9000.0)  # the tape's, not the VAD's
 
 
 def test_a_call_with_no_events_but_its_start_renders_and_bad_thresholds_are_refused() -> None:

@@ -18,8 +18,11 @@ Speech spans (who was speaking when):
   :data:`~.levels.SPEECH_RMS` on a track is speech on it. **The audio wins**: with
   audio, dead air is where both tracks are quiet, whatever the events say.
 
-Response latency of an agent turn: from the caller's end of speech (the
-``speech.stopped`` before the ``turn:user``, else the ``turn:user`` event) to the
+With audio, a caller turn spans the caller's utterance on the tape that starts
+nearest its event start (within 1.5 s). Response latency of an agent turn: from the caller's end of
+speech as the runtime saw it (the ``speech.stopped`` before the ``turn:user``, else
+the ``turn:user`` event; the tape's caller track is laid out as received, which a
+client sending faster than real time stretches) to the
 agent's first audio: the first agent audio on the tape at or after the response's
 ``response.start`` when audio is given (``latency_from: "audio"``), else the
 ``failover.switch`` that announced it (a new provider's first audio:
@@ -52,6 +55,10 @@ __all__ = [
     "timeline_json",
 ]
 
+_SNAP_MS: Final = 1500.0
+"""A caller turn takes the tape's utterance starting this close to its ``speech.started``."""
+_PAUSE_MS: Final = 600.0
+"""Speech on the tape this close together is one utterance."""
 Who = Literal["caller", "agent"]
 Span = tuple[float, float]
 
@@ -188,6 +195,7 @@ def _turns(rows: Sequence[Mapping[str, Any]], duration: float, levels: Levels | 
     speech_stop: float | None = None
     pending_end: float | None = None  # the caller's end of speech no answer has met yet
     running: list[Turn] = []  # agent turns with no end yet, by start
+    heard = _utterances(levels)
     for i, row in enumerate(rows):
         kind, t = row.get("type"), _t(row)
         p = row.get("payload") if isinstance(row.get("payload"), Mapping) else {}
@@ -200,13 +208,19 @@ def _turns(rows: Sequence[Mapping[str, Any]], duration: float, levels: Levels | 
             length = _audio_length(p)
             end = speech_stop if speech_stop is not None else t
             begin = speech_start if speech_start is not None else max(0.0, end - length)
-            turns.append(Turn("caller", begin, str(p.get("text") or ""), end_ms=end))
+            near = min(heard, key=lambda u: abs(u[0] - begin), default=None)
+            if near is not None and abs(near[0] - begin) <= _SNAP_MS:
+                begin, end_heard = near  # the audio says when the caller spoke
+            else:
+                end_heard = end
+            turns.append(Turn("caller", begin, str(p.get("text") or ""), end_ms=end_heard))
             pending_end = end
             speech_start = speech_stop = None
         elif kind == "response.start":
             rid = str(p.get("response_id"))
             first_audio = _first_audio(levels, t, _next_start(rows, i, duration))
-            turn = Turn("agent", t, None, response_id=rid, greeting=bool(p.get("greeting")))
+            begin = t if first_audio is None else first_audio
+            turn = Turn("agent", begin, None, response_id=rid, greeting=bool(p.get("greeting")))
             if pending_end is not None and not turn.greeting:
                 turn.latency_from = "response.start" if first_audio is None else "audio"
                 turn.latency_ms = round((first_audio or t) - pending_end, 1)
@@ -246,6 +260,19 @@ def _turns(rows: Sequence[Mapping[str, Any]], duration: float, levels: Levels | 
         turn.end_ms = duration
     turns.sort(key=lambda turn: turn.start_ms)
     return turns
+
+
+def _utterances(levels: Levels | None) -> list[Span]:
+    """The caller's speech on the tape, runs less than :data:`_PAUSE_MS` apart joined."""
+    if levels is None:
+        return []
+    joined: list[Span] = []
+    for a, b in _runs(levels.speaking("caller"), levels.bin_ms):
+        if joined and a - joined[-1][1] < _PAUSE_MS:
+            joined[-1] = (joined[-1][0], b)
+        else:
+            joined.append((a, b))
+    return joined
 
 
 def _finish(turn: Turn | None, t: float, running: list[Turn]) -> None:

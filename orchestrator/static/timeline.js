@@ -127,9 +127,22 @@
     $("view").textContent = fmt(view.t0) + " – " + fmt(view.t0 + view.span) + " of " + fmt(duration);
   }
 
+  function layFlags() {  // flags in three rows, each placed in the first row with room
+    const ends = [-Infinity, -Infinity, -Infinity];
+    for (const [e] of markEls) {
+      if (e.hidden) continue;
+      const left = parseFloat(e.style.left), flag = e.firstChild;
+      let row = ends.findIndex((end) => end < left);
+      if (row < 0) row = ends.indexOf(Math.min(...ends));
+      flag.style.top = 3 + row * 18 + "px";
+      ends[row] = left + flag.offsetWidth + 2;
+    }
+  }
+
   function draw() {
     canvases.forEach(drawTrack);
     for (const [e, m] of markEls) place(e, m.t_ms);
+    layFlags();
     for (const [e, a, b] of turnEls) place(e, a, b);
     for (const [e, a, b] of deadEls) place(e, a, b);
     drawAxis();
