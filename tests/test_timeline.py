@@ -8,6 +8,7 @@ call, a barge-in, and a long silence before the caller hangs up.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,11 @@ from switchboard.orchestrator.replay.timeline import (
     build_timeline,
     render_text,
     timeline_json,
+)
+from switchboard.orchestrator.replay.timeline_page import (
+    render_page,
+    waveform_peaks,
+    write_timeline_html,
 )
 
 
@@ -188,3 +194,56 @@ def test_a_call_with_no_events_but_its_start_renders_and_bad_thresholds_are_refu
     assert text.splitlines()[0].startswith("session ?  agent receptionist")
     with pytest.raises(ValueError, match="silence_ms"):
         build_timeline(rows(START), silence_ms=0)
+
+
+# -- the page's data and files (the browser test is tests/test_timeline_page.py) ----------
+
+
+def test_the_waveform_is_the_agent_track_as_heard_a_clear_cuts_it() -> None:
+    records = [
+        Record(Kind.AGENT_AUDIO, 0.0, tone(2000)),
+        Record(Kind.CALLER_AUDIO, 0.0, silence(400) + tone(600)),
+        Record(Kind.AGENT_CLEARED, 500.0, b""),
+    ]
+    peaks = waveform_peaks(records, {"encoding": "pcmu", "sample_rate": 8000}, peak_ms=100.0)
+    assert peaks["agent"][:5] == pytest.approx([8000 / 32768] * 5, rel=0.05)
+    assert peaks["agent"][5:] == [0.0] * 5  # sent, never heard
+    assert peaks["caller"][:4] == [0.0] * 4 and min(peaks["caller"][4:10]) > 0.2
+
+
+def test_replay_html_writes_the_page_and_the_wav_it_plays_beside_it(tmp_path: Path) -> None:
+    records = [
+        Record(Kind.AGENT_AUDIO, 0.0, tone(1000)),
+        Record(Kind.CALLER_AUDIO, 0.0, silence(1500) + tone(1000)),
+    ]
+    out = tmp_path / "call.html"
+    write_timeline_html(out, FAILOVER_CALL, records, {"encoding": "pcmu", "sample_rate": 8000})
+    wav = (tmp_path / "call.wav").read_bytes()
+    assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
+    assert len(wav) == 44 + 8000 * 2.5 * 2 * 2  # 2.5 s, stereo PCM16
+    data = page_data(out.read_text())
+    assert data["audio_url"] == "call.wav"
+    assert data["timeline"]["speech_from"] == "audio"
+    assert max(data["peaks"]["caller"]) > 0.2 and max(data["peaks"]["agent"]) > 0.2
+    # No tape: no WAV, and the page says the call was not recorded.
+    write_timeline_html(tmp_path / "bare.html", FAILOVER_CALL, None, None)
+    assert not (tmp_path / "bare.wav").exists()
+    assert page_data((tmp_path / "bare.html").read_text())["audio_url"] is None
+
+
+def page_data(page: str) -> Any:
+    start = page.index('<script type="application/json" id="timeline-data">')
+    blob = page[page.index(">", start) + 1 : page.index("</script>", start)]
+    return json.loads(blob)
+
+
+def test_a_transcript_cannot_break_out_of_the_page() -> None:
+    evil = '</script><script>alert(1)</script><img src=x onerror="alert(2)">'
+    events = [*FAILOVER_CALL, {"seq": 99, "type": "turn:user", "t_ms": 19000.0,
+                               "payload": {"text": evil}}]  # fmt: skip
+    page = render_page(
+        build_timeline(events), peaks={}, peak_ms=20.0, audio_url=None, title="<b>x</b>"
+    )
+    assert "<script>alert" not in page and "<img" not in page and "<b>x</b>" not in page
+    assert page.count("</script>") == 2  # the data's and the code's, nothing more
+    assert any(t["text"] == evil for t in page_data(page)["timeline"]["turns"])

@@ -4,7 +4,8 @@
 :mod:`.api`) into a :class:`Timeline`: the turns, the marks (barge-in, tool calls,
 provider failures, failovers, transfers, dead air...) and the dead-air spans.
 :func:`render_text` prints it for a terminal, :func:`timeline_json` for a page or a
-machine. Pure: no I/O, no clock.
+machine (:mod:`.timeline_model`, :mod:`.timeline_text`, :mod:`.timeline_marks` hold
+the shapes, the text and the marks; this module gathers them). Pure: no I/O, no clock.
 
 Speech spans (who was speaking when):
 
@@ -35,8 +36,7 @@ the turn unanswered, so the next answer's latency counts the whole wait.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import numpy as np
 
@@ -44,60 +44,25 @@ from switchboard.codecs.recording_format import Record
 
 from .levels import Levels, levels_of_records
 from .timeline_marks import MARK_KINDS, Mark, mark_of
+from .timeline_model import Span, Timeline, Turn, timeline_json, totals
+from .timeline_text import WIDTH, render_text
 
 __all__ = [
     "MARK_KINDS",
+    "WIDTH",
     "Mark",
     "Timeline",
     "Turn",
     "build_timeline",
     "render_text",
     "timeline_json",
+    "totals",
 ]
 
 _SNAP_MS: Final = 1500.0
 """A caller turn takes the tape's utterance starting this close to its ``speech.started``."""
 _PAUSE_MS: Final = 600.0
 """Speech on the tape this close together is one utterance."""
-Who = Literal["caller", "agent"]
-Span = tuple[float, float]
-
-
-@dataclass
-class Turn:
-    """One turn: ``who`` spoke ``text`` from ``start_ms`` (to ``end_ms`` when known; ms
-    on the call's clock). Agent turns: ``response_id``, ``latency_ms`` (see the module
-    docstring, None when not the first answer to a caller turn), ``interrupted``
-    (barge-in or cut off by a failure), ``greeting``. ``text`` is None for an answer
-    whose transcript never came (a provider failed in it)."""
-
-    who: Who
-    start_ms: float
-    text: str | None
-    end_ms: float | None = None
-    response_id: str | None = None
-    latency_ms: float | None = None
-    latency_from: str | None = None
-    interrupted: bool = False
-    greeting: bool = False
-
-
-@dataclass
-class Timeline:
-    """A call's timeline (see the module docstring)."""
-
-    turns: list[Turn]
-    marks: list[Mark]
-    dead_air: list[Span]
-    speech: dict[str, list[Span]]
-    speech_from: str
-    """``"audio"`` or ``"events"``: where the speech spans (and dead air) came from."""
-    duration_ms: float
-    silence_ms: float
-    session_id: str | None = None
-    agent: str | None = None
-    door: str | None = None
-    end_reason: str | None = None
 
 
 def build_timeline(
@@ -344,171 +309,3 @@ def _runs(flags: Any, bin_ms: float) -> list[Span]:
         (round(float(a) * bin_ms, 1), round(float(b) * bin_ms, 1))
         for a, b in zip(edges[::2], edges[1::2], strict=True)
     ]
-
-
-# -- output -------------------------------------------------------------------------
-
-
-def timeline_json(timeline: Timeline) -> dict[str, Any]:
-    """The timeline as JSON-ready data (the page's data and ``replay --json``'s)::
-
-    {"session_id", "agent", "door", "end_reason", "duration_ms", "silence_ms",
-     "speech_from": "audio" | "events",
-     "turns": [{"who", "start_ms", "end_ms", "text", "response_id", "latency_ms",
-                "latency_from", "interrupted", "greeting"}],
-     "marks": [{"t_ms", "kind", "text", "span": [t0, t1] | null, "data"}],
-     "dead_air": [[t0, t1]], "speech": {"caller": [[t0, t1]], "agent": [...]},
-     "totals": {...}}   (see :func:`totals`)
-    """
-    return {
-        "session_id": timeline.session_id,
-        "agent": timeline.agent,
-        "door": timeline.door,
-        "end_reason": timeline.end_reason,
-        "duration_ms": timeline.duration_ms,
-        "silence_ms": timeline.silence_ms,
-        "speech_from": timeline.speech_from,
-        "turns": [asdict(turn) for turn in timeline.turns],
-        "marks": [
-            {
-                "t_ms": m.t_ms,
-                "kind": m.kind,
-                "text": m.text,
-                "span": list(m.span) if m.span else None,
-                "data": dict(m.data),
-            }
-            for m in timeline.marks
-        ],
-        "dead_air": [list(s) for s in timeline.dead_air],
-        "speech": {k: [list(s) for s in v] for k, v in timeline.speech.items()},
-        "totals": totals(timeline),
-    }
-
-
-def totals(timeline: Timeline) -> dict[str, Any]:
-    """Counts for the footer: turns by side, latency (median and max, ms), and marks by kind;
-    ``dead_air_ms`` is the dead air in all."""
-    latencies = sorted(t.latency_ms for t in timeline.turns if t.latency_ms is not None)
-    kinds: dict[str, int] = {}
-    for mark in timeline.marks:
-        kinds[mark.kind] = kinds.get(mark.kind, 0) + 1
-    return {
-        "caller_turns": sum(1 for t in timeline.turns if t.who == "caller"),
-        "agent_turns": sum(1 for t in timeline.turns if t.who == "agent"),
-        "latency_median_ms": latencies[len(latencies) // 2] if latencies else None,
-        "latency_max_ms": latencies[-1] if latencies else None,
-        "marks": kinds,
-        "dead_air_ms": round(sum(b - a for a, b in timeline.dead_air), 1),
-    }
-
-
-WIDTH: Final = 100
-"""Columns :func:`render_text` fits a line in (longer texts end in an ellipsis)."""
-_SYMBOL: Final = {
-    "provider_failed": "!",
-    "exhausted": "!",
-    "error": "!",
-    "failover": ">",
-    "reconnect": ">",
-    "suppressed": ">",
-    "transfer": ">",
-    "barge_in": "x",
-    "tool_call": "*",
-    "tool_result": "*",
-    "dead_air": "~",
-    "dtmf": "#",
-    "consent": ".",
-    "hangup": ".",
-    "end": ".",
-}
-_COLOR: Final = {"!": "31;1", ">": "35;1", "x": "33", "~": "33;1", "*": "36", "#": "36", ".": "2"}
-_WHO_COLOR: Final = {"caller": "32", "agent": "34"}
-
-
-def render_text(timeline: Timeline, *, color: bool = False) -> str:
-    """The timeline for a terminal, one line per turn, marks between them, fitted to
-    :data:`WIDTH` columns::
-
-        session 5b0c...  agent receptionist  door twilio  7.8 s  ended: agent hung up
-           0.9s  caller  "what are your opening hours"
-           0.9s  agent (+17 ms) "(no transcript: cut off)"
-          ! 5.8s provider failed: openai-realtime stall (0 turns done): no output for ...
-          > 6.2s failover openai-realtime -> local, caller heard 2.0 s of silence
-          ~ 1.0s dead air 4.2 s
-        2 caller turns, 3 agent turns; latency median 700 ms, max 5.3 s; 1 failover, ...
-
-    ``color``: ANSI colours (caller green, agent blue, failures red, dead air yellow).
-    """
-
-    def paint(code: str, text: str) -> str:
-        return f"\x1b[{code}m{text}\x1b[0m" if color else text
-
-    lines = [paint("1", _fit(_header(timeline)))]
-    rows: list[tuple[float, int, str]] = []
-    for turn in timeline.turns:
-        rows.append((turn.start_ms, 1, paint(_WHO_COLOR[turn.who], _fit(_turn_line(turn)))))
-    for mark in timeline.marks:
-        symbol = _SYMBOL.get(mark.kind, "-")
-        line = _fit(f"  {symbol} {mark.t_ms / 1000:.1f}s {mark.text}")
-        rows.append((mark.t_ms, 0, paint(_COLOR.get(symbol, "0"), line)))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    lines += [text for _, _, text in rows]
-    lines += [paint("1", _fit(line)) for line in _footer(timeline)]
-    return "\n".join(lines) + "\n"
-
-
-def _fit(line: str, width: int = WIDTH) -> str:
-    return line if len(line) <= width else line[: width - 1] + "\u2026"
-
-
-def _seconds(ms: float) -> str:
-    return f"{ms / 1000:.1f} s"
-
-
-def _latency(ms: float) -> str:
-    return f"{ms:.0f} ms" if abs(ms) < 1000 else _seconds(ms)
-
-
-def _header(timeline: Timeline) -> str:
-    parts = [
-        f"session {timeline.session_id or '?'}",
-        f"agent {timeline.agent or '?'}",
-        f"door {timeline.door or '?'}",
-        _seconds(timeline.duration_ms),
-        f"ended: {timeline.end_reason or '?'}",
-    ]
-    return "  ".join(parts)
-
-
-def _turn_line(turn: Turn) -> str:
-    who: str = turn.who
-    if turn.latency_ms is not None:
-        who += f" (+{_latency(turn.latency_ms)})"
-    if turn.text is None:
-        said = "(no transcript: cut off)" if turn.interrupted else "(no transcript)"
-    else:
-        said = '"' + " ".join(turn.text.split()) + '"'
-    notes = [n for n, on in (("greeting", turn.greeting), ("interrupted", turn.interrupted)) if on]
-    tail = f" [{', '.join(notes)}]" if notes else ""
-    head = f"{turn.start_ms / 1000:7.1f}s  {who}  "
-    room = WIDTH - len(head) - len(tail)
-    if len(said) > room:
-        said = said[: max(room - 1, 0)] + "\u2026"
-    return head + said + tail
-
-
-def _footer(timeline: Timeline) -> list[str]:
-    t = totals(timeline)
-    parts = [f"{t['caller_turns']} caller turns, {t['agent_turns']} agent turns"]
-    if t["latency_median_ms"] is not None:
-        median, top = _latency(t["latency_median_ms"]), _latency(t["latency_max_ms"])
-        parts.append(f"latency median {median}, max {top}")
-    names = (
-        ("barge_in", "barge-ins"),
-        ("tool_call", "tool calls"),
-        ("provider_failed", "provider failures"),
-        ("failover", "failovers"),
-        ("dead_air", "dead air"),
-    )
-    counts = [f"{name} {t['marks'].get(kind, 0)}" for kind, name in names]
-    return ["; ".join(parts), ", ".join(counts) + f" ({_seconds(t['dead_air_ms'])})"]
