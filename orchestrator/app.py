@@ -11,6 +11,8 @@ Routes:
 - ``POST /v1/calls/{session_id}/recording/url``, ``GET`` on that URL,
   ``DELETE /v1/calls/{session_id}/recording``: signed playback and crypto-shred
   (:mod:`.recording_routes`).
+- ``GET /v1/calls/{session_id}/timeline`` (API key or signed link), ``POST .../timeline/url``:
+  the call's timeline page or JSON (:mod:`.timeline_routes`).
 - ``WS /v1/voice``, ``WS /app/voice/stream/{session_id}``: browser calls (session token).
 - ``GET /practice``: the practice-call page; ``POST /practice/session``: its
   session in development mode.
@@ -63,6 +65,7 @@ from .realtime_routes import realtime_stream
 from .recording_routes import register as register_recording_routes
 from .runtime import Runtime
 from .sessions import post_practice_session, post_sessions, tenant_for_request
+from .timeline_routes import register as register_timeline_routes
 from .twilio_routes import incoming_call, media_stream
 
 READY_DATABASE_TIMEOUT_S = 2.0
@@ -114,6 +117,7 @@ def create_app(rt: Runtime) -> Any:
         return jsonify({"session_id": session_id, "events": events})
 
     register_recording_routes(app, rt)
+    register_timeline_routes(app, rt)
 
     @app.post("/v1/sessions")
     async def sessions() -> Any:
