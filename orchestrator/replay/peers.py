@@ -6,8 +6,8 @@ recorded frames at their recorded offsets, in the door's wire format (Twilio
 ``media``, the browser's ``audio``, the Realtime API's
 ``input_audio_buffer.append``). It sends the caller's other actions at the
 times of the events they caused (DTMF, typed text, a Realtime client's
-``session.update`` and ``response.create``/``cancel``), and hangs up when and as the recorded caller
-did. Outbound messages are otherwise only counted.
+``session.update`` and ``response.create``/``cancel``), and hangs up when and
+as the recorded caller did. Outbound messages are otherwise only counted.
 
 Caller frames may be sent up to ``audio_ahead_ms`` before their time (never
 past another of the caller's messages), consecutive frames joined into one
@@ -28,6 +28,7 @@ step of its own.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import json
 from base64 import b64encode
@@ -152,7 +153,8 @@ class ReplayPeer:
         anyway, and at the latest when the window of the next recorded clear opens; at
         ``due_s`` exactly when that is within a recorded clear's window
         (:data:`EXACT_WINDOW_S`)."""
-        if any(abs(due_s - t) <= EXACT_WINDOW_S for t in self._clears):
+        near = bisect.bisect_left(self._clears, due_s - EXACT_WINDOW_S)
+        if near < len(self._clears) and self._clears[near] <= due_s + EXACT_WINDOW_S:
             self.echo_at(due_s, message)
             return
         heapq.heappush(self._lazy, (due_s, next(self._order), message))
