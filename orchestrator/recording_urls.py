@@ -27,13 +27,11 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Final, final
+from typing import Final, final
 from urllib.parse import quote
 
-import jwt
-
-from .errors import AuthError
-from .tokens import ALGORITHM, DEFAULT_ISSUER, Keyring, TokenRejectedError
+from .signed_links import LinkRefused, check_expiry, decode_link
+from .tokens import DEFAULT_ISSUER, Keyring
 
 __all__ = [
     "AUDIENCE",
@@ -53,12 +51,8 @@ DEFAULT_TTL_S: Final = 15 * 60
 MAX_TTL_S: Final = 24 * 60 * 60
 
 
-class PlaybackRefused(AuthError):  # noqa: N818 - what happened to the request, as trio names
-    """A playback token was refused; ``reason`` is short and safe to show."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+PlaybackRefused = LinkRefused
+"""A playback token was refused (:class:`~.signed_links.LinkRefused`)."""
 
 
 @final
@@ -131,35 +125,14 @@ def verify_playback(
             signature, another issuer or audience, a missing claim, expired, or
             made for another session or track.
     """
-    try:
-        secret = keyring.secret_for(token)
-    except TokenRejectedError as exc:
-        raise PlaybackRefused(exc.reason) from None
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            issuer=issuer,
-            audience=AUDIENCE,
-            options={
-                "require": ["iss", "aud", "sub", "tenant_id", "rid", "track", "iat", "exp"],
-                "verify_exp": False,  # checked below against `now`, so tests can fix the time
-                "verify_iat": False,
-            },
-        )
-    except jwt.InvalidSignatureError:
-        raise PlaybackRefused("bad signature") from None
-    except jwt.InvalidAudienceError:
-        raise PlaybackRefused("not a playback token") from None
-    except jwt.InvalidIssuerError:
-        raise PlaybackRefused("wrong issuer") from None
-    except jwt.MissingRequiredClaimError as exc:
-        if exc.claim == "aud":  # a session token
-            raise PlaybackRefused("not a playback token") from None
-        raise PlaybackRefused(f"missing claim {exc.claim}") from None
-    except jwt.PyJWTError:
-        raise PlaybackRefused("invalid token") from None
+    claims = decode_link(
+        keyring,
+        token,
+        audience=AUDIENCE,
+        issuer=issuer,
+        required=("iss", "aud", "sub", "tenant_id", "rid", "track", "iat", "exp"),
+        kind="playback token",
+    )
     try:
         result = PlaybackClaims(
             uuid.UUID(str(claims["tenant_id"])),
@@ -170,8 +143,7 @@ def verify_playback(
         )
     except (TypeError, ValueError):
         raise PlaybackRefused("malformed claims") from None
-    if result.expires_at <= (now if now is not None else time.time()):
-        raise PlaybackRefused("the URL has expired")
+    check_expiry(result.expires_at, now, "the URL")
     if session_id != str(result.session_id):
         raise PlaybackRefused("the URL was made for another call")
     if track != result.track:

@@ -7,7 +7,7 @@ recording playback URLs (:mod:`.recording_urls`) but with its own audience,
 timeline, nor a timeline token a recording. Claims: ``iss``, ``aud``, ``sub`` (the
 session id), ``tenant_id``, ``iat``, ``exp``. Lifetime :data:`DEFAULT_TTL_S` (1 h)
 unless asked for 1 s to :data:`MAX_TTL_S` (24 h). Every refusal is a
-:class:`~.recording_urls.PlaybackRefused` with a short reason.
+:class:`~.signed_links.LinkRefused` with a short reason.
 """
 
 from __future__ import annotations
@@ -15,13 +15,11 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Final, final
+from typing import Final, final
 from urllib.parse import quote
 
-import jwt
-
-from .recording_urls import PlaybackRefused
-from .tokens import ALGORITHM, DEFAULT_ISSUER, Keyring, TokenRejectedError
+from .signed_links import LinkRefused, check_expiry, decode_link
+from .tokens import DEFAULT_ISSUER, Keyring
 
 __all__ = ["AUDIENCE", "DEFAULT_TTL_S", "MAX_TTL_S", "TimelineClaims", "sign_timeline",
            "timeline_path", "verify_timeline"]  # fmt: skip
@@ -86,40 +84,25 @@ def verify_timeline(
     """Check a timeline token presented at the timeline of ``session_id``.
 
     Raises:
-        PlaybackRefused: malformed, another algorithm, unknown ``kid``, a bad signature,
+        LinkRefused: malformed, another algorithm, unknown ``kid``, a bad signature,
             another issuer or audience, a missing claim, expired (no leeway), or made
             for another call.
     """
-    try:
-        secret = keyring.secret_for(token)
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            issuer=issuer,
-            audience=AUDIENCE,
-            options={
-                "require": ["iss", "aud", "sub", "tenant_id", "iat", "exp"],
-                "verify_exp": False,  # checked below against `now`
-                "verify_iat": False,
-            },
-        )
-    except TokenRejectedError as exc:
-        raise PlaybackRefused(exc.reason) from None
-    except (jwt.InvalidAudienceError, jwt.MissingRequiredClaimError):
-        raise PlaybackRefused("not a timeline link") from None
-    except jwt.InvalidSignatureError:
-        raise PlaybackRefused("bad signature") from None
-    except jwt.PyJWTError:
-        raise PlaybackRefused("invalid token") from None
+    claims = decode_link(
+        keyring,
+        token,
+        audience=AUDIENCE,
+        issuer=issuer,
+        required=("iss", "aud", "sub", "tenant_id", "iat", "exp"),
+        kind="timeline link",
+    )
     try:
         result = TimelineClaims(
             uuid.UUID(str(claims["tenant_id"])), uuid.UUID(str(claims["sub"])), int(claims["exp"])
         )
     except (TypeError, ValueError):
-        raise PlaybackRefused("malformed claims") from None
-    if result.expires_at <= (now if now is not None else time.time()):
-        raise PlaybackRefused("the link has expired")
+        raise LinkRefused("malformed claims") from None
+    check_expiry(result.expires_at, now, "the link")
     if session_id != str(result.session_id):
-        raise PlaybackRefused("the link was made for another call")
+        raise LinkRefused("the link was made for another call")
     return result

@@ -124,3 +124,27 @@ def test_check_replays_a_folder_and_fails_when_any_trace_differs(
     report = json.loads(capsys.readouterr().out)
     assert [t["status"] for t in report["traces"]] == ["match", "differs"]
     assert "We never open." in report["traces"][1]["first_divergence"]
+
+
+def test_the_timeline_in_the_terminal_and_as_a_page_beside_its_audio(
+    stalled: Trace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = written(stalled, tmp_path / "stalled.trace")
+    page = tmp_path / "stalled.html"
+    assert main(["replay", str(path), "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    failed = next(e for e in stalled.events if e["type"] == "provider.failed")
+    lines = out.splitlines()
+    assert any(
+        line.lstrip().startswith(f"! {failed['t_ms'] / 1000:.1f}s provider failed")
+        for line in lines
+    )
+    assert any("failover openai-realtime -> gemini-live" in line for line in lines)
+    said = next(e for e in stalled.events if e["type"] == "turn:user")["payload"]["text"]
+    assert any(f'caller  "{said}"' in line for line in lines)
+    html = page.read_text()
+    assert "data-track" in html and "stalled.wav" in html
+    assert page.with_suffix(".wav").read_bytes()[:4] == b"RIFF"
+    assert main(["replay", str(path), "--json"]) == 0
+    timeline = json.loads(capsys.readouterr().out)["timeline"]
+    assert [m["kind"] for m in timeline["marks"] if m["kind"] == "failover"] == ["failover"]

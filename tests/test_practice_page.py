@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -110,33 +111,31 @@ async def page_target(profile: Path) -> str:
                 await trio.sleep(0.1)
 
 
-TRANSCRIPT = (
-    "JSON.stringify([...document.querySelectorAll('#transcript li')]"
-    ".map(li => [li.dataset.role, li.textContent]))"
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--mute-audio",
+    "--autoplay-policy=no-user-gesture-required",
 )
 
 
-async def test_practice_page_shows_the_greeting_and_the_answer(
-    server_url: str, tmp_path: Path, nursery: trio.Nursery
-) -> None:
+@asynccontextmanager
+async def chromium_tab(
+    nursery: trio.Nursery, profile: Path, url: str, *flags: str
+) -> AsyncIterator[DevTools]:
+    """Headless Chromium on ``url`` (profile folder ``profile``, more ``flags``), driven
+    over the DevTools protocol; killed on the way out."""
     assert CHROMIUM is not None, "CI must have Chromium (apt-get install -y chromium)"
-    wav = caller_wav(tmp_path / "caller.wav")
-    profile = tmp_path / "profile"
     command = [
         CHROMIUM,
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--mute-audio",
-        "--autoplay-policy=no-user-gesture-required",
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-audio-capture={wav}%noloop",
+        *CHROMIUM_FLAGS,
+        *flags,
         "--remote-debugging-port=0",
         f"--user-data-dir={profile}",
-        server_url + "/practice",
+        url,
     ]
     browser = await nursery.start(
         lambda task_status: trio.run_process(
@@ -151,25 +150,43 @@ async def test_practice_page_shows_the_greeting_and_the_answer(
         async with trio_websocket.open_websocket_url(
             await page_target(profile), max_message_size=64 * 1024 * 1024
         ) as ws:
-            page = DevTools(ws)
-            with trio.fail_after(20):
-                while not await page.evaluate(
-                    "document.readyState === 'complete' && !!document.getElementById('start')"
-                ):
-                    await trio.sleep(0.1)
-            await page.evaluate("document.getElementById('start').click()")
-            lines: list[list[str]] = []
-            with trio.move_on_after(90):
-                while not any(
-                    role == "agent" and "Monday to Friday" in text for role, text in lines
-                ):
-                    await trio.sleep(0.5)
-                    lines = json.loads(await page.evaluate(TRANSCRIPT))
-            status = await page.evaluate("document.getElementById('status').textContent")
-            timeline = await page.evaluate("document.getElementById('timeline').innerText")
-            await page.evaluate("document.getElementById('stop').click()")
+            yield DevTools(ws)
     finally:
         browser.kill()
+
+
+TRANSCRIPT = (
+    "JSON.stringify([...document.querySelectorAll('#transcript li')]"
+    ".map(li => [li.dataset.role, li.textContent]))"
+)
+
+
+async def test_practice_page_shows_the_greeting_and_the_answer(
+    server_url: str, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    assert CHROMIUM is not None, "CI must have Chromium (apt-get install -y chromium)"
+    wav = caller_wav(tmp_path / "caller.wav")
+    profile = tmp_path / "profile"
+    flags = (
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}%noloop",
+    )
+    async with chromium_tab(nursery, profile, server_url + "/practice", *flags) as page:
+        with trio.fail_after(20):
+            while not await page.evaluate(
+                "document.readyState === 'complete' && !!document.getElementById('start')"
+            ):
+                await trio.sleep(0.1)
+        await page.evaluate("document.getElementById('start').click()")
+        lines: list[list[str]] = []
+        with trio.move_on_after(90):
+            while not any(role == "agent" and "Monday to Friday" in text for role, text in lines):
+                await trio.sleep(0.5)
+                lines = json.loads(await page.evaluate(TRANSCRIPT))
+        status = await page.evaluate("document.getElementById('status').textContent")
+        timeline = await page.evaluate("document.getElementById('timeline').innerText")
+        await page.evaluate("document.getElementById('stop').click()")
 
     context = f"transcript={lines} status={status!r} timeline={timeline!r}"
     roles = [role for role, _ in lines]

@@ -15,7 +15,6 @@ Skipped only when Chromium is missing outside CI (``test_practice_page``'s rule)
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,9 +24,8 @@ from uuid import UUID, uuid4
 import httpx
 import pytest
 import trio
-import trio_websocket
 from browser_support import Harness, start_harness
-from test_practice_page import CHROMIUM, DevTools, page_target
+from test_practice_page import CHROMIUM, chromium_tab
 
 from switchboard.actors.providers import Endpoints
 from switchboard.orchestrator.agent_file import load_agent_file
@@ -148,55 +146,26 @@ async def test_the_page_shows_both_waveforms_and_the_failover_and_plays_a_turn(
     link = await post(f"{h.url}/v1/calls/{sid}/timeline/url", headers=bearer(h.api_key))
     assert link.status_code == 200, link.text
     profile = tmp_path / "profile"
-    command = [
-        CHROMIUM,
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--mute-audio",
-        "--autoplay-policy=no-user-gesture-required",
-        "--window-size=1400,900",
-        "--remote-debugging-port=0",
-        f"--user-data-dir={profile}",
-        link.json()["url"],
-    ]
-    browser = await nursery.start(
-        lambda task_status: trio.run_process(
-            command,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=False,
-            task_status=task_status,
+    async with chromium_tab(nursery, profile, link.json()["url"], "--window-size=1400,900") as tab:
+        with trio.fail_after(30):
+            while not await tab.evaluate("window.timelineReady === true"):
+                await trio.sleep(0.1)
+        ink = {name: (n, area) for name, n, area in json.loads(await tab.evaluate(CANVAS_INK))}
+        marker = json.loads(await tab.evaluate(MARKER_AT))
+        kinds = await tab.evaluate(
+            "[...document.querySelectorAll('.marker')].map(m => m.dataset.kind)"
         )
-    )
-    try:
-        async with trio_websocket.open_websocket_url(
-            await page_target(profile), max_message_size=64 * 1024 * 1024
-        ) as ws:
-            tab = DevTools(ws)
-            with trio.fail_after(30):
-                while not await tab.evaluate("window.timelineReady === true"):
-                    await trio.sleep(0.1)
-            ink = {name: (n, area) for name, n, area in json.loads(await tab.evaluate(CANVAS_INK))}
-            marker = json.loads(await tab.evaluate(MARKER_AT))
-            kinds = await tab.evaluate(
-                "[...document.querySelectorAll('.marker')].map(m => m.dataset.kind)"
-            )
-            start_ms = await tab.evaluate(CLICK_ANSWER)
-            played: list[Any] = []
-            with trio.move_on_after(20):
-                while True:
-                    played = await tab.evaluate(
-                        "[audio.currentTime, audio.paused, audio.error && audio.error.code,"
-                        " audio.currentSrc]".replace("audio", "document.getElementById('audio')")
-                    )
-                    if played[0] > start_ms / 1000 + 0.2 and not played[1]:
-                        break
-                    await trio.sleep(0.1)
-    finally:
-        browser.kill()
+        start_ms = await tab.evaluate(CLICK_ANSWER)
+        played: list[Any] = []
+        with trio.move_on_after(20):
+            while True:
+                played = await tab.evaluate(
+                    "[audio.currentTime, audio.paused, audio.error && audio.error.code,"
+                    " audio.currentSrc]".replace("audio", "document.getElementById('audio')")
+                )
+                if played[0] > start_ms / 1000 + 0.2 and not played[1]:
+                    break
+                await trio.sleep(0.1)
 
     # Both tracks drew a waveform: the greeting and answers on one, the caller's lines on
     # the other (ink is the waveform alone: the canvas is transparent elsewhere).

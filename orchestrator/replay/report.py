@@ -154,6 +154,11 @@ def render_experience(recorded: dict[str, Any], what_if: dict[str, Any], label: 
         ("provider failures", len(recorded["failures"]), len(what_if["failures"])),
         ("first failure at", first(recorded["failures"]), first(what_if["failures"])),
         (
+            "dead air",
+            f"{recorded.get('dead_air_ms', 0):g} ms",
+            f"{what_if.get('dead_air_ms', 0):g} ms",
+        ),
+        (
             "silence at failovers",
             f"{recorded['silence_at_failovers_ms']:g} ms",
             f"{what_if['silence_at_failovers_ms']:g} ms",

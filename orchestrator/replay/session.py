@@ -17,6 +17,8 @@ from .compare import DEFAULT_TOLERANCE_MS, compare_events
 from .engine import replay_call
 from .recorded_call import recorded_call
 from .report import comparison_json, experience, render_comparison, render_experience
+from .timeline import build_timeline, render_text, timeline_json, totals
+from .timeline_page import write_timeline_html
 
 __all__ = ["WHAT_IF_CHANGES", "ReplayReport", "replay_and_report"]
 
@@ -77,14 +79,25 @@ def replay_and_report(
         },
         "comparison": comparison_json(comparison),
     }
+    # The timeline: the call as recorded (from its audio), or the what-if's (from events).
     shown = replay.events if what_if.changed else call.events
+    line = build_timeline(
+        shown,
+        silence_ms=silence_ms,
+        records=None if what_if.changed else trace.records,
+        session_id=str(call.session_id),
+        door=call.door,
+    )
+    data["timeline"] = timeline_json(line)
     if timeline:
-        from .timeline import build_timeline, render_text
-
-        lines += ["", render_text(build_timeline(shown, silence_ms=silence_ms))]
+        lines += ["", render_text(line).rstrip("\n")]
     if what_if.changed:
         label = _label(what_if)
         recorded, changed = experience(call.events), experience(replay.events)
+        for exp, events in ((recorded, call.events), (changed, replay.events)):
+            exp["dead_air_ms"] = totals(build_timeline(events, silence_ms=silence_ms))[
+                "dead_air_ms"
+            ]
         data["what_if"] = {
             "label": label,
             "experience": {"recorded": recorded, "what_if": changed},
@@ -92,10 +105,18 @@ def replay_and_report(
         lines += ["", f"What if {label}:", render_experience(recorded, changed, label)]
     lines += ["", render_comparison(comparison, call.events, replay.events)]
     if html is not None:
-        from .timeline_page import write_timeline_html
-
-        write_timeline_html(html, shown, trace.records, call.caller_format)
-        lines.append(f"wrote {html}")
+        write_timeline_html(
+            html,
+            shown,
+            None if what_if.changed else trace.records,
+            call.caller_format,
+            session_id=str(call.session_id),
+            door=call.door,
+            silence_ms=silence_ms,
+        )
+        lines.append(
+            f"wrote {html}" + ("" if what_if.changed else f" and {html.with_suffix('.wav')}")
+        )
         data["html"] = str(html)
     status = 0 if comparison.matches else 1
     data["exit"] = status
