@@ -9,6 +9,11 @@ took), while in a replay it comes at the cause's instant. It applies to
 ``t_ms`` and to the payload's durations and offsets (keys ending in ``_ms``:
 ``gap_ms``, ``heard_ms``, ``clear_after_ms``, ``duration_ms``...). Two replays
 of one trace are compared with ``tolerance_ms=0``: they must be identical.
+With a tolerance, events that came within it of each other may also come in
+another order: on the wall clock, the events two actors log for one cause (the
+supervisor ending an interrupted answer, the transport reporting the barge-in)
+are ordered by which task ran first, which Trio leaves to chance; on virtual
+time they are ordered by the replay's seeded scheduler.
 ``ignore`` names payload fields a what-if changes by design (the agent version of
 a changed agent), as ``(event type, key)``.
 """
@@ -75,6 +80,8 @@ class Comparison:
     expected_count: int
     got_count: int
     tolerance_ms: float
+    got_in_order: tuple[EventRow, ...] = ()
+    """The replayed events in the order they were compared (see the module docstring)."""
 
 
 def compare_events(
@@ -85,6 +92,8 @@ def compare_events(
     ignore: Collection[tuple[str, str]] = (),
 ) -> Comparison:
     """Compare recorded ``expected`` with replayed ``got`` (see the module docstring)."""
+    if tolerance_ms > 0:
+        got = _aligned(expected, got, tolerance_ms, ignore)
     for index in range(max(len(expected), len(got))):
         want = expected[index] if index < len(expected) else None
         have = got[index] if index < len(got) else None
@@ -92,8 +101,37 @@ def compare_events(
         if what is not None:
             when = (want or have or {}).get("t_ms", 0.0)
             first = Divergence(index, want, have, what, float(when))
-            return Comparison(False, first, len(expected), len(got), tolerance_ms)
-    return Comparison(True, None, len(expected), len(got), tolerance_ms)
+            return Comparison(False, first, len(expected), len(got), tolerance_ms, tuple(got))
+    return Comparison(True, None, len(expected), len(got), tolerance_ms, tuple(got))
+
+
+def _aligned(
+    expected: Sequence[EventRow],
+    got: Sequence[EventRow],
+    tolerance_ms: float,
+    ignore: Collection[tuple[str, str]],
+) -> list[EventRow]:
+    """``got`` in the recording's order where it differs only among events within
+    ``tolerance_ms`` of each other: each recorded event takes the first replayed one
+    that matches it among the next replayed events that close in time; from the first
+    recorded event with no such match on, ``got`` keeps its own order."""
+    rest = list(got)
+    out: list[EventRow] = []
+    for want in expected:
+        if not rest:
+            break
+        start = float(rest[0]["t_ms"])
+        near = 0
+        while near < len(rest) and float(rest[near]["t_ms"]) - start <= tolerance_ms:
+            near += 1
+        match = next(
+            (i for i in range(near) if _difference(want, rest[i], tolerance_ms, ignore) is None),
+            None,
+        )
+        if match is None:
+            break
+        out.append(rest.pop(match))
+    return out + rest
 
 
 def _difference(

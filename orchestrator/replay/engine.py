@@ -43,7 +43,7 @@ from ..store import EventRow as StoreRow
 from ..trace_file import Trace
 from .api import EventRow, Replay, WhatIf
 from .peers import ReplayPeer, make_peer
-from .providers import ReplayProviders
+from .providers import RecordedHealth, ReplayProviders
 from .recorded_call import RecordedCall, recorded_call
 from .runtime import deterministic_scheduling, gc_frozen, quiet_logs, replay_clock
 from .tools import replay_tools
@@ -131,6 +131,7 @@ async def _replay(call: RecordedCall, agent: AgentSpec) -> Replay:
         make_tools=replay_tools(call, agent),
         apology=lambda c: _apology(c, call.apology_ms),
         run_sync=_inline,
+        health=RecordedHealth(t0, call.cooling_ends, call.agent.failover.cooldown_seconds),
     )
     rows: list[EventRow] = []
 

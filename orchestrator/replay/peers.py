@@ -5,9 +5,9 @@ A peer is the socket the door's real transport reads and writes
 recorded frames at their recorded offsets, in the door's wire format (Twilio
 ``media``, the browser's ``audio``, the Realtime API's
 ``input_audio_buffer.append``). It sends the caller's other actions at the
-times of the events they caused (DTMF, typed text,
-``response.create``/``cancel``), and hangs up when and as the recorded caller
-did. Outbound messages are otherwise only counted.
+times of the events they caused (DTMF, typed text, a Realtime client's
+``session.update`` and ``response.create``/``cancel``), and hangs up when and
+as the recorded caller did. Outbound messages are otherwise only counted.
 
 Caller frames may be sent up to ``audio_ahead_ms`` before their time (never
 past another of the caller's messages), consecutive frames joined into one
@@ -22,12 +22,13 @@ drops what is queued and echoes every pending mark at once. The position marks
 the transport sends every 100 ms of agent audio (``audio:<n>``) only matter at
 a barge-in, where they say how much the caller heard. Each is echoed with the
 next message the peer sends once it is due, and at the latest just before each
-barge-in the recording holds (:data:`FLUSH_LEAD_S`), rather than at a clock
+barge-in the recording holds (:data:`EXACT_WINDOW_S`), rather than at a clock
 step of its own.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import json
 from base64 import b64encode
@@ -45,8 +46,13 @@ __all__ = ["ReplayPeer", "make_peer"]
 
 _ACCOUNT = "AC00000000000000000000000000000000"
 
-FLUSH_LEAD_S = 0.001
-"""How long before a recorded barge-in the position marks due by then are echoed."""
+EXACT_WINDOW_S = 0.5
+"""Around each barge-in the recording holds, position marks due within this long of it
+are echoed at their own time, and those due before the window at its start. On the wall
+clock the recorded clear lags its cause (the provider's ``speech_started``) by the
+call's processing time, up to the comparison's tolerance on a loaded machine; the
+replayed clear comes at the cause's instant, so a flush keyed to the recorded clear
+alone came after it and the transport heard less than the caller did."""
 
 
 class ReplayPeer:
@@ -89,7 +95,8 @@ class ReplayPeer:
         self._order = order
         self._echoes: list[tuple[float, int, str]] = []  # (due s, order, message)
         self._lazy: list[tuple[float, int, str]] = []  # echoes only observed at a clear
-        self._flushes = sorted(t0 + t_ms / 1000.0 - FLUSH_LEAD_S for t_ms in call.clears)
+        self._clears = sorted(t0 + t_ms / 1000.0 for t_ms in call.clears)
+        self._flushes = [t - EXACT_WINDOW_S for t in self._clears]
         self._wake: trio.CancelScope | None = None
         self.closed: tuple[int, str] | None = None
         self.sent = 0
@@ -143,7 +150,13 @@ class ReplayPeer:
 
     def echo_lazily(self, due_s: float, message: str) -> None:
         """Deliver ``message`` at ``due_s`` or later: with the next message the peer sends
-        anyway, and at the latest just before the next recorded clear."""
+        anyway, and at the latest when the window of the next recorded clear opens; at
+        ``due_s`` exactly when that is within a recorded clear's window
+        (:data:`EXACT_WINDOW_S`)."""
+        near = bisect.bisect_left(self._clears, due_s - EXACT_WINDOW_S)
+        if near < len(self._clears) and self._clears[near] <= due_s + EXACT_WINDOW_S:
+            self.echo_at(due_s, message)
+            return
         heapq.heappush(self._lazy, (due_s, next(self._order), message))
 
     def echo_at(self, due_s: float, message: str) -> None:
@@ -258,9 +271,38 @@ def realtime_peer(
         return _json({"type": "input_audio_buffer.append", "audio": b64encode(data).decode()})
 
     def action(name: str, args: dict[str, object]) -> str | None:
+        if name == "session.update":
+            return _session_update(args)
         return _json({"type": name}) if name.startswith("response.") else None
 
     return ReplayPeer(call, t0, audio, action, None, audio_ahead_ms, audio_join_ms)
+
+
+_IGNORED_PLACEHOLDERS: dict[str, object] = {
+    "instructions": "",
+    "tools": [],
+    "voice": "alloy",
+    "turn_detection": {"type": "server_vad"},
+}
+"""A value for each ``session.update`` field the endpoint ignores (the event names them,
+not what the client sent)."""
+
+
+def _session_update(args: dict[str, object]) -> str:
+    """The client's ``session.update`` as its ``realtime.session.update`` event tells it:
+    the audio format it asked for (both ways), and the fields the endpoint ignored."""
+    session: dict[str, object] = {"type": "realtime"}
+    name = args.get("format")
+    if isinstance(name, str):
+        fmt: dict[str, object] = {"type": name}
+        if name == "audio/pcm":
+            fmt["rate"] = 24000
+        session["audio"] = {"input": {"format": fmt}, "output": {"format": fmt}}
+    ignored = args.get("ignored")
+    for key in ignored if isinstance(ignored, list) else ():
+        if key in _IGNORED_PLACEHOLDERS:
+            session[str(key)] = _IGNORED_PLACEHOLDERS[key]
+    return _json({"type": "session.update", "session": session})
 
 
 def make_peer(

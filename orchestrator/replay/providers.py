@@ -18,11 +18,13 @@ recording of the mode is spent, fails at once so the supervisor moves on.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import trio
 
 from switchboard.actors.context import EventSink
+from switchboard.actors.failover.health import ProviderHealth
 from switchboard.actors.local.transcribed import heard_script, transcribed
 from switchboard.actors.messages import Outbox, ProviderFailed, ToProvider
 from switchboard.actors.providers import ProviderSetup
@@ -33,7 +35,7 @@ from ..agents import AgentSpec
 from .recorded_call import RecordedCall, RecordedInstance, by_mode
 from .what_if import decisions_changed
 
-__all__ = ["STAND_IN", "ReplayProviders"]
+__all__ = ["STAND_IN", "RecordedHealth", "ReplayProviders"]
 
 STAND_IN = "local stand-in (the agent's intents on the recorded transcripts, a silent voice)"
 
@@ -87,6 +89,32 @@ class ReplayProviders:
         alike = [i for i in unused if _starts_as(i, setup)]
         candidates = alike or unused
         return candidates[0] if candidates else None
+
+
+class RecordedHealth(ProviderHealth):
+    """The replay's provider health: what the call's own failures open, as in the runtime,
+    and the cooldowns the call found at its start (other calls' failures, shared by the
+    server's process) as the recording tells them. A cooldown ended at the recorded time
+    (``cooling_ends``: mode -> ``t_ms``), moved by the difference when a what-if changes
+    ``failover.cooldown_seconds`` from ``recorded_cooldown_s``."""
+
+    def __init__(self, t0: float, cooling_ends: dict[str, float], recorded_cooldown_s: float):
+        super().__init__(trio.current_time)
+        self._failed_at = {
+            mode: t0 + end_ms / 1000.0 - recorded_cooldown_s
+            for mode, end_ms in cooling_ends.items()
+        }
+
+    def cooldowns(self, modes: Iterable[str], cooldown_seconds: float) -> Mapping[str, float]:
+        modes = list(modes)
+        skipped = dict(super().cooldowns(modes, cooldown_seconds))
+        now = trio.current_time()
+        for mode in modes:
+            failed_at = self._failed_at.get(mode)
+            wait = -1.0 if failed_at is None else failed_at + cooldown_seconds - now
+            if wait > 0:
+                skipped[mode] = max(wait, skipped.get(mode, 0.0))
+        return skipped
 
 
 def _starts_as(instance: RecordedInstance, setup: ProviderSetup) -> bool:

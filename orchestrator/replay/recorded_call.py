@@ -10,6 +10,7 @@ transfers, the consent decision). Times are ``t_ms`` on the call's clock.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,7 @@ class RecordedCall:
     consent: Consent | None
     chain: list[str]
     skipped: dict[str, str]
+    cooling_ends: dict[str, float]
     caller_audio: list[tuple[float, bytes]]
     caller_actions: list[tuple[float, str, dict[str, Any]]]
     hang_up: tuple[float, str] | None
@@ -157,6 +159,7 @@ def recorded_call(trace: Trace) -> RecordedCall:
             for e in events
             if e["type"] == "provider.skipped"
         },
+        cooling_ends=_cooling_ends(events),
         caller_audio=caller_audio,
         caller_actions=_caller_actions(events),
         hang_up=_hang_up(events),
@@ -206,6 +209,26 @@ def _instances(trace: Trace) -> dict[str, RecordedInstance]:
     return instances
 
 
+_COOLING = re.compile(r"cooling down for ([0-9]+(?:\.[0-9]+)?) s more")
+
+
+def _cooling_ends(events: list[EventRow]) -> dict[str, float]:
+    """When each mode the call found cooling down (another call's failure: the server's
+    provider health, not the call's own) could be tried again, ``t_ms`` on the call's
+    clock, from its first ``failover.suppressed`` event (``reason`` ``cooling_down``; the
+    seconds left are in its ``detail``, to 0.1 s)."""
+    ends: dict[str, float] = {}
+    for e in events:
+        p = e["payload"]
+        if e["type"] != "failover.suppressed" or p.get("reason") != "cooling_down":
+            continue
+        found = _COOLING.search(str(p.get("detail") or ""))
+        mode = str(p.get("provider"))
+        if found is not None and mode not in ends:
+            ends[mode] = float(e["t_ms"]) + float(found.group(1)) * 1000.0
+    return ends
+
+
 def _consent(events: list[EventRow]) -> Consent | None:
     event = _first(events, "recording.consent")
     if event is None:
@@ -221,6 +244,7 @@ CALLER_ACTIONS = {
     "caller.text": ("text", ("text",)),
     "realtime.response.create": ("response.create", ()),
     "realtime.response.cancel": ("response.cancel", ()),
+    "realtime.session.update": ("session.update", ("format", "ignored")),
 }
 
 

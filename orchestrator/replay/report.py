@@ -35,6 +35,7 @@ def render_comparison(
             f" same order with the same payloads (times within {comparison.tolerance_ms:g} ms)."
         )
     first = comparison.first
+    got = comparison.got_in_order or got
     lines = [
         f"DIFFERS: {first.describe()}",
         f"  recorded {comparison.expected_count} events, replayed {comparison.got_count}",
