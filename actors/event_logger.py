@@ -4,8 +4,8 @@ Events arrive from every actor on one channel; the logger gives each the next
 ``seq`` (1, 2, 3... with no gaps) and a wall-clock ``ts`` as it arrives, and
 its receive loop never waits on the database, so no actor on the audio path
 does either. A separate task writes batches (at most ``batch_max`` events, an
-event waiting at most ``flush_interval_s``) through ``write_batch`` in a worker thread
-(psycopg is synchronous). Writes are idempotent on ``(session_id, seq)``, so
+event waiting at most ``flush_interval_s``) through ``write_batch`` in a worker
+thread (psycopg is synchronous). Writes are idempotent on ``(session_id, seq)``, so
 a batch whose write failed is simply retried, with backoff. When the call
 ends, what is left is written; if the database is still unreachable after
 ``final_attempts`` tries, they are handed to ``on_unwritten`` and the logger
@@ -35,10 +35,10 @@ WriteBatch = Callable[[Sequence[EventRow]], None]
 OnLogged = Callable[[EventRow], None]
 """Called with each event as soon as it is numbered, in the logger's task; must not block."""
 OnUnwritten = Callable[[Sequence[EventRow]], None]
+"""Called once, at the end, with the events the database never took (none: not called)."""
 RunSync = Callable[..., Awaitable[Any]]
 """How a blocking call runs off the call's tasks: ``await run_sync(fn, *args)``;
 ``trio.to_thread.run_sync`` by default (a replay runs its in-memory store inline)."""
-"""Called once, at the end, with the events the database never took (none: not called)."""
 
 
 class EventLogger:
