@@ -37,10 +37,11 @@ class Kind(IntEnum):
     PROVIDER_EVENT = 4
     """One message a provider instance sent, as it arrived (:func:`pack_provider_event`)."""
     PROVIDER_OUTPUT = 5
-    """What a provider instance told the call, as the supervisor received it: its start,
-    each message and each event it logged (the replay's recorded provider plays these
-    back). Framed like :data:`PROVIDER_EVENT` (:func:`pack_provider_event`, binary body);
-    the body is the actors' business (``switchboard.actors.instance_record``)."""
+    """What a provider instance told the call and was told, as the supervisor saw it: its
+    start, each message and each event it logged, each message it was sent besides audio
+    (the replay's recorded provider plays these back). Framed like
+    :data:`PROVIDER_EVENT` (:func:`pack_provider_event`, binary body); the body is the
+    actors' business (``switchboard.actors.instance_record``)."""
 
 
 @dataclass(frozen=True, slots=True)
