@@ -598,6 +598,11 @@ class Supervisor:
                 detail=suppressed.detail,
                 provider=suppressed.mode,
                 turn=self._policy.turns_completed,
+                **(
+                    {}
+                    if suppressed.remaining_ms is None
+                    else {"remaining_ms": suppressed.remaining_ms}
+                ),
             )
         if isinstance(decision, Connect):
             self._start(decision.mode, decision.attempt, greet=decision.greet, respond_now=False)

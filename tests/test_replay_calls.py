@@ -301,5 +301,6 @@ async def test_a_call_that_found_the_provider_cooling_down_replays_to_its_events
     events = await assert_replays(trace, tmp_path / "cooling.trace")
     (skipped,) = [e["payload"] for e in events if e["type"] == "failover.suppressed"]
     assert (skipped["provider"], skipped["reason"]) == ("openai-realtime", "cooling_down")
+    assert 0 < skipped["remaining_ms"] <= 600_000  # how long it still cools down, as a number
     assert "provider.failed" not in types(events)
     assert srv.fake.connections == reached  # the second call never reached the provider

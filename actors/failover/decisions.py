@@ -41,12 +41,14 @@ SuppressionReason = Literal[
 @final
 @dataclass(frozen=True, slots=True)
 class Suppression:
-    """A switch not made, and why (one ``failover.suppressed`` event each)."""
+    """A switch not made, and why (one ``failover.suppressed`` event each);
+    ``remaining_ms``: for ``cooling_down``, how long the link still cools down."""
 
     reason: SuppressionReason
     detail: str
     link: int | None = None
     mode: str | None = None
+    remaining_ms: float | None = None
 
 
 @final

@@ -306,7 +306,7 @@ class FailoverPolicy:
     def _cooling(self, link: int, cooling: Mapping[str, float]) -> Suppression:
         mode = self.chain[link]
         detail = f"{mode} failed recently: cooling down for {cooling[mode]:.1f} s more"
-        return Suppression("cooling_down", detail, link, mode)
+        return Suppression("cooling_down", detail, link, mode, round(cooling[mode] * 1000.0, 1))
 
     def _tick(self, at_s: float, cooling: Mapping[str, float]) -> Decision:
         if self._phase == "down" or at_s < self.deadline_s:

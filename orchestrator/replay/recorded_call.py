@@ -215,17 +215,21 @@ _COOLING = re.compile(r"cooling down for ([0-9]+(?:\.[0-9]+)?) s more")
 def _cooling_ends(events: list[EventRow]) -> dict[str, float]:
     """When each mode the call found cooling down (another call's failure: the server's
     provider health, not the call's own) could be tried again, ``t_ms`` on the call's
-    clock, from its first ``failover.suppressed`` event (``reason`` ``cooling_down``; the
-    seconds left are in its ``detail``, to 0.1 s)."""
+    clock, from its first ``failover.suppressed`` event (``reason`` ``cooling_down``): its
+    ``remaining_ms``, or in traces made before that field, the seconds its ``detail``
+    gives, to 0.1 s."""
     ends: dict[str, float] = {}
     for e in events:
         p = e["payload"]
         if e["type"] != "failover.suppressed" or p.get("reason") != "cooling_down":
             continue
-        found = _COOLING.search(str(p.get("detail") or ""))
         mode = str(p.get("provider"))
-        if found is not None and mode not in ends:
-            ends[mode] = float(e["t_ms"]) + float(found.group(1)) * 1000.0
+        remaining_ms = p.get("remaining_ms")
+        if not isinstance(remaining_ms, int | float):
+            found = _COOLING.search(str(p.get("detail") or ""))
+            remaining_ms = float(found.group(1)) * 1000.0 if found is not None else None
+        if remaining_ms is not None and mode not in ends:
+            ends[mode] = float(e["t_ms"]) + float(remaining_ms)
     return ends
 
 
