@@ -61,8 +61,8 @@ from .recording_urls import (
     sign_playback,
     verify_playback,
 )
+from .route_answers import Refused, session_uuid, tenant_by_key
 from .runtime import Runtime
-from .sessions import tenant_for_request
 
 __all__ = ["CHUNK_BYTES", "UrlRequest", "register"]
 
@@ -70,7 +70,6 @@ log = structlog.get_logger("switchboard.recordings")
 
 CHUNK_BYTES: Final = 256 * 1024
 """A streamed answer is rendered and sent this many bytes at a time."""
-API_KEY_REQUIRED: Final = "a valid tenant API key is required (Authorization: Bearer)"
 
 
 class UrlRequestError(ValueError):
@@ -125,7 +124,7 @@ def register(app: QuartTrio, rt: Runtime) -> None:
     async def recording_url(session_id: str) -> Any:
         try:
             return await _make_url(rt, session_id)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.answer
 
     @app.get("/v1/calls/<session_id>/recording/<name>")
@@ -136,41 +135,24 @@ def register(app: QuartTrio, rt: Runtime) -> None:
     async def recording_delete(session_id: str) -> Any:
         try:
             return await _delete(rt, session_id)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.answer
 
 
-class _Refused(Exception):  # noqa: N818 - internal: an answer that ends the request
-    def __init__(self, status: int, message: str, **headers: str) -> None:
-        super().__init__(message)
-        self.answer = jsonify({"error": message}), status, headers
-
-
 def _error(status: int, message: str, **headers: str) -> Any:
-    return _Refused(status, message, **headers).answer
+    return Refused(status, message, **headers).answer
 
 
 async def _tenant_and_session(rt: Runtime, session_id: str) -> tuple[uuid.UUID, uuid.UUID]:
-    """The API key's tenant and the path's session id.
-
-    Raises:
-        _Refused: 401 without a valid key, 400 for a session id that is not a UUID.
-    """
-    tenant_id = await tenant_for_request(rt)
-    if tenant_id is None:
-        log.warning("auth.rejected", door="recordings", reason="missing or unknown API key")
-        raise _Refused(401, API_KEY_REQUIRED)
-    try:
-        return tenant_id, uuid.UUID(session_id)
-    except ValueError:
-        raise _Refused(400, "session_id must be a UUID") from None
+    """The API key's tenant and the path's session id (:mod:`.route_answers`)."""
+    return await tenant_by_key(rt, "recordings"), session_uuid(session_id)
 
 
 async def _json_body() -> Any:
     """The request's JSON, or None for an empty body.
 
     Raises:
-        _Refused: 400, the body is not JSON.
+        Refused: 400, the body is not JSON.
     """
     data = await request.get_data()
     if not data.strip():
@@ -178,7 +160,7 @@ async def _json_body() -> Any:
     try:
         return json.loads(data)
     except ValueError:
-        raise _Refused(400, "the body must be JSON") from None
+        raise Refused(400, "the body must be JSON") from None
 
 
 async def _make_url(rt: Runtime, session_id: str) -> Any:
@@ -186,16 +168,16 @@ async def _make_url(rt: Runtime, session_id: str) -> Any:
     try:
         req = UrlRequest.parse(await _json_body())
     except UrlRequestError as exc:
-        raise _Refused(400, str(exc)) from None
+        raise Refused(400, str(exc)) from None
     row = await trio.to_thread.run_sync(get_recording, rt.store, tenant_id, sid)
     if row is None:
-        raise _Refused(404, "no recording of this call")
+        raise Refused(404, "no recording of this call")
     if row.status == "deleted":
-        raise _Refused(410, "the recording of this call was deleted")
+        raise Refused(410, "the recording of this call was deleted")
     if row.status == "recording":
-        raise _Refused(409, "the call is still being recorded; ask again when it has ended")
+        raise Refused(409, "the call is still being recorded; ask again when it has ended")
     if row.key_kind != "keyring":
-        raise _Refused(422, RSA_MESSAGE)
+        raise Refused(422, RSA_MESSAGE)
     token, claims = sign_playback(
         rt.keyring,
         tenant_id=tenant_id,

@@ -45,8 +45,8 @@ from .recording_urls import PlaybackRefused, playback_path, sign_playback
 from .replay.levels import Levels, levels_of_wav
 from .replay.timeline import build_timeline, timeline_json
 from .replay.timeline_page import page_csp, peak_factor, peaks_of, render_page
+from .route_answers import Refused, session_uuid, tenant_by_key
 from .runtime import Runtime
-from .sessions import tenant_for_request
 from .store import Store
 from .timeline_urls import DEFAULT_TTL_S, MAX_TTL_S, sign_timeline, timeline_path, verify_timeline
 
@@ -54,14 +54,7 @@ __all__ = ["register"]
 
 log = structlog.get_logger("switchboard.timeline")
 
-API_KEY_REQUIRED: Final = "a valid tenant API key is required (Authorization: Bearer)"
 _MIN_AUDIO_TTL_S: Final = 60
-
-
-class _Refused(Exception):  # noqa: N818 - internal: an answer that ends the request
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.answer = jsonify({"error": message}), status
 
 
 def register(app: QuartTrio, rt: Runtime) -> None:
@@ -71,39 +64,24 @@ def register(app: QuartTrio, rt: Runtime) -> None:
     async def timeline(session_id: str) -> Any:
         try:
             return await _timeline(rt, session_id)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.answer
 
     @app.post("/v1/calls/<session_id>/timeline/url")
     async def timeline_url(session_id: str) -> Any:
         try:
             return await _make_url(rt, session_id)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.answer
 
 
-def _session(session_id: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(session_id)
-    except ValueError:
-        raise _Refused(400, "session_id must be a UUID") from None
-
-
-async def _by_key(rt: Runtime) -> uuid.UUID:
-    tenant_id = await tenant_for_request(rt)
-    if tenant_id is None:
-        log.warning("auth.rejected", door="timeline", reason="missing or unknown API key")
-        raise _Refused(401, API_KEY_REQUIRED)
-    return tenant_id
-
-
 async def _make_url(rt: Runtime, session_id: str) -> Any:
-    tenant_id = await _by_key(rt)
-    sid = _session(session_id)
+    tenant_id = await tenant_by_key(rt, "timeline")
+    sid = session_uuid(session_id)
     ttl_s = _expires_in(await request.get_data(as_text=False))
     events = await trio.to_thread.run_sync(partial(rt.store.read_events, tenant_id, sid))
     if not events:
-        raise _Refused(404, "no such call")
+        raise Refused(404, "no such call")
     token, claims = sign_timeline(
         rt.keyring, tenant_id=tenant_id, session_id=sid, ttl_s=ttl_s,
         issuer=rt.settings.token_issuer,
@@ -119,12 +97,12 @@ def _expires_in(body: str | bytes) -> int:
     try:
         data = json.loads(body)
     except ValueError:
-        raise _Refused(400, "the body must be JSON") from None
+        raise Refused(400, "the body must be JSON") from None
     if not isinstance(data, dict) or set(data) - {"expires_in"}:
-        raise _Refused(400, 'the body is {"expires_in": seconds} or empty')
+        raise Refused(400, 'the body is {"expires_in": seconds} or empty')
     ttl = data.get("expires_in", DEFAULT_TTL_S)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_S:
-        raise _Refused(400, f"expires_in must be 1 to {MAX_TTL_S} seconds (24 hours)")
+        raise Refused(400, f"expires_in must be 1 to {MAX_TTL_S} seconds (24 hours)")
     return ttl
 
 
@@ -137,16 +115,16 @@ async def _timeline(rt: Runtime, session_id: str) -> Any:
             )
         except PlaybackRefused as exc:
             log.warning("auth.rejected", door="timeline link", reason=exc.reason)
-            raise _Refused(403, exc.reason) from None
+            raise Refused(403, exc.reason) from None
         tenant_id, sid = claims.tenant_id, claims.session_id
         audio_ttl = claims.expires_at - int(time.time())
     else:
-        tenant_id = await _by_key(rt)
-        sid = _session(session_id)
+        tenant_id = await tenant_by_key(rt, "timeline")
+        sid = session_uuid(session_id)
         audio_ttl = DEFAULT_TTL_S
     events, door = await trio.to_thread.run_sync(partial(_call_of, rt.store, tenant_id, sid))
     if not events:
-        raise _Refused(404, "no such call")
+        raise Refused(404, "no such call")
     levels, audio_url, note = await _audio(rt, tenant_id, sid, audio_ttl)
     timeline = build_timeline(events, levels=levels, session_id=str(sid), door=door)
     if request.args.get("format") == "json" or _wants_json():

@@ -127,8 +127,9 @@ def test_a_barge_in_replays_with_what_the_caller_heard() -> None:
     assert_replays_exactly(trace)
 
 
-def test_a_tool_call_replays_with_its_recorded_result() -> None:
-    trace = record(
+def record_hours_call() -> Trace:
+    """A call whose provider looks the hours up (``lookup_hours``) for the caller."""
+    return record(
         Script(
             turns=(
                 Turn(
@@ -142,6 +143,10 @@ def test_a_tool_call_replays_with_its_recorded_result() -> None:
         speak_at=(3.0,),
         hang_up_at=10.0,
     )
+
+
+def test_a_tool_call_replays_with_its_recorded_result() -> None:
+    trace = record_hours_call()
     result = first(trace.events, "tool:result")
     assert result["payload"]["ok"] is True
     replay = assert_replays_exactly(trace)
@@ -222,20 +227,7 @@ def test_a_what_if_against_local_answers_the_recorded_caller_with_the_agents_int
 
 
 def test_a_what_if_with_other_hours_gives_the_tool_the_new_hours() -> None:
-    trace = record(
-        Script(
-            turns=(
-                Turn(
-                    say="Let me check.",
-                    tool=ToolStep("lookup_hours"),
-                    then_say="Here are our hours.",
-                    caller_text=LINES[0],
-                ),
-            )
-        ),
-        speak_at=(3.0,),
-        hang_up_at=10.0,
-    )
+    trace = record_hours_call()
     recorded = first(trace.events, "tool:result")["payload"]["output"]
     same = replay_trace(trace, WhatIf(settings={"failover.stall_timeout_ms": "1500"}))
     assert first(same.events, "tool:result")["payload"]["output"] == recorded  # as recorded

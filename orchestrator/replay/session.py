@@ -94,10 +94,11 @@ def replay_and_report(
     if what_if.changed:
         label = _label(what_if)
         recorded, changed = experience(call.events), experience(replay.events)
-        for exp, events in ((recorded, call.events), (changed, replay.events)):
-            exp["dead_air_ms"] = totals(build_timeline(events, silence_ms=silence_ms))[
-                "dead_air_ms"
-            ]
+        # Dead air from the events on both sides (a what-if has no audio): the what-if's
+        # is the timeline above.
+        as_recorded = build_timeline(call.events, silence_ms=silence_ms)
+        recorded["dead_air_ms"] = totals(as_recorded)["dead_air_ms"]
+        changed["dead_air_ms"] = totals(line)["dead_air_ms"]
         data["what_if"] = {
             "label": label,
             "experience": {"recorded": recorded, "what_if": changed},
