@@ -11,10 +11,11 @@ Who sends what::
     transport  -> provider   : CallerAudio, through the supervisor's line (HearCaller),
                                in the transport's own task: the supervisor decides where
                                it goes without a hop of its own
-    transport  -> supervisor : CallerDtmf, PlaybackMarked, CallerHungUp, TransportFailed
+    transport  -> supervisor : CallerDtmf, CallerText, CancelResponse, PlaybackMarked,
+                               CallerHungUp, TransportFailed
     transport  -> supervisor : PlaybackCleared (the answer to ClearPlayback)
     supervisor -> transport  : PlayAudio, MarkPlayback, ClearPlayback, ShowEvent, EndCall
-    supervisor -> provider   : CallerAudio, ToolResult, TruncateResponse
+    supervisor -> provider   : CallerAudio, CallerText, ToolResult, TruncateResponse, RespondNow
     provider   -> supervisor : ProviderReady, SpeechStarted, SpeechStopped, CallerTranscript,
                                ResponseStarted, AgentAudio, AgentTranscript, ResponseDone,
                                ToolCallRequested, ProviderFailed, ProviderWorking
@@ -108,6 +109,26 @@ class TransportFailed:
 
     reason: str
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallerText:
+    """The caller typed ``text``: a caller turn, answered like a spoken one.
+
+    From the browser's ``{"event": "text"}`` and ``/v1/realtime``'s
+    ``conversation.item.create`` (a user message with ``input_text``). The
+    supervisor passes it to the provider, which adds it its own way (OpenAI
+    Realtime: ``conversation.item.create`` then ``response.create``; Gemini
+    Live: ``clientContent`` with ``turnComplete``; a pipeline: a caller turn).
+    """
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResponse:
+    """The caller's client asked to stop the agent's response in progress
+    (``/v1/realtime``'s ``response.cancel``); the provider's response is stopped too."""
 
 
 # -- supervisor -> transport: commands ---------------------------------------
@@ -392,6 +413,10 @@ class ToolResult:
     output: str
     response_id: str
     after_response: AfterResponse | None = None
+    pending: bool = False
+    """An acknowledgement, not the result: the tool is still running (slower than
+    its ``ack_ms``, or ``async``); ``output`` tells the agent to say it is checking.
+    The result follows as a follow-up (:class:`RespondNow`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,6 +469,8 @@ class CallEvent:
 ToSupervisor = (
     CallerAudio
     | CallerDtmf
+    | CallerText
+    | CancelResponse
     | PlaybackMarked
     | PlaybackCleared
     | CallerHungUp
@@ -473,5 +500,5 @@ the live provider's inbox (or the swap buffer while none is ready); a frame the 
 has no room for is dropped and counted (:class:`~switchboard.actors.provider_slot.ProviderSlot`).
 Caller audio is the one message that only passes through the supervisor, so it takes no
 channel hop of its own there."""
-ToProvider = CallerAudio | ToolResult | TruncateResponse | RespondNow
+ToProvider = CallerAudio | CallerText | ToolResult | TruncateResponse | RespondNow
 ToTools = ToolCallRequested | TransferCall

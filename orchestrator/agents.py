@@ -73,6 +73,7 @@ __all__ = [
     "WHEN_BUSY",
     "AgentSpec",
     "Intent",
+    "KnowledgeSource",
     "ToolSpec",
     "hours_sentence",
 ]
@@ -122,6 +123,13 @@ DEFAULT_NO_MATCH_REPLY: Final = (
     "book an appointment, or ask for a person."
 )
 
+DEFAULT_TOOL_TIMEOUT_MS: Final = 10_000
+"""A tool's deadline when the agent file gives none (``timeout_ms``)."""
+
+DEFAULT_TOOL_ACK_MS: Final = 1500
+"""When a slow tool is acknowledged (``ack_ms``): inside the ~2 s before a caller
+notices a hang (DESIGN.md, budgets)."""
+
 _E164: Final = re.compile(r"\+[1-9][0-9]{1,14}")
 _HOURS: Final = re.compile(r"([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})")
 _TOOL_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -163,20 +171,111 @@ class ToolSpec:
         name: 1-64 characters of ``[A-Za-z0-9_-]`` (OpenAI's function-name rule).
         description: when the model should call it.
         parameters: a JSON Schema object (``{"type": "object", "properties": {...}}``),
-            frozen: nested mappings are read-only and lists become tuples.
+            frozen: nested mappings are read-only and lists become tuples. The
+            model's arguments are validated against it before the tool runs.
+        url: a webhook tool: the business's HTTPS (or HTTP) URL the runtime calls.
+        method: the webhook's HTTP method, ``POST`` (default) or ``PUT``.
+        headers: extra request headers for the webhook (for example an API key).
+        timeout_ms: the deadline of the whole exchange (connect, headers, body).
+        ack_ms: a result not back after this long gets an acknowledgement to the
+            model, and the result follows (default 1500 ms, inside the ~2 s a
+            caller waits before they notice a hang).
+        is_async: acknowledge at once (YAML key ``async``); the result follows.
+        function: an edge-function tool: ``{FUNCTIONS_BASE_URL}/{function}``.
+        python: an installed tool: the name of a ``switchboard.tools`` entry point.
     """
 
     name: str
     description: str
     parameters: Mapping[str, object] = field(default_factory=default_parameters)
+    url: str | None = None
+    method: str = "POST"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout_ms: int = DEFAULT_TOOL_TIMEOUT_MS
+    ack_ms: int = DEFAULT_TOOL_ACK_MS
+    is_async: bool = False
+    function: str | None = None
+    python: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "parameters", _freeze(self.parameters))
+        object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+
+    @property
+    def kind(self) -> str:
+        """How the tool runs: ``webhook`` (``url``), ``function`` (an edge function),
+        ``python`` (an installed ``switchboard.tools`` entry point) or ``builtin``
+        (none of them: one of :data:`BUILTIN_TOOL_NAMES`, its description overridden)."""
+        if self.url is not None:
+            return "webhook"
+        if self.function is not None:
+            return "function"
+        if self.python is not None:
+            return "python"
+        return "builtin"
 
     def parameters_json(self) -> dict[str, Any]:
         """``parameters`` as plain, mutable JSON data (dicts and lists)."""
         thawed: dict[str, Any] = _thaw(self.parameters)
         return thawed
+
+    def to_json(self) -> dict[str, Any]:
+        """The tool as JSON data: the three model-facing keys, then the others that
+        differ from their defaults (so a builtin's override stays as it was stored)."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters_json(),
+        }
+        for key, value, default in (
+            ("url", self.url, None),
+            ("method", self.method, "POST"),
+            ("headers", dict(self.headers), {}),
+            ("timeout_ms", self.timeout_ms, DEFAULT_TOOL_TIMEOUT_MS),
+            ("ack_ms", self.ack_ms, DEFAULT_TOOL_ACK_MS),
+            ("async", self.is_async, False),
+            ("function", self.function, None),
+            ("python", self.python, None),
+        ):
+            if value != default:
+                data[key] = value
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ToolSpec:
+        """Invert :meth:`to_json` (missing keys take their defaults).
+
+        Raises:
+            KeyError: ``name`` or ``description`` is missing.
+        """
+        return cls(
+            name=data["name"],
+            description=data["description"],
+            parameters=data.get("parameters", default_parameters()),
+            url=data.get("url"),
+            method=data.get("method", "POST"),
+            headers=dict(data.get("headers", {})),
+            timeout_ms=data.get("timeout_ms", DEFAULT_TOOL_TIMEOUT_MS),
+            ack_ms=data.get("ack_ms", DEFAULT_TOOL_ACK_MS),
+            is_async=data.get("async", False),
+            function=data.get("function"),
+            python=data.get("python"),
+        )
+
+
+@final
+@dataclass(frozen=True)
+class KnowledgeSource:
+    """One document of the agent's knowledge, as text.
+
+    Attributes:
+        source: where it came from, shown with each passage found in it (a file
+            name relative to the agent file, or ``inline[N]``).
+        text: its text (a PDF's extracted text).
+    """
+
+    source: str
+    text: str
 
 
 @final
@@ -217,6 +316,7 @@ class AgentSpec:
             switch budget): :class:`FailoverSettings`.
         recording: whether calls are recorded, and how consent is announced
             (:class:`~.recording_policy.RecordingPolicy`; default: not recorded).
+        knowledge: documents the agent answers from (``search_knowledge``).
     """
 
     name: str
@@ -239,6 +339,7 @@ class AgentSpec:
     no_match_reply: str = DEFAULT_NO_MATCH_REPLY
     failover: FailoverSettings = field(default_factory=FailoverSettings)
     recording: RecordingPolicy = field(default_factory=RecordingPolicy)
+    knowledge: tuple[KnowledgeSource, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hours", MappingProxyType(dict(self.hours)))
@@ -281,7 +382,7 @@ class AgentSpec:
 
     def to_json(self) -> dict[str, Any]:
         """The spec as JSON data (for a ``jsonb`` column); ``from_json`` inverts it exactly."""
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "tenant": self.tenant,
             "greeting": self.greeting,
@@ -294,10 +395,7 @@ class AgentSpec:
             "mode": self.mode,
             "fallback": list(self.fallback),
             "providers": {m: dict(o) for m, o in self.providers.items()},
-            "tools": [
-                {"name": t.name, "description": t.description, "parameters": t.parameters_json()}
-                for t in self.tools
-            ],
+            "tools": [t.to_json() for t in self.tools],
             "hours": dict(self.hours),
             "timezone": self.timezone,
             "transfer_number": self.transfer_number,
@@ -309,6 +407,9 @@ class AgentSpec:
             "failover": self.failover.to_json(),
             "recording": self.recording.to_json(),
         }
+        if self.knowledge:  # absent when empty: older specs keep their version hash
+            data["knowledge"] = [{"source": k.source, "text": k.text} for k in self.knowledge]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AgentSpec:
@@ -336,14 +437,7 @@ class AgentSpec:
                 mode=data.get("mode", "local"),
                 fallback=tuple(data.get("fallback", ())),
                 providers=dict(data.get("providers", {})),
-                tools=tuple(
-                    ToolSpec(
-                        name=t["name"],
-                        description=t["description"],
-                        parameters=t.get("parameters", default_parameters()),
-                    )
-                    for t in data.get("tools", ())
-                ),
+                tools=tuple(ToolSpec.from_json(t) for t in data.get("tools", ())),
                 hours=dict(data.get("hours", {})),
                 timezone=data.get("timezone", "UTC"),
                 transfer_number=data.get("transfer_number"),
@@ -354,6 +448,9 @@ class AgentSpec:
                 no_match_reply=data.get("no_match_reply", DEFAULT_NO_MATCH_REPLY),
                 failover=FailoverSettings.from_json(data.get("failover", {})),
                 recording=RecordingPolicy.from_json(data.get("recording", {})),
+                knowledge=tuple(
+                    KnowledgeSource(k["source"], k["text"]) for k in data.get("knowledge", ())
+                ),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an agent spec: {exc!r}") from exc

@@ -76,6 +76,7 @@ from ..messages import (
     AudioChunk,
     CallerAudio,
     CallerSaid,
+    CallerText,
     CallerTranscript,
     CallerUnheard,
     ConversationItem,
@@ -307,6 +308,9 @@ class GeminiLiveProvider:
         elif isinstance(message, RespondNow):
             note = wire.ContentTurn("user", f"[{message.note}]")
             await self._send(wire.ClientContent((note,), turn_complete=True))
+        elif isinstance(message, CallerText):  # a typed caller turn
+            turn = wire.ContentTurn("user", message.text)
+            await self._send(wire.ClientContent((turn,), turn_complete=True))
         else:
             await self._on_truncate(message)
 
