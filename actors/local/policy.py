@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from switchboard.orchestrator.agents import AgentSpec
 
 TOOL_FAILED_REPLY = "Sorry, I'm not able to do that right now."
+TOOL_PENDING_REPLY = "One moment, I'm checking that for you."
+"""Said while a slow tool runs (its acknowledgement); the result follows."""
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,11 @@ class Plan:
     tool: str | None
     reply_template: str
 
-    def reply(self, tool_ok: bool = True, tool_output: str = "") -> str:
-        """The text to speak, given the tool's result (if the plan has a tool)."""
+    def reply(self, tool_ok: bool = True, tool_output: str = "", *, pending: bool = False) -> str:
+        """The text to speak, given the tool's result (if the plan has a tool);
+        ``pending``: the tool only acknowledged (its result follows later)."""
+        if self.tool is not None and pending:
+            return TOOL_PENDING_REPLY
         if self.tool is not None and not tool_ok:
             return TOOL_FAILED_REPLY
         return self.reply_template.replace("{result}", tool_output.strip().rstrip("."))

@@ -53,7 +53,7 @@ class IntentPolicy:
             await say(plan.reply())
             return
         result = await call_tool(ToolCall(plan.tool))
-        await say(plan.reply(result.ok, result.output))
+        await say(plan.reply(result.ok, result.output, pending=result.pending))
 
     def intent_of(self, text: str) -> str | None:
         """The intent one of whose phrases ``text`` contains (the longest phrase wins)."""
