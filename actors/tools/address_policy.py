@@ -48,6 +48,7 @@ __all__ = [
     "blocked_reason",
     "parse_allow_entry",
     "parse_allowlist",
+    "show_address",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -147,6 +148,11 @@ def _v6_reason(address: ipaddress.IPv6Address) -> str | None:
         server, client = address.teredo
         return f"{address} is a Teredo tunnel (RFC 4380; server {server}, client {client})"
     return None if address.is_global else f"{address} is not globally routable (reserved)"
+
+
+def show_address(address: IPAddress) -> str:
+    """``address`` as text, a carried IPv4 address written dotted (``::ffff:127.0.0.1``)."""
+    return str(address) if isinstance(address, ipaddress.IPv4Address) else _show_v6(address)
 
 
 def _show_v6(address: ipaddress.IPv6Address) -> str:

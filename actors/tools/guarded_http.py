@@ -28,7 +28,8 @@ the checked addresses, under an httpx transport built on
 Exceptions (:class:`GuardedHttpError` is a :class:`ToolError`)::
 
     GuardedHttpError        kind
-    ├── DestinationRefused  "refused"    a bad scheme, an address the rules refuse, a redirect
+    ├── DestinationRefused  "refused"    a bad scheme, an address the rules refuse
+    │   └── RedirectRefused                a 3xx answer (its Location not followed)
     ├── ExchangeTimedOut    "timeout"    the deadline passed
     ├── AnswerTooLarge      "too_large"  the answer passed the byte cap
     └── NetworkFailure      "network"    no lookup answer, connect refused, connection dropped
@@ -49,7 +50,7 @@ import trio
 
 from switchboard.orchestrator.errors import ToolError
 
-from .address_policy import AddressPolicy, IPAddress
+from .address_policy import AddressPolicy, IPAddress, show_address
 
 __all__ = [
     "AnswerTooLarge",
@@ -59,6 +60,7 @@ __all__ = [
     "GuardedHttpError",
     "HttpAnswer",
     "NetworkFailure",
+    "RedirectRefused",
     "Resolver",
     "SystemResolver",
 ]
@@ -76,6 +78,10 @@ class GuardedHttpError(ToolError):
 
 class DestinationRefused(GuardedHttpError):  # noqa: N818 - what happened to the request
     kind = "refused"
+
+
+class RedirectRefused(DestinationRefused):
+    """The server answered 3xx; ``detail["location"]`` says where it pointed."""
 
 
 class ExchangeTimedOut(GuardedHttpError):  # noqa: N818 - what happened to the request
@@ -199,13 +205,12 @@ class GuardedHttp:
         for address in found:
             reason = policy.refusal(address, target.port)
             if reason is not None:
+                said = f"{target.host} resolves to an address that is refused: {reason}"
                 raise DestinationRefused(
-                    f"{target.host} resolves to {reason}"
-                    if literal is None
-                    else f"the URL names {reason}",
+                    reason if literal is not None else said,
                     host=target.host,
-                    address=str(address),
-                    reason=reason,
+                    address=show_address(address),
+                    rule=reason,
                 )
         return found
 
@@ -219,7 +224,8 @@ class GuardedHttp:
         *,
         max_bytes: int,
     ) -> HttpAnswer:
-        backend = _PinnedBackend(self._backend, target.host, addresses)
+        budget = _ReadBudget(max_bytes)
+        backend = _PinnedBackend(self._backend, target.host, addresses, budget)
         pool = httpcore.AsyncConnectionPool(
             ssl_context=self._ssl_context, network_backend=backend, retries=0
         )
@@ -236,11 +242,12 @@ class GuardedHttp:
                 body = await _read_capped(r.aiter_raw(), max_bytes)
                 return HttpAnswer(r.status_code, r.headers, body, backend.connected_to)
         except httpx.TransportError as exc:
-            where = backend.connected_to or target.host
+            where = (
+                f"{target.host} ({backend.connected_to})" if backend.connected_to else target.host
+            )
             raise NetworkFailure(
-                f"the exchange with {where} failed: {type(exc).__name__} {exc}".rstrip(),
+                f"the exchange with {where} failed: {exc or type(exc).__name__}",
                 host=target.host,
-                address=backend.connected_to,
             ) from exc
 
 
@@ -270,7 +277,7 @@ def _target(url: str) -> _Target:
 def _check_head(target: _Target, response: httpx.Response, max_bytes: int) -> None:
     if 300 <= response.status_code < 400:
         location = response.headers.get("location", "")
-        raise DestinationRefused(
+        raise RedirectRefused(
             f"{target.host} answered HTTP {response.status_code} redirecting to "
             f"{location or '(no Location)'}; redirects are not followed",
             status=response.status_code,
@@ -292,16 +299,76 @@ def _check_head(target: _Target, response: httpx.Response, max_bytes: int) -> No
 
 
 async def _read_capped(chunks: AsyncIterator[bytes], max_bytes: int) -> bytes:
+    """The whole body, or :class:`AnswerTooLarge`.
+
+    The connection itself stops a body far past the cap (:class:`_ReadBudget`,
+    raised from inside the read, so httpx's and httpcore's stream generators end
+    with it instead of being abandoned); the exact check is made here, once the
+    body is in.
+    """
     body = bytearray()
     async for chunk in chunks:
         body += chunk
-        if len(body) > max_bytes:
-            raise AnswerTooLarge(
-                f"the answer passed the {max_bytes}-byte cap; reading stopped",
-                max_bytes=max_bytes,
-                bytes_read=len(body),
-            )
+    if len(body) > max_bytes:
+        raise _too_large(max_bytes, len(body))
     return bytes(body)
+
+
+def _too_large(max_bytes: int, bytes_read: int) -> AnswerTooLarge:
+    return AnswerTooLarge(
+        f"the answer passed the {max_bytes}-byte cap; reading stopped",
+        max_bytes=max_bytes,
+        bytes_read=bytes_read,
+    )
+
+
+HEAD_ALLOWANCE = 64 * 1024
+"""Bytes a connection may carry besides the body: status line, headers (h11
+refuses more than 16 KiB of them), chunk framing."""
+
+
+class _ReadBudget:
+    """Bytes one connection may read: the body cap plus :data:`HEAD_ALLOWANCE`."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.read = 0
+
+    def spend(self, count: int) -> None:
+        self.read += count
+        if self.read > self.max_bytes + HEAD_ALLOWANCE:
+            raise _too_large(self.max_bytes, self.read)
+
+
+class _CappedStream(httpcore.AsyncNetworkStream):
+    """A connection that raises :class:`AnswerTooLarge` once its budget is spent."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream, budget: _ReadBudget) -> None:
+        self._inner = inner
+        self._budget = budget
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        data = await self._inner.read(max_bytes, timeout)
+        self._budget.spend(len(data))
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return _CappedStream(tls, self._budget)  # count what TLS decrypts, not the records
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
 
 
 def _peer(address: IPAddress, port: int) -> str:
@@ -312,11 +379,16 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
     """Connects ``host`` to the addresses already checked, in order, never to another."""
 
     def __init__(
-        self, inner: httpcore.AsyncNetworkBackend, host: str, addresses: Iterable[IPAddress]
+        self,
+        inner: httpcore.AsyncNetworkBackend,
+        host: str,
+        addresses: Iterable[IPAddress],
+        budget: _ReadBudget,
     ) -> None:
         self._inner = inner
         self._host = host
         self._addresses = tuple(addresses)
+        self._budget = budget
         self.connected_to = ""
 
     async def connect_tcp(
@@ -338,10 +410,8 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
                 continue
-            self.connected_to = (
-                f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
-            )
-            return stream
+            self.connected_to = _peer(address, port)
+            return _CappedStream(stream, self._budget)
         raise failure
 
     async def connect_unix_socket(

@@ -28,7 +28,13 @@ from typing import Any, Final
 from uuid import uuid5
 
 from .address_policy import AddressPolicy
-from .guarded_http import DestinationRefused, GuardedHttp, GuardedHttpError, HttpAnswer
+from .guarded_http import (
+    DestinationRefused,
+    GuardedHttp,
+    GuardedHttpError,
+    HttpAnswer,
+    RedirectRefused,
+)
 from .invocation import ToolInvocation, ToolOutcome
 
 __all__ = [
@@ -114,9 +120,11 @@ def _failure(tool: str, exc: GuardedHttpError) -> ToolOutcome:
     sentence = {
         "timeout": f"The {tool} tool did not answer in time; it may or may not have acted.",
         "too_large": f"The {tool} tool's answer was too large to read.",
-        "network": f"The {tool} tool could not be reached.",
+        "network": f"The {tool} tool could not be reached or did not answer properly.",
     }.get(exc.kind, f"The {tool} tool could not be called.")
-    if isinstance(exc, DestinationRefused):
+    if isinstance(exc, RedirectRefused):
+        sentence = f"The {tool} tool answered with a redirect, which is not followed."
+    elif isinstance(exc, DestinationRefused):
         sentence = f"The {tool} tool was not called: {_excerpt(str(exc))}."
     return ToolOutcome.failed(exc.kind, sentence, **detail)
 
