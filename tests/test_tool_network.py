@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 import trio
+import trustme
 from tool_servers import (
     DRIP_BYTES,
     HUGE_BYTES,
@@ -29,7 +31,7 @@ from tool_servers import (
 )
 
 from switchboard.actors.tools.edge_function import EdgeFunctionRunner, signing_key
-from switchboard.actors.tools.guarded_http import GuardedHttp
+from switchboard.actors.tools.guarded_http import GuardedHttp, SystemResolver
 from switchboard.actors.tools.invocation import TenantToolSettings, ToolInvocation, ToolOutcome
 from switchboard.actors.tools.tool_http import MAX_ANSWER_BYTES, MODEL_OUTPUT_BYTES
 from switchboard.actors.tools.webhook import WebhookRunner
@@ -453,3 +455,53 @@ async def test_an_edge_function_name_cannot_climb_out_of_its_path(
 ) -> None:
     runner = edge(net, "../admin")
     assert runner.url_for(invocation()).endswith("/functions/v1/acme/..%2Fadmin")
+
+
+# -- HTTPS: the checked address, the URL's name ---------------------------------------------
+
+
+async def test_https_goes_to_the_checked_address_under_the_urls_name(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """SNI and the certificate check use the URL's host, though the connection is made
+    to the address that was checked; a certificate for another name is refused."""
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("business.test").configure_cert(server_tls)
+    business = BusinessServer(secret=SECRET, tls=server_tls)
+    _, port = await start_business(nursery, business)
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    resolver = FakeResolver({"business.test": ["127.0.0.1"], "impostor.test": ["127.0.0.1"]})
+    http = GuardedHttp(resolver, ssl_context=client_tls)
+    settings = TenantToolSettings(TENANT_ID, SECRET, (f"127.0.0.1:{port}",))
+
+    def runner(host: str) -> WebhookRunner:
+        spec = ToolSpec("book_table", "Book.", url=f"https://{host}:{port}/tool")
+        return WebhookRunner(spec, settings, http)
+
+    outcome = await runner("business.test")(invocation())
+    assert outcome.ok, outcome
+    assert business.sni == ["business.test"]
+    assert business.requests[0].signature_ok is True
+
+    impostor = await runner("impostor.test")(invocation())
+    assert impostor.error == "network"
+    assert "CERTIFICATE_VERIFY_FAILED" in impostor.detail["reason"]
+    assert len(business.requests) == 1  # nothing was sent to a server that is not who it says
+
+
+# -- the system resolver -----------------------------------------------------------------------
+
+
+async def test_the_system_resolver_finds_localhost_and_the_rules_refuse_it() -> None:
+    """Real clock: the system resolver runs in a worker thread."""
+    resolver = SystemResolver()
+    addresses = await resolver.resolve("localhost", 80)
+    assert addresses and set(addresses) <= {"127.0.0.1", "::1"}
+
+    spec = ToolSpec("t", "T.", url="http://localhost:9/x", timeout_ms=5000)
+    outcome = await WebhookRunner(spec, TenantToolSettings(TENANT_ID, SECRET), GuardedHttp())(
+        invocation()
+    )
+    assert outcome.error == "refused" and "is loopback" in outcome.detail["reason"]

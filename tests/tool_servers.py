@@ -28,6 +28,7 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,7 @@ class BusinessServer:
         answer: the JSON ``/tool`` answers with.
         redirect_to: where ``/redirect`` points.
         host, port: where it listens (port 0: a free one; set once started).
+        tls: a server-side TLS context (HTTPS); ``sni`` lists the names clients sent.
     """
 
     secret: str | None = None
@@ -82,21 +84,28 @@ class BusinessServer:
     host: str = "127.0.0.1"
     port: int = 0
     requests: list[RecordedRequest] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None
+    sni: list[str | None] = field(default_factory=list)
     dripped: int = 0  # bytes of /slow-drip sent
     huge_sent: int = 0  # bytes of /huge sent
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled; ``started()`` with the port."""
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
+        if self.tls is not None:
+            self.tls.sni_callback = lambda _obj, name, _ctx: self.sni.append(name)  # type: ignore[assignment,func-returns-value]
         task_status.started(self.port)
         await trio.serve_listeners(self._serve, listeners)
 
-    async def _serve(self, stream: trio.SocketStream) -> None:
+    async def _serve(self, tcp: trio.SocketStream) -> None:
+        stream: trio.abc.Stream = tcp
+        if self.tls is not None:
+            stream = trio.SSLStream(tcp, self.tls, server_side=True)
         async with stream:
             try:
                 request = await _read_request(stream)
@@ -105,9 +114,9 @@ class BusinessServer:
                 self.requests.append(self._verified(request))
                 await self._answer(stream, request.path.rstrip("/").rsplit("/", 1)[-1])
             except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
-                pass  # the client went away (as a guarded client does past its cap)
+                pass  # the client went away (past its cap, or refusing our certificate)
 
-    async def _answer(self, stream: trio.SocketStream, route: str) -> None:
+    async def _answer(self, stream: trio.abc.Stream, route: str) -> None:
         if route == "slow-drip":
             body = b'{"pad":"' + b"x" * (DRIP_BYTES - 10) + b'"}'
             await stream.send_all(_head(200, _JSON, len(body)))
@@ -171,12 +180,12 @@ def _head(status: int, headers: Mapping[str, str], length: int | None) -> bytes:
 
 
 async def _send(
-    stream: trio.SocketStream, status: int, headers: Mapping[str, str], body: bytes
+    stream: trio.abc.Stream, status: int, headers: Mapping[str, str], body: bytes
 ) -> None:
     await stream.send_all(_head(status, headers, len(body)) + body)
 
 
-async def _read_request(stream: trio.SocketStream) -> RecordedRequest | None:
+async def _read_request(stream: trio.abc.Stream) -> RecordedRequest | None:
     """One request, parsed by h11 (None when the client sent nothing)."""
     conn = h11.Connection(h11.SERVER)
     head: h11.Request | None = None

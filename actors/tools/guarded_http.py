@@ -246,7 +246,7 @@ class GuardedHttp:
                 f"{target.host} ({backend.connected_to})" if backend.connected_to else target.host
             )
             raise NetworkFailure(
-                f"the exchange with {where} failed: {exc or type(exc).__name__}",
+                f"the exchange with {where} failed: {_why(exc)}",
                 host=target.host,
             ) from exc
 
@@ -369,6 +369,19 @@ class _CappedStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong, from ``exc`` and its causes (httpcore and trio often wrap
+    the telling error, such as an SSL certificate failure, in an empty one)."""
+    said: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(said) < 4:
+        text = str(seen).strip()
+        if text and text not in said:
+            said.append(text)
+        seen = seen.__cause__ or seen.__context__
+    return ": ".join(said) or type(exc).__name__
 
 
 def _peer(address: IPAddress, port: int) -> str:
