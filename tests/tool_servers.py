@@ -98,9 +98,12 @@ class BusinessServer:
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
         if self.tls is not None:
-            self.tls.sni_callback = lambda _obj, name, _ctx: self.sni.append(name)  # type: ignore[assignment,func-returns-value]
+            self.tls.sni_callback = self._saw_sni
         task_status.started(self.port)
         await trio.serve_listeners(self._serve, listeners)
+
+    def _saw_sni(self, _obj: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+        self.sni.append(name)
 
     async def _serve(self, tcp: trio.SocketStream) -> None:
         stream: trio.abc.Stream = tcp
