@@ -505,3 +505,15 @@ async def test_the_system_resolver_finds_localhost_and_the_rules_refuse_it() -> 
         invocation()
     )
     assert outcome.error == "refused" and "is loopback" in outcome.detail["reason"]
+
+
+async def test_an_internationalised_name_is_looked_up_and_connected_as_idna(
+    net: Net, autojump_clock: trio.testing.MockClock
+) -> None:
+    net.resolver.table["xn--bcher-kva.test"] = ["127.0.0.1"]
+
+    outcome, _ = await timed(net.webhook("tool", host="bücher.test"))
+
+    assert outcome.ok, outcome
+    assert net.resolver.lookups == ["xn--bcher-kva.test"]
+    assert net.business.requests[0].headers["host"] == f"xn--bcher-kva.test:{net.port}"

@@ -268,10 +268,11 @@ def _target(url: str) -> _Target:
             f"only http and https URLs may be called, not {parsed.scheme or 'no'} scheme",
             url=url,
         )
-    if not parsed.host:
+    host = parsed.raw_host.decode("ascii")  # an internationalised name as IDNA (punycode)
+    if not host:
         raise DestinationRefused(f"{url!r} names no host", url=url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    return _Target(parsed, parsed.host, port)
+    return _Target(parsed, host, port)
 
 
 def _check_head(target: _Target, response: httpx.Response, max_bytes: int) -> None:
