@@ -43,6 +43,7 @@ __all__ = [
     "call_endpoint",
     "delivery_id",
     "for_model",
+    "not_configured",
     "request_body",
     "tool_headers",
 ]
@@ -113,6 +114,15 @@ async def call_endpoint(
     except GuardedHttpError as exc:
         return _failure(invocation.name, exc)
     return answer_outcome(invocation.name, answer)
+
+
+def not_configured(tool: str, reason: str) -> ToolOutcome:
+    """The outcome of a tool whose tenant settings cannot be used (nothing was sent)."""
+    return ToolOutcome.failed(
+        "not_configured",
+        f"The {tool} tool is not set up correctly and was not called.",
+        reason=reason,
+    )
 
 
 def _failure(tool: str, exc: GuardedHttpError) -> ToolOutcome:
