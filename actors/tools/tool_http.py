@@ -68,7 +68,14 @@ def request_body(invocation: ToolInvocation) -> bytes:
         "arguments": dict(invocation.arguments),
         "call": invocation.context_json(),
     }
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=_thaw).encode()
+
+
+def _thaw(value: object) -> object:
+    """A read-only mapping (frozen arguments) as the dict JSON encodes."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
 def delivery_id(invocation: ToolInvocation) -> str:
