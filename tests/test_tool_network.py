@@ -9,12 +9,14 @@ the test's own Trio run; host names come from a fake resolver.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import ssl
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import pytest
 import trio
@@ -517,3 +519,17 @@ async def test_an_internationalised_name_is_looked_up_and_connected_as_idna(
     assert outcome.ok, outcome
     assert net.resolver.lookups == ["xn--bcher-kva.test"]
     assert net.business.requests[0].headers["host"] == f"xn--bcher-kva.test:{net.port}"
+
+
+async def test_frozen_nested_arguments_are_sent_as_json(
+    net: Net, autojump_clock: trio.testing.MockClock
+) -> None:
+    frozen = MappingProxyType({"party": MappingProxyType({"size": 4, "names": ("Ana", "Bo")})})
+    call = dataclasses.replace(invocation(), arguments=frozen)
+
+    outcome = await net.webhook("tool")(call)
+
+    assert outcome.ok, outcome
+    assert net.business.requests[0].json()["arguments"] == {
+        "party": {"size": 4, "names": ["Ana", "Bo"]}
+    }

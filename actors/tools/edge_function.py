@@ -40,7 +40,7 @@ from switchboard.orchestrator.agents import ToolSpec
 from .address_policy import AddressPolicy
 from .guarded_http import GuardedHttp
 from .invocation import TenantToolSettings, ToolInvocation, ToolOutcome
-from .tool_http import call_endpoint, delivery_id, request_body, tool_headers
+from .tool_http import call_endpoint, delivery_id, not_configured, request_body, tool_headers
 
 __all__ = ["TOKEN_LIFETIME_S", "EdgeFunctionRunner", "signing_key", "tenant_token"]
 
@@ -125,11 +125,7 @@ class EdgeFunctionRunner:
         try:
             key = signing_key(self._settings.webhook_secret)
         except ValueError as exc:
-            return ToolOutcome.failed(
-                "not_configured",
-                f"The {self._spec.name} tool is not set up correctly and was not called.",
-                reason=str(exc),
-            )
+            return not_configured(self._spec.name, str(exc))
         msg_id = delivery_id(invocation)
         token = tenant_token(invocation, key, int(self._now()))
         own = {

@@ -43,6 +43,7 @@ __all__ = [
     "call_endpoint",
     "delivery_id",
     "for_model",
+    "not_configured",
     "request_body",
     "tool_headers",
 ]
@@ -67,7 +68,14 @@ def request_body(invocation: ToolInvocation) -> bytes:
         "arguments": dict(invocation.arguments),
         "call": invocation.context_json(),
     }
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=_thaw).encode()
+
+
+def _thaw(value: object) -> object:
+    """A read-only mapping (frozen arguments) as the dict JSON encodes."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
 def delivery_id(invocation: ToolInvocation) -> str:
@@ -113,6 +121,15 @@ async def call_endpoint(
     except GuardedHttpError as exc:
         return _failure(invocation.name, exc)
     return answer_outcome(invocation.name, answer)
+
+
+def not_configured(tool: str, reason: str) -> ToolOutcome:
+    """The outcome of a tool whose tenant settings cannot be used (nothing was sent)."""
+    return ToolOutcome.failed(
+        "not_configured",
+        f"The {tool} tool is not set up correctly and was not called.",
+        reason=reason,
+    )
 
 
 def _failure(tool: str, exc: GuardedHttpError) -> ToolOutcome:

@@ -33,7 +33,7 @@ from switchboard.orchestrator.agents import ToolSpec
 from .address_policy import AddressPolicy, AllowlistError
 from .guarded_http import GuardedHttp
 from .invocation import TenantToolSettings, ToolInvocation, ToolOutcome
-from .tool_http import call_endpoint, delivery_id, request_body, tool_headers
+from .tool_http import call_endpoint, delivery_id, not_configured, request_body, tool_headers
 
 __all__ = ["WebhookRunner"]
 
@@ -71,10 +71,8 @@ class WebhookRunner:
             signer = Webhook(self._settings.webhook_secret)
             policy = AddressPolicy.for_tenant(self._settings.allowlist)
         except (binascii.Error, ValueError, EmptyWebhookSecretError, AllowlistError) as exc:
-            return ToolOutcome.failed(
-                "not_configured",
-                f"The {self._spec.name} tool is not set up correctly and was not called.",
-                reason=f"the tenant's tool settings are unusable: {exc}",
+            return not_configured(
+                self._spec.name, f"the tenant's tool settings are unusable: {exc}"
             )
         body = request_body(invocation)
         msg_id = delivery_id(invocation)
