@@ -189,7 +189,7 @@ class ToolExecutor:
         if runner is None and spec.kind == "builtin":
             return await self._builtin(request)
         if runner is None:
-            made = runner_for(spec, self._kit, self._events)
+            made = runner_for(spec, self._kit)
             if isinstance(made, ToolOutcome):
                 return made, None
             runner = made

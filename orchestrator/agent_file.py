@@ -23,9 +23,11 @@ from ..actors.failover.settings import (
     FailoverSettings,
     failover_setting_problem,
 )
+from ..actors.tools.arguments import schema_problem
 from ..actors.tools.python_tools import PythonTool, PythonToolError, load_python_tool
 from .agents import (
     BUILTIN_TOOL_NAMES,
+    MAX_TOOL_ACK_MS,
     MAX_TOOL_TIMEOUT_MS,
     MODES,
     PROVIDER_OPTIONS,
@@ -527,11 +529,12 @@ class _Parser:
                 if not (remote or "python" in keys):
                     raise self.fail(keys[option], f"{key}.{option}", "a builtin has no such option")
                 value = self.positive_int(keys[option], f"{key}.{option}")
-                if value > MAX_TOOL_TIMEOUT_MS:
+                limit = MAX_TOOL_TIMEOUT_MS if option == "timeout_ms" else MAX_TOOL_ACK_MS
+                if value > limit:
                     raise self.fail(
                         keys[option],
                         f"{key}.{option}",
-                        f"at most {MAX_TOOL_TIMEOUT_MS} ms (a caller does not wait longer)",
+                        f"at most {limit} ms (a caller does not wait longer)",
                     )
                 run[option] = value
         if "async" in keys:
@@ -569,6 +572,9 @@ class _Parser:
             raise self.fail(node, key, f"expected a JSON Schema object, got {_kind(node)}")
         self.check_json(node, key)
         schema = SafeConstructor().construct_object(node, deep=True)
+        problem = schema_problem(schema)
+        if problem is not None:
+            raise self.fail(node, key, problem)
         if schema.get("type") != "object":
             raise self.fail(node, key, "must be a JSON Schema with 'type: object'")
         properties = schema.get("properties", {})

@@ -132,7 +132,11 @@ DEFAULT_TOOL_ACK_MS: Final = 1500
 notices a hang (DESIGN.md, budgets)."""
 
 MAX_TOOL_TIMEOUT_MS: Final = 60_000
-"""The longest ``timeout_ms`` / ``ack_ms`` an agent file may give."""
+"""The longest ``timeout_ms`` an agent file may give."""
+
+MAX_TOOL_ACK_MS: Final = 5_000
+"""The latest ``ack_ms``: a caller left in silence longer thinks the line is dead (and a
+pipeline provider waits at most 10 s for a tool's first answer)."""
 
 WEBHOOK_METHODS: Final = ("POST", "PUT", "PATCH")
 """The HTTP methods a webhook tool may use (each carries the arguments as a JSON body)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
 import httpx
@@ -56,6 +56,7 @@ from switchboard.actors.providers import (
 from switchboard.actors.supervisor import CallReport, ProviderFactory, ProviderRun, Supervisor
 from switchboard.actors.tape import RecordingTape
 from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
+from switchboard.actors.tools.guarded_http import GuardedHttp
 from switchboard.actors.tools.invocation import KnowledgeSearch
 from switchboard.actors.tools.kit import ToolKit
 
@@ -154,7 +155,7 @@ class CallResources:
     """The failover apology in the caller's format; None: the local voice's (made ahead)."""
     run_sync: RunSync = trio.to_thread.run_sync
     """How the store's blocking calls run (a replay's in-memory store runs inline)."""
-    web: Any = None
+    web: GuardedHttp | None = None
     """The guarded client of webhook and edge-function tools (``GuardedHttp``); None:
     those tools fail with ``not_configured``."""
     functions_base_url: str | None = None

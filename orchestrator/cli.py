@@ -32,7 +32,14 @@ import httpx
 import trio
 import trio_websocket
 
-from . import cli_recording, cli_recording_admin, cli_replay, cli_trace, devcreds
+from . import (
+    cli_recording,
+    cli_recording_admin,
+    cli_replay,
+    cli_tenant_tools,
+    cli_trace,
+    devcreds,
+)
 from .agents import MODES
 from .config import Settings, default_data_dir, usable_cores
 from .errors import SwitchboardError
@@ -231,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data_dir_flag(call)
     cli_recording_admin.register(commands)
+    cli_tenant_tools.register(commands)
     cli_recording.register(commands)
     cli_trace.register(commands)
     cli_replay.register(commands)

@@ -61,7 +61,7 @@ from typing import Any
 
 from switchboard.actors.providers import Endpoints, unavailable_reason
 
-from .agents import MODES, AgentSpec
+from .agents import MODES, AgentSpec, webhook_url_problem
 from .errors import ConfigError
 from .recording_keys import Keyring as RecordingKeyring
 from .recording_keys import parse_recording_keys
@@ -125,6 +125,10 @@ class Settings:
     """None: path-style addressing when an endpoint is set."""
     recording_sweep_interval_s: float = 3600.0
     """Seconds between two retention sweeps (``RECORDING_SWEEP_INTERVAL_S``)."""
+    functions_base_url: str | None = None
+    """``FUNCTIONS_BASE_URL``: where edge-function tools are (``{base}/{function}``; the
+    Supabase convention ``https://PROJECT.supabase.co/functions/v1``); ``{tenant}`` in it
+    is the call's tenant name. None: edge-function tools answer ``not_configured``."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides: Any) -> Settings:
@@ -166,6 +170,7 @@ class Settings:
             signing_secrets=env.get("VOICE_RUNTIME_SIGNING_SECRETS") or None,
             token_issuer=env.get("VOICE_RUNTIME_ISSUER") or DEFAULT_ISSUER,
             recording_keys=env.get("RECORDING_KEYS") or None,
+            functions_base_url=env.get("FUNCTIONS_BASE_URL") or None,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.log_format not in ("json", "console"):
@@ -176,6 +181,10 @@ class Settings:
             raise ConfigError(f"--workers must be at least 1, got {settings.workers}")
         if settings.max_calls_per_worker < 1 or (settings.max_local_calls_per_worker or 1) < 1:
             raise ConfigError("the calls per worker must be at least 1")
+        if settings.functions_base_url is not None:
+            problem = webhook_url_problem(settings.functions_base_url.replace("{tenant}", "t"))
+            if problem is not None:
+                raise ConfigError(f"FUNCTIONS_BASE_URL: {problem}")
         parse_store_location(settings.recording_store)  # a wrong store: an error at start
         settings.keyring()  # a malformed keyring is an error at start, not at the first call
         if settings.recording_keys is not None:

@@ -28,6 +28,7 @@ from switchboard.actors.context import PHONE_AUDIO, AudioFormat
 from switchboard.actors.local.assets import AssetRegistry
 from switchboard.actors.local.workers import SpeechWorkers, one_off_synthesis
 from switchboard.actors.tool_executor import TwilioRest
+from switchboard.actors.tools.guarded_http import GuardedHttp
 from switchboard.codecs.browser_protocol import DEFAULT_SAMPLE_RATE
 
 from . import devcreds
@@ -207,6 +208,8 @@ def call_resources(settings: Settings, store: Store, metrics: ServerMetrics) -> 
         ),
         metrics=metrics.failover,
         recordings=open_recordings(settings),
+        web=GuardedHttp(),
+        functions_base_url=settings.functions_base_url,
     )
 
 

@@ -72,6 +72,8 @@ INTERNAL_ERROR = 1011
 INCOMING: Final = "twilio.incoming"
 STREAM: Final = "twilio.stream"
 CALLER_STATE_PARAMETER: Final = "caller_state"
+FROM_PARAMETER: Final = "from"
+TO_PARAMETER: Final = "to"
 """The stream's ``<Parameter>`` carrying the caller's state (``FromState``) from the
 webhook, where Twilio's signature vouches for it, to the call (the consent rule)."""
 BUSY_MESSAGE: Final = "All our lines are busy right now. Please call again in a few minutes."
@@ -179,6 +181,9 @@ async def incoming_call(rt: Runtime) -> Response:
     state = caller_state(params.get("FromState") or params.get("CallerState"))
     if state is not None:  # carried to the stream like the token: the consent rule needs it
         stream.parameter(name=CALLER_STATE_PARAMETER, value=state)
+    for name, value in ((FROM_PARAMETER, params.get("From")), (TO_PARAMETER, to_number)):
+        if value:  # the call's numbers, for its tools (a webhook's `call.from`)
+            stream.parameter(name=name, value=value)
     twiml.append(connect)
     return twiml_response(twiml)
 
@@ -276,6 +281,8 @@ async def _run_stream(
         caller_format=PHONE_AUDIO,
         call_sid=start.call_sid,
         stream_sid=start.stream_sid,
+        from_number=start.custom_parameters.get(FROM_PARAMETER) or None,
+        to_number=start.custom_parameters.get(TO_PARAMETER) or None,
     )
     state = caller_state(start.custom_parameters.get(CALLER_STATE_PARAMETER))
     ctx = with_recording(ctx, rt.resources.recordings, caller_state=state)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 
+from .guarded_http import GuardedHttp
 from .invocation import KnowledgeSearch, TenantToolSettings, ToolRunner
 
 
@@ -42,7 +42,7 @@ class ToolKit:
 
     twilio: TwilioRest | None = None
     http: httpx.AsyncClient | None = None
-    web: Any = None  # GuardedHttp | None (typed once .guarded_http lands)
+    web: GuardedHttp | None = None
     tenant: TenantToolSettings | None = None
     functions_base_url: str | None = None
     knowledge: KnowledgeSearch | None = None

@@ -1,27 +1,46 @@
-"""Which runner carries out a tool that leaves the executor: by the tool's kind."""
+"""Which runner carries out a tool that leaves the executor: by the tool's kind.
+
+- ``webhook`` (``url``): :class:`~.webhook.WebhookRunner`, through the guarded
+  client, signed with the tenant's secret;
+- ``function``: :class:`~.edge_function.EdgeFunctionRunner` at
+  ``FUNCTIONS_BASE_URL``, with a tenant token;
+- ``python``: :class:`~.python_tools.PythonToolRunner` (an installed
+  ``switchboard.tools`` entry point).
+
+What the server lacks to run one (no guarded client, no tenant settings, no
+``FUNCTIONS_BASE_URL``) is a ``not_configured`` outcome the model can act on.
+"""
 
 from __future__ import annotations
 
 from switchboard.orchestrator.agents import ToolSpec
 
-from ..context import EventSink
+from .edge_function import EdgeFunctionRunner
 from .invocation import ToolOutcome, ToolRunner
 from .kit import ToolKit
+from .python_tools import PythonToolRunner
+from .webhook import WebhookRunner
+
+__all__ = ["runner_for"]
 
 
-def runner_for(spec: ToolSpec, kit: ToolKit, events: EventSink) -> ToolRunner | ToolOutcome:
-    """The runner of ``spec`` (a webhook, an edge function or a Python tool), or the
-    ``not_configured`` outcome saying what the server lacks to run it."""
-    del events
-    if spec.kind == "webhook" and (kit.web is None or kit.tenant is None):
-        return _not_configured(spec, "webhooks are not set up on this server")
-    if spec.kind == "function" and (kit.functions_base_url is None or kit.tenant is None):
-        return _not_configured(spec, "FUNCTIONS_BASE_URL is not set")
-    return _not_configured(spec, f"{spec.kind} tools are not available yet")
+def runner_for(spec: ToolSpec, kit: ToolKit) -> ToolRunner | ToolOutcome:
+    """The runner of ``spec``, or the ``not_configured`` outcome saying what is missing."""
+    if spec.url is not None:
+        if kit.web is None or kit.tenant is None:
+            return _not_configured(spec, "webhook tools are not set up on this server")
+        return WebhookRunner(spec, kit.tenant, kit.web)
+    if spec.function is not None:
+        if kit.web is None or kit.tenant is None or kit.functions_base_url is None:
+            return _not_configured(spec, "FUNCTIONS_BASE_URL is not set on this server")
+        return EdgeFunctionRunner(spec, kit.tenant, kit.web, kit.functions_base_url)
+    if spec.python is not None:
+        return PythonToolRunner({spec.name: spec.python})
+    return _not_configured(spec, "it has no url, function or python entry point")
 
 
 def _not_configured(spec: ToolSpec, why: str) -> ToolOutcome:
     return ToolOutcome.failed(
         "not_configured",
-        f"{spec.name} cannot run here: {why}. Tell the caller you cannot do it now.",
+        f"{spec.name} cannot run here: {why}. Tell the caller you cannot do that right now.",
     )

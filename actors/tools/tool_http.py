@@ -177,9 +177,16 @@ def answer_outcome(tool: str, answer: HttpAnswer) -> ToolOutcome:
 
 
 def for_model(value: object, limit: int = MODEL_OUTPUT_BYTES) -> tuple[str, bool]:
-    """``value`` as compact JSON text of at most ``limit`` UTF-8 bytes, then a note
-    when cut; and whether it was cut."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """``value`` as text of at most ``limit`` UTF-8 bytes, then a note when cut; and
+    whether it was cut. A JSON string, or an object whose only key is ``result``
+    holding a string (Vapi's and Retell's answers), is given as that text, so an
+    intent's reply can say it (``{result}``); anything else as compact JSON."""
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("result"), str):
+        value = value["result"]
+    if isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     encoded = text.encode()
     if len(encoded) <= limit:
         return text, False
