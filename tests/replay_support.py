@@ -123,13 +123,19 @@ class Served:
             return conn.execute(sql, args).fetchall()
 
     async def trace(self, session_id: UUID) -> Trace:
-        """The call's trace with its tape, once its recording is complete (waits for it)."""
+        """The call's trace with its tape, once its recording is complete and its last
+        event written (waits for both: the recorder and the event logger finish the call
+        in either order, and on a busy machine far apart)."""
         with trio.fail_after(RECORDING_WAIT_S):
             while True:
                 row = await trio.to_thread.run_sync(
                     get_recording, self.store, self.tenant_id, session_id
                 )
-                if row is not None and row.status == "complete":
+                ended = self.rows(
+                    "select 1 from call_events where session_id = %s and type = 'session.end'",
+                    session_id,
+                )
+                if row is not None and row.status == "complete" and ended:
                     break
                 await trio.sleep(0.05)
         recordings = open_recordings(self.settings)
