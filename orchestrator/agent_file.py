@@ -23,6 +23,7 @@ from ..actors.failover.settings import (
     FailoverSettings,
     failover_setting_problem,
 )
+from ..actors.tools.python_tools import PythonTool, PythonToolError, load_python_tool
 from .agents import (
     BUILTIN_TOOL_NAMES,
     MAX_TOOL_TIMEOUT_MS,
@@ -98,7 +99,7 @@ _TOOL_KEYS: Final = (
     "function",
     "python",
 )
-_TOOL_REQUIRED: Final = ("name", "description")
+_TOOL_REQUIRED: Final = ("name",)  # description too, unless python: gives it
 _TOOL_RUNS: Final = ("url", "function", "python")
 _RECORDING_KEYS: Final = (
     "enabled",
@@ -448,15 +449,33 @@ class _Parser:
                 raise self.fail(keys["name"], f"{key}.name", problem)
             if any(t.name == name for t in tools):
                 raise self.fail(keys["name"], f"{key}.name", f"duplicate tool name {name!r}")
-            description = self.string(keys["description"], f"{key}.description")
+            if "description" not in keys and "python" not in keys:
+                raise self.fail(item, f"{key}.description", "required key is missing")
+            run = self.tool_run(item, keys, key, name)
+            found = self.python_tool(keys["python"], f"{key}.python") if "python" in run else None
+            if "description" in keys:
+                description = self.string(keys["description"], f"{key}.description")
+            elif found is not None and found.description:
+                description = found.description
+            else:
+                raise self.fail(
+                    item,
+                    f"{key}.description",
+                    f"required: {run['python']!r} has no docstring to take it from",
+                )
             if "parameters" in keys:
                 parameters = self.json_schema(keys["parameters"], f"{key}.parameters")
             else:
-                parameters = default_parameters()
-            tools.append(
-                ToolSpec(name, description, parameters, **self.tool_run(item, keys, key, name))
-            )
+                parameters = default_parameters() if found is None else found.parameters
+            tools.append(ToolSpec(name, description, parameters, **run))
         return tuple(tools)
+
+    def python_tool(self, node: yaml.Node, key: str) -> PythonTool:
+        """The installed tool ``python:`` names; not installed or unusable is an error here."""
+        try:
+            return load_python_tool(self.string(node, key))
+        except PythonToolError as exc:
+            raise self.fail(node, key, str(exc)) from exc
 
     def tool_run(
         self, node: yaml.Node, keys: dict[str, yaml.Node], key: str, name: str
