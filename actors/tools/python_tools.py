@@ -141,8 +141,7 @@ def load_python_tool(entry_point: str) -> PythonTool:
         function = ep.load()
     except Exception as exc:
         raise PythonToolError(
-            f"Python tool {entry_point!r} ({ep.value}) does not import: "
-            f"{type(exc).__name__}: {exc}"
+            f"Python tool {entry_point!r} ({ep.value}) does not import: {type(exc).__name__}: {exc}"
         ) from exc
     if not callable(function):
         raise PythonToolError(
