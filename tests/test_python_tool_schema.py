@@ -136,11 +136,17 @@ def test_the_parameters_without_a_default_are_required(has_default: list[bool]) 
 
 
 def test_the_call_context_is_not_a_model_argument() -> None:
-    async def note(text: str, call: ToolInvocation, *, urgent: bool = False) -> None:
+    async def note(
+        text: str,
+        call: ToolInvocation,
+        *,
+        urgent: bool = False,
+        again: ToolInvocation | None = None,
+    ) -> None:
         """Leave a note."""
 
     signature = describe_function(note, "tool")
-    assert signature.context == ("call",)
+    assert signature.context == ("call", "again")
     assert signature.arguments == ("text", "urgent")
     assert list(signature.parameters["properties"]) == ["text", "urgent"]
     assert signature.parameters["required"] == ["text"]

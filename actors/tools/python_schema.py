@@ -25,8 +25,8 @@ the schema's ``default``. Unknown arguments are refused
 (``additionalProperties: false``). A parameter's description comes from
 ``Annotated`` or else from the docstring's Google-style ``Args:`` section
 (``name: text``) or reST ``:param name: text``. A parameter annotated with
-:class:`~.invocation.ToolInvocation` (any name) is not in the schema: it
-receives the call's context.
+:class:`~.invocation.ToolInvocation` (or ``ToolInvocation | None``; any name) is
+not in the schema: it receives the call's context.
 
 Anything else (``*args``, ``**kwargs``, positional-only parameters, a missing
 or unsupported annotation, ``dict`` keys other than ``str``, a sync function)
@@ -133,7 +133,7 @@ def describe_function(function: Callable[..., Any], where: str) -> ToolSignature
         if name not in hints:
             raise PythonToolError(f"{where}: parameter {name!r} needs a type annotation")
         annotation = hints[name]
-        if annotation is ToolInvocation:
+        if annotation is ToolInvocation or annotation == ToolInvocation | None:
             context.append(name)
             continue
         try:
