@@ -20,6 +20,7 @@ from python_tools_support import install_tools, write_distribution
 
 from switchboard.actors.tools.invocation import ToolInvocation
 from switchboard.actors.tools.python_tools import (
+    MAX_MESSAGE_CHARS,
     MAX_OUTPUT_BYTES,
     PythonToolError,
     PythonToolRunner,
@@ -263,6 +264,25 @@ async def test_an_exception_is_a_crashed_outcome_and_the_tool_still_runs(clinic:
         "warning",
     )
     assert (await runner(invocation("book_table", guests=2, time="20:00"))).ok
+
+
+async def test_a_huge_message_or_a_sys_exit_is_a_crashed_outcome_too() -> None:
+    async def chatty() -> str:
+        """Fails at length."""
+        raise RuntimeError("x" * 10_000)
+
+    async def quitter() -> str:
+        """Ends the process, or would."""
+        raise SystemExit(3)
+
+    runner = PythonToolRunner(
+        {"chatty": python_tool("chatty", chatty), "quit": python_tool("quit", quitter)}
+    )
+    chatted = await runner(invocation("chatty"))
+    assert (chatted.error, len(chatted.detail["message"])) == ("crashed", MAX_MESSAGE_CHARS)
+    assert len(chatted.output) < MAX_MESSAGE_CHARS + 200
+    quit_ = await runner(invocation("quit"))
+    assert (quit_.error, quit_.detail["exception_type"]) == ("crashed", "SystemExit")
 
 
 async def test_a_long_answer_is_capped_with_a_note(clinic: None) -> None:

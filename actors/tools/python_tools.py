@@ -48,6 +48,7 @@ from .python_schema import PythonToolError, ToolSignature, describe_function
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "MAX_MESSAGE_CHARS",
     "MAX_OUTPUT_BYTES",
     "PythonTool",
     "PythonToolError",
@@ -64,6 +65,9 @@ ENTRY_POINT_GROUP: Final = "switchboard.tools"
 
 MAX_OUTPUT_BYTES: Final = 4096
 """The most of a tool's answer (UTF-8 bytes) the model is given, as for a webhook's."""
+
+MAX_MESSAGE_CHARS: Final = 500
+"""The most of an exception's message (characters) a ``crashed`` outcome carries."""
 
 
 @final
@@ -150,6 +154,10 @@ def load_python_tool(entry_point: str) -> PythonTool:
         )
     where = f"Python tool {entry_point!r} ({ep.value})"
     return PythonTool(entry_point, ep.value, function, describe_function(function, where))
+
+
+def _clipped(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
 def _output(name: str, value: object) -> ToolOutcome:
@@ -242,11 +250,12 @@ class PythonToolRunner:
                 call_id=invocation.call_id,
                 exc_info=exc,
             )
+            message = _clipped(str(exc))
             return ToolOutcome.failed(
                 "crashed",
-                f"The tool {invocation.name} failed ({type(exc).__name__}: {exc}). "
+                f"The tool {invocation.name} failed ({type(exc).__name__}: {message}). "
                 "Tell the caller it could not be done right now.",
                 exception_type=type(exc).__name__,
-                message=str(exc),
+                message=message,
             )
         return _output(invocation.name, value)
