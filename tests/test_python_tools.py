@@ -9,6 +9,7 @@ import importlib
 import json
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID
 
@@ -17,6 +18,7 @@ import pytest
 import structlog
 import trio
 from python_tools_support import install_tools, write_distribution
+from tool_harness import ExecutorHarness
 
 from switchboard.actors.tools.invocation import ToolInvocation
 from switchboard.actors.tools.python_tools import (
@@ -24,6 +26,7 @@ from switchboard.actors.tools.python_tools import (
     MAX_OUTPUT_BYTES,
     PythonToolError,
     PythonToolRunner,
+    clear_loaded_tools,
     installed_tool_names,
     load_python_tool,
     python_tool,
@@ -86,6 +89,14 @@ tools:
   - name: book_table
     python: {entry_point}
 """
+
+
+@pytest.fixture(autouse=True)
+def _fresh_lookups() -> Iterator[None]:
+    """Each test installs its own packages: runners look entry points up anew."""
+    clear_loaded_tools()
+    yield
+    clear_loaded_tools()
 
 
 def agent_yaml(entry_point: str) -> str:
@@ -337,6 +348,21 @@ async def test_cancellation_is_not_turned_into_an_outcome(autojump_clock: trio.a
         await runner(invocation("slow"))
     assert scope.cancelled_caught
     assert trio.current_time() == pytest.approx(5)
+
+
+async def test_the_executor_checks_the_derived_schema_then_runs_the_tool(clinic: None) -> None:
+    agent = parse_agent_yaml(agent_yaml("book_table"), "bistro.yaml")
+    runner = PythonToolRunner({"book_table": "book_table"})
+    harness = ExecutorHarness(agent, {"book_table": runner}, from_number="+15005550100")
+    async with harness.running():
+        refused = await harness.call("book_table", {"guests": "four", "time": "19:30"})
+        booked = await harness.call("book_table", {"guests": 4, "time": "19:30"})
+        crashed = await harness.call("book_table", {"guests": 13, "time": "19:30"})
+    assert (refused.ok, refused.error) == (False, "invalid_arguments")
+    assert "'four' is not of type 'integer'" in refused.output
+    assert booked.ok and json.loads(booked.output)["guests"] == 4
+    assert (crashed.ok, crashed.error) == (False, "crashed")
+    assert "we seat at most 12" in crashed.output
 
 
 # -- the example package

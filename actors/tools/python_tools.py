@@ -53,6 +53,7 @@ __all__ = [
     "PythonTool",
     "PythonToolError",
     "PythonToolRunner",
+    "clear_loaded_tools",
     "installed_tool_names",
     "load_python_tool",
     "python_tool",
@@ -156,6 +157,24 @@ def load_python_tool(entry_point: str) -> PythonTool:
     return PythonTool(entry_point, ep.value, function, describe_function(function, where))
 
 
+_loaded: dict[str, PythonTool] = {}
+"""Entry points the runners have loaded in this process, by name (a module, once
+imported, stays imported: so does its tool)."""
+
+
+def _load_once(entry_point: str) -> PythonTool:
+    tool = _loaded.get(entry_point)
+    if tool is None:
+        tool = _loaded[entry_point] = load_python_tool(entry_point)
+    return tool
+
+
+def clear_loaded_tools() -> None:
+    """Forget the tools runners have loaded, so the next run looks its entry point
+    up again (after packages are installed or removed in a running process: tests)."""
+    _loaded.clear()
+
+
 def _clipped(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
@@ -189,9 +208,11 @@ class PythonToolRunner:
     Args:
         tools: tool name (``ToolInvocation.name``, the agent file's ``name``) to
             the entry point's name (its ``python:``), or to a loaded
-            :class:`PythonTool`. Entry points are loaded on a tool's first run
-            and kept; one that cannot be loaded (uninstalled since the agent
-            file was read) is a ``not_configured`` outcome, not an error.
+            :class:`PythonTool`. An entry point is looked up and imported on
+            its first run in the process (a few milliseconds, once) and kept;
+            one that cannot be loaded (uninstalled since the agent file was
+            read) is a ``not_configured`` outcome, not an error. A runner is
+            cheap: one per call or per tool call is fine.
     """
 
     def __init__(self, tools: Mapping[str, str | PythonTool]) -> None:
@@ -206,7 +227,7 @@ class PythonToolRunner:
         if isinstance(entry, PythonTool):
             return entry
         try:
-            tool = load_python_tool(entry)
+            tool = _load_once(entry)
         except PythonToolError as exc:
             log.error("python tool not loaded", tool=name, entry_point=entry, error=str(exc))
             return ToolOutcome.failed(
