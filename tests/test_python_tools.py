@@ -193,7 +193,7 @@ def test_an_entry_point_not_installed_is_an_agent_file_error_naming_those_that_a
         parse_agent_yaml(agent_yaml("book_tabel"), "bistro.yaml")
     message = str(caught.value)
     assert message.startswith("bistro.yaml:11: key 'tools[0].python': ")
-    assert "no installed Python tool 'book_tabel'" in message
+    assert "no installed Python tool 'book_tabel'; did you mean 'book_table'?" in message
     assert "'book_table', 'menu', 'undocumented'" in message
 
 

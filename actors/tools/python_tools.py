@@ -34,6 +34,7 @@ Schema.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -132,9 +133,11 @@ def load_python_tool(entry_point: str) -> PythonTool:
     if not targets:
         names = installed_tool_names()
         installed = ", ".join(repr(n) for n in names) if names else "none"
+        close = difflib.get_close_matches(entry_point, names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise PythonToolError(
-            f"no installed Python tool {entry_point!r} (the {ENTRY_POINT_GROUP!r} entry "
-            f"points installed: {installed}); pip install the package that provides it"
+            f"no installed Python tool {entry_point!r}; {hint}(the {ENTRY_POINT_GROUP!r} "
+            f"entry points installed: {installed}); pip install the package that provides it"
         )
     if len(targets) > 1:
         raise PythonToolError(
