@@ -317,7 +317,9 @@ async def test_failures_that_are_not_the_functions_are_outcomes_too(clinic: None
     # The agent file's own parameters let through an argument the function lacks.
     wrong = await runner(invocation("book_table", guests=2, time="20:00", table=7))
     assert (wrong.ok, wrong.error) == (False, "invalid_arguments")
-    assert "table" in wrong.output
+    assert "(unexpected: table)" in wrong.output
+    short = await runner(invocation("book_table", guests=2))
+    assert (short.error, short.detail["missing"]) == ("invalid_arguments", ["time"])
 
 
 async def test_an_answer_that_is_not_json_is_an_invalid_json_outcome() -> None:

@@ -35,7 +35,6 @@ Schema.
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -256,13 +255,20 @@ class PythonToolRunner:
                 kwargs[name] = int(value)
         for name in signature.context:
             kwargs[name] = invocation
-        try:
-            inspect.signature(tool.function).bind(**kwargs)
-        except TypeError as exc:  # the agent file's own parameters disagree with the function
+        # The agent file's own parameters may disagree with the function.
+        unexpected = sorted(set(invocation.arguments) - set(signature.arguments))
+        missing = sorted(signature.required - set(invocation.arguments))
+        if unexpected or missing:
+            problem = "; ".join(
+                f"{what}: {', '.join(names)}"
+                for what, names in (("unexpected", unexpected), ("missing", missing))
+                if names
+            )
             return ToolOutcome.failed(
                 "invalid_arguments",
-                f"The tool {invocation.name} cannot take these arguments: {exc}.",
-                message=str(exc),
+                f"The tool {invocation.name} cannot take these arguments ({problem}).",
+                unexpected=unexpected,
+                missing=missing,
             )
         try:
             value = await tool.function(**kwargs)
