@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import re
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -403,6 +404,20 @@ def test_the_example_package_declares_what_its_agent_file_uses(
     ] == ["morning", "afternoon", "any"]
     assert tools["request_callback"].parameters_json()["required"] == ["name", "preferred_time"]
     assert tools["request_callback"].description.startswith("Ask a colleague to call")
+
+
+async def test_the_example_agents_slot_intent_runs_its_tool_without_arguments(
+    example_installed: dict[str, str],
+) -> None:
+    spec = load_agent_file(EXAMPLE / "agent.yaml")
+    runner = PythonToolRunner({t.name: t.python for t in spec.tools if t.python is not None})
+    harness = ExecutorHarness(spec, {"check_appointment_slots": runner})
+    async with harness.running():
+        result = await harness.call("check_appointment_slots", {})
+    assert result.ok, result
+    assert re.fullmatch(
+        r"On \w+day \d+ \w+ we have .+ free(, and \d+ more times)?\.", result.output
+    )
 
 
 async def test_the_example_tools_answer_a_caller(
