@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import re
 import sys
 import tomllib
 from collections.abc import Iterator
@@ -193,7 +194,7 @@ def test_an_entry_point_not_installed_is_an_agent_file_error_naming_those_that_a
         parse_agent_yaml(agent_yaml("book_tabel"), "bistro.yaml")
     message = str(caught.value)
     assert message.startswith("bistro.yaml:11: key 'tools[0].python': ")
-    assert "no installed Python tool 'book_tabel'" in message
+    assert "no installed Python tool 'book_tabel'; did you mean 'book_table'?" in message
     assert "'book_table', 'menu', 'undocumented'" in message
 
 
@@ -317,7 +318,9 @@ async def test_failures_that_are_not_the_functions_are_outcomes_too(clinic: None
     # The agent file's own parameters let through an argument the function lacks.
     wrong = await runner(invocation("book_table", guests=2, time="20:00", table=7))
     assert (wrong.ok, wrong.error) == (False, "invalid_arguments")
-    assert "table" in wrong.output
+    assert "(unexpected: table)" in wrong.output
+    short = await runner(invocation("book_table", guests=2))
+    assert (short.error, short.detail["missing"]) == ("invalid_arguments", ["time"])
 
 
 async def test_an_answer_that_is_not_json_is_an_invalid_json_outcome() -> None:
@@ -401,6 +404,20 @@ def test_the_example_package_declares_what_its_agent_file_uses(
     ] == ["morning", "afternoon", "any"]
     assert tools["request_callback"].parameters_json()["required"] == ["name", "preferred_time"]
     assert tools["request_callback"].description.startswith("Ask a colleague to call")
+
+
+async def test_the_example_agents_slot_intent_runs_its_tool_without_arguments(
+    example_installed: dict[str, str],
+) -> None:
+    spec = load_agent_file(EXAMPLE / "agent.yaml")
+    runner = PythonToolRunner({t.name: t.python for t in spec.tools if t.python is not None})
+    harness = ExecutorHarness(spec, {"check_appointment_slots": runner})
+    async with harness.running():
+        result = await harness.call("check_appointment_slots", {})
+    assert result.ok, result
+    assert re.fullmatch(
+        r"On \w+day \d+ \w+ we have .+ free(, and \d+ more times)?\.", result.output
+    )
 
 
 async def test_the_example_tools_answer_a_caller(

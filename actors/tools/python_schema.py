@@ -87,6 +87,7 @@ class ToolSignature:
         integers: the arguments annotated ``int`` (or ``int | None``): a JSON
             number such as ``2.0`` that the schema accepts as an integer is
             passed as ``2``.
+        required: the arguments without a default.
     """
 
     description: str
@@ -94,6 +95,7 @@ class ToolSignature:
     arguments: tuple[str, ...]
     context: tuple[str, ...]
     integers: frozenset[str]
+    required: frozenset[str] = frozenset()
 
 
 def describe_function(function: Callable[..., Any], where: str) -> ToolSignature:
@@ -155,7 +157,12 @@ def describe_function(function: Callable[..., Any], where: str) -> ToolSignature
         parameters["required"] = required
     parameters["additionalProperties"] = False
     return ToolSignature(
-        _first_paragraph(doc), parameters, tuple(arguments), tuple(context), frozenset(integers)
+        _first_paragraph(doc),
+        parameters,
+        tuple(arguments),
+        tuple(context),
+        frozenset(integers),
+        frozenset(required),
     )
 
 

@@ -34,7 +34,7 @@ Schema.
 
 from __future__ import annotations
 
-import inspect
+import difflib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -132,9 +132,11 @@ def load_python_tool(entry_point: str) -> PythonTool:
     if not targets:
         names = installed_tool_names()
         installed = ", ".join(repr(n) for n in names) if names else "none"
+        close = difflib.get_close_matches(entry_point, names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise PythonToolError(
-            f"no installed Python tool {entry_point!r} (the {ENTRY_POINT_GROUP!r} entry "
-            f"points installed: {installed}); pip install the package that provides it"
+            f"no installed Python tool {entry_point!r}; {hint}(the {ENTRY_POINT_GROUP!r} "
+            f"entry points installed: {installed}); pip install the package that provides it"
         )
     if len(targets) > 1:
         raise PythonToolError(
@@ -253,13 +255,20 @@ class PythonToolRunner:
                 kwargs[name] = int(value)
         for name in signature.context:
             kwargs[name] = invocation
-        try:
-            inspect.signature(tool.function).bind(**kwargs)
-        except TypeError as exc:  # the agent file's own parameters disagree with the function
+        # The agent file's own parameters may disagree with the function.
+        unexpected = sorted(set(invocation.arguments) - set(signature.arguments))
+        missing = sorted(signature.required - set(invocation.arguments))
+        if unexpected or missing:
+            problem = "; ".join(
+                f"{what}: {', '.join(names)}"
+                for what, names in (("unexpected", unexpected), ("missing", missing))
+                if names
+            )
             return ToolOutcome.failed(
                 "invalid_arguments",
-                f"The tool {invocation.name} cannot take these arguments: {exc}.",
-                message=str(exc),
+                f"The tool {invocation.name} cannot take these arguments ({problem}).",
+                unexpected=unexpected,
+                missing=missing,
             )
         try:
             value = await tool.function(**kwargs)
