@@ -66,7 +66,9 @@ from .messages import (
     CallerAudio,
     CallerDtmf,
     CallerHungUp,
+    CallerText,
     CallerTranscript,
+    CancelResponse,
     ClearPlayback,
     EndCall,
     FromProvider,
@@ -181,6 +183,8 @@ class Supervisor:
         self._playout_end_s = trio.current_time()  # when the agent audio sent will have played
         self._switched: tuple[str, str, int, float] | None = None  # from, to, turn, silent since
         self._transport_closed = False
+        self._typed_held: list[CallerText] = []  # typed turns waiting for a barge-in's clear
+        self._typed_over: set[str] = set()  # responses a typed turn interrupted, not yet done
 
     # -- life cycle ----------------------------------------------------------
 
@@ -320,6 +324,10 @@ class Supervisor:
             await self._emit("dtmf", digit=message.digit)
         elif isinstance(message, TransferFailed):
             await self._on_transfer_failed(message)
+        elif isinstance(message, CallerText):
+            await self._on_caller_text(message)
+        elif isinstance(message, CancelResponse):
+            await self._on_cancel_response()
         else:
             log.error("unexpected message", message=repr(message))
 
@@ -497,6 +505,49 @@ class Supervisor:
                     None if started_s is None else round((trio.current_time() - started_s) * 1e3, 1)
                 ),
             )
+        await self._send_typed()
+
+    # -- typed text and client cancels -------------------------------------------
+
+    async def _on_caller_text(self, message: CallerText) -> None:
+        """A typed caller turn: logged and recorded like a transcript, then given to the
+        provider. Over the agent's speech it is a barge-in (the caller took the floor):
+        the answer is cleared and truncated first, and the text follows the truncation,
+        in the order a spoken interruption reaches the provider."""
+        now = trio.current_time()
+        self._idle.caller_spoke(now, speaking=False)
+        self._words_lost = False  # the caller's latest turn is known, as text
+        at_ms = self.ctx.now_ms()
+        self._conversation.caller(CallerTranscript(message.text, at_ms, at_ms))
+        await self._emit("turn:user", text=message.text, intent=None, confidence=None, typed=True)
+        if self._gave_up:
+            return  # nobody is left to answer: the apology is playing
+        running = self._running
+        await self._on_caller_speech()
+        if running is not None and running in self._interrupting:
+            # Its (interrupted) end will tell the policy no answer is due: this turn's is.
+            self._typed_over.add(running)
+        self._typed_held.append(message)
+        if self._barge_in_s is None:
+            await self._send_typed()
+        await self._feed(CallerFinishedSpeaking(now))
+
+    async def _send_typed(self) -> None:
+        """Give the provider the typed turns held back while a barge-in's clear was pending."""
+        assert self._slot is not None
+        held, self._typed_held = self._typed_held, []
+        for message in held:
+            await self._slot.send(message)
+
+    async def _on_cancel_response(self) -> None:
+        """The client stopped the agent's response (``response.cancel``): a barge-in
+        without speech. The ``response.cancel`` event names the responses stopped
+        (none when nothing was playing or running); ``barge_in`` follows as usual."""
+        targets = sorted(
+            r for r in (self._unheard, self._running) if r and r not in self._truncated
+        )
+        await self._emit("response.cancel", response_ids=targets)
+        await self._on_caller_speech()
 
     # -- responses and marks -----------------------------------------------------
 
@@ -508,6 +559,9 @@ class Supervisor:
         if not (greeting or interrupted):
             self._words_lost = False  # answered: whatever the caller said before is moot
         await self._feed(ResponseEnded(trio.current_time(), greeting, interrupted))
+        if response_id in self._typed_over:  # cut by a typed turn, whose answer is still owed
+            self._typed_over.discard(response_id)
+            await self._feed(ResponseRequested(trio.current_time()))
         self.report.turns_completed = self._policy.turns_completed
         await self._emit(
             "response.done",
