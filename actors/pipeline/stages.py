@@ -93,7 +93,8 @@ class Thinker(Protocol):
     ``utterance`` is that turn as heard (None when the turn has no audio: one
     the caller typed, or one heard by an earlier provider). The answer goes
     to ``say`` piece by piece as it is produced; a tool is run with
-    ``await call_tool(...)``, which returns its result. Raises :class:`StageFailed` when its service fails.
+    ``await call_tool(...)``, which returns its result. Raises
+    :class:`StageFailed` when its service fails.
     """
 
     async def __call__(
