@@ -405,7 +405,7 @@ class RealtimeTransport:
         if typed is not None and len(typed) > MAX_TYPED_CHARS:
             detail = f"a user message of {len(typed)} characters (at most {MAX_TYPED_CHARS})"
             await self._events.emit(
-                "error", where="realtime.client", reason="too_large", detail=detail
+                "error", where="realtime.client", reason="text_too_long", detail=detail
             )
             await self._error(
                 "string_above_max_length",
@@ -413,7 +413,7 @@ class RealtimeTransport:
                 param="item.content",
                 client_event_id=event.event_id or None,
             )
-            return "too_large", detail
+            return "text_too_long", detail
         item_id = item.id or self._new_id("item")
         item = dataclasses.replace(item, id=item_id)
         text, role = "", None

@@ -544,7 +544,7 @@ class Supervisor:
         without speech. The ``response.cancel`` event names the responses stopped
         (none when nothing was playing or running); ``barge_in`` follows as usual."""
         targets = sorted(
-            r for r in (self._unheard, self._running) if r and r not in self._truncated
+            {r for r in (self._unheard, self._running) if r and r not in self._truncated}
         )
         await self._emit("response.cancel", response_ids=targets)
         await self._on_caller_speech()
