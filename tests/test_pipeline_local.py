@@ -25,6 +25,8 @@ from switchboard.actors.messages import (
     AgentSaid,
     AgentTranscript,
     CallerSaid,
+    CallerText,
+    CallerTranscript,
     CallEvent,
     ConversationItem,
     ResponseDone,
@@ -97,3 +99,44 @@ async def test_a_turn_with_no_intent_phrase_gets_the_no_match_reply(
     (transcript,) = [m for m in seen if isinstance(m, AgentTranscript)]
     assert not any(isinstance(m, ToolCallRequested) for m in seen)
     assert transcript.text == " ".join(AGENT.no_match_reply.split())
+
+
+async def test_a_typed_line_is_answered_by_its_intent_after_the_greeting(
+    assets: LocalAssets,
+) -> None:
+    """The local agent has no audio of a typed line: its intent comes from the text."""
+    ctx = CallContext(uuid4(), uuid4(), uuid4(), AGENT, trio.current_time(), PHONE_AUDIO)
+    provider = LocalProvider(ctx, assets, greet=True)
+    to_provider, inbox = trio.open_memory_channel[ToProvider](64)
+    outbox, from_provider = trio.open_memory_channel[ToSupervisor](1000)
+    events, _ = trio.open_memory_channel[CallEvent](1000)
+    seen: list[ToSupervisor] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(provider, inbox, outbox, EventSink(ctx, events))
+        await to_provider.send(CallerText("Hello! When are you open on Saturday?"))
+        with trio.fail_after(30):
+            async for message in from_provider:
+                seen.append(message)
+                if isinstance(message, ToolCallRequested):
+                    output = hours_sentence(AGENT)
+                    await to_provider.send(
+                        ToolResult(message.call_id, message.name, True, output, message.response_id)
+                    )
+                if isinstance(message, ResponseDone) and message.response_id != "greeting":
+                    break
+        await to_provider.aclose()
+
+    started = [m for m in seen if isinstance(m, ResponseStarted)]
+    assert [s.greeting for s in started] == [True, False]  # the greeting first, then the answer
+    (call,) = [m for m in seen if isinstance(m, ToolCallRequested)]
+    assert call.name == "lookup_hours"
+    answer = [m for m in seen if isinstance(m, AgentTranscript)][-1]
+    assert answer.text == f"We are open {hours_sentence(AGENT).rstrip('.')}."
+    answer_audio = [
+        m.chunk
+        for m in seen
+        if isinstance(m, AgentAudio) and m.response_id == started[1].response_id
+    ]
+    assert sum(c.duration_ms for c in answer_audio) > 2000
+    assert not any(isinstance(m, CallerTranscript) for m in seen)  # the supervisor logs the turn
+    assert CallerSaid("Hello! When are you open on Saturday?") in provider.history
