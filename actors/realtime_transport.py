@@ -24,7 +24,8 @@ Client -> call:
 - ``input_audio_buffer.clear``: answered by ``input_audio_buffer.cleared``
   (audio is streamed as it arrives, so nothing already appended is recalled).
 - ``conversation.item.create``: answered by ``conversation.item.created`` and
-  logged (``realtime.item.create``, with the item's role and text). A ``user``
+  logged (``realtime.item.create``: the item's id, kind, role, text, and
+  whether it is ``typed`` text). A ``user``
   message with ``input_text`` parts is typed text (:func:`typed_text`, at most
   :data:`MAX_TYPED_CHARS`): as on OpenAI, where a text item is answered once
   the client asks, the text items created since the last ``response.create``
@@ -427,6 +428,7 @@ class RealtimeTransport:
             kind=type(item).__name__,
             role=role,
             text=text,
+            typed=typed is not None,
         )
         await self._send(
             wire.ConversationItemCreated(

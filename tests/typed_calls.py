@@ -28,6 +28,7 @@ from switchboard.orchestrator.agents import AgentSpec
 from switchboard.orchestrator.browser_routes import PageFeed
 from switchboard.orchestrator.call import CallResources, run_call
 from switchboard.orchestrator.store import EventRow
+from switchboard.orchestrator.trace_file import Trace
 from switchboard.testing import Script, memory_router
 from switchboard.testing.fake_gemini_live import FakeGeminiLive
 from switchboard.testing.fake_openai_realtime import FakeOpenAIRealtime
@@ -86,6 +87,29 @@ class TypedCall:
     def events(self, type_: str | None = None) -> list[EventRow]:
         rows = [self.store.events[s] for s in sorted(self.store.events)]
         return [e for e in rows if type_ is None or e.type == type_]
+
+    def trace(self) -> Trace:
+        """The call's trace as ``switchboard trace export`` writes it (a call placed with
+        ``record=True``)."""
+        events = [
+            {
+                "seq": r.seq,
+                "type": r.type,
+                "t_ms": r.t_ms,
+                "payload": json.loads(json.dumps(r.payload)),
+            }
+            for r in self.events()
+        ]
+        ctx = self.ctx
+        manifest = {
+            "door": ctx.extra["transport"],
+            "session_id": str(ctx.session_id),
+            "tenant": {"id": str(ctx.tenant_id), "name": "t"},
+            "agent": {"id": str(ctx.agent_id), "name": ctx.agent.name},
+        }
+        tape = ctx.tape
+        records = tape.take() if isinstance(tape, RecordingTape) else None
+        return Trace(manifest, {}, events, ctx.agent.to_json(), records)
 
 
 async def place_typed_call(
