@@ -20,6 +20,8 @@ import trio.testing
 from test_typed_text_calls import AGENT, GREETING, LONG
 from typed_calls import Door, TypedCall, place_typed_call, text_item
 
+from switchboard.orchestrator.agent_file import parse_agent_yaml
+from switchboard.orchestrator.replay.api import WhatIf
 from switchboard.orchestrator.replay.compare import compare_events
 from switchboard.orchestrator.replay.engine import replay_trace
 from switchboard.orchestrator.trace_file import Trace
@@ -74,3 +76,28 @@ def test_a_realtime_call_with_text_items_and_a_cancel_replays_event_for_event() 
     assert kinds.count("realtime.item.create") == 2 and kinds.count("response.cancel") == 1
     typed = [e["payload"]["text"] for e in events if e["type"] == "turn:user"]
     assert typed == ["Tell me about the clinic.", "Is there parking?"]
+
+
+def test_a_what_if_against_local_answers_the_typed_line_once_by_its_intent() -> None:
+    agent = parse_agent_yaml(
+        "name: typed\ntenant: t\ngreeting: Hello.\ninstructions: You are a receptionist.\n"
+        "mode: openai-realtime\nidle_timeout_seconds: 30\nintents:\n"
+        "  - name: hours\n    phrases: [opening hours]\n    reply: We are open nine to five.\n"
+    )
+
+    async def main() -> TypedCall:
+        return await place_typed_call(
+            agent,
+            Script(greeting=GREETING, turns=(Turn(say="Let me see."),)),
+            "browser",
+            [(3.0, {"event": "text", "text": "What are your opening hours?"})],
+            hang_up_s=8.0,
+            record=True,
+        )
+
+    trace = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)).trace()
+    replay = replay_trace(trace, WhatIf(chain=("local",)))
+    turns = [e["payload"] for e in replay.events if e["type"] == "turn:user"]
+    assert [(t["text"], t.get("typed")) for t in turns] == [("What are your opening hours?", True)]
+    said = [e["payload"]["text"] for e in replay.events if e["type"] == "turn:agent"]
+    assert said == ["Hello.", "We are open nine to five."]
