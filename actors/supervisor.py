@@ -17,6 +17,14 @@ heard (:class:`PlaybackCleared`), and the provider is told to truncate the
 response there (:class:`TruncateResponse`). Audio of a truncated response
 that arrives later is dropped.
 
+Typed text (:class:`CallerText`, from the browser or ``/v1/realtime``) is a
+caller turn: logged as ``turn:user`` with ``typed: true``, recorded in the
+conversation, counted by the idle timer and the failover policy as a finished
+utterance, and given to the live provider. Typed while the agent speaks it is
+a barge-in, as speech would be: the text reaches the provider after the
+truncation. A client's :class:`CancelResponse` (``response.cancel``) is a
+barge-in without a turn, logged as ``response.cancel``.
+
 Failover (DESIGN.md, "The failover supervisor"): a failure the provider
 reports, or a stall the supervisor's :class:`StallWatch` detects (no output
 within ``stall_timeout_ms`` of the caller finishing or a response being

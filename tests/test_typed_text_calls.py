@@ -15,9 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 import trio
+from gemini_live_harness import check_wire as gemini_check_wire
 from openai_realtime_harness import check_wire
 from typed_calls import place_typed_call, text_item
 
+from switchboard.codecs import gemini_live as gemini_wire
 from switchboard.orchestrator.agent_file import parse_agent_yaml
 from switchboard.testing import Fault, Script, Turn
 
@@ -260,3 +262,32 @@ async def test_realtime_cancel_with_nothing_running_is_refused_and_the_call_goes
         m["transcript"] for _, m in call.client.of("type", "response.output_audio_transcript.done")
     ]
     assert transcripts[-1] == "Sure."
+
+
+async def test_gemini_live_gets_a_typed_line_as_a_complete_user_turn_and_answers_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    agent = parse_agent_yaml(
+        "name: typed\ntenant: t\ngreeting: Hello.\ninstructions: You are a receptionist.\n"
+        "mode: gemini-live\nintents: []\nidle_timeout_seconds: 30\n"
+    )
+    call = await place_typed_call(
+        agent,
+        Script(),
+        "browser",
+        [(3.0, {"event": "text", "text": "when do you open"})],
+        hang_up_s=8.0,
+        gemini=Script(greeting=GREETING, turns=(Turn(say="We open at nine."),)),
+    )
+
+    contents = [
+        m for m in call.gemini.received if isinstance(m, gemini_wire.ClientContent) and m.turns
+    ]
+    typed = [m for m in contents if m.turns[-1].text == "when do you open"]
+    assert len(typed) == 1 and typed[0].turn_complete and typed[0].turns[-1].role == "user"
+    gemini_check_wire(call.gemini)
+    agent_lines = [
+        m["text"] for _, m in call.client.of("event", "transcript") if m["role"] == "agent"
+    ]
+    assert agent_lines[-1] == "We open at nine."
+    assert call.store.finished[0]["turns"] == 1
