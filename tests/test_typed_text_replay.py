@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 from test_typed_text_calls import AGENT, GREETING, LONG
@@ -24,6 +25,7 @@ from switchboard.orchestrator.agent_file import parse_agent_yaml
 from switchboard.orchestrator.replay.api import WhatIf
 from switchboard.orchestrator.replay.compare import compare_events
 from switchboard.orchestrator.replay.engine import replay_trace
+from switchboard.orchestrator.replay.timeline import build_timeline
 from switchboard.orchestrator.trace_file import Trace
 from switchboard.testing import Script, Turn
 
@@ -101,3 +103,13 @@ def test_a_what_if_against_local_answers_the_typed_line_once_by_its_intent() -> 
     assert [(t["text"], t.get("typed")) for t in turns] == [("What are your opening hours?", True)]
     said = [e["payload"]["text"] for e in replay.events if e["type"] == "turn:agent"]
     assert said == ["Hello.", "We are open nine to five."]
+
+
+def test_the_timeline_shows_a_typed_line_at_its_instant_and_times_the_answer_from_it() -> None:
+    trace = record("browser", [(3.0, {"event": "text", "text": "tell me about the clinic"})])
+    timeline = build_timeline(trace.events, records=trace.records)
+    (typed,) = [t for t in timeline.turns if t.who == "caller"]
+    assert typed.text == "(typed) tell me about the clinic"
+    assert typed.start_ms == typed.end_ms == pytest.approx(3000, abs=1)
+    (answer,) = [t for t in timeline.turns if t.who == "agent" and not t.greeting]
+    assert answer.latency_ms is not None and 0 <= answer.latency_ms < 500
