@@ -248,6 +248,7 @@ class Supervisor:
             # transcribed: the next one asks them to say it again.
             self._conversation.caller_unheard(self.ctx.agent.no_match_reply)
             self._words_lost = False
+        self._typed_held.clear()  # in the conversation the new instance starts from
         start = ProviderStart(
             self._conversation.items(), greet=greet, respond_now=respond_now, generation=attempt
         )

@@ -155,6 +155,16 @@ async def chromium_tab(
         browser.kill()
 
 
+async def start_call(page: DevTools) -> None:
+    """Once the page has loaded, press "Start call"."""
+    with trio.fail_after(20):
+        while not await page.evaluate(
+            "document.readyState === 'complete' && !!document.getElementById('start')"
+        ):
+            await trio.sleep(0.1)
+    await page.evaluate("document.getElementById('start').click()")
+
+
 TRANSCRIPT = (
     "JSON.stringify([...document.querySelectorAll('#transcript li')]"
     ".map(li => [li.dataset.role, li.textContent]))"
@@ -173,12 +183,7 @@ async def test_practice_page_shows_the_greeting_and_the_answer(
         f"--use-file-for-fake-audio-capture={wav}%noloop",
     )
     async with chromium_tab(nursery, profile, server_url + "/practice", *flags) as page:
-        with trio.fail_after(20):
-            while not await page.evaluate(
-                "document.readyState === 'complete' && !!document.getElementById('start')"
-            ):
-                await trio.sleep(0.1)
-        await page.evaluate("document.getElementById('start').click()")
+        await start_call(page)
         lines: list[list[str]] = []
         with trio.move_on_after(90):
             while not any(role == "agent" and "Monday to Friday" in text for role, text in lines):
@@ -220,12 +225,7 @@ async def test_a_line_typed_in_the_practice_page_is_answered_shown_and_spoken(
     profile = tmp_path / "profile"
     url = server_url + "/practice"
     async with chromium_tab(nursery, profile, url, "--deny-permission-prompts") as page:
-        with trio.fail_after(20):
-            while not await page.evaluate(
-                "document.readyState === 'complete' && !!document.getElementById('start')"
-            ):
-                await trio.sleep(0.1)
-        await page.evaluate("document.getElementById('start').click()")
+        await start_call(page)
         lines: list[list[str]] = []
         with trio.fail_after(60):  # the greeting, then the box is open for typing
             while not (

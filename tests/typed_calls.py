@@ -17,7 +17,7 @@ from uuid import uuid4
 
 import trio
 from call_harness import MemoryStore
-from provider_calls import ASSETS, ENDPOINTS, METRICS
+from provider_calls import ASSETS, ENDPOINTS, METRICS, call_trace
 
 from switchboard.actors.browser_transport import BrowserTransport
 from switchboard.actors.context import AudioFormat, CallContext, EventSink
@@ -91,25 +91,7 @@ class TypedCall:
     def trace(self) -> Trace:
         """The call's trace as ``switchboard trace export`` writes it (a call placed with
         ``record=True``)."""
-        events = [
-            {
-                "seq": r.seq,
-                "type": r.type,
-                "t_ms": r.t_ms,
-                "payload": json.loads(json.dumps(r.payload)),
-            }
-            for r in self.events()
-        ]
-        ctx = self.ctx
-        manifest = {
-            "door": ctx.extra["transport"],
-            "session_id": str(ctx.session_id),
-            "tenant": {"id": str(ctx.tenant_id), "name": "t"},
-            "agent": {"id": str(ctx.agent_id), "name": ctx.agent.name},
-        }
-        tape = ctx.tape
-        records = tape.take() if isinstance(tape, RecordingTape) else None
-        return Trace(manifest, {}, events, ctx.agent.to_json(), records)
+        return call_trace(self.ctx, self.events(), str(self.ctx.extra["transport"]))
 
 
 async def place_typed_call(
