@@ -192,7 +192,9 @@ class Supervisor:
         self._switched: tuple[str, str, int, float] | None = None  # from, to, turn, silent since
         self._transport_closed = False
         self._typed_held: list[CallerText] = []  # typed turns waiting for a barge-in's clear
-        self._typed_over: set[str] = set()  # responses a typed turn interrupted, not yet done
+        # Responses a typed turn interrupted, not yet done: the typed lines to record after
+        # them (their cut transcript comes first in the conversation, as heard).
+        self._typed_over: dict[str, list[str]] = {}
 
     # -- life cycle ----------------------------------------------------------
 
@@ -249,6 +251,10 @@ class Supervisor:
             self._conversation.caller_unheard(self.ctx.agent.no_match_reply)
             self._words_lost = False
         self._typed_held.clear()  # in the conversation the new instance starts from
+        for lines in self._typed_over.values():  # their responses' ends will not come
+            for line in lines:
+                self._caller_typed(line)
+        self._typed_over.clear()
         start = ProviderStart(
             self._conversation.items(), greet=greet, respond_now=respond_now, generation=attempt
         )
@@ -526,20 +532,26 @@ class Supervisor:
         now = trio.current_time()
         self._idle.caller_spoke(now, speaking=False)
         self._words_lost = False  # the caller's latest turn is known, as text
-        at_ms = self.ctx.now_ms()
-        self._conversation.caller(CallerTranscript(message.text, at_ms, at_ms))
         await self._emit("turn:user", text=message.text, intent=None, confidence=None, typed=True)
         if self._gave_up:
+            self._caller_typed(message.text)
             return  # nobody is left to answer: the apology is playing
         running = self._running
         await self._on_caller_speech()
         if running is not None and running in self._interrupting:
-            # Its (interrupted) end will tell the policy no answer is due: this turn's is.
-            self._typed_over.add(running)
+            # Recorded once the cut answer has ended, after what was heard of it; and
+            # that (interrupted) end will tell the policy no answer is due: this turn's is.
+            self._typed_over.setdefault(running, []).append(message.text)
+        else:
+            self._caller_typed(message.text)
         self._typed_held.append(message)
         if self._barge_in_s is None:
             await self._send_typed()
         await self._feed(CallerFinishedSpeaking(now))
+
+    def _caller_typed(self, text: str) -> None:
+        at_ms = self.ctx.now_ms()
+        self._conversation.caller(CallerTranscript(text, at_ms, at_ms))
 
     async def _send_typed(self) -> None:
         """Give the provider the typed turns held back while a barge-in's clear was pending."""
@@ -568,8 +580,10 @@ class Supervisor:
         if not (greeting or interrupted):
             self._words_lost = False  # answered: whatever the caller said before is moot
         await self._feed(ResponseEnded(trio.current_time(), greeting, interrupted))
-        if response_id in self._typed_over:  # cut by a typed turn, whose answer is still owed
-            self._typed_over.discard(response_id)
+        typed = self._typed_over.pop(response_id, None)
+        if typed is not None:  # cut by a typed turn, whose answer is still owed
+            for line in typed:
+                self._caller_typed(line)
             await self._feed(ResponseRequested(trio.current_time()))
         self.report.turns_completed = self._policy.turns_completed
         await self._emit(

@@ -291,3 +291,41 @@ async def test_gemini_live_gets_a_typed_line_as_a_complete_user_turn_and_answers
     ]
     assert agent_lines[-1] == "We open at nine."
     assert call.store.finished[0]["turns"] == 1
+
+
+async def test_a_typed_line_that_interrupted_the_agent_is_answered_after_a_failover(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The interrupted answer ends after the typed line came: the line is still owed an
+    answer, so the provider that replaces a silent one answers it at once."""
+    openai = Script(greeting=GREETING, turns=(Turn(say=LONG),), faults=(Fault("stall", turn=2),))
+    gemini = Script(turns=(Turn(say="Not this one."), Turn(say="Sure, it is free.")))
+    call = await place_typed_call(
+        FAILOVER_AGENT,
+        openai,
+        "browser",
+        [
+            (2.0, {"event": "text", "text": "tell me about the clinic"}),
+            (3.0, {"event": "text", "text": "is there parking"}),
+        ],
+        hang_up_s=10.0,
+        gemini=gemini,
+    )
+
+    assert len(call.events("barge_in")) == 1
+    (failed,) = call.events("provider.failed")
+    assert failed.payload["kind"] == "stall"
+    stall_ms = FAILOVER_AGENT.failover.stall_timeout_ms
+    assert 3000 + stall_ms - 25 < failed.t_ms < 3200 + stall_ms
+    # The next provider was given the conversation as heard: the cut answer, then the
+    # line that cut it, to answer now.
+    (context,) = [
+        m for m in call.gemini.received if isinstance(m, gemini_wire.ClientContent) and m.turns
+    ]
+    assert [t.role for t in context.turns] == ["model", "user", "model", "user"]
+    assert context.turns[2].text.startswith("Our clinic") and len(context.turns[2].text) < len(LONG)
+    assert context.turns[3].text == "is there parking" and context.turn_complete
+    agent_lines = [
+        m["text"] for _, m in call.client.of("event", "transcript") if m["role"] == "agent"
+    ]
+    assert agent_lines[-1] == "Sure, it is free."
