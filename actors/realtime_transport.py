@@ -25,12 +25,12 @@ Client -> call:
   (audio is streamed as it arrives, so nothing already appended is recalled).
 - ``conversation.item.create``: answered by ``conversation.item.created`` and
   logged (``realtime.item.create``: the item's id, kind, role, text, and
-  whether it is ``typed`` text). A ``user``
-  message with ``input_text`` parts is typed text (:func:`typed_text`, at most
-  :data:`MAX_TYPED_CHARS`): as on OpenAI, where a text item is answered once
-  the client asks, the text items created since the last ``response.create``
-  become the caller's turn at the next one (one :class:`CallerText`). Other
-  items are acknowledged only.
+  whether it is ``typed`` text). A ``user`` message with ``input_text`` parts
+  is typed text (:func:`typed_text`): as on OpenAI, where a text item is
+  answered once the client asks, the text items created since the last
+  ``response.create`` become the caller's turn at the next one (one
+  :class:`CallerText`, at most :data:`MAX_TYPED_CHARS`). Other items are
+  acknowledged only.
 - ``response.create``: logged; hands over the typed text waiting, if any (the
   agent answers each spoken caller turn by itself).
 - ``response.cancel``: the running response ends for the client at once
@@ -123,10 +123,11 @@ log = structlog.get_logger("switchboard.realtime")
 FRAME_MS: Final = 20
 MAX_BAD_EVENTS_IN_A_ROW: Final = MAX_BAD_IN_A_ROW
 MAX_HANGUP_WAIT_S: Final = 10.0
-MAX_TYPED_CHARS: Final = 4000
-"""The longest user text item taken as a caller turn (characters); a longer one is
-refused with OpenAI's ``string_above_max_length`` error and not created."""
 """The longest EndCall waits for the client to play the audio already sent."""
+MAX_TYPED_CHARS: Final = 4000
+"""The longest typed caller turn (characters): the user text items waiting for a
+``response.create``, joined. An item that would make it longer is refused with OpenAI's
+``string_above_max_length`` error and not created."""
 
 _ERROR_CODES: Final = {
     "invalid_json": "invalid_json",
@@ -403,8 +404,12 @@ class RealtimeTransport:
     async def _on_item_create(self, event: wire.ConversationItemCreate) -> tuple[str, str] | None:
         item = event.item
         typed = typed_text(item)
-        if typed is not None and len(typed) > MAX_TYPED_CHARS:
-            detail = f"a user message of {len(typed)} characters (at most {MAX_TYPED_CHARS})"
+        waiting = len("\n".join([*self._typed, typed])) if typed is not None else 0
+        if waiting > MAX_TYPED_CHARS:
+            detail = (
+                f"{waiting} characters of user text before a response.create"
+                f" (at most {MAX_TYPED_CHARS})"
+            )
             await self._events.emit(
                 "error", where="realtime.client", reason="text_too_long", detail=detail
             )

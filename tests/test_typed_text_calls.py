@@ -19,6 +19,7 @@ from gemini_live_harness import check_wire as gemini_check_wire
 from openai_realtime_harness import check_wire
 from typed_calls import place_typed_call, text_item
 
+from switchboard.actors.realtime_transport import MAX_TYPED_CHARS
 from switchboard.codecs import gemini_live as gemini_wire
 from switchboard.orchestrator.agent_file import parse_agent_yaml
 from switchboard.testing import Fault, Script, Turn
@@ -329,3 +330,28 @@ async def test_a_typed_line_that_interrupted_the_agent_is_answered_after_a_failo
         m["text"] for _, m in call.client.of("event", "transcript") if m["role"] == "agent"
     ]
     assert agent_lines[-1] == "Sure, it is free."
+
+
+async def test_realtime_text_waiting_for_a_response_is_bounded_in_all(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    script = Script(greeting=GREETING, turns=(Turn(say="Sure."),))
+    line = "y" * (MAX_TYPED_CHARS // 2)
+    call = await place_typed_call(
+        AGENT,
+        script,
+        "realtime",
+        [
+            (3.0, text_item(line)),
+            (3.1, text_item(line, id="item_over")),  # with the first: over the limit
+            (3.2, text_item("and one more")),
+            (3.3, {"type": "response.create"}),
+        ],
+        hang_up_s=6.0,
+    )
+
+    errors = [m["error"] for _, m in call.client.of("type", "error")]
+    assert [e["code"] for e in errors] == ["string_above_max_length"]
+    created = [m["item"]["id"] for _, m in call.client.of("type", "conversation.item.created")]
+    assert "item_over" not in created
+    assert [e.payload["text"] for e in call.events("turn:user")] == [f"{line}\nand one more"]
