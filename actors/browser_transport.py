@@ -4,8 +4,9 @@ Wire format: :mod:`switchboard.codecs.browser_protocol` (JSON, base64 PCM16
 at the sample rate the page stated when connecting, ``ctx.caller_format``).
 
 Reads ``audio`` (-> :class:`CallerAudio`, ``offset_ms`` counted from the
-samples received) and ``text`` (no message carries typed text to the
-provider yet: it is logged as a ``caller.text`` event and the page is told).
+samples received) and ``text`` (a typed caller turn: logged as a
+``caller.text`` event, then :class:`CallerText` to the supervisor, which
+answers it like a spoken turn; the codec bounds its length).
 A malformed frame is logged as an ``error`` event, reported to the page, and
 skipped: the call goes on, within the door's budget (:mod:`.frame_budget`: a
 frame over the codec's ``MAX_INBOUND_CHARS`` closes with 1009, too many
@@ -45,6 +46,7 @@ from .messages import (
     AudioChunk,
     CallerAudio,
     CallerHungUp,
+    CallerText,
     CallEvent,
     ClearPlayback,
     EndCall,
@@ -240,9 +242,7 @@ class BrowserTransport:
                             await self._to_supervisor.send(audio)
                     else:
                         await self._events.emit("caller.text", text=message.text)
-                        await self._send(
-                            wire.Error("text_unsupported", "typed text is logged, not answered")
-                        )
+                        await self._to_supervisor.send(CallerText(message.text))
                 await self._to_supervisor.send(CallerHungUp("caller hung up"))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass  # the supervisor has already ended the call

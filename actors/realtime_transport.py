@@ -24,13 +24,22 @@ Client -> call:
 - ``input_audio_buffer.clear``: answered by ``input_audio_buffer.cleared``
   (audio is streamed as it arrives, so nothing already appended is recalled).
 - ``conversation.item.create``: answered by ``conversation.item.created`` and
-  logged (``realtime.item.create``); the call has no "caller typed text"
-  message yet, so the agent does not hear it.
-- ``response.create``: logged; the agent answers each caller turn by itself.
+  logged (``realtime.item.create``: the item's id, kind, role, text, and
+  whether it is ``typed`` text). A ``user`` message with ``input_text`` parts
+  is typed text (:func:`typed_text`): as on OpenAI, where a text item is
+  answered once the client asks, the text items created since the last
+  ``response.create`` become the caller's turn at the next one (one
+  :class:`CallerText`, at most :data:`MAX_TYPED_CHARS`). Other items are
+  acknowledged only.
+- ``response.create``: logged; hands over the typed text waiting, if any (the
+  agent answers each spoken caller turn by itself).
 - ``response.cancel``: the running response ends for the client at once
-  (``response.done``, ``cancelled``, ``client_cancelled``) and its remaining
-  audio is dropped; logged as ``realtime.response.cancel`` (the call has no
-  message to stop the provider's response yet).
+  (``response.done``, ``cancelled``, ``client_cancelled``, as OpenAI sends it)
+  and its remaining audio is dropped; logged as ``realtime.response.cancel``,
+  and :class:`CancelResponse` stops the provider's response (the supervisor
+  clears and truncates it at the heard position, as for a barge-in). With no
+  response in progress the answer is OpenAI's ``response_cancel_not_active``
+  error.
 - A malformed or unknown event (or a binary frame) is answered by an
   ``error`` event shaped as OpenAI's (``invalid_request_error``), logged as
   an ``error`` event and skipped; the call goes on, within the door's budget
@@ -45,7 +54,8 @@ Call -> client (``ShowEvent`` arrives in order with the audio):
   / ``speech_stopped``;
 - ``turn:user`` -> ``input_audio_buffer.committed``, ``conversation.item.created``
   (the user message with its transcript) and
-  ``conversation.item.input_audio_transcription.completed``;
+  ``conversation.item.input_audio_transcription.completed`` (nothing for a
+  ``typed`` turn: the client created that item itself);
 - ``response.start`` -> ``response.created``, ``response.output_item.added``,
   ``conversation.item.created`` (the assistant message);
 - :class:`PlayAudio` -> ``response.output_audio.delta`` (beta
@@ -89,7 +99,9 @@ from .messages import (
     AudioChunk,
     CallerAudio,
     CallerHungUp,
+    CallerText,
     CallEvent,
+    CancelResponse,
     ClearPlayback,
     EndCall,
     MarkPlayback,
@@ -104,7 +116,7 @@ from .messages import (
 from .realtime_session import format_name, requested_format, session_in_effect, wire_format
 from .sockets import MessageSocket, close_reason
 
-__all__ = ["MAX_BAD_EVENTS_IN_A_ROW", "RealtimeTransport"]
+__all__ = ["MAX_BAD_EVENTS_IN_A_ROW", "MAX_TYPED_CHARS", "RealtimeTransport", "typed_text"]
 
 log = structlog.get_logger("switchboard.realtime")
 
@@ -112,6 +124,10 @@ FRAME_MS: Final = 20
 MAX_BAD_EVENTS_IN_A_ROW: Final = MAX_BAD_IN_A_ROW
 MAX_HANGUP_WAIT_S: Final = 10.0
 """The longest EndCall waits for the client to play the audio already sent."""
+MAX_TYPED_CHARS: Final = 4000
+"""The longest typed caller turn (characters): the user text items waiting for a
+``response.create``, joined. An item that would make it longer is refused with OpenAI's
+``string_above_max_length`` error and not created."""
 
 _ERROR_CODES: Final = {
     "invalid_json": "invalid_json",
@@ -198,6 +214,7 @@ class RealtimeTransport:
         self._responses: dict[str, _Response] = {}
         self._items: dict[str, str] = {}  # assistant item id -> response id
         self._playing: str | None = None  # response whose audio was sent last
+        self._typed: list[str] = []  # user text items awaiting the client's response.create
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -268,10 +285,9 @@ class RealtimeTransport:
                 client_event_id=_event_id(text),
             )
             return "unknown_event", name
-        await self._handle_client_event(event)
-        return None
+        return await self._handle_client_event(event)
 
-    async def _handle_client_event(self, event: wire.ClientEvent) -> None:
+    async def _handle_client_event(self, event: wire.ClientEvent) -> tuple[str, str] | None:
         if isinstance(event, wire.InputAudioBufferAppend):
             await self._forward_audio(event.audio)
         elif isinstance(event, wire.SessionUpdate):
@@ -283,11 +299,13 @@ class RealtimeTransport:
         elif isinstance(event, wire.InputAudioBufferClear):
             await self._send(wire.InputAudioBufferCleared())
         elif isinstance(event, wire.ConversationItemCreate):
-            await self._on_item_create(event)
+            return await self._on_item_create(event)
         elif isinstance(event, wire.ResponseCreate):
             await self._events.emit("realtime.response.create")
+            await self._send_typed()
         elif isinstance(event, wire.ResponseCancel):
             await self._on_cancel(event)
+        return None
 
     async def _forward_audio(self, data: bytes) -> None:
         fmt = self.ctx.caller_format
@@ -383,16 +401,39 @@ class RealtimeTransport:
             wire.InputAudioBufferCommitted(item_id=item_id, previous_item_id=self._last_item)
         )
 
-    async def _on_item_create(self, event: wire.ConversationItemCreate) -> None:
+    async def _on_item_create(self, event: wire.ConversationItemCreate) -> tuple[str, str] | None:
         item = event.item
+        typed = typed_text(item)
+        waiting = len("\n".join([*self._typed, typed])) if typed is not None else 0
+        if waiting > MAX_TYPED_CHARS:
+            detail = (
+                f"{waiting} characters of user text before a response.create"
+                f" (at most {MAX_TYPED_CHARS})"
+            )
+            await self._events.emit(
+                "error", where="realtime.client", reason="text_too_long", detail=detail
+            )
+            await self._error(
+                "string_above_max_length",
+                f"Invalid 'item.content': {detail}.",
+                param="item.content",
+                client_event_id=event.event_id or None,
+            )
+            return "text_too_long", detail
         item_id = item.id or self._new_id("item")
         item = dataclasses.replace(item, id=item_id)
-        text = ""
+        text, role = "", None
         if isinstance(item, wire.MessageItem):
             item = dataclasses.replace(item, status="completed")
             text = " ".join(p.text or p.transcript or "" for p in item.content).strip()
+            role = item.role
         await self._events.emit(
-            "realtime.item.create", item_id=item_id, kind=type(item).__name__, text=text
+            "realtime.item.create",
+            item_id=item_id,
+            kind=type(item).__name__,
+            role=role,
+            text=text,
+            typed=typed is not None,
         )
         await self._send(
             wire.ConversationItemCreated(
@@ -400,6 +441,16 @@ class RealtimeTransport:
             )
         )
         self._last_item = item_id
+        if typed:
+            self._typed.append(typed)
+        return None
+
+    async def _send_typed(self) -> None:
+        """``response.create``: the user text items created since the last one are the
+        caller's turn (:class:`CallerText`, one for all of them)."""
+        if self._typed:
+            text, self._typed = "\n".join(self._typed), []
+            await self._to_supervisor.send(CallerText(text))
 
     async def _on_cancel(self, event: wire.ResponseCancel) -> None:
         open_ids = [rid for rid, r in self._responses.items() if not r.closed]
@@ -412,7 +463,10 @@ class RealtimeTransport:
             )
             return
         await self._events.emit("realtime.response.cancel", response_id=response_id)
-        await self._close_response(response_id, status="cancelled", reason="client_cancelled")
+        await self._close_response(
+            response_id, status="cancelled", reason="client_cancelled", keep_playing=True
+        )
+        await self._to_supervisor.send(CancelResponse())  # the provider's response stops too
 
     # -- call -> client --------------------------------------------------------------
 
@@ -488,7 +542,7 @@ class RealtimeTransport:
                     audio_end_ms=_ms(p.get("audio_offset_ms")), item_id=self._speech_item
                 )
             )
-        elif event.type == "turn:user":
+        elif event.type == "turn:user" and not p.get("typed"):  # typed: the client's own item
             await self._user_turn(str(p.get("text") or ""))
         elif event.type == "response.start":
             if str(p.get("response_id")) not in self._responses:
@@ -548,12 +602,17 @@ class RealtimeTransport:
             )
         )
 
-    async def _close_response(self, response_id: str, *, status: str, reason: str | None) -> None:
+    async def _close_response(
+        self, response_id: str, *, status: str, reason: str | None, keep_playing: bool = False
+    ) -> None:
+        """Send the response's closing events (once). ``keep_playing``: it stays the
+        response whose audio was sent last, for the heard position of the clear that
+        follows a client's cancel."""
         response = self._responses.get(response_id)
         if response is None or response.closed:
             return
         response.closed = True
-        if self._playing == response_id:
+        if self._playing == response_id and not keep_playing:
             self._playing = None
         rid, item_id = response_id, response.item_id
         await self._send(wire.ResponseOutputAudioDone(response_id=rid, item_id=item_id))
@@ -609,6 +668,16 @@ class RealtimeTransport:
         text = wire.encode_server_event(event, self._dialect)
         async with self._send_lock:
             await self._socket.send(text)
+
+
+def typed_text(item: wire.Item) -> str | None:
+    """The text a ``conversation.item.create`` item types for the caller: a ``user``
+    message's ``input_text`` parts joined by spaces, stripped (None for any other item,
+    or a user message with no text, such as ``input_audio`` alone)."""
+    if not isinstance(item, wire.MessageItem) or item.role != "user":
+        return None
+    text = " ".join(p.text or "" for p in item.content if p.type == "input_text").strip()
+    return text or None
 
 
 def _ms(value: Any) -> int:

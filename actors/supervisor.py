@@ -17,6 +17,14 @@ heard (:class:`PlaybackCleared`), and the provider is told to truncate the
 response there (:class:`TruncateResponse`). Audio of a truncated response
 that arrives later is dropped.
 
+Typed text (:class:`CallerText`, from the browser or ``/v1/realtime``) is a
+caller turn: logged as ``turn:user`` with ``typed: true``, recorded in the
+conversation, counted by the idle timer and the failover policy as a finished
+utterance, and given to the live provider. Typed while the agent speaks it is
+a barge-in, as speech would be: the text reaches the provider after the
+truncation. A client's :class:`CancelResponse` (``response.cancel``) is a
+barge-in without a turn, logged as ``response.cancel``.
+
 Failover (DESIGN.md, "The failover supervisor"): a failure the provider
 reports, or a stall the supervisor's :class:`StallWatch` detects (no output
 within ``stall_timeout_ms`` of the caller finishing or a response being
@@ -66,7 +74,9 @@ from .messages import (
     CallerAudio,
     CallerDtmf,
     CallerHungUp,
+    CallerText,
     CallerTranscript,
+    CancelResponse,
     ClearPlayback,
     EndCall,
     FromProvider,
@@ -183,6 +193,10 @@ class Supervisor:
         self._playout_end_s = trio.current_time()  # when the agent audio sent will have played
         self._switched: tuple[str, str, int, float] | None = None  # from, to, turn, silent since
         self._transport_closed = False
+        self._typed_held: list[CallerText] = []  # typed turns waiting for a barge-in's clear
+        # Responses a typed turn interrupted, not yet done: the typed lines to record after
+        # them (their cut transcript comes first in the conversation, as heard).
+        self._typed_over: dict[str, list[str]] = {}
 
     # -- life cycle ----------------------------------------------------------
 
@@ -238,6 +252,11 @@ class Supervisor:
             # transcribed: the next one asks them to say it again.
             self._conversation.caller_unheard(self.ctx.agent.no_match_reply)
             self._words_lost = False
+        self._typed_held.clear()  # in the conversation the new instance starts from
+        for lines in self._typed_over.values():  # their responses' ends will not come
+            for line in lines:
+                self._caller_typed(line)
+        self._typed_over.clear()
         start = ProviderStart(
             self._conversation.items(), greet=greet, respond_now=respond_now, generation=attempt
         )
@@ -322,6 +341,10 @@ class Supervisor:
             await self._emit("dtmf", digit=message.digit)
         elif isinstance(message, TransferFailed):
             await self._on_transfer_failed(message)
+        elif isinstance(message, CallerText):
+            await self._on_caller_text(message)
+        elif isinstance(message, CancelResponse):
+            await self._on_cancel_response()
         else:
             log.error("unexpected message", message=repr(message))
 
@@ -524,6 +547,55 @@ class Supervisor:
                     None if started_s is None else round((trio.current_time() - started_s) * 1e3, 1)
                 ),
             )
+        await self._send_typed()
+
+    # -- typed text and client cancels -------------------------------------------
+
+    async def _on_caller_text(self, message: CallerText) -> None:
+        """A typed caller turn: logged and recorded like a transcript, then given to the
+        provider. Over the agent's speech it is a barge-in (the caller took the floor):
+        the answer is cleared and truncated first, and the text follows the truncation,
+        in the order a spoken interruption reaches the provider."""
+        now = trio.current_time()
+        self._idle.caller_spoke(now, speaking=False)
+        self._words_lost = False  # the caller's latest turn is known, as text
+        await self._emit("turn:user", text=message.text, intent=None, confidence=None, typed=True)
+        if self._gave_up:
+            self._caller_typed(message.text)
+            return  # nobody is left to answer: the apology is playing
+        running = self._running
+        await self._on_caller_speech()
+        if running is not None and running in self._interrupting:
+            # Recorded once the cut answer has ended, after what was heard of it; and
+            # that (interrupted) end will tell the policy no answer is due: this turn's is.
+            self._typed_over.setdefault(running, []).append(message.text)
+        else:
+            self._caller_typed(message.text)
+        self._typed_held.append(message)
+        if self._barge_in_s is None:
+            await self._send_typed()
+        await self._feed(CallerFinishedSpeaking(now))
+
+    def _caller_typed(self, text: str) -> None:
+        at_ms = self.ctx.now_ms()
+        self._conversation.caller(CallerTranscript(text, at_ms, at_ms))
+
+    async def _send_typed(self) -> None:
+        """Give the provider the typed turns held back while a barge-in's clear was pending."""
+        assert self._slot is not None
+        held, self._typed_held = self._typed_held, []
+        for message in held:
+            await self._slot.send(message)
+
+    async def _on_cancel_response(self) -> None:
+        """The client stopped the agent's response (``response.cancel``): a barge-in
+        without speech. The ``response.cancel`` event names the responses stopped
+        (none when nothing was playing or running); ``barge_in`` follows as usual."""
+        targets = sorted(
+            {r for r in (self._unheard, self._running) if r and r not in self._truncated}
+        )
+        await self._emit("response.cancel", response_ids=targets)
+        await self._on_caller_speech()
 
     # -- responses and marks -----------------------------------------------------
 
@@ -535,6 +607,11 @@ class Supervisor:
         if not (greeting or interrupted):
             self._words_lost = False  # answered: whatever the caller said before is moot
         await self._feed(ResponseEnded(trio.current_time(), greeting, interrupted))
+        typed = self._typed_over.pop(response_id, None)
+        if typed is not None:  # cut by a typed turn, whose answer is still owed
+            for line in typed:
+                self._caller_typed(line)
+            await self._feed(ResponseRequested(trio.current_time()))
         self.report.turns_completed = self._policy.turns_completed
         await self._emit(
             "response.done",

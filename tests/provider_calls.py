@@ -65,29 +65,29 @@ class Call:
     def trace(self, door: str = "twilio") -> Trace:
         """The call's trace as ``switchboard trace export`` writes it: the events (through
         JSON), the agent snapshot and the tape (a call placed with ``record=True``)."""
-        events = [
-            {
-                "seq": r.seq,
-                "type": r.type,
-                "t_ms": r.t_ms,
-                "payload": json.loads(json.dumps(r.payload)),
-            }
-            for r in self.events()
-        ]
-        ctx = self.ctx
-        manifest = {
-            "door": door,
-            "session_id": str(ctx.session_id),
-            "tenant": {"id": str(ctx.tenant_id), "name": "t"},
-            "agent": {"id": str(ctx.agent_id), "name": ctx.agent.name},
-        }
-        tape = ctx.tape
-        records = tape.take() if isinstance(tape, RecordingTape) else None
-        return Trace(manifest, {}, events, ctx.agent.to_json(), records)
+        return call_trace(self.ctx, self.events(), door)
 
     def gemini_context(self) -> str:
         """Everything the Gemini fake was told as conversation context, as one JSON string."""
         return json.dumps([repr(m) for m in self.gemini.received])
+
+
+def call_trace(ctx: CallContext, rows: Sequence[EventRow], door: str) -> Trace:
+    """A call's trace as ``switchboard trace export`` writes it: its event ``rows``
+    (through JSON), the agent snapshot and the tape (a :class:`RecordingTape`'s records)."""
+    events = [
+        {"seq": r.seq, "type": r.type, "t_ms": r.t_ms, "payload": json.loads(json.dumps(r.payload))}
+        for r in rows
+    ]
+    manifest = {
+        "door": door,
+        "session_id": str(ctx.session_id),
+        "tenant": {"id": str(ctx.tenant_id), "name": "t"},
+        "agent": {"id": str(ctx.agent_id), "name": ctx.agent.name},
+    }
+    tape = ctx.tape
+    records = tape.take() if isinstance(tape, RecordingTape) else None
+    return Trace(manifest, {}, events, ctx.agent.to_json(), records)
 
 
 def caller_line(text: str) -> bytes:

@@ -21,6 +21,7 @@ from switchboard.actors.messages import (
     AudioChunk,
     CallerAudio,
     CallerHungUp,
+    CallerText,
     CallEvent,
     ClearPlayback,
     EndCall,
@@ -173,7 +174,7 @@ async def test_barge_in_stops_the_audio_at_once_and_reports_what_was_heard(
     assert abs(t_mark - t0 - 1.0) < 1e-6
 
 
-async def test_page_messages_become_caller_audio_and_bad_ones_are_logged(
+async def test_page_messages_become_caller_audio_and_text_and_bad_ones_are_logged(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     async with trio.open_nursery() as nursery:
@@ -205,7 +206,11 @@ async def test_page_messages_become_caller_audio_and_bad_ones_are_logged(
         ("error", "bad_base64"),
         ("caller.text", "hello there"),
     ]
-    assert [m["reason"] for _, m in call.page.of("error")] == ["bad_base64", "text_unsupported"]
+    assert [m["reason"] for _, m in call.page.of("error")] == ["bad_base64"]
+    # The typed line reaches the call as a caller turn, in order with the audio around it.
+    kinds = [type(m).__name__ for m in messages]
+    assert kinds == ["CallerAudio"] * 3 + ["CallerText", "CallerAudio", "CallerHungUp"]
+    assert CallerText("hello there") in messages
 
 
 async def test_call_events_become_the_pages_transcript_and_timeline(

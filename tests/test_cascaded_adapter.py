@@ -30,6 +30,7 @@ from switchboard.actors.messages import (
     AgentTranscript,
     AudioChunk,
     CallerAudio,
+    CallerText,
     CallerTranscript,
     CallEvent,
     ProviderFailed,
@@ -340,3 +341,24 @@ async def test_final_pieces_are_joined_until_utterance_end_and_a_1011_close_is_a
         SpeechStopped(2700.0),
         CallerTranscript("what are your hours", 1200.0, 2700.0),
     ]
+
+
+async def test_a_typed_line_goes_to_the_llm_as_the_users_message_and_is_spoken(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    script = Script(turns=(Turn(say="We are open nine to five."),))
+    seen: list[ToSupervisor] = []
+    async with provider(script, script, script) as (fakes, inbox, outbox):
+        await until(outbox, ResponseDone, seen)  # the greeting
+        await inbox.send(CallerText("when are you open"))
+        answer = await until(outbox, AgentTranscript, seen)
+        await until(outbox, ResponseDone, seen)
+    assert isinstance(answer, AgentTranscript) and answer.text == "We are open nine to five."
+    (request,) = fakes.chat.requests
+    assert request["messages"][1:] == [
+        {"role": "assistant", "content": "Thanks for calling."},
+        {"role": "user", "content": "when are you open"},
+    ]
+    assert fakes.tts.texts == ["Thanks for calling.", "We are open nine to five."]
+    # The supervisor logs the typed turn: the provider reports no transcript of its own.
+    assert not any(isinstance(m, CallerTranscript) for m in seen)

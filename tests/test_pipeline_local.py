@@ -25,6 +25,8 @@ from switchboard.actors.messages import (
     AgentSaid,
     AgentTranscript,
     CallerSaid,
+    CallerText,
+    CallerTranscript,
     CallEvent,
     ConversationItem,
     ResponseDone,
@@ -47,18 +49,28 @@ def assets() -> LocalAssets:
     return LocalAssets(AGENT, SpeechWorkers(1))
 
 
-async def answer_after_failover(
-    assets: LocalAssets, conversation: tuple[ConversationItem, ...]
+async def run_provider(
+    assets: LocalAssets,
+    *,
+    conversation: tuple[ConversationItem, ...] = (),
+    greet: bool = False,
+    typed: str | None = None,
 ) -> tuple[list[ToSupervisor], LocalProvider]:
-    """Run the provider with ``respond_now``; play the tool executor; collect one response."""
+    """Run the provider (``respond_now`` after a failover's ``conversation``, or given the
+    ``typed`` line); play the tool executor; collect until the first answer that is not
+    the greeting is done."""
     ctx = CallContext(uuid4(), uuid4(), uuid4(), AGENT, trio.current_time(), PHONE_AUDIO)
-    provider = LocalProvider(ctx, assets, greet=False, conversation=conversation, respond_now=True)
+    provider = LocalProvider(
+        ctx, assets, greet=greet, conversation=conversation, respond_now=bool(conversation)
+    )
     to_provider, inbox = trio.open_memory_channel[ToProvider](64)
     outbox, from_provider = trio.open_memory_channel[ToSupervisor](1000)
     events, _ = trio.open_memory_channel[CallEvent](1000)
     seen: list[ToSupervisor] = []
     async with trio.open_nursery() as nursery:
         nursery.start_soon(provider, inbox, outbox, EventSink(ctx, events))
+        if typed is not None:
+            await to_provider.send(CallerText(typed))
         with trio.fail_after(30):
             async for message in from_provider:
                 seen.append(message)
@@ -67,7 +79,7 @@ async def answer_after_failover(
                     await to_provider.send(
                         ToolResult(message.call_id, message.name, True, output, message.response_id)
                     )
-                if isinstance(message, ResponseDone):
+                if isinstance(message, ResponseDone) and message.response_id != "greeting":
                     break
         await to_provider.aclose()
     return seen, provider
@@ -77,7 +89,7 @@ async def test_the_last_caller_turn_is_answered_from_its_text_with_the_intents_t
     assets: LocalAssets,
 ) -> None:
     before = (AgentSaid(AGENT.greeting), CallerSaid("Hi, um, when are you open tomorrow?"))
-    seen, provider = await answer_after_failover(assets, before)
+    seen, provider = await run_provider(assets, conversation=before)
     started = next(m for m in seen if isinstance(m, ResponseStarted))
     (call,) = [m for m in seen if isinstance(m, ToolCallRequested)]
     (transcript,) = [m for m in seen if isinstance(m, AgentTranscript)]
@@ -93,7 +105,30 @@ async def test_the_last_caller_turn_is_answered_from_its_text_with_the_intents_t
 async def test_a_turn_with_no_intent_phrase_gets_the_no_match_reply(
     assets: LocalAssets,
 ) -> None:
-    seen, _ = await answer_after_failover(assets, (CallerSaid("my tooth hurts a lot"),))
+    seen, _ = await run_provider(assets, conversation=(CallerSaid("my tooth hurts a lot"),))
     (transcript,) = [m for m in seen if isinstance(m, AgentTranscript)]
     assert not any(isinstance(m, ToolCallRequested) for m in seen)
     assert transcript.text == " ".join(AGENT.no_match_reply.split())
+
+
+async def test_a_typed_line_is_answered_by_its_intent_after_the_greeting(
+    assets: LocalAssets,
+) -> None:
+    """The local agent has no audio of a typed line: its intent comes from the text."""
+    line = "Hello! When are you open on Saturday?"
+    seen, provider = await run_provider(assets, greet=True, typed=line)
+
+    started = [m for m in seen if isinstance(m, ResponseStarted)]
+    assert [s.greeting for s in started] == [True, False]  # the greeting first, then the answer
+    (call,) = [m for m in seen if isinstance(m, ToolCallRequested)]
+    assert call.name == "lookup_hours"
+    answer = [m for m in seen if isinstance(m, AgentTranscript)][-1]
+    assert answer.text == f"We are open {hours_sentence(AGENT).rstrip('.')}."
+    answer_audio = [
+        m.chunk
+        for m in seen
+        if isinstance(m, AgentAudio) and m.response_id == started[1].response_id
+    ]
+    assert sum(c.duration_ms for c in answer_audio) > 2000
+    assert not any(isinstance(m, CallerTranscript) for m in seen)  # the supervisor logs the turn
+    assert CallerSaid(line) in provider.history

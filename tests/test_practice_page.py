@@ -155,6 +155,16 @@ async def chromium_tab(
         browser.kill()
 
 
+async def start_call(page: DevTools) -> None:
+    """Once the page has loaded, press "Start call"."""
+    with trio.fail_after(20):
+        while not await page.evaluate(
+            "document.readyState === 'complete' && !!document.getElementById('start')"
+        ):
+            await trio.sleep(0.1)
+    await page.evaluate("document.getElementById('start').click()")
+
+
 TRANSCRIPT = (
     "JSON.stringify([...document.querySelectorAll('#transcript li')]"
     ".map(li => [li.dataset.role, li.textContent]))"
@@ -173,12 +183,7 @@ async def test_practice_page_shows_the_greeting_and_the_answer(
         f"--use-file-for-fake-audio-capture={wav}%noloop",
     )
     async with chromium_tab(nursery, profile, server_url + "/practice", *flags) as page:
-        with trio.fail_after(20):
-            while not await page.evaluate(
-                "document.readyState === 'complete' && !!document.getElementById('start')"
-            ):
-                await trio.sleep(0.1)
-        await page.evaluate("document.getElementById('start').click()")
+        await start_call(page)
         lines: list[list[str]] = []
         with trio.move_on_after(90):
             while not any(role == "agent" and "Monday to Friday" in text for role, text in lines):
@@ -197,3 +202,59 @@ async def test_practice_page_shows_the_greeting_and_the_answer(
     answer = [text for role, text in lines[roles.index("caller") :] if role == "agent"]
     assert answer and "Monday to Friday" in answer[0], context
     assert "tool lookup_hours called" in timeline, context
+
+
+async def audio_settled(page: DevTools) -> float:
+    """The agent audio the page has scheduled (ms), once no more has come for a second
+    (the server sends it paced to real time)."""
+    last = -1.0
+    with trio.fail_after(60):
+        while True:
+            now = float(await page.evaluate("agentAudioMs"))
+            if now == last and now > 0:
+                return now
+            last = now
+            await trio.sleep(1.0)
+
+
+async def test_a_line_typed_in_the_practice_page_is_answered_shown_and_spoken(
+    server_url: str, tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    """No microphone (the permission is denied): the trainee types instead of speaking."""
+    assert CHROMIUM is not None, "CI must have Chromium (apt-get install -y chromium)"
+    profile = tmp_path / "profile"
+    url = server_url + "/practice"
+    async with chromium_tab(nursery, profile, url, "--deny-permission-prompts") as page:
+        await start_call(page)
+        lines: list[list[str]] = []
+        with trio.fail_after(60):  # the greeting, then the box is open for typing
+            while not (
+                lines and not await page.evaluate("document.getElementById('line').disabled")
+            ):
+                await trio.sleep(0.2)
+                lines = json.loads(await page.evaluate(TRANSCRIPT))
+        status = await page.evaluate("document.getElementById('status').textContent")
+        heard_before = await audio_settled(page)  # the greeting has all come (in real time)
+        await page.evaluate(
+            "document.getElementById('line').value = 'what are your opening hours';"
+            "document.getElementById('send').click()"
+        )
+        typed_box = await page.evaluate("document.getElementById('line').value")
+        with trio.move_on_after(60):
+            while not any(role == "agent" and "Monday to Friday" in text for role, text in lines):
+                await trio.sleep(0.2)
+                lines = json.loads(await page.evaluate(TRANSCRIPT))
+        heard_after = await audio_settled(page)  # the rest of the answer's audio
+        timeline = await page.evaluate("document.getElementById('timeline').innerText")
+        await page.evaluate("document.getElementById('stop').click()")
+
+    context = f"transcript={lines} status={status!r} timeline={timeline!r}"
+    assert "no microphone: typing only" in timeline, context
+    assert typed_box == "", context  # sent: the box is ready for the next line
+    assert "Bright Smile Dental" in lines[0][1], context
+    assert ["caller", "what are your opening hours"] in lines, context  # exactly as typed
+    caller_at = lines.index(["caller", "what are your opening hours"])
+    answer = [text for role, text in lines[caller_at:] if role == "agent"]
+    assert answer and "Monday to Friday" in answer[0], context
+    assert "tool lookup_hours called" in timeline, context
+    assert heard_after - heard_before > 2000, context  # the answer was spoken, not only shown

@@ -148,7 +148,8 @@ def transcribed(
 
 def heard_script(events: Sequence[dict[str, object]]) -> list[TimedHeard]:
     """What a call heard of its caller, from its event rows: ``speech.started``,
-    ``speech.stopped`` and ``turn:user`` with their times."""
+    ``speech.stopped`` and ``turn:user`` with their times (not a ``typed`` turn: the
+    replay's caller types it again, as :class:`~.messages.CallerText`)."""
     script: list[TimedHeard] = []
     for e in events:
         p = e.get("payload")
@@ -162,7 +163,7 @@ def heard_script(events: Sequence[dict[str, object]]) -> list[TimedHeard]:
             script.append(
                 TimedHeard(t_ms, SpeechStopped(float(payload.get("audio_offset_ms") or 0)))
             )
-        elif e["type"] == "turn:user":
+        elif e["type"] == "turn:user" and not payload.get("typed"):  # typed: the peer types it
             text = str(payload.get("text") or "")
             start = float(payload.get("audio_start_ms") or 0)
             end = float(payload.get("audio_end_ms") or 0)

@@ -5,6 +5,9 @@ One :class:`Pipeline` serves the ``local`` provider (offline stages) and the
 The pipeline owns what is the same whatever fills them:
 
 - turn taking: finished utterances queue up and are answered one at a time;
+  typed text (:class:`CallerText`) queues with them and is answered from its
+  text, as a turn heard by an earlier provider is (the thinker gets no
+  ``utterance``; the local intent policy finds the intent in the text);
 - sentence splitting: the thinker's text is spoken sentence by sentence as it
   streams, so the first audio does not wait for the whole answer (sentences
   that are ready together, such as a greeting, go to the voice as one text);
@@ -48,6 +51,7 @@ from ..messages import (
     AudioChunk,
     CallerAudio,
     CallerSaid,
+    CallerText,
     CallerTranscript,
     CallerUnheard,
     ConversationItem,
@@ -67,6 +71,9 @@ from .sentences import SentenceSplitter, heard_text
 from .stages import Heard, Listener, StageFailed, Thinker, ToolCall, Voice
 
 __all__ = ["TOOL_TIMEOUT_S", "Pipeline"]
+
+_Turn = CallerTranscript | CallerText | RespondNow
+"""What the responder answers, in order: a heard utterance, a typed one, a note."""
 
 log = structlog.get_logger("switchboard.pipeline")
 
@@ -170,8 +177,8 @@ class Pipeline:
         """
         await outbox.send(ProviderReady(self.name))
         audio_send, audio_receive = trio.open_memory_channel[CallerAudio](AUDIO_BUFFER)
-        turns_send, turns_receive = trio.open_memory_channel[CallerTranscript | RespondNow](8)
-        notes = turns_send.clone()  # what the runtime asks to be said (RespondNow)
+        turns_send, turns_receive = trio.open_memory_channel[_Turn](8)
+        notes = turns_send.clone()  # what the runtime asks to be said, what the caller typed
         async with trio.open_nursery() as nursery:
 
             def guarded(fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -200,7 +207,7 @@ class Pipeline:
                             waiter.send_nowait(message)
                     elif isinstance(message, TruncateResponse):
                         self._truncate(message)
-                    elif isinstance(message, RespondNow):
+                    elif isinstance(message, RespondNow | CallerText):
                         await notes.send(message)
             nursery.cancel_scope.cancel()
 
@@ -216,7 +223,7 @@ class Pipeline:
     def _heard(
         self,
         outbox: Outbox,
-        turns: trio.MemorySendChannel[CallerTranscript | RespondNow],
+        turns: trio.MemorySendChannel[_Turn],
     ) -> Callable[[Heard], Awaitable[None]]:
         async def heard(event: Heard) -> None:
             if isinstance(event, CallerTranscript):
@@ -233,7 +240,7 @@ class Pipeline:
 
     async def _respond(
         self,
-        turns: trio.MemoryReceiveChannel[CallerTranscript | RespondNow],
+        turns: trio.MemoryReceiveChannel[_Turn],
         outbox: Outbox,
     ) -> None:
         agent = self.ctx.agent
@@ -249,6 +256,10 @@ class Pipeline:
         async for utterance in turns:
             if isinstance(utterance, RespondNow):
                 await self._response(outbox, f"resp_{next(self._ids)}", None, fixed=utterance.say)
+                continue
+            if isinstance(utterance, CallerText):  # typed: no audio, the text is the turn
+                self.history.append(CallerSaid(utterance.text))
+                await self._response(outbox, f"resp_{next(self._ids)}", None)
                 continue
             self.history.append(CallerSaid(utterance.text))
             await self._response(outbox, f"resp_{next(self._ids)}", utterance)

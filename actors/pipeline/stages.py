@@ -90,10 +90,11 @@ class Thinker(Protocol):
     """The conversation so far (ending with the caller's turn) -> the agent's answer.
 
     ``history`` is the whole conversation, the caller's latest turn last;
-    ``utterance`` is that turn as heard (None when answering a turn heard by
-    an earlier provider). The answer goes to ``say`` piece by piece as it is
-    produced; a tool is run with ``await call_tool(...)``, which returns its
-    result. Raises :class:`StageFailed` when its service fails.
+    ``utterance`` is that turn as heard (None when the turn has no audio: one
+    the caller typed, or one heard by an earlier provider). The answer goes
+    to ``say`` piece by piece as it is produced; a tool is run with
+    ``await call_tool(...)``, which returns its result. Raises
+    :class:`StageFailed` when its service fails.
     """
 
     async def __call__(

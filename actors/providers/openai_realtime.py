@@ -16,6 +16,9 @@ both as one answer under the first response's id (one
 so a turn with a tool call counts once and a tool's deferred action follows
 the answer the caller hears.
 
+Typed text (:class:`CallerText`) is a ``user`` message item of ``input_text``
+followed by ``response.create``, sent once no response is in progress.
+
 Failures (:class:`ProviderFailed`): a handshake refused with 5xx is
 ``http_5xx``, with another status ``error_event`` (401: a bad key); an
 ``error`` event of type ``server_error`` is ``error_event`` (client errors,
@@ -51,6 +54,7 @@ from ..messages import (
     AudioChunk,
     CallerAudio,
     CallerSaid,
+    CallerText,
     CallerTranscript,
     CallerUnheard,
     ConversationItem,
@@ -186,6 +190,7 @@ class OpenAIRealtimeProvider:
         self._speech: dict[str, tuple[float, float]] = {}  # item_id -> start, end (caller ms)
         self._audio_base_ms: float | None = None
         self._ready = False
+        self._response_owed = False  # a typed turn's response.create waits for response.done
         self._tape, self._source = setup.ctx.tape, setup.source
 
     @property
@@ -289,8 +294,28 @@ class OpenAIRealtimeProvider:
                     item = wire.MessageItem(role="system", content=(part,))
                     await self._send(ws, wire.ConversationItemCreate(item=item))
                     await self._send(ws, wire.ResponseCreate())
+                elif isinstance(message, CallerText):
+                    await self._on_caller_text(ws, message)
         except trio_websocket.ConnectionClosed:
             pass  # the reader reports it
+
+    async def _on_caller_text(
+        self, ws: trio_websocket.WebSocketConnection, message: CallerText
+    ) -> None:
+        """A typed caller turn: a ``user`` message of ``input_text``, then ``response.create``
+        (OpenAI answers a text item only when asked). While a response is still in
+        progress (one the barge-in that came first is cancelling) the request waits for
+        its ``response.done``: OpenAI refuses a second active response."""
+        part = wire.ContentPart(type="input_text", text=message.text)
+        item = wire.MessageItem(role="user", content=(part,))
+        await self._send(ws, wire.ConversationItemCreate(item=item))
+        self._response_owed = True
+        await self._request_owed(ws)
+
+    async def _request_owed(self, ws: trio_websocket.WebSocketConnection) -> None:
+        if self._response_owed and not self._by_response and self._continuing is None:
+            self._response_owed = False
+            await self._send(ws, wire.ResponseCreate())
 
     def _encode_caller(self, chunk: AudioChunk) -> bytes:
         converted = self._to_wire.convert(chunk)
@@ -489,6 +514,7 @@ class OpenAIRealtimeProvider:
     ) -> None:
         answer = self._by_response.pop(response.id, None)
         if answer is None:
+            await self._request_owed(ws)
             return
         answer.running = None
         if response.status == "cancelled" or answer.truncated:
@@ -499,6 +525,7 @@ class OpenAIRealtimeProvider:
                 await self._follow_up(ws, answer)  # every result came in already
         else:
             await self._finish(answer, outbox, interrupted=False)
+        await self._request_owed(ws)
 
     async def _finish(self, answer: _Answer, outbox: Outbox, *, interrupted: bool) -> None:
         answer.finished = True

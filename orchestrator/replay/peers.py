@@ -6,7 +6,8 @@ recorded frames at their recorded offsets, in the door's wire format (Twilio
 ``media``, the browser's ``audio``, the Realtime API's
 ``input_audio_buffer.append``). It sends the caller's other actions at the
 times of the events they caused (DTMF, typed text, a Realtime client's
-``session.update`` and ``response.create``/``cancel``), and hangs up when and
+``session.update``, ``conversation.item.create`` and ``response.create``/``cancel``),
+and hangs up when and
 as the recorded caller did. Outbound messages are otherwise only counted.
 
 Caller frames may be sent up to ``audio_ahead_ms`` before their time (never
@@ -264,8 +265,9 @@ def browser_peer(
 def realtime_peer(
     call: RecordedCall, t0: float, audio_ahead_ms: float = 0.0, audio_join_ms: float = 0.0
 ) -> ReplayPeer:
-    """An OpenAI Realtime client's side: ``input_audio_buffer.append`` and
-    ``response.create``/``response.cancel``; it hangs up by closing the WebSocket."""
+    """An OpenAI Realtime client's side: ``input_audio_buffer.append``, ``session.update``,
+    ``conversation.item.create`` and ``response.create``/``response.cancel``; it hangs up
+    by closing the WebSocket."""
 
     def audio(data: bytes) -> str:
         return _json({"type": "input_audio_buffer.append", "audio": b64encode(data).decode()})
@@ -273,9 +275,36 @@ def realtime_peer(
     def action(name: str, args: dict[str, object]) -> str | None:
         if name == "session.update":
             return _session_update(args)
+        if name == "conversation.item.create":
+            return _item_create(args)
         return _json({"type": name}) if name.startswith("response.") else None
 
     return ReplayPeer(call, t0, audio, action, None, audio_ahead_ms, audio_join_ms)
+
+
+def _item_create(args: dict[str, object]) -> str | None:
+    """The client's ``conversation.item.create`` as its ``realtime.item.create`` event tells
+    it: the item's id, kind and role, and its text (typed text as ``input_text``, so it is
+    the caller's turn again); a function call or output with placeholders for what the
+    event does not keep. None for an event of a release that did not log the role."""
+    item_id, text = str(args.get("item_id") or ""), str(args.get("text") or "")
+    kind, role = args.get("kind"), args.get("role")
+    item: dict[str, object]
+    if kind == "MessageItem" and role in ("user", "assistant", "system"):
+        if role == "assistant":
+            part: dict[str, object] = {"type": "output_text", "text": text}
+        elif args.get("typed") or role == "system":
+            part = {"type": "input_text", "text": text}
+        else:  # a user message of audio: only its transcript was logged
+            part = {"type": "input_audio", "transcript": text}
+        item = {"type": "message", "role": role, "content": [part] if text else []}
+    elif kind == "FunctionCallItem":
+        item = {"type": "function_call", "call_id": "replayed", "name": "replayed"}
+    elif kind == "FunctionCallOutputItem":
+        item = {"type": "function_call_output", "call_id": "replayed", "output": ""}
+    else:
+        return None
+    return _json({"type": "conversation.item.create", "item": {**item, "id": item_id}})
 
 
 _IGNORED_PLACEHOLDERS: dict[str, object] = {

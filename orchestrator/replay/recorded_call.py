@@ -253,6 +253,10 @@ CALLER_ACTIONS = {
     "realtime.response.create": ("response.create", ()),
     "realtime.response.cancel": ("response.cancel", ()),
     "realtime.session.update": ("session.update", ("format", "ignored")),
+    "realtime.item.create": (
+        "conversation.item.create",
+        ("item_id", "kind", "role", "text", "typed"),
+    ),
 }
 
 

@@ -10,7 +10,8 @@ the shapes, the text and the marks; this module gathers them). Pure: no I/O, no 
 Speech spans (who was speaking when):
 
 * from the events: the caller from ``speech.started`` to ``speech.stopped`` (a
-  ``turn:user`` with no such pair: its audio length, ending at the event); the agent
+  ``turn:user`` with no such pair: its audio length, ending at the event; a
+  ``typed`` one is text shown at its instant, ``(typed) ...``, with no span); the agent
   from ``response.start`` to its ``playback.marked "response:<id>"`` (all of it
   heard), the ``barge_in`` that cut it, or, for an answer that never finished, the
   start of the silence a following ``failover.switch`` reports (``gap_ms``), else the
@@ -169,6 +170,9 @@ def _turns(rows: Sequence[Mapping[str, Any]], duration: float, levels: Levels | 
             speech_start, speech_stop = t, None
         elif kind == "speech.stopped":
             speech_stop = t
+        elif kind == "turn:user" and p.get("typed"):  # no audio: at the instant it came
+            turns.append(Turn("caller", t, f"(typed) {p.get('text') or ''}", end_ms=t))
+            pending_end = t
         elif kind == "turn:user":
             length = _audio_length(p)
             end = speech_stop if speech_stop is not None else t

@@ -3,8 +3,10 @@
 "use strict";
 
 const RATE = 24000; // Hz, both directions; the AudioContext runs at it
+const MAX_TEXT_CHARS = 2000; // the protocol's limit for a typed line
 const $ = (id) => document.getElementById(id);
 let call = null;
+let agentAudioMs = 0; // agent audio scheduled for playback in this page, all calls
 
 function show(text) { $("status").textContent = text; }
 
@@ -68,6 +70,7 @@ class Player {
     this.next = Math.max(this.next, this.ctx.currentTime + 0.05);
     source.start(this.next);
     this.next += buffer.duration;
+    agentAudioMs += buffer.duration * 1000;
     this.sources.add(source);
     source.onended = () => this.sources.delete(source);
   }
@@ -81,7 +84,7 @@ class Player {
 function handle(message, player) {
   switch (message.event) {
     case "session":
-      show(`Connected to ${message.agent}. Speak when you are ready.`);
+      show(`Connected to ${message.agent}. Speak or type when you are ready.`);
       addTimeline(0, "call started");
       break;
     case "audio": player.play(fromBase64(message.payload)); break;
@@ -121,9 +124,15 @@ async function start(event) {
     const session = await getSession();
     const ctx = new AudioContext({ sampleRate: RATE });
     await ctx.audioWorklet.addModule("/practice/mic-worklet.js");
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
-    });
+    let stream = null; // no microphone (or none allowed): a typed call
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({
+        audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true },
+      });
+    } catch (error) {
+      show(`No microphone (${error.name}): type to the agent.`);
+      addTimeline(0, "no microphone: typing only");
+    }
     const ws = new WebSocket(`${session.ws_url}?sample_rate=${RATE}`,
                              ["switchboard.v1", session.token]);
     const player = new Player(ctx);
@@ -132,16 +141,20 @@ async function start(event) {
     ws.onmessage = (e) => handle(JSON.parse(e.data), player);
     ws.onclose = (e) => finish(e.code === 1000 ? "Call ended." : `Call closed (${e.code}).`);
     ws.onopen = () => {
-      const mic = new AudioWorkletNode(ctx, "mic-capture");
-      const mute = ctx.createGain();
-      mute.gain.value = 0;
-      ctx.createMediaStreamSource(stream).connect(mic).connect(mute).connect(ctx.destination);
-      mic.port.onmessage = (e) => {
-        if (ws.readyState === WebSocket.OPEN) {
-          ws.send(JSON.stringify({ event: "audio", payload: toBase64(e.data) }));
-        }
-      };
+      if (stream) {
+        const mic = new AudioWorkletNode(ctx, "mic-capture");
+        const mute = ctx.createGain();
+        mute.gain.value = 0;
+        ctx.createMediaStreamSource(stream).connect(mic).connect(mute).connect(ctx.destination);
+        mic.port.onmessage = (e) => {
+          if (ws.readyState === WebSocket.OPEN) {
+            ws.send(JSON.stringify({ event: "audio", payload: toBase64(e.data) }));
+          }
+        };
+      }
       $("stop").disabled = false;
+      $("line").disabled = false;
+      $("send").disabled = false;
     };
   } catch (error) {
     finish(`Could not start: ${error.message}`);
@@ -151,14 +164,31 @@ async function start(event) {
 function finish(text) {
   show(text);
   if (call) {
-    call.stream.getTracks().forEach((t) => t.stop());
+    if (call.stream) call.stream.getTracks().forEach((t) => t.stop());
     call.ctx.close();
     if (call.ws.readyState <= WebSocket.OPEN) call.ws.close(1000);
   }
   call = null;
   $("start").disabled = false;
   $("stop").disabled = true;
+  $("line").disabled = true;
+  $("send").disabled = true;
+}
+
+// A typed line: the call takes it as the caller's turn; the server shows it back in
+// the transcript ("You: ...") and the agent answers it, aloud.
+function sendText(event) {
+  event.preventDefault();
+  const text = $("line").value.trim();
+  if (!text || !call || call.ws.readyState !== WebSocket.OPEN) return;
+  if (text.length > MAX_TEXT_CHARS) {
+    show(`A typed line is at most ${MAX_TEXT_CHARS} characters.`);
+    return;
+  }
+  call.ws.send(JSON.stringify({ event: "text", text }));
+  $("line").value = "";
 }
 
 $("setup").addEventListener("submit", start);
+$("typing").addEventListener("submit", sendText);
 $("stop").addEventListener("click", () => finish("You hung up."));
