@@ -219,6 +219,16 @@ async def test_a_50_mib_answer_is_cut_off_at_the_byte_cap(
     net.assert_nothing_reached_the_canary()
 
 
+async def test_an_answer_announcing_50_mib_is_refused_before_its_body(
+    net: Net, autojump_clock: trio.testing.MockClock
+) -> None:
+    outcome, elapsed = await timed(net.webhook("huge-declared"))
+
+    assert outcome.error == "too_large"
+    assert outcome.detail["content_length"] == HUGE_BYTES
+    assert elapsed < TIMEOUT_MS / 1000  # not waiting for a body that is not coming
+
+
 async def test_a_redirect_to_a_loopback_canary_is_not_followed(
     net: Net, autojump_clock: trio.testing.MockClock
 ) -> None:

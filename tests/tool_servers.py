@@ -3,14 +3,16 @@
 Reusable by any test that runs tools over the network (the tool executor's,
 an end-to-end phone call's):
 
-- :class:`BusinessServer`: the business's HTTP endpoint. It records every
-  request, checks a Standard Webhooks signature (``standardwebhooks``) and an
-  edge-function token (pyjwt) when told the secret, and answers by path:
-  ``/tool`` JSON (``answer``), and the hostile behaviours ``/slow-drip`` (one
-  byte every 100 ms for 10 s), ``/huge`` (50 MiB, streamed, no length
-  announced), ``/redirect`` (302 to ``redirect_to``), ``/not-json``, ``/error``
-  (HTTP 500 with a JSON error), ``/gzip`` (a compressed answer nobody asked
-  for), ``/empty`` (204). Serve it with :func:`start_business`.
+- :class:`BusinessServer`: the business's HTTP (or HTTPS) endpoint. It
+  records every request, checks a Standard Webhooks signature
+  (``standardwebhooks``) and an edge-function token (pyjwt) when told the
+  secret, and answers by the last segment of the path: ``tool`` JSON
+  (``answer``), and the hostile behaviours ``slow-drip`` (one byte every
+  100 ms for 10 s), ``huge`` (50 MiB, streamed, no length announced),
+  ``huge-declared`` (50 MiB announced, then a stall), ``redirect`` (302 to
+  ``redirect_to``), ``not-json``, ``error`` (HTTP 500 with a JSON error),
+  ``gzip`` (a compressed answer nobody asked for), ``empty`` (204). Serve it
+  with :func:`start_business`.
 - :class:`CanaryServer`: a TCP server on an address the SSRF rules refuse
   (``127.0.0.2`` by default). Any connection to it is recorded; a test that
   ends with ``canary.connections == []`` proves nothing reached it.
@@ -133,6 +135,9 @@ class BusinessServer:
             while self.huge_sent < HUGE_BYTES:
                 await stream.send_all(chunk)
                 self.huge_sent += len(chunk)
+        elif route == "huge-declared":  # 50 MiB announced, then nothing more for ever
+            await stream.send_all(_head(200, _JSON, HUGE_BYTES) + b"[")
+            await trio.sleep_forever()
         elif route == "redirect":
             await stream.send_all(_head(302, {"location": self.redirect_to}, 0))
         elif route == "not-json":

@@ -23,7 +23,10 @@ these rules:
 
 The connection is made by an :class:`httpcore.AsyncNetworkBackend` pinned to
 the checked addresses, under an httpx transport built on
-:class:`httpcore.AsyncConnectionPool` (httpx 0.28+, httpcore 1.0+).
+:class:`httpcore.AsyncConnectionPool` (:mod:`.pinned_transport`). Each
+exchange has a pool of its own and closes it: no connection outlives the
+exchange whose checks it passed (the cost: a new TCP connection, and TLS
+handshake, per tool call; see ``bench/bench_tool_http.py``).
 
 Exceptions (:class:`GuardedHttpError` is a :class:`ToolError`)::
 
@@ -40,7 +43,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -51,6 +54,7 @@ import trio
 from switchboard.orchestrator.errors import ToolError
 
 from .address_policy import AddressPolicy, IPAddress, show_address
+from .pinned_transport import BudgetSpent, PinnedBackend, PoolTransport, ReadBudget
 
 __all__ = [
     "AnswerTooLarge",
@@ -224,12 +228,12 @@ class GuardedHttp:
         *,
         max_bytes: int,
     ) -> HttpAnswer:
-        budget = _ReadBudget(max_bytes)
-        backend = _PinnedBackend(self._backend, target.host, addresses, budget)
+        budget = ReadBudget(max_bytes)
+        backend = PinnedBackend(self._backend, target.host, addresses, budget)
         pool = httpcore.AsyncConnectionPool(
             ssl_context=self._ssl_context, network_backend=backend, retries=0
         )
-        transport = _PoolTransport(pool)
+        transport = PoolTransport(pool)
         request_headers = {**headers, "accept-encoding": "identity"}
         try:
             async with (
@@ -241,6 +245,8 @@ class GuardedHttp:
                 _check_head(target, r, max_bytes)
                 body = await _read_capped(r.aiter_raw(), max_bytes)
                 return HttpAnswer(r.status_code, r.headers, body, backend.connected_to)
+        except BudgetSpent as exc:
+            raise _too_large(max_bytes, exc.bytes_read) from None
         except httpx.TransportError as exc:
             where = (
                 f"{target.host} ({backend.connected_to})" if backend.connected_to else target.host
@@ -302,10 +308,10 @@ def _check_head(target: _Target, response: httpx.Response, max_bytes: int) -> No
 async def _read_capped(chunks: AsyncIterator[bytes], max_bytes: int) -> bytes:
     """The whole body, or :class:`AnswerTooLarge`.
 
-    The connection itself stops a body far past the cap (:class:`_ReadBudget`,
-    raised from inside the read, so httpx's and httpcore's stream generators end
-    with it instead of being abandoned); the exact check is made here, once the
-    body is in.
+    The connection itself stops a body far past the cap (a
+    :class:`~.pinned_transport.ReadBudget`); the exact check is made here,
+    once the body is in (raising mid-stream would abandon httpx's and
+    httpcore's stream generators).
     """
     body = bytearray()
     async for chunk in chunks:
@@ -323,55 +329,6 @@ def _too_large(max_bytes: int, bytes_read: int) -> AnswerTooLarge:
     )
 
 
-HEAD_ALLOWANCE = 64 * 1024
-"""Bytes a connection may carry besides the body: status line, headers (h11
-refuses more than 16 KiB of them), chunk framing."""
-
-
-class _ReadBudget:
-    """Bytes one connection may read: the body cap plus :data:`HEAD_ALLOWANCE`."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.read = 0
-
-    def spend(self, count: int) -> None:
-        self.read += count
-        if self.read > self.max_bytes + HEAD_ALLOWANCE:
-            raise _too_large(self.max_bytes, self.read)
-
-
-class _CappedStream(httpcore.AsyncNetworkStream):
-    """A connection that raises :class:`AnswerTooLarge` once its budget is spent."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkStream, budget: _ReadBudget) -> None:
-        self._inner = inner
-        self._budget = budget
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data = await self._inner.read(max_bytes, timeout)
-        self._budget.spend(len(data))
-        return data
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
-        return _CappedStream(tls, self._budget)  # count what TLS decrypts, not the records
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._inner.get_extra_info(info)
-
-
 def _why(exc: BaseException) -> str:
     """What went wrong, from ``exc`` and its causes (httpcore and trio often wrap
     the telling error, such as an SSL certificate failure, in an empty one)."""
@@ -383,110 +340,3 @@ def _why(exc: BaseException) -> str:
             said.append(text)
         seen = seen.__cause__ or seen.__context__
     return ": ".join(said) or type(exc).__name__
-
-
-def _peer(address: IPAddress, port: int) -> str:
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
-
-
-class _PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Connects ``host`` to the addresses already checked, in order, never to another."""
-
-    def __init__(
-        self,
-        inner: httpcore.AsyncNetworkBackend,
-        host: str,
-        addresses: Iterable[IPAddress],
-        budget: _ReadBudget,
-    ) -> None:
-        self._inner = inner
-        self._host = host
-        self._addresses = tuple(addresses)
-        self._budget = budget
-        self.connected_to = ""
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        if host.lower() != self._host.lower():  # the pool only ever asks for the URL's host
-            raise httpcore.ConnectError(f"{host} is not the checked host {self._host}")
-        failure: Exception = httpcore.ConnectError(f"{host} has no checked address")
-        for address in self._addresses:
-            try:
-                stream = await self._inner.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-                continue
-            self.connected_to = _peer(address, port)
-            return _CappedStream(stream, self._budget)
-        raise failure
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("a guarded exchange never uses a Unix socket")
-
-    async def sleep(self, seconds: float) -> None:
-        await trio.sleep(seconds)
-
-
-class _PoolTransport(httpx.AsyncBaseTransport):
-    """An httpx transport on an httpcore pool (httpx's own, less the proxy choices)."""
-
-    def __init__(self, pool: httpcore.AsyncConnectionPool) -> None:
-        self._pool = pool
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        assert isinstance(request.stream, httpx.AsyncByteStream)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
-        try:
-            response = await self._pool.handle_async_request(core_request)
-        except httpcore.TimeoutException as exc:
-            raise httpx.TimeoutException(str(exc), request=request) from exc
-        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-            raise httpx.TransportError(str(exc), request=request) from exc
-        return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=_ResponseStream(response),
-            extensions=response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        await self._pool.aclose()
-
-
-class _ResponseStream(httpx.AsyncByteStream):
-    def __init__(self, response: httpcore.Response) -> None:
-        self._response = response
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.aiter_stream():
-                yield chunk
-        except (httpcore.NetworkError, httpcore.ProtocolError) as exc:
-            raise httpx.ReadError(str(exc)) from exc
-
-    async def aclose(self) -> None:
-        await self._response.aclose()
