@@ -109,7 +109,7 @@ async def shop(
     orders = BusinessServer(answer={"result": "ships tomorrow morning"})
     functions = BusinessServer(answer={"result": "We have sourdough and rye today."})
     orders_url, orders_port = await start_business(nursery, orders)
-    functions_url, functions_port = await start_business(nursery, functions)
+    functions_url, _ = await start_business(nursery, functions)
     canary = await start_canary(nursery)
     settings = Settings(
         host="127.0.0.1",
@@ -127,9 +127,9 @@ async def shop(
         store = Store(db)
         api_key = store.create_api_key(store.apply_agent(agent) and store.ensure_tenant("bakery"))
     # The operator lets the tenant's webhooks reach the business on loopback (refused by
-    # the SSRF rules otherwise), and gives the business the signing secret.
-    for port in (orders_port, functions_port):
-        assert cli.main(["tenant", "allow", "bakery", f"127.0.0.1:{port}"]) == 0
+    # the SSRF rules otherwise; the functions server is the operator's own setting), and
+    # gives the business the signing secret.
+    assert cli.main(["tenant", "allow", "bakery", f"127.0.0.1:{orders_port}"]) == 0
     capsys.readouterr()
     assert cli.main(["tenant", "webhook-secret", "bakery"]) == 0
     secret = capsys.readouterr().out.strip()
