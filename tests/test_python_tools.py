@@ -304,7 +304,7 @@ async def test_a_long_answer_is_capped_with_a_note(clinic: None) -> None:
     assert len(shown.encode()) <= MAX_OUTPUT_BYTES
     assert shown.startswith("Soup of the day: leek and potato.")
     answered = len(("Soup of the day: leek and potato. " * 400).encode())
-    assert note == f"the tool answered {answered} bytes; the first {MAX_OUTPUT_BYTES} shown]"
+    assert note == f"the answer is {answered} bytes; the first {MAX_OUTPUT_BYTES} shown]"
     assert outcome.detail == {"bytes": answered, "truncated": True}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 from uuid import UUID
 
 
@@ -74,6 +74,20 @@ class ToolOutcome:
     @classmethod
     def failed(cls, error: str, output: str, **detail: Any) -> ToolOutcome:
         return cls(False, output, error, detail)
+
+
+MODEL_OUTPUT_BYTES: Final = 4096
+"""The most of a tool's answer the model is given (UTF-8 bytes); the rest is cut with a note."""
+
+
+def for_model(data: bytes, limit: int = MODEL_OUTPUT_BYTES) -> tuple[str, bool]:
+    """A tool's answer (UTF-8) as the model's text: whole, or its first ``limit`` bytes
+    (never a split character) and a note saying how much there was; and whether it
+    was cut."""
+    if len(data) <= limit:
+        return data.decode("utf-8", "replace"), False
+    kept = data[:limit].decode("utf-8", "ignore")
+    return f"{kept} [truncated: the answer is {len(data)} bytes; the first {limit} shown]", True
 
 
 class ToolRunner(Protocol):

@@ -43,7 +43,7 @@ from typing import Any, Final, final
 import msgspec
 import structlog
 
-from .invocation import ToolInvocation, ToolOutcome
+from .invocation import MODEL_OUTPUT_BYTES, ToolInvocation, ToolOutcome, for_model
 from .python_schema import PythonToolError, ToolSignature, describe_function
 
 __all__ = [
@@ -64,7 +64,7 @@ log = structlog.get_logger("switchboard.tools")
 ENTRY_POINT_GROUP: Final = "switchboard.tools"
 """The entry-point group a package declares its tools in."""
 
-MAX_OUTPUT_BYTES: Final = 4096
+MAX_OUTPUT_BYTES: Final = MODEL_OUTPUT_BYTES
 """The most of a tool's answer (UTF-8 bytes) the model is given, as for a webhook's."""
 
 MAX_MESSAGE_CHARS: Final = 500
@@ -197,11 +197,10 @@ def _output(name: str, value: object) -> ToolOutcome:
                 result_type=type(value).__name__,
                 message=str(exc),
             )
-    if len(data) <= MAX_OUTPUT_BYTES:
-        return ToolOutcome(True, data.decode())
-    shown = data[:MAX_OUTPUT_BYTES].decode(errors="ignore")  # never a split character
-    note = f" [truncated: the tool answered {len(data)} bytes; the first {MAX_OUTPUT_BYTES} shown]"
-    return ToolOutcome(True, shown + note, detail={"bytes": len(data), "truncated": True})
+    text, truncated = for_model(data, MAX_OUTPUT_BYTES)
+    if not truncated:
+        return ToolOutcome(True, text)
+    return ToolOutcome(True, text, detail={"bytes": len(data), "truncated": True})
 
 
 class PythonToolRunner:

@@ -35,14 +35,14 @@ from .guarded_http import (
     HttpAnswer,
     RedirectRefused,
 )
-from .invocation import ToolInvocation, ToolOutcome
+from .invocation import MODEL_OUTPUT_BYTES, ToolInvocation, ToolOutcome, for_model
 
 __all__ = [
     "MAX_ANSWER_BYTES",
     "MODEL_OUTPUT_BYTES",
+    "answer_text",
     "call_endpoint",
     "delivery_id",
-    "for_model",
     "not_configured",
     "request_body",
     "tool_headers",
@@ -51,8 +51,6 @@ __all__ = [
 MAX_ANSWER_BYTES: Final = 256 * 1024
 """The most of an answer's body ever read; past it the answer is ``too_large``."""
 
-MODEL_OUTPUT_BYTES: Final = 4096
-"""The most of an answer (compact JSON, UTF-8) the model is given; the rest is cut."""
 
 _EXCERPT_CHARS: Final = 300
 _RESERVED_HEADERS: Final = frozenset(
@@ -172,26 +170,20 @@ def answer_outcome(tool: str, answer: HttpAnswer) -> ToolOutcome:
             **detail,
             excerpt=_excerpt(answer.body.decode("utf-8", "replace")),
         )
-    output, truncated = for_model(value)
+    output, truncated = answer_text(value)
     return ToolOutcome(True, output, detail={**detail, "truncated": truncated})
 
 
-def for_model(value: object, limit: int = MODEL_OUTPUT_BYTES) -> tuple[str, bool]:
-    """``value`` as text of at most ``limit`` UTF-8 bytes, then a note when cut; and
-    whether it was cut. A JSON string, or an object whose only key is ``result``
-    holding a string (Vapi's and Retell's answers), is given as that text, so an
-    intent's reply can say it (``{result}``); anything else as compact JSON."""
+def answer_text(value: object) -> tuple[str, bool]:
+    """A JSON answer as the model's text (:func:`~.invocation.for_model`), and whether it
+    was cut. A JSON string, or an object whose only key is ``result`` holding a string
+    (Vapi's and Retell's answers), is given as that text, so an intent's reply can say
+    it (``{result}``); anything else as compact JSON."""
     if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("result"), str):
         value = value["result"]
     if isinstance(value, str):
-        text = value
-    else:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    encoded = text.encode()
-    if len(encoded) <= limit:
-        return text, False
-    kept = encoded[:limit].decode("utf-8", "ignore")
-    return f"{kept} [truncated: the answer is {len(encoded)} bytes; the first {limit} shown]", True
+        return for_model(value.encode())
+    return for_model(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def _error_text(body: bytes) -> str:
