@@ -69,8 +69,11 @@ def asgi_app(handler: HttpHandler) -> Callable[[Scope, Receive, Send], Awaitable
                 "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in _FRAMING],
             }
         )
-        async for chunk in response.aiter_raw():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if response.is_stream_consumed:  # built with its whole body (json=, content=bytes)
+            await send({"type": "http.response.body", "body": response.content, "more_body": True})
+        else:
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     return app
