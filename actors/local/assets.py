@@ -2,7 +2,8 @@
 
 An agent's recognizer lives in the speech worker processes (built there on
 first use, :mod:`.speech_process`); this process keeps only the agent's
-:class:`~.speech.Grammar` and the audio its voice has spoken, in the
+:class:`~.speech.Grammar` (its intents' phrases and its knowledge questions,
+:func:`.policy.knowledge_intents`) and the audio its voice has spoken, in the
 caller's formats. The greeting, the no-match reply and the failover apology
 are pinned (:meth:`LocalAssets.prepare`, at server start): the apology plays
 when every provider is down, so it must not need a worker then, and the
@@ -20,6 +21,7 @@ from switchboard.orchestrator.agents import AgentSpec
 from ..consent import spoken_greeting
 from ..context import AudioFormat
 from ..messages import AudioChunk
+from .policy import knowledge_intents
 from .speech import Grammar, SpeechService, Synthesizer
 from .workers import SpeechWorkers
 
@@ -57,7 +59,9 @@ class LocalAssets:
     ) -> None:
         self.agent = agent
         self.speech_service = speech
-        self.grammar = Grammar.of({i.name: i.phrases for i in agent.intents})
+        self.grammar = Grammar.of(
+            {i.name: i.phrases for i in agent.intents} | knowledge_intents(agent)
+        )
         self._cache: OrderedDict[tuple[str, AudioFormat], AudioChunk] = OrderedDict()
         self._cache_size = speech_cache_size
         self._pinned: dict[tuple[str, AudioFormat], AudioChunk] = {}
