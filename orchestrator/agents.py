@@ -72,12 +72,12 @@ __all__ = [
     "DEFAULT_NO_MATCH_REPLY",
     "MODES",
     "PROVIDER_OPTIONS",
+    "SEARCH_KNOWLEDGE",
     "WEEKDAYS",
     "WHEN_BUSY",
     "AgentSpec",
     "Intent",
     "KnowledgeSource",
-    "SEARCH_KNOWLEDGE",
     "ToolSpec",
     "hours_sentence",
 ]

@@ -51,6 +51,7 @@ _LINK: Final = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _TAG: Final = re.compile(r"</?[A-Za-z][^<>]*>")
 _EMPHASIS: Final = re.compile(r"(\*{1,3}|_{2,3}|`+)")
 _RULE: Final = re.compile(r"^\s*([-=*_])(\s*\1){2,}\s*$")
+_SPACE_BEFORE_PUNCTUATION: Final = re.compile(r" ([.,;:!?])(?=\s|$)")
 _SENTENCE_END: Final = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -78,7 +79,7 @@ def _clean_inline(text: str) -> str:
     text = _LINK.sub(r"\1", text)
     text = _TAG.sub(" ", text)
     text = _EMPHASIS.sub("", text)
-    return " ".join(text.split())
+    return _SPACE_BEFORE_PUNCTUATION.sub(r"\1", " ".join(text.split()))
 
 
 def _sections(text: str) -> Iterator[tuple[str, list[str]]]:

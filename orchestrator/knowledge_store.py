@@ -117,4 +117,6 @@ class KnowledgeIndex:
             if not rows:
                 cur.execute(_ANY_WORD, params | {"q": words})
                 rows = cur.fetchall()
-        return [Passage(source, body, float(score), heading) for source, heading, body, score in rows]
+        return [
+            Passage(source, body, float(score), heading) for source, heading, body, score in rows
+        ]

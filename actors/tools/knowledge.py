@@ -127,7 +127,9 @@ class SearchKnowledge:
         payload: dict[str, Any] = {
             "call_id": invocation.call_id,
             "query": query,
-            "hits": [{"source": p.source, "heading": p.heading, "score": _score(p)} for p in passages],
+            "hits": [
+                {"source": p.source, "heading": p.heading, "score": _score(p)} for p in passages
+            ],
             "latency_ms": round((trio.current_time() - started) * 1000, 1),
         }
         if error is not None:
