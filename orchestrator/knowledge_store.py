@@ -98,7 +98,8 @@ class KnowledgeIndex:
 
     def search_sync(self, tenant_id: UUID, agent_id: UUID, query: str, limit: int) -> list[Passage]:
         """The best ``limit`` (1 to :data:`MAX_RESULTS`) passages of the tenant's agent for
-        ``query``, best first; empty for a query with no searchable word, an agent with
+        ``query``, best first (``every_word`` False when only the OR search found them);
+        empty for a query with no searchable word, an agent with
         no knowledge, or another tenant's agent. Blocking.
 
         Raises:
@@ -114,9 +115,11 @@ class KnowledgeIndex:
             params = {"agent_id": agent_id, "limit": limit, "q": query}
             cur.execute(_ALL_WORDS, params)
             rows = cur.fetchall()
+            every_word = bool(rows)
             if not rows:
                 cur.execute(_ANY_WORD, params | {"q": words})
                 rows = cur.fetchall()
         return [
-            Passage(source, body, float(score), heading) for source, heading, body, score in rows
+            Passage(source, body, float(score), heading, every_word)
+            for source, heading, body, score in rows
         ]

@@ -55,6 +55,10 @@ def test_the_example_faq_answers_spoken_questions_best_first(
         assert all(h.score > 0 for h in hits)
     insurance = index.search_sync(tenant_id, agent_id, "Do you take insurance", 1)
     assert len(insurance) == 1 and insurance[0].text.startswith("Yes, we accept most major")
+    assert insurance[0].every_word
+    some = index.search_sync(tenant_id, agent_id, "parking for my bicycle", 3)
+    assert some[0].heading == "Is there parking?"
+    assert not any(p.every_word for p in some)  # none mentions a bicycle: the OR found them
 
 
 def test_a_query_with_nothing_to_match_finds_nothing_and_operators_are_words(

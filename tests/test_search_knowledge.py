@@ -64,10 +64,10 @@ def invocation(
     )
 
 
-PASSAGES = [
-    Passage("faq.md", "Yes, behind the building.", 0.5, "Is there parking?"),
-    Passage("faq.md", "Bus 12 stops in front.", 0.25, "Buses"),
-    Passage("notes.txt", "Street parking is free after 6.", 0.125),
+PASSAGES = [  # as the OR search finds them: each holds some words of the query
+    Passage("faq.md", "Yes, behind the building.", 0.5, "Is there parking?", False),
+    Passage("faq.md", "Bus 12 stops in front.", 0.25, "Buses", False),
+    Passage("notes.txt", "Street parking is free after 6.", 0.125, "", False),
 ]
 
 
@@ -89,12 +89,14 @@ async def test_the_model_gets_the_best_passages_and_the_search_is_a_retrieval_ev
                 "heading": "Is there parking?",
                 "text": "Yes, behind the building.",
                 "score": 0.5,
+                "every_word": False,
             },
             {
                 "source": "faq.md",
                 "heading": "Buses",
                 "text": "Bus 12 stops in front.",
                 "score": 0.25,
+                "every_word": False,
             },
         ],
     }
@@ -112,6 +114,7 @@ async def test_the_model_gets_the_best_passages_and_the_search_is_a_retrieval_ev
                     {"source": "faq.md", "heading": "Is there parking?", "score": 0.5},
                     {"source": "faq.md", "heading": "Buses", "score": 0.25},
                 ],
+                "match": "some_words",
                 "latency_ms": 250.0,
             },
         )
@@ -130,6 +133,7 @@ async def test_no_passage_tells_the_model_not_to_guess() -> None:
     assert passages_of(outcome.output) == []
     ((type_, payload),) = events.emitted
     assert type_ == "retrieval" and payload["hits"] == [] and "error" not in payload
+    assert payload["match"] == "none"
 
 
 async def test_an_index_that_fails_is_a_tool_error_and_a_retrieval_event_with_the_error(
@@ -148,6 +152,7 @@ async def test_an_index_that_fails_is_a_tool_error_and_a_retrieval_event_with_th
                 "call_id": "call_7",
                 "query": "parking",
                 "hits": [],
+                "match": "none",
                 "latency_ms": 1500.0,
                 "error": "StorageError: PostgreSQL is not reachable",
             },
@@ -190,4 +195,5 @@ async def test_against_the_real_index_the_example_faq_answers(
         "heading": "Do you take insurance?",
         "score": best.score,
     }
+    assert payload["match"] == "all_words" and best.every_word
     assert payload["latency_ms"] >= 0

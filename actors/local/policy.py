@@ -85,31 +85,51 @@ def knowledge_query(agent: AgentSpec, intent: str | None, said: str) -> str | No
     return None
 
 
-def knowledge_reply(agent: AgentSpec, ok: bool, output: str, *, asked: bool) -> str:
+def knowledge_reply(
+    agent: AgentSpec, ok: bool, output: str, *, asked: bool, every_word: bool = False
+) -> str:
     """What to say after a ``search_knowledge`` call: the best passage, spoken
     (:func:`spoken_passage`); with none, the ``no_match_reply``; when the search
     failed, :data:`TOOL_FAILED_REPLY` for a recognized question (``asked``), else
-    the ``no_match_reply``."""
+    the ``no_match_reply``.
+
+    ``every_word``: take a passage only if it matched every word of the query.
+    For words of the local recognizer's open transcript, which are often wrong
+    ("ten of clubs" must not be answered with the passage that says "ten
+    minutes"); a question from the documents or a transcript another provider
+    heard need not.
+    """
     passages = passages_of(output) if ok else []
-    if passages:
+    if passages and (passages[0].every_word or not every_word):
         return spoken_passage(passages[0].text)
     return TOOL_FAILED_REPLY if asked and not ok else agent.no_match_reply
 
 
 def spoken_passage(text: str, max_chars: int = SPOKEN_MAX_CHARS) -> str:
     """The start of a passage as a caller hears it: its first sentence, and the second
-    too while both fit in ``max_chars``; list items read as sentences, web addresses
-    left out. A first sentence longer than ``max_chars`` is cut between words."""
-    lines = []
+    too while both fit in ``max_chars``; a list read as one sentence ("a, b and c."),
+    web addresses left out. A first sentence longer than ``max_chars`` is cut between
+    words."""
+    parts: list[str] = []
+    items: list[str] = []
+
+    def end_list() -> None:
+        if items:
+            listed = items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+            parts.append(listed + ".")
+            items.clear()
+
     for line in text.splitlines():
         line = _URL.sub("", line).strip()
         if _LIST_LINE.match(line):
-            line = _LIST_LINE.sub("", line)
-            if line and line[-1] not in ".!?:;":
-                line += "."
-        if line:
-            lines.append(line)
-    sentences = [s for s in _SENTENCE.split(" ".join(" ".join(lines).split())) if s]
+            item = _LIST_LINE.sub("", line).rstrip(".;,")
+            if item:
+                items.append(item)
+        elif line:
+            end_list()
+            parts.append(line)
+    end_list()
+    sentences = [s for s in _SENTENCE.split(" ".join(" ".join(parts).split())) if s]
     if not sentences:
         return ""
     spoken = sentences[0]

@@ -6,7 +6,8 @@
   provider before a failover is understood from its text (an intent phrase
   it contains). A knowledge question, or a turn with no intent when the agent
   has knowledge, is answered from a ``search_knowledge`` call
-  (:func:`.policy.knowledge_query`).
+  (:func:`.policy.knowledge_query`); from PocketSphinx's open transcript only
+  a passage holding every word of it is taken.
 - :class:`EspeakVoice`: eSpeak NG in a speech worker process, through the
   agent's speech cache (:class:`~.assets.LocalAssets`: the greeting, the
   no-match reply and the apology are made ahead), already in the caller's
@@ -55,7 +56,11 @@ class IntentPolicy:
         if query is not None:
             result = await call_tool(ToolCall(SEARCH_KNOWLEDGE, {"query": query}))
             asked = intent is not None and intent.startswith(KNOWLEDGE_INTENT_PREFIX)
-            await say(knowledge_reply(self.agent, result.ok, result.output, asked=asked))
+            heard_here = utterance is not None and not asked  # an open transcript: unsure
+            reply = knowledge_reply(
+                self.agent, result.ok, result.output, asked=asked, every_word=heard_here
+            )
+            await say(reply)
             return
         plan = plan_reply(self.agent, intent)
         if plan.tool is None:

@@ -106,13 +106,16 @@ class Passage:
 
     ``source``: the document it came from; ``score``: PostgreSQL's
     ``ts_rank_cd`` (higher is better, comparable within one search only);
-    ``heading``: the heading of its section in the document (``""``: none).
+    ``heading``: the heading of its section in the document (``""``: none);
+    ``every_word``: it matches every word of the query (False: only some, found
+    by a search that ORs the words).
     """
 
     source: str
     text: str
     score: float
     heading: str = ""
+    every_word: bool = True
 
 
 class KnowledgeSearch(Protocol):

@@ -7,17 +7,21 @@ JSON text::
 
     {"query": "do you take insurance",
      "passages": [{"source": "knowledge/faq.md", "heading": "Do you take insurance?",
-                   "text": "Yes. We accept most ...", "score": 0.4}]}
+                   "text": "Yes. We accept most ...", "score": 0.4, "every_word": true}]}
+
+(``every_word``: the passage holds every word of the query, not only some.)
 
 With no passage, ``passages`` is empty and ``note`` tells the model to say it
 does not know rather than guess. :func:`passages_of` reads that text back (the
 local provider speaks the best passage from it).
 
 Every search is one ``retrieval`` event: ``call_id``, ``query``, ``hits``
-(``[{source, heading, score}]``, best first), ``latency_ms`` (on the call's
-clock), and ``error`` when it failed. A failure is a :class:`~.invocation.ToolOutcome`
-error (``invalid_arguments`` for a missing or blank query, ``unavailable``
-when the index cannot be searched), never an exception.
+(``[{source, heading, score}]``, best first), ``match`` (``all_words``,
+``some_words`` when only the OR search found them, ``none``), ``latency_ms``
+(on the call's clock), and ``error`` when it failed. A failure is a
+:class:`~.invocation.ToolOutcome` error (``invalid_arguments`` for a missing or
+blank query, ``unavailable`` when the index cannot be searched), never an
+exception.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class FoundPassage:
     heading: str
     text: str
     score: float
+    every_word: bool
 
 
 @final
@@ -107,7 +112,13 @@ class SearchKnowledge:
         output: dict[str, Any] = {
             "query": query,
             "passages": [
-                {"source": p.source, "heading": p.heading, "text": p.text, "score": _score(p)}
+                {
+                    "source": p.source,
+                    "heading": p.heading,
+                    "text": p.text,
+                    "score": _score(p),
+                    "every_word": p.every_word,
+                }
                 for p in passages
             ],
         }
@@ -130,11 +141,18 @@ class SearchKnowledge:
             "hits": [
                 {"source": p.source, "heading": p.heading, "score": _score(p)} for p in passages
             ],
+            "match": _match(passages),
             "latency_ms": round((trio.current_time() - started) * 1000, 1),
         }
         if error is not None:
             payload["error"] = error
         await emit("retrieval", **payload)
+
+
+def _match(passages: Sequence[Passage]) -> str:
+    if not passages:
+        return "none"
+    return "all_words" if all(p.every_word for p in passages) else "some_words"
 
 
 def _score(passage: Passage) -> float:
@@ -146,7 +164,13 @@ def passages_of(output: str) -> list[FoundPassage]:
     try:
         data = json.loads(output)
         return [
-            FoundPassage(str(p["source"]), str(p["heading"]), str(p["text"]), float(p["score"]))
+            FoundPassage(
+                str(p["source"]),
+                str(p["heading"]),
+                str(p["text"]),
+                float(p["score"]),
+                bool(p.get("every_word", True)),
+            )
             for p in data["passages"]
         ]
     except (ValueError, TypeError, KeyError):
