@@ -562,6 +562,14 @@ def _spec_problem(spec: AgentSpec) -> str | None:
         if isinstance(spec.recording, RecordingPolicy)
         else f"recording must be RecordingPolicy, got {type(spec.recording).__name__}",
     ]
+    sources = [k.source for k in spec.knowledge]
+    checks += [
+        None if len(set(sources)) == len(sources) else "knowledge lists a document twice",
+        *(
+            None if k.source.strip() and k.text.strip() else f"knowledge {k.source!r} is empty"
+            for k in spec.knowledge
+        ),
+    ]
     intent_names = [i.name for i in spec.intents]
     tool_names = [t.name for t in spec.tools]
     known_tools = BUILTIN_TOOL_NAMES | set(tool_names)

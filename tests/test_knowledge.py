@@ -279,3 +279,16 @@ def test_any_document_gives_non_empty_bounded_chunks_that_keep_every_word_in_ord
 def test_any_text_at_all_chunks_without_error_or_empty_chunks(text: str) -> None:
     chunks = chunk_document("any.txt", text)
     assert all(c.text.strip() and len(c.text) <= MAX_CHUNK_CHARS for c in chunks)
+
+
+def test_a_spec_with_a_document_twice_or_an_empty_one_is_refused() -> None:
+    base = parse_agent_yaml(AGENT.replace("knowledge:\n", ""))
+    doc = KnowledgeSource("a.md", "Text.")
+    with pytest.raises(ValueError, match="twice"):
+        AgentSpec.from_json({**base.to_json(), "knowledge": [vars_of(doc), vars_of(doc)]})
+    with pytest.raises(ValueError, match="empty"):
+        AgentSpec.from_json({**base.to_json(), "knowledge": [{"source": "a.md", "text": " "}]})
+
+
+def vars_of(source: KnowledgeSource) -> dict[str, str]:
+    return {"source": source.source, "text": source.text}

@@ -52,7 +52,7 @@ MAX_QUERY_CHARS: Final = 500
 class Emit(Protocol):
     """``await emit(type_, **payload)``: log one call event (the executor's ``EventSink.emit``)."""
 
-    def __call__(self, type_: str, /, **payload: Any) -> Awaitable[None]: ...
+    def __call__(self, type_: str, **payload: Any) -> Awaitable[object]: ...
 
 
 @final
