@@ -417,6 +417,10 @@ class ToolResult:
     """An acknowledgement, not the result: the tool is still running (slower than
     its ``ack_ms``, or ``async``); ``output`` tells the agent to say it is checking.
     The result follows as a follow-up (:class:`RespondNow`)."""
+    error: str | None = None
+    """On failure, its kind (:class:`~.tools.invocation.ToolOutcome`'s ``error``)."""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    """More for the ``tool:result`` event (JSON data: HTTP status, address, ...)."""
 
 
 @dataclass(frozen=True, slots=True)

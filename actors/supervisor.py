@@ -30,7 +30,7 @@ apology (made ahead with the local voice) and a transfer or a polite end.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -98,6 +98,7 @@ from .messages import (
     TruncateResponse,
 )
 from .provider_slot import ProviderRun, ProviderSlot, ProviderStart
+from .tool_calls import ToolCalls
 from .watchdog import Watchdog
 
 __all__ = ["CallReport", "ProviderFactory", "ProviderRun", "Supervisor"]
@@ -164,6 +165,7 @@ class Supervisor:
         self._slot: ProviderSlot | None = None
         self._watch = Watchdog()
         self._conversation = Conversation()
+        self._tool_calls = ToolCalls(ctx.agent)
         self._gave_up = False
         self._answered_by: int | None = None  # the instance whose first output was recorded
         self._utterance_closed = False  # SpeechStopped seen for the caller's current turn
@@ -401,6 +403,7 @@ class Supervisor:
                 arguments=dict(message.arguments),
                 response_id=tagged.response_id,
             )
+            self._tool_calls.called(tagged, generation, now)
             await self._to_tools.send(tagged)
             await self._feed(ToolCallStarted(now))
         elif isinstance(message, ProviderReady):
@@ -439,31 +442,55 @@ class Supervisor:
         return PlayAudio(chunk, response_id)
 
     async def _on_tool_result(self, message: ToolResult) -> None:
+        """A tool's acknowledgement or result (:mod:`.tool_calls` says where it goes)."""
         assert self._slot is not None
-        await self._emit(
-            "tool:result",
-            call_id=message.call_id,
-            name=message.name,
-            ok=message.ok,
-            output=message.output,
-            response_id=message.response_id,
-            after=_after(message.after_response),
-        )
+        now = trio.current_time()
+        delivery = self._tool_calls.answered(message, self._slot.generation, now)
+        if message.pending:
+            await self._emit(
+                "tool:ack",
+                call_id=message.call_id,
+                name=message.name,
+                response_id=message.response_id,
+                **delivery.timing,
+            )
+        else:
+            await self._emit(
+                "tool:result",
+                call_id=message.call_id,
+                name=message.name,
+                ok=message.ok,
+                output=message.output,
+                response_id=message.response_id,
+                after=_after(message.after_response),
+                **({} if message.error is None else {"error": message.error}),
+                **({"detail": dict(message.detail)} if message.detail else {}),
+                **delivery.timing,
+            )
         self._conversation.tool_done(message)
         if message.after_response is not None:
             self._deferred[message.response_id] = message.after_response
         if self._gave_up:
             return
-        raw = ToolResult(
-            message.call_id,
-            message.name,
-            message.ok,
-            message.output,
-            _untag(message.response_id),
-            message.after_response,
-        )
-        await self._slot.send(raw)
-        await self._feed(ResponseRequested(trio.current_time()))
+        if delivery.to_provider:
+            await self._slot.send(replace(message, response_id=_untag(message.response_id)))
+            await self._feed(ResponseRequested(now))
+        await self._follow_up_in_gap()
+
+    async def _follow_up_in_gap(self) -> None:
+        """Deliver a tool's late result (:mod:`.tool_calls`) if the conversation has a gap:
+        no response running or unheard, the caller neither speaking nor owed an answer."""
+        assert self._slot is not None
+        if not self._tool_calls.owed() or self._gave_up or self._ending:
+            return
+        if self._running is not None or self._unheard is not None:
+            return
+        if self._idle.speaking or self._conversation.last_is_caller():
+            return
+        follow_up = self._tool_calls.next_follow_up()
+        if follow_up is not None:
+            await self._slot.send(follow_up)
+            await self._feed(ResponseRequested(trio.current_time()))
 
     # -- barge-in --------------------------------------------------------------
 
@@ -517,6 +544,7 @@ class Supervisor:
             turns_completed=self.report.turns_completed,
         )
         await self._to_transport.send(MarkPlayback(f"response:{response_id}"))
+        await self._follow_up_in_gap()  # a response with no audio left nothing to hear
 
     async def _on_mark(self, name: str) -> None:
         await self._emit("playback.marked", name=name)
@@ -527,6 +555,7 @@ class Supervisor:
             await self._report_consent(self._consent.greeting_heard(self.ctx.now_ms()))
         if self._unheard == response_id:
             self._unheard = None  # all of it has played
+            await self._follow_up_in_gap()
         action = self._deferred.pop(response_id, None)
         if isinstance(action, HangUpAfterResponse):
             await self._end_call("agent hung up" if response_id != APOLOGY_ID else "gave up")

@@ -1,6 +1,27 @@
 """The tool executor: runs the agent's tools and carries out transfers.
 
-Built-in tools (the ones the offline demo needs):
+A tool call (:class:`ToolCallRequested`) goes through these steps, each tool
+in its own task so a slow tool never holds up another:
+
+1. The tool is looked up among the agent's (:meth:`AgentSpec.function_tools`);
+   an unknown name is an ``unknown_tool`` failure.
+2. The model's arguments are checked against the tool's JSON Schema
+   (:mod:`.tools.arguments`); a mismatch is an ``invalid_arguments`` failure the
+   model sees, and nothing runs.
+3. The same tool with the same arguments already running (a provider switched
+   meanwhile and its successor asked again) is not run twice: the second call is
+   told it is running, and the first call's result follows.
+4. The tool runs by its kind (:mod:`.tools.runners`: builtins here, webhooks,
+   edge functions, Python tools) under its deadline (``timeout_ms``).
+5. When the result is not back after the tool's ``ack_ms`` (at once for an
+   ``async`` tool), an acknowledgement goes first (``ToolResult(pending=True)``:
+   the agent tells the caller it is checking); the result follows, and the
+   supervisor delivers it as a follow-up in the next gap of the conversation.
+
+Every outcome, failures included, is a :class:`ToolResult` (``ok``, ``output``
+for the model, ``error`` kind, ``detail``); a tool never crashes the call.
+
+Built-in tools:
 
 - ``lookup_hours``: the agent file's ``hours``, as a sentence to speak.
 - ``transfer_to_human``: answers at once and defers the transfer until the
@@ -16,15 +37,12 @@ Built-in tools (the ones the offline demo needs):
   redirected is logged (``transfer`` with ``redirected: false``) and reported
   to the supervisor (:class:`TransferFailed`).
 - ``hangup_call``: answers at once; the call ends once the goodbye is heard.
-
-Each tool runs in its own task with a timeout, so a slow tool never holds up
-another; a tool's failure is a ``ToolResult(ok=False)``, never a crash.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -32,10 +50,11 @@ import structlog
 import trio
 from twilio.twiml.voice_response import VoiceResponse
 
-from switchboard.orchestrator.agents import hours_sentence
+from switchboard.orchestrator.agents import ToolSpec, hours_sentence
 
 from .context import CallContext, EventSink
 from .messages import (
+    AfterResponse,
     HangUpAfterResponse,
     ToolCallRequested,
     ToolResult,
@@ -45,25 +64,38 @@ from .messages import (
     TransferCall,
     TransferFailed,
 )
+from .tools.arguments import ArgumentChecker
+from .tools.invocation import ToolInvocation, ToolOutcome
+from .tools.kit import ToolKit, TwilioRest
+from .tools.runners import runner_for
+
+__all__ = ["ACK_OUTPUT", "BUILTIN_TOOLS", "TOOL_TIMEOUT_S", "ToolExecutor", "TwilioRest"]
 
 log = structlog.get_logger("switchboard.tools")
 
 TOOL_TIMEOUT_S = 10.0
+"""The Twilio REST request's deadline (a transfer), and how long a pipeline waits for
+a tool's first answer (its acknowledgement comes within ``ack_ms``, at most 5 s)."""
 
 BUILTIN_TOOLS = frozenset({"lookup_hours", "transfer_to_human", "hangup_call"})
 """The tools the executor answers itself, from the agent alone (see the module docstring)."""
 
+ACK_OUTPUT = (
+    "This is still running; its result is not back yet. Tell the caller in a few words "
+    "that you are checking and will have the answer in a moment, and do not guess the "
+    "result: it will be given to you as soon as it arrives."
+)
+"""What the model is given as an acknowledgement (``ToolResult(pending=True)``)."""
 
-@dataclass(frozen=True)
-class TwilioRest:
-    """Credentials for Twilio's REST API; ``api_base`` is overridable for tests."""
-
-    account_sid: str
-    auth_token: str
-    api_base: str = "https://api.twilio.com"
+NO_RESULT_YET = (
+    "The same request is already running; its result is not back yet and will be "
+    "given to you as soon as it arrives. Do not call it again."
+)
 
 
 class ToolExecutor:
+    """Runs the call's tool calls and transfers (see the module docstring)."""
+
     def __init__(
         self,
         ctx: CallContext,
@@ -73,13 +105,22 @@ class ToolExecutor:
         events: EventSink,
         twilio: TwilioRest | None = None,
         http: httpx.AsyncClient | None = None,
+        kit: ToolKit | None = None,
     ) -> None:
+        """``kit``: what the tools need (:class:`ToolKit`); without it, one made of
+        ``twilio`` and ``http`` alone (the builtins only). With it, those two are unused."""
+        if kit is None:
+            kit = ToolKit(twilio=twilio, http=http)
         self.ctx = ctx
         self._inbox = inbox
         self._to_supervisor = to_supervisor
         self._events = events
-        self._twilio = twilio
-        self._http = http
+        self._kit = kit
+        self._twilio = self._kit.twilio
+        self._http = self._kit.http
+        self._tools = {t.name: t for t in ctx.agent.function_tools()}
+        self._arguments = ArgumentChecker()
+        self._in_flight: dict[tuple[str, str], str] = {}  # (name, arguments) -> call id
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with self._to_supervisor, trio.open_nursery() as nursery:
@@ -95,40 +136,116 @@ class ToolExecutor:
                     await self._events.aclose()
 
     async def _call(self, request: ToolCallRequested) -> None:
-        with trio.move_on_after(TOOL_TIMEOUT_S) as scope:
-            result = await self._transfer_impossible(request) or self._run_builtin(request)
-        if scope.cancelled_caught:
-            result = ToolResult(
-                request.call_id,
-                request.name,
-                False,
-                f"tool {request.name} timed out after {TOOL_TIMEOUT_S:g} s",
-                request.response_id,
+        spec = self._tools.get(request.name)
+        key = (request.name, _canonical(request.arguments))
+        running = self._in_flight.get(key)
+        if running is not None:
+            await self._send(
+                _result(request, ToolOutcome(True, NO_RESULT_YET, None, {"duplicate_of": running}))
             )
+            return
+        self._in_flight[key] = request.call_id
+        try:
+            async with trio.open_nursery() as nursery:
+                if spec is not None:
+                    ack_s = 0.0 if spec.is_async else spec.ack_ms / 1000.0
+                    nursery.start_soon(self._acknowledge_after, request, ack_s)
+                outcome, after = await self._outcome(request, spec)
+                nursery.cancel_scope.cancel()
+        finally:
+            del self._in_flight[key]
+        await self._send(_result(request, outcome, after))
+
+    async def _acknowledge_after(self, request: ToolCallRequested, delay_s: float) -> None:
+        await trio.sleep(delay_s)
+        ack = ToolResult(
+            request.call_id, request.name, True, ACK_OUTPUT, request.response_id, pending=True
+        )
+        await self._send(ack)
+
+    async def _send(self, result: ToolResult) -> None:
         try:
             await self._to_supervisor.send(result)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # the call ended while the tool ran
 
-    def _run_builtin(self, request: ToolCallRequested) -> ToolResult:
+    async def _outcome(
+        self, request: ToolCallRequested, spec: ToolSpec | None
+    ) -> tuple[ToolOutcome, AfterResponse | None]:
+        """What the tool came to, and what it defers until its response is heard."""
+        if spec is None:
+            known = ", ".join(sorted(self._tools)) or "none"
+            return ToolOutcome.failed(
+                "unknown_tool", f"There is no tool {request.name!r} (tools: {known})."
+            ), None
+        problem = self._arguments.problem(spec.name, spec.parameters_json(), request.arguments)
+        if problem is not None:
+            return ToolOutcome.failed(
+                "invalid_arguments",
+                f"{spec.name} was not run: {problem}. Call it again with valid arguments.",
+                problem=problem,
+            ), None
+        runner = self._kit.runners.get(spec.name)
+        if runner is None and spec.kind == "builtin":
+            return await self._builtin(request)
+        if runner is None:
+            made = runner_for(spec, self._kit, self._events)
+            if isinstance(made, ToolOutcome):
+                return made, None
+            runner = made
+        with trio.move_on_after(spec.timeout_ms / 1000.0):
+            try:
+                return await runner(self._invocation(request)), None
+            except Exception as exc:  # a runner's bug: the call goes on
+                log.exception("tool crashed", tool=spec.name, session_id=str(self.ctx.session_id))
+                return ToolOutcome.failed(
+                    "crashed",
+                    f"{spec.name} failed: {type(exc).__name__}.",
+                    error_type=type(exc).__name__,
+                ), None
+        return ToolOutcome.failed(
+            "timeout",
+            f"{spec.name} did not answer within {spec.timeout_ms / 1000:g} s.",
+            timeout_ms=spec.timeout_ms,
+        ), None
+
+    def _invocation(self, request: ToolCallRequested) -> ToolInvocation:
+        ctx = self.ctx
+        return ToolInvocation(
+            call_id=request.call_id,
+            name=request.name,
+            arguments=request.arguments,
+            session_id=ctx.session_id,
+            tenant_id=ctx.tenant_id,
+            agent_id=ctx.agent_id,
+            tenant=ctx.agent.tenant,
+            agent=ctx.agent.name,
+            call_sid=ctx.call_sid,
+            from_number=ctx.from_number,
+            to_number=ctx.to_number,
+        )
+
+    async def _builtin(
+        self, request: ToolCallRequested
+    ) -> tuple[ToolOutcome, AfterResponse | None]:
         agent = self.ctx.agent
-
-        def result(ok: bool, output: str, after: Any = None) -> ToolResult:
-            return ToolResult(request.call_id, request.name, ok, output, request.response_id, after)
-
+        impossible = await self._transfer_impossible(request)
+        if impossible is not None:
+            return impossible, None
         if request.name == "lookup_hours":
-            return result(True, hours_sentence(agent))
+            return ToolOutcome(True, hours_sentence(agent)), None
         if request.name == "transfer_to_human":
             if not agent.transfer_number:
-                return result(False, "no transfer number is configured for this agent")
-            return result(
-                True,
-                f"transferring the caller to {agent.transfer_number}",
-                TransferAfterResponse(agent.transfer_number),
+                return ToolOutcome.failed(
+                    "not_configured", "no transfer number is configured for this agent"
+                ), None
+            number = agent.transfer_number
+            return ToolOutcome(True, f"transferring the caller to {number}"), (
+                TransferAfterResponse(number)
             )
         if request.name == "hangup_call":
-            return result(True, "ending the call", HangUpAfterResponse())
-        return result(False, f"unknown tool {request.name!r}")
+            return ToolOutcome(True, "ending the call"), HangUpAfterResponse()
+        return ToolOutcome.failed("unknown_tool", f"unknown tool {request.name!r}"), None
 
     def _cannot_redirect(self, call_sid: str | None) -> tuple[str, str] | None:
         """``(reason, detail)`` when no transfer of this call can be redirected, else None."""
@@ -143,7 +260,7 @@ class ToolExecutor:
             )
         return None
 
-    async def _transfer_impossible(self, request: ToolCallRequested) -> ToolResult | None:
+    async def _transfer_impossible(self, request: ToolCallRequested) -> ToolOutcome | None:
         """``transfer_to_human`` on a call that cannot be redirected: a failed result
         the agent can say, and the ``transfer`` event with the reason. Else None."""
         number = self.ctx.agent.transfer_number
@@ -161,7 +278,7 @@ class ToolExecutor:
             "Tell the caller you cannot transfer them to a person right now, "
             "and offer to help them yourself."
         )
-        return ToolResult(request.call_id, request.name, False, output, request.response_id)
+        return ToolOutcome.failed(reason, output, detail=detail)
 
     async def _transfer(self, command: TransferCall) -> None:
         outcome: Mapping[str, Any]
@@ -207,3 +324,23 @@ class ToolExecutor:
             "reason": "rest_error",
             "detail": f"Twilio answered HTTP {response.status_code}: {response.text[:200]}",
         }
+
+
+def _result(
+    request: ToolCallRequested, outcome: ToolOutcome, after: AfterResponse | None = None
+) -> ToolResult:
+    return ToolResult(
+        request.call_id,
+        request.name,
+        outcome.ok,
+        outcome.output,
+        request.response_id,
+        after,
+        error=outcome.error,
+        detail=outcome.detail,
+    )
+
+
+def _canonical(arguments: Mapping[str, Any]) -> str:
+    """The arguments as canonical JSON text (equal arguments, equal text)."""
+    return json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)

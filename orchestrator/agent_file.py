@@ -25,9 +25,11 @@ from ..actors.failover.settings import (
 )
 from .agents import (
     BUILTIN_TOOL_NAMES,
+    MAX_TOOL_TIMEOUT_MS,
     MODES,
     PROVIDER_OPTIONS,
     RESULT,
+    WEBHOOK_METHODS,
     WEEKDAYS,
     WHEN_BUSY,
     AgentSpec,
@@ -40,6 +42,8 @@ from .agents import (
     provider_option_problem,
     timezone_problem,
     tool_name_problem,
+    webhook_header_problem,
+    webhook_url_problem,
     when_busy_problem,
 )
 from .errors import AgentFileError
@@ -84,8 +88,21 @@ _TOP_KEYS: Final = (
 _TOP_REQUIRED: Final = ("name", "tenant", "greeting", "intents")
 _INTENT_KEYS: Final = ("name", "phrases", "reply", "tool")
 _INTENT_REQUIRED: Final = ("name", "phrases", "reply")
-_TOOL_KEYS: Final = ("name", "description", "parameters")
+_TOOL_KEYS: Final = (
+    "name",
+    "description",
+    "parameters",
+    "url",
+    "method",
+    "headers",
+    "timeout_ms",
+    "ack_ms",
+    "async",
+    "function",
+    "python",
+)
 _TOOL_REQUIRED: Final = ("name", "description")
+_TOOL_RUNS: Final = ("url", "function", "python")
 _RECORDING_KEYS: Final = (
     "enabled",
     "announce",
@@ -475,8 +492,97 @@ class _Parser:
                 parameters = self.json_schema(keys["parameters"], f"{key}.parameters")
             else:
                 parameters = default_parameters()
-            tools.append(ToolSpec(name, description, parameters))
+            tools.append(
+                ToolSpec(name, description, parameters, **self.tool_run(item, keys, key, name))
+            )
         return tuple(tools)
+
+    def tool_run(
+        self, node: yaml.Node, keys: dict[str, yaml.Node], key: str, name: str
+    ) -> dict[str, Any]:
+        """How tool ``name`` runs: its ``url``/``function``/``python`` and their options,
+        as ``ToolSpec`` keyword arguments. A tool with none of the three must be a builtin."""
+        runs = [k for k in _TOOL_RUNS if k in keys]
+        if len(runs) > 1:
+            raise self.fail(node, key, f"give one of url, function or python, not {runs}")
+        if not runs and name not in BUILTIN_TOOL_NAMES:
+            builtins = ", ".join(sorted(BUILTIN_TOOL_NAMES))
+            raise self.fail(
+                node,
+                key,
+                f"tool {name!r} needs a url (a webhook), a function (an edge function) or "
+                f"python (an installed tool); only the builtins ({builtins}) need none",
+            )
+        run: dict[str, Any] = {}
+        if "url" in keys:
+            run["url"] = self.tool_url(keys["url"], f"{key}.url")
+        if "function" in keys:
+            function = self.string(keys["function"], f"{key}.function")
+            if tool_name_problem(function) is not None:
+                raise self.fail(
+                    keys["function"],
+                    f"{key}.function",
+                    "a function name is 1-64 characters of letters, digits, '_' and '-'",
+                )
+            run["function"] = function
+        if "python" in keys:
+            run["python"] = self.string(keys["python"], f"{key}.python")
+        remote = "url" in keys or "function" in keys
+        for option in ("method", "headers"):
+            if option in keys and "url" not in keys:
+                raise self.fail(keys[option], f"{key}.{option}", "only a webhook (url) has it")
+        if "method" in keys:
+            method = self.string(keys["method"], f"{key}.method").upper()
+            if method not in WEBHOOK_METHODS:
+                raise self.fail(
+                    keys["method"],
+                    f"{key}.method",
+                    f"must be one of {', '.join(WEBHOOK_METHODS)}, got {method!r}",
+                )
+            run["method"] = method
+        if "headers" in keys:
+            run["headers"] = self.tool_headers(keys["headers"], f"{key}.headers")
+        for option in ("timeout_ms", "ack_ms"):
+            if option in keys:
+                if not (remote or "python" in keys):
+                    raise self.fail(keys[option], f"{key}.{option}", "a builtin has no such option")
+                value = self.positive_int(keys[option], f"{key}.{option}")
+                if value > MAX_TOOL_TIMEOUT_MS:
+                    raise self.fail(
+                        keys[option],
+                        f"{key}.{option}",
+                        f"at most {MAX_TOOL_TIMEOUT_MS} ms (a caller does not wait longer)",
+                    )
+                run[option] = value
+        if "async" in keys:
+            run["is_async"] = self.boolean(keys["async"], f"{key}.async")
+        return run
+
+    def boolean(self, node: yaml.Node, key: str) -> bool:
+        if not (isinstance(node, yaml.ScalarNode) and node.tag == _BOOL):
+            raise self.fail(node, key, f"expected true or false, got {_kind(node)}")
+        return bool(SafeConstructor().construct_yaml_bool(node))
+
+    def tool_url(self, node: yaml.Node, key: str) -> str:
+        url = self.string(node, key)
+        problem = webhook_url_problem(url)
+        if problem is not None:
+            raise self.fail(node, key, problem)
+        return url
+
+    def tool_headers(self, node: yaml.Node, key: str) -> dict[str, str]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(
+                node, key, f"expected a mapping of header names to values, got {_kind(node)}"
+            )
+        headers: dict[str, str] = {}
+        for name_node, value_node in node.value:
+            name = self.string(name_node, key)
+            problem = webhook_header_problem(name)
+            if problem is not None:
+                raise self.fail(name_node, f"{key}.{name}", problem)
+            headers[name] = self.string(value_node, f"{key}.{name}", allow_empty=True)
+        return headers
 
     def json_schema(self, node: yaml.Node, key: str) -> Mapping[str, object]:
         if not isinstance(node, yaml.MappingNode):

@@ -62,6 +62,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, final
+from urllib.parse import urlsplit
 
 from ..actors.failover.settings import FailoverSettings
 from .recording_policy import RecordingPolicy
@@ -139,9 +140,31 @@ DEFAULT_TOOL_ACK_MS: Final = 1500
 """When a slow tool is acknowledged (``ack_ms``): inside the ~2 s before a caller
 notices a hang (DESIGN.md, budgets)."""
 
+MAX_TOOL_TIMEOUT_MS: Final = 60_000
+"""The longest ``timeout_ms`` / ``ack_ms`` an agent file may give."""
+
+WEBHOOK_METHODS: Final = ("POST", "PUT", "PATCH")
+"""The HTTP methods a webhook tool may use (each carries the arguments as a JSON body)."""
+
+RESERVED_HEADERS: Final = frozenset(
+    {
+        "host",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "idempotency-key",
+    }
+)
+"""Request headers the runtime sets itself on a webhook call; an agent file may not."""
+
 _E164: Final = re.compile(r"\+[1-9][0-9]{1,14}")
 _HOURS: Final = re.compile(r"([0-9]{2}):([0-9]{2})-([0-9]{2}):([0-9]{2})")
 _TOOL_NAME: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 RESULT: Final = "{result}"
 
 
@@ -516,6 +539,36 @@ def provider_option_problem(mode: str, name: str, value: str) -> str | None:
         return f"option {name!r} of {mode} must be a string"
     if name == "turn_detection" and value not in TURN_DETECTION_MODES:
         return f"turn_detection must be one of {', '.join(TURN_DETECTION_MODES)}, got {value!r}"
+    return None
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """What is wrong with a webhook tool's ``url``, or None: an absolute ``http`` or
+    ``https`` URL with a host, no user name or password, no fragment. Where it
+    points (a private address) is checked on each call, after resolution."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
+    except ValueError as exc:
+        return f"{url!r} is not a URL ({exc})"
+    if parts.scheme not in ("http", "https"):
+        return f"{url!r}: a webhook URL must start with https:// (or http://)"
+    if not parts.hostname:
+        return f"{url!r} has no host"
+    if parts.username is not None or parts.password is not None:
+        return f"{url!r}: put credentials in headers, not in the URL"
+    if parts.fragment:
+        return f"{url!r}: a URL fragment (#...) is never sent; remove it"
+    return None
+
+
+def webhook_header_problem(name: str) -> str | None:
+    """What is wrong with a webhook header ``name``, or None (RFC 9110 token; not one
+    the runtime sets itself, :data:`RESERVED_HEADERS`)."""
+    if not _HEADER_NAME.fullmatch(name):
+        return f"{name!r} is not a valid HTTP header name"
+    if name.lower() in RESERVED_HEADERS:
+        return f"the runtime sets {name} itself"
     return None
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 import httpx
@@ -56,11 +56,14 @@ from switchboard.actors.providers import (
 from switchboard.actors.supervisor import CallReport, ProviderFactory, ProviderRun, Supervisor
 from switchboard.actors.tape import RecordingTape
 from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
+from switchboard.actors.tools.invocation import KnowledgeSearch
+from switchboard.actors.tools.kit import ToolKit
 
 from .agent_versions import spec_version
 from .journal import CallEnd, CallJournal
 from .recording import CallRecorder, Recordings
 from .store import EventRow, Store
+from .tenant_tools import tool_settings
 
 log = structlog.get_logger("switchboard.call")
 
@@ -108,6 +111,7 @@ class MakeTools(Protocol):
         events: EventSink,
         twilio: TwilioRest | None,
         http: httpx.AsyncClient | None,
+        kit: ToolKit,
     ) -> Actor: ...
 
 
@@ -150,6 +154,13 @@ class CallResources:
     """The failover apology in the caller's format; None: the local voice's (made ahead)."""
     run_sync: RunSync = trio.to_thread.run_sync
     """How the store's blocking calls run (a replay's in-memory store runs inline)."""
+    web: Any = None
+    """The guarded client of webhook and edge-function tools (``GuardedHttp``); None:
+    those tools fail with ``not_configured``."""
+    functions_base_url: str | None = None
+    """``FUNCTIONS_BASE_URL``; ``{tenant}`` in it is the call's tenant name."""
+    knowledge: KnowledgeSearch | None = None
+    """The agents' knowledge index (``search_knowledge``); None: not available."""
 
 
 def fallback_chain(ctx: CallContext) -> list[str]:
@@ -290,6 +301,30 @@ async def _keep_agent_version(ctx: CallContext, res: CallResources, version: str
             log.warning("agent version not stored", version=version, error=repr(exc))
 
 
+async def tool_kit(ctx: CallContext, res: CallResources, http: httpx.AsyncClient) -> ToolKit:
+    """What the call's tools need (:class:`ToolKit`). The tenant's signing secret and
+    allowlist are read only for an agent with a webhook or an edge function."""
+    tenant = None
+    if any(t.kind in ("webhook", "function") for t in ctx.agent.tools):
+        db = getattr(res.store, "db", None)
+        if db is not None:
+            try:
+                tenant = await res.run_sync(
+                    tool_settings, db, ctx.tenant_id, abandon_on_cancel=True
+                )
+            except Exception as exc:  # the tools say not_configured; the call goes on
+                log.warning("tenant tool settings not read", error=repr(exc))
+    base = res.functions_base_url
+    return ToolKit(
+        twilio=res.twilio_rest,
+        http=http,
+        web=res.web,
+        tenant=tenant,
+        functions_base_url=None if base is None else base.replace("{tenant}", ctx.agent.tenant),
+        knowledge=res.knowledge,
+    )
+
+
 async def _guarded(
     ctx: CallContext,
     run: Callable[..., Awaitable[None]],
@@ -359,6 +394,7 @@ async def _run_call(
         events=sink.clone(),
         twilio=res.twilio_rest,
         http=http,
+        kit=await tool_kit(ctx, res, http),
     )
     transport = make_transport(transport_receive, inbox_send.clone(), supervisor.hear, sink.clone())
     recorder = (

@@ -25,7 +25,8 @@ against the ``openai`` package's ``RealtimeServerEvent``):
   ``response.create``), ``response.done``;
 - a ``response.create`` before the caller spoke is answered with the
   script's greeting; later, with the answer to the last utterance (a
-  ``user`` message item created by the client counts as one);
+  ``user`` message item created by the client counts as one), or, after a
+  ``system`` message (the runtime's note), with the turn's ``follow_up``;
 - barge-in: speech starting while a response runs cancels it
   (``response.done`` with status ``cancelled``); ``response.cancel`` too;
   ``conversation.item.truncate`` is recorded in :attr:`truncations` and
@@ -178,6 +179,7 @@ class _Connection:
     waiting_call: str | None = None  # a function call whose output is awaited
     call_output: bool = False
     tool_turn: int = 0
+    noted: bool = False  # a system message came since the last response.create
     drop_countdown: int | None = None
     audio_items: dict[str, float] = field(default_factory=dict)  # item_id -> audio ms sent
     nursery: trio.Nursery | None = None
@@ -238,6 +240,8 @@ class _Connection:
                 self.call_output = True
             if isinstance(item, wire.MessageItem) and item.role == "user":
                 self.fake.utterances += 1  # a caller turn given as text (after a failover)
+            if isinstance(item, wire.MessageItem) and item.role == "system":
+                self.noted = True
             added = replace(item, id=item.id or self.fake.next_id("item"))
             if self.dialect == "beta":
                 await self.send(wire.ConversationItemCreated(item=added))
@@ -303,7 +307,12 @@ class _Connection:
             )
             return
         metadata = event.response.metadata if event.response else None
-        if self.waiting_call is not None and self.call_output:
+        noted, self.noted = self.noted, False
+        turn_now = self.fake.script.turn(self.fake.utterances)
+        if noted and self.fake.utterances and turn_now.follow_up:
+            follow_up = Turn(then_say=turn_now.follow_up)
+            self.start_response(self.fake.utterances, follow_up, False, metadata)
+        elif self.waiting_call is not None and self.call_output:
             self.waiting_call = None
             self.start_response(
                 self.tool_turn, self.fake.script.turn(self.tool_turn), False, metadata

@@ -68,12 +68,17 @@ class Turn:
         then_say: spoken after the tool's result arrived.
         caller_text: the transcript the fake reports for the caller's
             utterance (providers transcribe the caller; the fake cannot).
+        follow_up: said when the runtime asks for a response with a note of its
+            own after this turn (a slow tool's result arriving late: OpenAI
+            Realtime, a ``system`` message then ``response.create``); empty:
+            such a request is answered like a repeated turn.
     """
 
     say: str = ""
     tool: ToolStep | None = None
     then_say: str = ""
     caller_text: str = "(caller speech)"
+    follow_up: str = ""
 
     @property
     def text(self) -> str:

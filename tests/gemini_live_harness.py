@@ -35,6 +35,7 @@ AGENT = parse_agent_yaml(
     'transfer_number: "+15005550009"\n'
     "providers:\n  gemini-live: {voice: Kore}\n"
     "tools:\n  - name: book_visit\n    description: Book a visit.\n"
+    "    url: https://clinic.example/visits\n"
     "    parameters: {type: object, properties: {day: {type: string}}}\n"
     "intents:\n  - name: bye\n    phrases: [bye]\n    reply: bye\n"
 )

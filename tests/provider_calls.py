@@ -9,8 +9,9 @@ speaks eSpeak lines. Import it as ``from provider_calls import ...``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 from uuid import uuid4
 
 import httpx
@@ -22,7 +23,8 @@ from switchboard.actors.failover.metrics import FailoverMetrics
 from switchboard.actors.local.assets import AssetRegistry
 from switchboard.actors.providers import Endpoints
 from switchboard.actors.tape import CallTape, RecordingTape
-from switchboard.actors.tool_executor import TwilioRest
+from switchboard.actors.tool_executor import ToolExecutor, TwilioRest
+from switchboard.actors.tools.invocation import ToolRunner
 from switchboard.codecs import twilio_media as wire
 from switchboard.codecs import ulaw_encode
 from switchboard.orchestrator.agents import AgentSpec
@@ -103,11 +105,13 @@ async def place_call(
     twilio_rest: TwilioRest | None = None,
     http: httpx.AsyncClient | None = None,
     record: bool = False,
+    tool_runners: Mapping[str, ToolRunner] | None = None,
 ) -> Call:
     """Place a call: the caller says ``lines[i]`` at ``speak_at[i]`` s, hangs up at
     ``hang_up_at`` (unless the call ends first). ``twilio_rest`` and ``http``: for
     transfers (Twilio's REST API behind an ``httpx.MockTransport``). ``record``: the
-    call's tape is a :class:`RecordingTape` (``call.ctx.tape``)."""
+    call's tape is a :class:`RecordingTape` (``call.ctx.tape``). ``tool_runners``: runners
+    by tool name in place of the agent's own (:attr:`ToolKit.runners`)."""
     t0 = trio.current_time()
     tape = RecordingTape(lambda: (trio.current_time() - t0) * 1000.0) if record else CallTape()
     fakes = Call(
@@ -137,6 +141,14 @@ async def place_call(
             {"openai.fake": fakes.openai.handler, "gemini.fake": fakes.gemini.handler}
         ),
     )
+    if tool_runners is not None:
+        runners = dict(tool_runners)
+
+        def make_tools(ctx: CallContext, **kwargs: Any) -> ToolExecutor:
+            kwargs["kit"] = replace(kwargs["kit"], runners=runners)
+            return ToolExecutor(ctx, **kwargs)
+
+        res = replace(res, make_tools=make_tools)
     said = {round(t / 0.02): caller_line(text) for t, text in zip(speak_at, lines, strict=False)}
     encoder = wire.InboundEncoder("MZ1", "CA1", "AC1")
 

@@ -372,13 +372,24 @@ def test_unreadable_file_names_the_path(tmp_path: Path) -> None:
 
 
 def test_defaults_and_optional_parts() -> None:
-    spec = parse_agent_yaml(MINIMAL + "tools:\n  - name: check_stock\n    description: Stock.\n")
+    spec = parse_agent_yaml(
+        MINIMAL + "tools:\n  - name: check_stock\n    description: Stock.\n"
+        "    url: https://shop.example/stock\n"
+    )
     assert spec == AgentSpec(
         name="front-desk",
         tenant="acme",
         greeting="Hello!",
         intents=(Intent("hours", ("when are you open",), "We are open {result}.", "lookup_hours"),),
-        tools=(ToolSpec("check_stock", "Stock."),),
+        tools=(ToolSpec("check_stock", "Stock.", url="https://shop.example/stock"),),
+    )
+    tool = spec.tools[0]
+    assert (tool.kind, tool.method, tool.timeout_ms, tool.ack_ms, tool.is_async) == (
+        "webhook",
+        "POST",
+        10_000,
+        1500,
+        False,
     )
     assert (spec.mode, spec.timezone, spec.max_call_seconds, spec.idle_timeout_seconds) == (
         "local",

@@ -25,6 +25,7 @@ from switchboard.actors.local.assets import AssetRegistry, LocalAssets
 from switchboard.actors.local.policy import (
     KNOWLEDGE_INTENT_PREFIX,
     TOOL_FAILED_REPLY,
+    TOOL_PENDING_REPLY,
     knowledge_intents,
     knowledge_query,
     knowledge_reply,
@@ -108,6 +109,8 @@ def test_what_is_said_after_the_search() -> None:
     assert knowledge_reply(AGENT, True, search_output(), asked=True) == AGENT.no_match_reply
     assert knowledge_reply(AGENT, False, "unavailable", asked=True) == TOOL_FAILED_REPLY
     assert knowledge_reply(AGENT, False, "unavailable", asked=False) == AGENT.no_match_reply
+    checking = "checking that for you"
+    assert knowledge_reply(AGENT, True, checking, asked=True, pending=True) == TOOL_PENDING_REPLY
     some = search_output(("Q", "Arrive ten minutes early."), every_word=False)
     assert knowledge_reply(AGENT, True, some, asked=False) == "Arrive ten minutes early."
     # words of the local recognizer's own transcript ("ten of clubs"): all must match

@@ -174,6 +174,7 @@ def test_a_database_of_the_previous_release_is_upgraded_in_place(blank_url: str)
         "0003_recovery",
         "0004_recordings",
         "0005_agent_versions",
+        "0007_tenant_tools",
     ]
     after = _every_row(blank_url)
     # Every row kept, each column as it was; voice_sessions gained `owner` and tenants
@@ -308,14 +309,16 @@ def test_an_edited_migration_is_refused_by_name(blank_url: str) -> None:
 
 def test_a_database_newer_than_the_code_is_refused(blank_url: str) -> None:
     migrate(blank_url)
+    later = known_migrations()[-1].version + 1
     with psycopg.connect(blank_url) as conn:
         conn.execute(
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES (7, 'from_later', %s)",
-            ("0" * 64,),
+            "INSERT INTO schema_migrations (version, name, checksum)"
+            " VALUES (%s, 'from_later', %s)",
+            (later, "0" * 64),
         )
-    with pytest.raises(StorageError, match=r"version 0007_from_later .* newer than this"):
+    with pytest.raises(StorageError, match=rf"version {later:04d}_from_later .* newer than this"):
         migrate(blank_url)
-    with pytest.raises(StorageError, match="0007_from_later"):
+    with pytest.raises(StorageError, match=f"{later:04d}_from_later"):
         schema_status(blank_url)
 
 
@@ -520,6 +523,7 @@ def test_db_status_and_migrate_say_what_they_find_and_do(
         "pending 0003_recovery",
         "pending 0004_recordings",
         "pending 0005_agent_versions",
+        "pending 0007_tenant_tools",
     ]
     assert cli.main(["db", "migrate"]) == 0
     assert capsys.readouterr().out.splitlines() == [
@@ -528,19 +532,21 @@ def test_db_status_and_migrate_say_what_they_find_and_do(
         "applied 0003_recovery",
         "applied 0004_recordings",
         "applied 0005_agent_versions",
+        "applied 0007_tenant_tools",
     ]
     assert cli.main(["db", "migrate"]) == 0
     assert capsys.readouterr().out == "the schema is up to date\n"
     assert cli.main(["db", "status"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in lines[:5]] == [
+    assert [line.split()[:2] for line in lines[:6]] == [
         ["applied", "0001_baseline"],
         ["applied", "0002_session_owner"],
         ["applied", "0003_recovery"],
         ["applied", "0004_recordings"],
         ["applied", "0005_agent_versions"],
+        ["applied", "0007_tenant_tools"],
     ]
-    assert lines[5:] == ["the schema is up to date"]
+    assert lines[6:] == ["the schema is up to date"]
     with psycopg.connect(blank_url) as conn:
         conn.execute(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES (9, 'later', %s)",

@@ -26,6 +26,8 @@ from switchboard.orchestrator.knowledge import questions
 from ..tools.knowledge import passages_of
 
 TOOL_FAILED_REPLY = "Sorry, I'm not able to do that right now."
+TOOL_PENDING_REPLY = "One moment, I'm checking that for you."
+"""Said while a slow tool runs (its acknowledgement); the result follows."""
 KNOWLEDGE_INTENT_PREFIX: Final = "knowledge: "
 """Intent names of knowledge questions start with this (then the question)."""
 SPOKEN_MAX_CHARS: Final = 300
@@ -44,8 +46,11 @@ class Plan:
     tool: str | None
     reply_template: str
 
-    def reply(self, tool_ok: bool = True, tool_output: str = "") -> str:
-        """The text to speak, given the tool's result (if the plan has a tool)."""
+    def reply(self, tool_ok: bool = True, tool_output: str = "", *, pending: bool = False) -> str:
+        """The text to speak, given the tool's result (if the plan has a tool);
+        ``pending``: the tool only acknowledged (its result follows later)."""
+        if self.tool is not None and pending:
+            return TOOL_PENDING_REPLY
         if self.tool is not None and not tool_ok:
             return TOOL_FAILED_REPLY
         return self.reply_template.replace("{result}", tool_output.strip().rstrip("."))
@@ -86,12 +91,19 @@ def knowledge_query(agent: AgentSpec, intent: str | None, said: str) -> str | No
 
 
 def knowledge_reply(
-    agent: AgentSpec, ok: bool, output: str, *, asked: bool, every_word: bool = False
+    agent: AgentSpec,
+    ok: bool,
+    output: str,
+    *,
+    asked: bool,
+    every_word: bool = False,
+    pending: bool = False,
 ) -> str:
     """What to say after a ``search_knowledge`` call: the best passage, spoken
     (:func:`spoken_passage`); with none, the ``no_match_reply``; when the search
     failed, :data:`TOOL_FAILED_REPLY` for a recognized question (``asked``), else
-    the ``no_match_reply``.
+    the ``no_match_reply``; :data:`TOOL_PENDING_REPLY` when the search was only
+    acknowledged (``pending``: slower than its ``ack_ms``, its result follows).
 
     ``every_word``: take a passage only if it matched every word of the query.
     For words of the local recognizer's open transcript, which are often wrong
@@ -99,6 +111,8 @@ def knowledge_reply(
     minutes"); a question from the documents or a transcript another provider
     heard need not.
     """
+    if pending:
+        return TOOL_PENDING_REPLY
     passages = passages_of(output) if ok else []
     if passages and (passages[0].every_word or not every_word):
         return spoken_passage(passages[0].text)

@@ -58,7 +58,12 @@ class IntentPolicy:
             asked = intent is not None and intent.startswith(KNOWLEDGE_INTENT_PREFIX)
             heard_here = utterance is not None and not asked  # an open transcript: unsure
             reply = knowledge_reply(
-                self.agent, result.ok, result.output, asked=asked, every_word=heard_here
+                self.agent,
+                result.ok,
+                result.output,
+                asked=asked,
+                every_word=heard_here,
+                pending=result.pending,
             )
             await say(reply)
             return
@@ -67,7 +72,7 @@ class IntentPolicy:
             await say(plan.reply())
             return
         result = await call_tool(ToolCall(plan.tool))
-        await say(plan.reply(result.ok, result.output))
+        await say(plan.reply(result.ok, result.output, pending=result.pending))
 
     def intent_of(self, text: str) -> str | None:
         """The intent one of whose phrases ``text`` contains (the longest phrase wins)."""

@@ -61,6 +61,10 @@ class RecordedTool:
     ok: bool
     output: str
     after: dict[str, str] | None
+    acked_after_ms: float | None = None
+    """When the tool was acknowledged (``tool:ack``), ms after the call; None: it was not."""
+    error: str | None = None
+    detail: dict[str, Any] | None = None
 
 
 @dataclass
@@ -279,20 +283,28 @@ def _hang_up(events: list[EventRow]) -> tuple[float, str] | None:
 
 def _tools(events: list[EventRow]) -> dict[str, RecordedTool]:
     called: dict[str, float] = {}
+    acked: dict[str, float] = {}
     tools: dict[str, RecordedTool] = {}
     for e in events:
         p = e["payload"]
         if e["type"] == "tool:call":
             called[str(p.get("call_id"))] = float(e["t_ms"])
+        elif e["type"] == "tool:ack":
+            call_id = str(p.get("call_id"))
+            acked[call_id] = max(0.0, float(e["t_ms"]) - called.get(call_id, float(e["t_ms"])))
         elif e["type"] == "tool:result":
             call_id = str(p.get("call_id"))
             delay = float(e["t_ms"]) - called.get(call_id, float(e["t_ms"]))
             after = p.get("after")
+            detail = p.get("detail")
             tools[call_id] = RecordedTool(
                 max(0.0, delay),
                 bool(p.get("ok")),
                 str(p.get("output")),
                 dict(after) if isinstance(after, dict) else None,
+                acked.get(call_id),
+                None if p.get("error") is None else str(p["error"]),
+                dict(detail) if isinstance(detail, dict) else None,
             )
     return tools
 

@@ -14,6 +14,7 @@ transfer number: :func:`~.what_if.decisions_changed`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -29,7 +30,8 @@ from switchboard.actors.messages import (
     ToTools,
     TransferAfterResponse,
 )
-from switchboard.actors.tool_executor import BUILTIN_TOOLS, ToolExecutor, TwilioRest
+from switchboard.actors.tool_executor import ACK_OUTPUT, BUILTIN_TOOLS, ToolExecutor, TwilioRest
+from switchboard.actors.tools.kit import ToolKit
 
 from ..agents import AgentSpec
 from .recorded_call import RecordedCall
@@ -68,7 +70,21 @@ class ReplayTools(ToolExecutor):
             await super()._call(request)
             return
         await self._transfer_impossible(request)  # its transfer event, as the call logged it
-        await trio.sleep(recorded.delay_ms / 1000.0)
+        waited_ms = 0.0
+        if recorded.acked_after_ms is not None:  # acknowledged, as the call was
+            await trio.sleep(recorded.acked_after_ms / 1000.0)
+            waited_ms = recorded.acked_after_ms
+            await self._send(
+                ToolResult(
+                    request.call_id,
+                    request.name,
+                    True,
+                    ACK_OUTPUT,
+                    request.response_id,
+                    pending=True,
+                )
+            )
+        await trio.sleep(max(0.0, recorded.delay_ms - waited_ms) / 1000.0)
         result = ToolResult(
             request.call_id,
             request.name,
@@ -76,11 +92,10 @@ class ReplayTools(ToolExecutor):
             recorded.output,
             request.response_id,
             _after(recorded.after),
+            error=recorded.error,
+            detail=recorded.detail or {},
         )
-        try:
-            await self._to_supervisor.send(result)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # the call ended while the tool ran
+        await self._send(result)
 
     async def _redirect(self, number: str, call_sid: str, twilio: TwilioRest) -> dict[str, Any]:
         if not self._transfers:
@@ -110,15 +125,16 @@ def replay_tools(call: RecordedCall, agent: AgentSpec) -> Any:
         events: EventSink,
         twilio: TwilioRest | None,
         http: httpx.AsyncClient | None,
+        kit: ToolKit,
     ) -> ReplayTools:
+        del twilio  # the recording's, below
         return ReplayTools(
             call,
             ctx,
             inbox=inbox,
             to_supervisor=to_supervisor,
             events=events,
-            twilio=REPLAY_TWILIO if had_twilio else None,
-            http=http,
+            kit=replace(kit, twilio=REPLAY_TWILIO if had_twilio else None, http=http),
             live_builtins=live_builtins,
         )
 
