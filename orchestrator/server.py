@@ -39,6 +39,7 @@ from .call import CallResources
 from .config import Settings
 from .db import Database, migrate
 from .embedded_pg import start_embedded
+from .knowledge_store import KnowledgeIndex
 from .metrics import ServerMetrics
 from .recording import open_recordings, recover_recordings
 from .recording_store import open_store
@@ -207,6 +208,7 @@ def call_resources(settings: Settings, store: Store, metrics: ServerMetrics) -> 
         ),
         metrics=metrics.failover,
         recordings=open_recordings(settings),
+        knowledge=KnowledgeIndex(store.db),
     )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -20,7 +19,7 @@ import pytest
 import trio
 from call_harness import FakeTwilio, MemoryStore, transport_for
 
-from switchboard.actors.context import CallContext, EventSink
+from switchboard.actors.context import CallContext
 from switchboard.actors.local.assets import AssetRegistry, LocalAssets
 from switchboard.actors.local.policy import (
     KNOWLEDGE_INTENT_PREFIX,
@@ -34,11 +33,9 @@ from switchboard.actors.local.policy import (
 from switchboard.actors.local.speech import SpeechService
 from switchboard.actors.local.stages import IntentPolicy
 from switchboard.actors.local.workers import SpeechWorkers
-from switchboard.actors.messages import CallerTranscript, ToolCallRequested, ToolResult
+from switchboard.actors.messages import CallerTranscript, ToolResult
 from switchboard.actors.pipeline import ToolCall
-from switchboard.actors.tool_executor import ToolExecutor
-from switchboard.actors.tools.invocation import KnowledgeSearch, ToolInvocation
-from switchboard.actors.tools.knowledge import SearchKnowledge
+from switchboard.actors.tools.invocation import KnowledgeSearch
 from switchboard.codecs import twilio_media as wire
 from switchboard.codecs import ulaw_encode
 from switchboard.orchestrator.agent_file import load_agent_file
@@ -160,37 +157,6 @@ async def test_a_recognized_question_is_searched_as_the_document_asks_it() -> No
 # -- a phone call --------------------------------------------------------------------
 
 
-class KnowledgeTools(ToolExecutor):
-    """The tool executor with ``search_knowledge`` dispatched the way the executor's builtin
-    dispatch is to call it: ``SearchKnowledge(index)(invocation, events.emit)``."""
-
-    def __init__(self, ctx: CallContext, *, index: KnowledgeSearch, **kw: Any) -> None:
-        super().__init__(ctx, **kw)
-        self.search = SearchKnowledge(index)
-        self.sink: EventSink = kw["events"]
-
-    async def _call(self, request: ToolCallRequested) -> None:
-        if request.name != "search_knowledge":
-            await super()._call(request)
-            return
-        ctx = self.ctx
-        invocation = ToolInvocation(
-            request.call_id,
-            request.name,
-            request.arguments,
-            ctx.session_id,
-            ctx.tenant_id,
-            ctx.agent_id,
-            ctx.agent.tenant,
-            ctx.agent.name,
-        )
-        outcome = await self.search(invocation, self.sink.emit)
-        result = ToolResult(
-            request.call_id, request.name, outcome.ok, outcome.output, request.response_id
-        )
-        await self._to_supervisor.send(result)
-
-
 def rows(store: MemoryStore, type_: str) -> list[EventRow]:
     return [store.events[s] for s in sorted(store.events) if store.events[s].type == type_]
 
@@ -211,11 +177,7 @@ async def phone_call(
         stream_sid="MZ1",
     )
     twilio, store = FakeTwilio(), MemoryStore()
-    res = CallResources(
-        store=store,  # type: ignore[arg-type]
-        assets=AssetRegistry(speech),
-        make_tools=partial(KnowledgeTools, index=index),  # type: ignore[arg-type]
-    )
+    res = CallResources(store=store, assets=AssetRegistry(speech), knowledge=index)  # type: ignore[arg-type]
     line = ulaw_encode(speak(question, 8000))
     line += b"\xff" * (-len(line) % 160)
     encoder = wire.InboundEncoder("MZ1", "CA1", "AC1")

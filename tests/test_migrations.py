@@ -312,8 +312,7 @@ def test_a_database_newer_than_the_code_is_refused(blank_url: str) -> None:
     later = known_migrations()[-1].version + 1
     with psycopg.connect(blank_url) as conn:
         conn.execute(
-            "INSERT INTO schema_migrations (version, name, checksum)"
-            " VALUES (%s, 'from_later', %s)",
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, 'from_later', %s)",
             (later, "0" * 64),
         )
     with pytest.raises(StorageError, match=rf"version {later:04d}_from_later .* newer than this"):

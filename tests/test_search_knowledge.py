@@ -11,7 +11,17 @@ from uuid import UUID, uuid4
 
 import trio
 
+from switchboard.actors.context import CallContext, EventSink
+from switchboard.actors.messages import (
+    CallEvent,
+    ToolCallRequested,
+    ToolResult,
+    ToSupervisor,
+    ToTools,
+)
+from switchboard.actors.tool_executor import ToolExecutor
 from switchboard.actors.tools.invocation import Passage, ToolInvocation
+from switchboard.actors.tools.kit import ToolKit
 from switchboard.actors.tools.knowledge import NO_PASSAGE_NOTE, SearchKnowledge, passages_of
 from switchboard.orchestrator.agent_file import load_agent_file
 from switchboard.orchestrator.db import Database
@@ -197,3 +207,32 @@ async def test_against_the_real_index_the_example_faq_answers(
     }
     assert payload["match"] == "all_words" and best.every_word
     assert payload["latency_ms"] >= 0
+
+
+async def run_in_executor(kit: ToolKit, arguments: dict[str, Any]) -> tuple[ToolResult, list[str]]:
+    """One ``search_knowledge`` call through the call's tool executor."""
+    ctx = CallContext(uuid4(), uuid4(), uuid4(), EXAMPLE, t0=trio.current_time())
+    to_tools, inbox = trio.open_memory_channel[ToTools](10)
+    to_supervisor, results = trio.open_memory_channel[ToSupervisor](10)
+    events_send, events = trio.open_memory_channel[CallEvent](100)
+    executor = ToolExecutor(
+        ctx, inbox=inbox, to_supervisor=to_supervisor, events=EventSink(ctx, events_send), kit=kit
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(executor.run)
+        await to_tools.send(ToolCallRequested("c1", "search_knowledge", arguments, "r1"))
+        result = await results.receive()
+        await to_tools.aclose()
+    assert isinstance(result, ToolResult)
+    return result, [event.type async for event in events]  # the executor closed its sink
+
+
+async def test_the_executor_runs_search_knowledge_with_the_calls_index() -> None:
+    result, types = await run_in_executor(ToolKit(knowledge=FakeIndex(PASSAGES)), {"query": "park"})
+    assert result.ok and passages_of(result.output)[0].heading == "Is there parking?"
+    assert "retrieval" in types
+    result, types = await run_in_executor(ToolKit(), {"query": "park"})
+    assert not result.ok and "cannot be searched" in result.output
+    assert "retrieval" not in types
+    result, _ = await run_in_executor(ToolKit(knowledge=FakeIndex(PASSAGES)), {})
+    assert not result.ok and "query" in result.output  # the tool's JSON Schema: query required
