@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 import trio
@@ -32,12 +33,18 @@ def agent(
     )
 
 
+def applied_example(store: Store) -> tuple[UUID, UUID]:
+    """The example receptionist applied: (tenant id, agent id)."""
+    agent_id = store.apply_agent(EXAMPLE)
+    tenant_id = store.tenant_by_name(EXAMPLE.tenant)
+    assert tenant_id is not None
+    return tenant_id, agent_id
+
+
 def test_the_example_faq_answers_spoken_questions_best_first(
     store: Store, database: Database
 ) -> None:
-    agent_id = store.apply_agent(EXAMPLE)
-    tenant_id = store.tenant_by_name("demo")
-    assert tenant_id is not None
+    tenant_id, agent_id = applied_example(store)
     index = KnowledgeIndex(database)
     for question, heading in [
         ("Do you take insurance", "Do you take insurance?"),
@@ -64,9 +71,7 @@ def test_the_example_faq_answers_spoken_questions_best_first(
 def test_a_query_with_nothing_to_match_finds_nothing_and_operators_are_words(
     store: Store, database: Database
 ) -> None:
-    agent_id = store.apply_agent(EXAMPLE)
-    tenant_id = store.tenant_by_name("demo")
-    assert tenant_id is not None
+    tenant_id, agent_id = applied_example(store)
     index = KnowledgeIndex(database)
     assert index.search_sync(tenant_id, agent_id, "xylophone quartz", 3) == []
     assert index.search_sync(tenant_id, agent_id, "  ?! ", 3) == []
