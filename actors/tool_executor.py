@@ -67,6 +67,7 @@ from .messages import (
 from .tools.arguments import ArgumentChecker
 from .tools.invocation import ToolInvocation, ToolOutcome
 from .tools.kit import ToolKit, TwilioRest
+from .tools.knowledge import SearchKnowledge
 from .tools.runners import runner_for
 
 __all__ = ["ACK_OUTPUT", "BUILTIN_TOOLS", "TOOL_TIMEOUT_S", "ToolExecutor", "TwilioRest"]
@@ -245,6 +246,13 @@ class ToolExecutor:
             )
         if request.name == "hangup_call":
             return ToolOutcome(True, "ending the call"), HangUpAfterResponse()
+        if request.name == "search_knowledge":
+            if self._kit.knowledge is None:
+                return ToolOutcome.failed(
+                    "not_configured", "The documents cannot be searched on this call."
+                ), None
+            search = SearchKnowledge(self._kit.knowledge)
+            return await search(self._invocation(request), self._events.emit), None
         return ToolOutcome.failed("unknown_tool", f"unknown tool {request.name!r}"), None
 
     def _cannot_redirect(self, call_sid: str | None) -> tuple[str, str] | None:

@@ -37,6 +37,7 @@ from .agents import (
     WHEN_BUSY,
     AgentSpec,
     Intent,
+    KnowledgeSource,
     ToolSpec,
     default_parameters,
     e164_problem,
@@ -49,6 +50,7 @@ from .agents import (
     when_busy_problem,
 )
 from .errors import AgentFileError
+from .knowledge_files import KnowledgeFileError, read_document
 from .recording_policy import ANNOUNCE, RecordingPolicy, recording_problem
 
 _STR: Final = "tag:yaml.org,2002:str"
@@ -84,6 +86,7 @@ _TOP_KEYS: Final = (
     "voice",
     "no_match_reply",
     "recording",
+    "knowledge",
 )
 _TOP_REQUIRED: Final = ("name", "tenant", "greeting", "intents")
 _INTENT_KEYS: Final = ("name", "phrases", "reply", "tool")
@@ -111,6 +114,7 @@ _RECORDING_KEYS: Final = (
     "all_party_states",
 )
 _BOOL: Final = "tag:yaml.org,2002:bool"
+_KNOWLEDGE_KEYS: Final = ("text", "title", "file")
 
 
 def _line(node: yaml.Node) -> int:
@@ -139,8 +143,9 @@ def _normalized_phrase(phrase: str) -> str:
 class _Parser:
     """Walks the node tree of one agent file; every error raised names file, line and key."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, base_dir: Path) -> None:
         self.path = path
+        self.base_dir = base_dir
 
     def fail(self, node: yaml.Node, key: str | None, message: str) -> AgentFileError:
         return AgentFileError(self.path, _line(node), key, message)
@@ -250,6 +255,8 @@ class _Parser:
             values["failover"] = self.failover(keys["failover"])
         if "recording" in keys:
             values["recording"] = self.recording(keys["recording"])
+        if "knowledge" in keys:
+            values["knowledge"] = self.knowledge(keys["knowledge"])
         if "when_busy" in keys:
             values["when_busy"] = self.when_busy(keys["when_busy"], values.get("transfer_number"))
         tools = self.tools(keys["tools"]) if "tools" in keys else ()
@@ -370,6 +377,38 @@ class _Parser:
             key, message = problem
             raise self.fail(names.get(key, node), f"recording.{key}", message)
         return RecordingPolicy(**values)
+
+    def knowledge(self, node: yaml.Node) -> tuple[KnowledgeSource, ...]:
+        """``knowledge: [{text, title}, {file}]``: inline text (``title`` optional, made its
+        heading) or a file relative to the agent file's folder, read now
+        (:mod:`.knowledge_files`)."""
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, "knowledge", f"expected a list of documents, got {_kind(node)}")
+        sources: list[KnowledgeSource] = []
+        for i, item in enumerate(node.value):
+            key = f"knowledge[{i}]"
+            keys = self.mapping(item, key, _KNOWLEDGE_KEYS, ())
+            if ("text" in keys) == ("file" in keys):
+                raise self.fail(item, key, "expected either 'text' or 'file' (exactly one)")
+            if "file" in keys:
+                if "title" in keys:
+                    raise self.fail(keys["title"], f"{key}.title", "a file's title is its name")
+                name = self.string(keys["file"], f"{key}.file")
+                try:
+                    text = read_document(self.base_dir / name, name)
+                except KnowledgeFileError as exc:
+                    raise self.fail(keys["file"], f"{key}.file", str(exc)) from exc
+                source = name
+            else:
+                text = self.string(keys["text"], f"{key}.text")
+                source = f"inline[{i}]"
+                if "title" in keys:
+                    source = self.string(keys["title"], f"{key}.title").strip()
+                    text = f"# {source}\n\n{text}"
+            if any(s.source == source for s in sources):
+                raise self.fail(item, key, f"document {source!r} is listed twice")
+            sources.append(KnowledgeSource(source, text))
+        return tuple(sources)
 
     def hours(self, node: yaml.Node) -> dict[str, str]:
         if not isinstance(node, yaml.MappingNode):
@@ -600,12 +639,16 @@ class _Parser:
             raise self.fail(node, key, f"expected a JSON value, got {_kind(node)}")
 
 
-def parse_agent_yaml(text: str, path: str = "<string>") -> AgentSpec:
+def parse_agent_yaml(
+    text: str, path: str = "<string>", *, base_dir: str | os.PathLike[str] | None = None
+) -> AgentSpec:
     """Parse one agent from YAML text.
 
     Args:
         text: the YAML document (one mapping; see the module docstring).
         path: the name used in error messages.
+        base_dir: the folder ``knowledge`` files are relative to; default: the
+            folder of ``path`` (the current folder for ``"<string>"``).
 
     Raises:
         AgentFileError: the text is not valid YAML or not a valid agent; the error
@@ -630,7 +673,8 @@ def parse_agent_yaml(text: str, path: str = "<string>") -> AgentSpec:
     if not isinstance(root, yaml.MappingNode):
         message = f"expected a mapping of agent settings, got {_kind(root)}"
         raise AgentFileError(path, _line(root), None, message)
-    return _Parser(path).agent(root)
+    folder = Path(base_dir) if base_dir is not None else Path(path).parent
+    return _Parser(path, folder).agent(root)
 
 
 def load_agent_file(path: str | os.PathLike[str]) -> AgentSpec:

@@ -39,6 +39,9 @@ one)::
     idle_timeout_seconds: 30
     voice: en-us
     no_match_reply: Sorry, I didn't catch that.
+    knowledge:                         # documents search_knowledge answers from
+      - file: knowledge/faq.md         # relative to the agent file: .md, .txt or .pdf
+      - {title: Parking, text: There is free parking behind the building.}
     recording:                         # all optional; rules: recording_policy.py
       enabled: true                    # default false: no audio is stored
       announce: auto                   # auto (by the caller's state) | always | never
@@ -70,6 +73,7 @@ __all__ = [
     "DEFAULT_NO_MATCH_REPLY",
     "MODES",
     "PROVIDER_OPTIONS",
+    "SEARCH_KNOWLEDGE",
     "WEEKDAYS",
     "WHEN_BUSY",
     "AgentSpec",
@@ -113,8 +117,13 @@ WHEN_BUSY: Final = ("reject", "message", "transfer")
 Twilio's ``<Reject reason="busy"/>`` (a busy tone), a short "all lines are busy"
 message then ``<Hangup/>``, or ``<Dial>`` to ``transfer_number``."""
 
-BUILTIN_TOOL_NAMES: Final = frozenset({"lookup_hours", "transfer_to_human", "hangup_call"})
+BUILTIN_TOOL_NAMES: Final = frozenset(
+    {"lookup_hours", "transfer_to_human", "hangup_call", "search_knowledge"}
+)
 """Tools the runtime provides; an intent may use them without declaring them."""
+
+SEARCH_KNOWLEDGE: Final = "search_knowledge"
+"""The builtin that searches the agent's ``knowledge`` (offered only when it has some)."""
 
 WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 """Keys of ``hours``, in week order."""
@@ -393,13 +402,16 @@ class AgentSpec:
 
         An agent tool named like a builtin replaces it (its description and
         parameters win); ``transfer_to_human`` is offered only when the agent
-        has a ``transfer_number``.
+        has a ``transfer_number``, ``search_knowledge`` only when it has
+        ``knowledge``.
         """
         own = {t.name for t in self.tools}
         builtins = tuple(
             t
             for t in BUILTIN_TOOLS
-            if t.name not in own and (t.name != "transfer_to_human" or self.transfer_number)
+            if t.name not in own
+            and (t.name != "transfer_to_human" or self.transfer_number)
+            and (t.name != SEARCH_KNOWLEDGE or self.knowledge)
         )
         return builtins + self.tools
 
@@ -607,6 +619,14 @@ def _spec_problem(spec: AgentSpec) -> str | None:
         if isinstance(spec.recording, RecordingPolicy)
         else f"recording must be RecordingPolicy, got {type(spec.recording).__name__}",
     ]
+    sources = [k.source for k in spec.knowledge]
+    checks += [
+        None if len(set(sources)) == len(sources) else "knowledge lists a document twice",
+        *(
+            None if k.source.strip() and k.text.strip() else f"knowledge {k.source!r} is empty"
+            for k in spec.knowledge
+        ),
+    ]
     intent_names = [i.name for i in spec.intents]
     tool_names = [t.name for t in spec.tools]
     known_tools = BUILTIN_TOOL_NAMES | set(tool_names)
@@ -718,5 +738,21 @@ BUILTIN_TOOLS: Final = (
         {"type": "object", "properties": {"reason": {"type": "string"}}},
     ),
     ToolSpec("hangup_call", "End the call once you have said goodbye."),
+    ToolSpec(
+        SEARCH_KNOWLEDGE,
+        "Search the business's documents (questions and answers, policies, prices) for what"
+        " the caller asks. Returns the best passages with their source and heading, as JSON;"
+        " answer from them only, in a sentence or two, and say so when none fits.",
+        {
+            "type": "object",
+            "properties": {
+                "query": {
+                    "type": "string",
+                    "description": "The caller's question, in their words.",
+                }
+            },
+            "required": ["query"],
+        },
+    ),
 )
 """The runtime's tools (``switchboard.actors.tool_executor`` runs them), for LLM providers."""

@@ -319,6 +319,11 @@ def cmd_agent_apply(args: argparse.Namespace) -> int:
             db.close()
     numbers = ", ".join(spec.phone_numbers) or "no phone numbers"
     print(f"applied agent {spec.name!r} (tenant {spec.tenant!r}, id {agent_id}): {numbers}")
+    if spec.knowledge:
+        from .knowledge import chunk_sources
+
+        passages = len(chunk_sources(spec.knowledge))
+        print(f"knowledge: {passages} passages from {len(spec.knowledge)} document(s) indexed")
     return 0
 
 

@@ -40,6 +40,7 @@ from .call import CallResources
 from .config import Settings
 from .db import Database, migrate
 from .embedded_pg import start_embedded
+from .knowledge_store import KnowledgeIndex
 from .metrics import ServerMetrics
 from .recording import open_recordings, recover_recordings
 from .recording_store import open_store
@@ -210,6 +211,7 @@ def call_resources(settings: Settings, store: Store, metrics: ServerMetrics) -> 
         recordings=open_recordings(settings),
         web=GuardedHttp(),
         functions_base_url=settings.functions_base_url,
+        knowledge=KnowledgeIndex(store.db),
     )
 
 

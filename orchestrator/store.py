@@ -34,6 +34,8 @@ from .agent_versions import insert_version
 from .agents import AgentSpec
 from .db import Cursor, Database
 from .errors import ConfigError, StorageError
+from .knowledge import chunk_sources
+from .knowledge_store import replace_chunks
 
 __all__ = [
     "API_KEY_PREFIX",
@@ -215,7 +217,9 @@ class Store:
         The tenant is created if missing. The agent's phone numbers become exactly
         ``spec.phone_numbers``, in the same transaction as the spec; a number held
         by another agent of the same tenant moves to this one. The spec is kept as
-        a version of the agent (:mod:`.agent_versions`) if it is new.
+        a version of the agent (:mod:`.agent_versions`) if it is new, and its
+        ``knowledge`` is re-indexed (:mod:`.knowledge_store`: the agent's chunks are
+        replaced by the spec's).
 
         Raises:
             ConfigError: a number belongs to another tenant (the message names it);
@@ -223,6 +227,7 @@ class Store:
         """
         tenant_id = self.ensure_tenant(spec.tenant)
         numbers = list(spec.phone_numbers)
+        chunks = chunk_sources(spec.knowledge)
         with self.db.tenant(tenant_id) as cur:
             for number in numbers:
                 cur.execute("SELECT tenant_id FROM switchboard_number_agent(%s)", (number,))
@@ -238,6 +243,7 @@ class Store:
             )
             agent_id = _uuid(cur)
             insert_version(cur, tenant_id, agent_id, spec)
+            replace_chunks(cur, tenant_id, agent_id, chunks)
             cur.execute(
                 "DELETE FROM phone_numbers WHERE agent_id = %s AND NOT (e164 = ANY(%s::text[]))",
                 (agent_id, numbers),

@@ -92,7 +92,9 @@ async def cascaded(
     urls = await nursery.start(serve, settings)
     creds = devcreds.load(tmp_path)
     assert creds is not None
-    spec = parse_agent_yaml(EXAMPLE.read_text().replace("mode: local", "mode: cascaded"))
+    spec = parse_agent_yaml(
+        EXAMPLE.read_text().replace("mode: local", "mode: cascaded"), str(EXAMPLE)
+    )
     with Database(database_url) as db:
         Store(db).apply_agent(spec)
     yield Server(urls[0], database_url, creds), fakes
@@ -133,7 +135,7 @@ async def test_a_three_turn_phone_call_with_a_tool_call_through_the_cascaded_fak
     # What the fakes were sent: phone audio as is, the tool's real result to the model.
     assert fakes.stt.queries[0]["encoding"] == "mulaw"
     assert fakes.stt.queries[0]["sample_rate"] == "8000"
-    spec = parse_agent_yaml(EXAMPLE.read_text())
+    spec = parse_agent_yaml(EXAMPLE.read_text(), str(EXAMPLE))
     tool_message = fakes.chat.requests[1]["messages"][-1]
     assert tool_message["role"] == "tool" and tool_message["content"] == hours_sentence(spec)
     assert len(fakes.chat.requests) == 4  # three turns, one of them asked again with the result

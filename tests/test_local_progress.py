@@ -29,9 +29,8 @@ from switchboard.orchestrator.call import CallResources, run_call
 from switchboard.orchestrator.store import EventRow
 from switchboard.testing.speech import speak
 
-AGENT = parse_agent_yaml(
-    (Path(__file__).parent.parent / "examples" / "receptionist.yaml").read_text()
-)  # mode local, fallback [local]
+EXAMPLE = Path(__file__).parent.parent / "examples" / "receptionist.yaml"
+AGENT = parse_agent_yaml(EXAMPLE.read_text(), str(EXAMPLE))  # mode local, fallback [local]
 SETTINGS = AGENT.failover
 LINE = "what are your opening hours"
 SPEAK_AT_S = 3.0

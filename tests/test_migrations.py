@@ -174,6 +174,7 @@ def test_a_database_of_the_previous_release_is_upgraded_in_place(blank_url: str)
         "0003_recovery",
         "0004_recordings",
         "0005_agent_versions",
+        "0006_knowledge",
         "0007_tenant_tools",
     ]
     after = _every_row(blank_url)
@@ -522,6 +523,7 @@ def test_db_status_and_migrate_say_what_they_find_and_do(
         "pending 0003_recovery",
         "pending 0004_recordings",
         "pending 0005_agent_versions",
+        "pending 0006_knowledge",
         "pending 0007_tenant_tools",
     ]
     assert cli.main(["db", "migrate"]) == 0
@@ -531,21 +533,23 @@ def test_db_status_and_migrate_say_what_they_find_and_do(
         "applied 0003_recovery",
         "applied 0004_recordings",
         "applied 0005_agent_versions",
+        "applied 0006_knowledge",
         "applied 0007_tenant_tools",
     ]
     assert cli.main(["db", "migrate"]) == 0
     assert capsys.readouterr().out == "the schema is up to date\n"
     assert cli.main(["db", "status"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in lines[:6]] == [
+    assert [line.split()[:2] for line in lines[:7]] == [
         ["applied", "0001_baseline"],
         ["applied", "0002_session_owner"],
         ["applied", "0003_recovery"],
         ["applied", "0004_recordings"],
         ["applied", "0005_agent_versions"],
+        ["applied", "0006_knowledge"],
         ["applied", "0007_tenant_tools"],
     ]
-    assert lines[6:] == ["the schema is up to date"]
+    assert lines[7:] == ["the schema is up to date"]
     with psycopg.connect(blank_url) as conn:
         conn.execute(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES (9, 'later', %s)",

@@ -10,6 +10,7 @@ MockClock would jump over; nothing here waits on time.)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from uuid import uuid4
 
@@ -39,9 +40,8 @@ from switchboard.actors.messages import (
 from switchboard.orchestrator.agent_file import parse_agent_yaml
 from switchboard.orchestrator.agents import hours_sentence
 
-AGENT = parse_agent_yaml(
-    (Path(__file__).parent.parent / "examples" / "receptionist.yaml").read_text()
-)
+EXAMPLE = Path(__file__).parent.parent / "examples" / "receptionist.yaml"
+AGENT = parse_agent_yaml(EXAMPLE.read_text(), str(EXAMPLE))
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +55,12 @@ async def run_provider(
     conversation: tuple[ConversationItem, ...] = (),
     greet: bool = False,
     typed: str | None = None,
+    passages: tuple[tuple[str, str], ...] = (),
 ) -> tuple[list[ToSupervisor], LocalProvider]:
     """Run the provider (``respond_now`` after a failover's ``conversation``, or given the
-    ``typed`` line); play the tool executor; collect until the first answer that is not
-    the greeting is done."""
+    ``typed`` line); play the tool executor (``search_knowledge`` finds ``passages``,
+    (heading, text) pairs); collect until the first answer that is not the greeting is
+    done."""
     ctx = CallContext(uuid4(), uuid4(), uuid4(), AGENT, trio.current_time(), PHONE_AUDIO)
     provider = LocalProvider(
         ctx, assets, greet=greet, conversation=conversation, respond_now=bool(conversation)
@@ -76,6 +78,16 @@ async def run_provider(
                 seen.append(message)
                 if isinstance(message, ToolCallRequested):
                     output = hours_sentence(AGENT)
+                    if message.name == "search_knowledge":  # as the tool answers
+                        output = json.dumps(
+                            {
+                                "query": message.arguments["query"],
+                                "passages": [
+                                    {"source": "faq.md", "heading": h, "text": t, "score": 0.5}
+                                    for h, t in passages
+                                ],
+                            }
+                        )
                     await to_provider.send(
                         ToolResult(message.call_id, message.name, True, output, message.response_id)
                     )
@@ -102,12 +114,13 @@ async def test_the_last_caller_turn_is_answered_from_its_text_with_the_intents_t
     assert provider.history[-1] == AgentSaid(transcript.text)
 
 
-async def test_a_turn_with_no_intent_phrase_gets_the_no_match_reply(
+async def test_a_turn_with_no_intent_phrase_nothing_in_the_knowledge_gets_the_no_match_reply(
     assets: LocalAssets,
 ) -> None:
     seen, _ = await run_provider(assets, conversation=(CallerSaid("my tooth hurts a lot"),))
     (transcript,) = [m for m in seen if isinstance(m, AgentTranscript)]
-    assert not any(isinstance(m, ToolCallRequested) for m in seen)
+    (call,) = [m for m in seen if isinstance(m, ToolCallRequested)]
+    assert (call.name, call.arguments) == ("search_knowledge", {"query": "my tooth hurts a lot"})
     assert transcript.text == " ".join(AGENT.no_match_reply.split())
 
 
@@ -132,3 +145,23 @@ async def test_a_typed_line_is_answered_by_its_intent_after_the_greeting(
     assert sum(c.duration_ms for c in answer_audio) > 2000
     assert not any(isinstance(m, CallerTranscript) for m in seen)  # the supervisor logs the turn
     assert CallerSaid(line) in provider.history
+
+
+async def test_a_turn_with_no_intent_phrase_is_answered_from_the_knowledge(
+    assets: LocalAssets,
+) -> None:
+    answer = (
+        "Yes, there is free parking behind the building. The entrance is on Oak Lane. "
+        "Bus 12 stops in front."
+    )
+    seen, _ = await run_provider(
+        assets,
+        conversation=(CallerSaid("Is there parking near you?"),),
+        passages=(("Is there parking?", answer),),
+    )
+    (call,) = [m for m in seen if isinstance(m, ToolCallRequested)]
+    (transcript,) = [m for m in seen if isinstance(m, AgentTranscript)]
+    assert call.arguments == {"query": "Is there parking near you?"}
+    assert transcript.text == (
+        "Yes, there is free parking behind the building. The entrance is on Oak Lane."
+    )

@@ -97,7 +97,7 @@ from switchboard.actors.local.workers import one_off_synthesis
 from switchboard.orchestrator.agent_file import parse_agent_yaml
 
 async def main():
-    agent = parse_agent_yaml(open(sys.argv[1]).read())
+    agent = parse_agent_yaml(open(sys.argv[1]).read(), sys.argv[1])
     registry = AssetRegistry()
     assets = registry.get(agent)
     async with one_off_synthesis() as speech:

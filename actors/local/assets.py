@@ -2,7 +2,8 @@
 
 An agent's recognizer lives in the speech worker processes (built there on
 first use, :mod:`.speech_process`); this process keeps only the agent's
-:class:`~.speech.Grammar` and the audio its voice has spoken, in the
+:class:`~.speech.Grammar` (its intents' phrases and its knowledge questions,
+:func:`.policy.knowledge_intents`) and the audio its voice has spoken, in the
 caller's formats. The greeting, the no-match reply and the failover apology
 are pinned (:meth:`LocalAssets.prepare`, at server start): the apology plays
 when every provider is down, so it must not need a worker then, and the
@@ -13,14 +14,17 @@ recently used first: a receptionist says the same sentences often.
 from __future__ import annotations
 
 import json
+import math
 from collections import OrderedDict
+from typing import Final
 
 from switchboard.orchestrator.agents import AgentSpec
 
 from ..consent import spoken_greeting
 from ..context import AudioFormat
 from ..messages import AudioChunk
-from .speech import Grammar, SpeechService, Synthesizer
+from .policy import knowledge_intents
+from .speech import DEFAULT_PRIOR_LOG_ODDS, Grammar, SpeechService, Synthesizer
 from .workers import SpeechWorkers
 
 __all__ = [
@@ -28,6 +32,7 @@ __all__ = [
     "APOLOGY_TRANSFER",
     "AssetRegistry",
     "LocalAssets",
+    "agent_grammar",
     "apology_text",
 ]
 
@@ -41,6 +46,29 @@ APOLOGY_END = (
 
 def apology_text(*, transfer: bool) -> str:
     return APOLOGY_TRANSFER if transfer else APOLOGY_END
+
+
+LANGUAGE_WEIGHT: Final = 6.5
+"""PocketSphinx's language weight ``lw`` for its US English model (:mod:`.asr`)."""
+
+
+def agent_grammar(agent: AgentSpec) -> Grammar:
+    """What the agent's recognizer understands: its intents' phrases, then its knowledge
+    questions (:func:`.policy.knowledge_intents`).
+
+    The recognizer's prior is uniform over the phrases (:mod:`.asr`), so each
+    question added would make every intent phrase less likely a priori and move
+    calibrated decisions towards "no intent". The intent branch's bonus is raised
+    by ``lw * ln(all phrases / intent phrases)`` to make up for it: an intent phrase
+    keeps the prior it had without knowledge, and a question gets the same.
+    """
+    intents = {i.name: i.phrases for i in agent.intents}
+    questions = knowledge_intents(agent)
+    own = sum(len(p) for p in intents.values())
+    bonus = DEFAULT_PRIOR_LOG_ODDS
+    if own and questions:
+        bonus += LANGUAGE_WEIGHT * math.log((own + len(questions)) / own)
+    return Grammar.of(intents | questions, prior_log_odds=bonus)
 
 
 class LocalAssets:
@@ -57,7 +85,7 @@ class LocalAssets:
     ) -> None:
         self.agent = agent
         self.speech_service = speech
-        self.grammar = Grammar.of({i.name: i.phrases for i in agent.intents})
+        self.grammar = agent_grammar(agent)
         self._cache: OrderedDict[tuple[str, AudioFormat], AudioChunk] = OrderedDict()
         self._cache_size = speech_cache_size
         self._pinned: dict[tuple[str, AudioFormat], AudioChunk] = {}

@@ -4,7 +4,10 @@
 - :class:`IntentPolicy`: the deterministic dialogue policy
   (:func:`.policy.plan_reply`) and its tool call; a turn heard by another
   provider before a failover is understood from its text (an intent phrase
-  it contains).
+  it contains). A knowledge question, or a turn with no intent when the agent
+  has knowledge, is answered from a ``search_knowledge`` call
+  (:func:`.policy.knowledge_query`); from PocketSphinx's open transcript only
+  a passage holding every word of it is taken.
 - :class:`EspeakVoice`: eSpeak NG in a speech worker process, through the
   agent's speech cache (:class:`~.assets.LocalAssets`: the greeting, the
   no-match reply and the apology are made ahead), already in the caller's
@@ -17,13 +20,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from switchboard.orchestrator.agents import AgentSpec
+from switchboard.orchestrator.agents import SEARCH_KNOWLEDGE, AgentSpec
 
 from ..context import AudioFormat
 from ..messages import CallerSaid, CallerTranscript, ConversationItem
 from ..pipeline import CallTool, Play, Say, StageFailed, ToolCall
 from .assets import LocalAssets
-from .policy import plan_reply
+from .policy import KNOWLEDGE_INTENT_PREFIX, knowledge_query, knowledge_reply, plan_reply
 from .progress import WorkTracker
 from .speech import SpeechWorkerLost
 
@@ -44,10 +47,26 @@ class IntentPolicy:
         call_tool: CallTool,
     ) -> None:
         if utterance is not None:
-            intent = utterance.intent
+            intent, said = utterance.intent, utterance.text
         else:  # a turn heard by the provider before a failover: only its text is known
             last = history[-1] if history else None
-            intent = self.intent_of(last.text if isinstance(last, CallerSaid) else "")
+            said = last.text if isinstance(last, CallerSaid) else ""
+            intent = self.intent_of(said)
+        query = knowledge_query(self.agent, intent, said)
+        if query is not None:
+            result = await call_tool(ToolCall(SEARCH_KNOWLEDGE, {"query": query}))
+            asked = intent is not None and intent.startswith(KNOWLEDGE_INTENT_PREFIX)
+            heard_here = utterance is not None and not asked  # an open transcript: unsure
+            reply = knowledge_reply(
+                self.agent,
+                result.ok,
+                result.output,
+                asked=asked,
+                every_word=heard_here,
+                pending=result.pending,
+            )
+            await say(reply)
+            return
         plan = plan_reply(self.agent, intent)
         if plan.tool is None:
             await say(plan.reply())

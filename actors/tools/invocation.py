@@ -61,7 +61,8 @@ class ToolOutcome:
         error: on failure, its kind: ``invalid_arguments`` (schema), ``refused``
             (SSRF rules, allowlist, a redirect), ``timeout``, ``too_large``,
             ``http_status``, ``invalid_json``, ``network``, ``not_configured``,
-            ``unknown_tool``, ``crashed``.
+            ``unknown_tool``, ``crashed``, ``unavailable`` (a service of the
+            runtime's own, such as the knowledge index, failed).
         detail: more for the ``tool:result`` event (JSON data: the HTTP status,
             the address connected to, bytes read, the reason of a refusal).
     """
@@ -118,12 +119,17 @@ class Passage:
     """A passage of the agent's knowledge found by a search.
 
     ``source``: the document it came from; ``score``: PostgreSQL's
-    ``ts_rank_cd`` (higher is better, comparable within one search only).
+    ``ts_rank_cd`` (higher is better, comparable within one search only);
+    ``heading``: the heading of its section in the document (``""``: none);
+    ``every_word``: it matches every word of the query (False: only some, found
+    by a search that ORs the words).
     """
 
     source: str
     text: str
     score: float
+    heading: str = ""
+    every_word: bool = True
 
 
 class KnowledgeSearch(Protocol):
