@@ -124,17 +124,22 @@ class ToolExecutor:
         self._in_flight: dict[tuple[str, str], str] = {}  # (name, arguments) -> call id
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with self._to_supervisor, trio.open_nursery() as nursery:
-            task_status.started()
-            try:
-                async for message in self._inbox:
-                    if isinstance(message, ToolCallRequested):
-                        nursery.start_soon(self._call, message)
-                    else:
-                        nursery.start_soon(self._transfer, message)
-            finally:
-                with trio.CancelScope(shield=True):
-                    await self._events.aclose()
+        """Run until the supervisor closes the inbox (the call is over). Tool calls still
+        running then are cancelled: nobody is left to answer. A transfer in progress is
+        finished (Twilio's redirect is what ended the call), then the events are closed."""
+        try:
+            async with self._to_supervisor, trio.open_nursery() as transfers:
+                async with trio.open_nursery() as tools:
+                    task_status.started()
+                    async for message in self._inbox:
+                        if isinstance(message, ToolCallRequested):
+                            tools.start_soon(self._call, message)
+                        else:
+                            transfers.start_soon(self._transfer, message)
+                    tools.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._events.aclose()
 
     async def _call(self, request: ToolCallRequested) -> None:
         spec = self._tools.get(request.name)

@@ -18,8 +18,10 @@ from tool_harness import ExecutorHarness
 
 from switchboard.actors.conversation import TOOL_RUNNING
 from switchboard.actors.tool_executor import ACK_OUTPUT
-from switchboard.actors.tools.invocation import ToolInvocation, ToolOutcome
+from switchboard.actors.tools.invocation import Passage, ToolInvocation, ToolOutcome
+from switchboard.actors.tools.kit import ToolKit
 from switchboard.orchestrator.agent_file import parse_agent_yaml
+from switchboard.orchestrator.agents import KnowledgeSource
 from switchboard.testing import Fault, Script, ToolStep, Turn
 
 AGENT = parse_agent_yaml(
@@ -215,3 +217,32 @@ async def test_arguments_that_break_the_schema_are_refused_before_the_tool_runs(
     assert not result.ok and result.error == "invalid_arguments"
     assert problem in result.output and "Call it again" in result.output
     assert tool.runs == []
+
+
+class SlowSearch:
+    """A knowledge index that answers after 5 s of virtual time."""
+
+    async def search(
+        self, tenant_id: object, agent_id: object, query: str, limit: int
+    ) -> list[Passage]:
+        await trio.sleep(5.0)
+        return [Passage("faq.md", "We have parking behind the building.", 0.5)]
+
+
+async def test_a_tool_still_running_when_the_call_ends_is_dropped_without_a_crash(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The call ends (the supervisor closes the executor's inbox) during a search that
+    would log its ``retrieval`` event later: the search is cancelled, nothing is logged
+    after the event log closed, and the executor ends at once."""
+    agent = replace(AGENT, knowledge=(KnowledgeSource("faq.md", "Parking is behind."),))
+    harness = ExecutorHarness(agent, kit=ToolKit(knowledge=SlowSearch()))
+    async with harness.running():
+        await harness.ask("c1", "search_knowledge", {"query": "parking"})
+        await harness.ask("c2", "check_order", ORDER)  # not configured: answered at once
+        assert (await harness.result_of("c2")).error == "not_configured"
+        await trio.sleep(1.0)
+        ended_at = trio.current_time()
+    assert trio.current_time() == ended_at  # nothing waited for the search
+    assert not any(a.call_id == "c1" and not a.pending for _, a in harness.answers)
+    assert [e.type for e in harness.events] == []
