@@ -128,15 +128,18 @@ class ToolExecutor:
         running then are cancelled: nobody is left to answer. A transfer in progress is
         finished (Twilio's redirect is what ended the call), then the events are closed."""
         try:
-            async with self._to_supervisor, trio.open_nursery() as transfers:
-                async with trio.open_nursery() as tools:
-                    task_status.started()
-                    async for message in self._inbox:
-                        if isinstance(message, ToolCallRequested):
-                            tools.start_soon(self._call, message)
-                        else:
-                            transfers.start_soon(self._transfer, message)
-                    tools.cancel_scope.cancel()
+            async with (
+                self._to_supervisor,
+                trio.open_nursery() as transfers,
+                trio.open_nursery() as tools,
+            ):
+                task_status.started()
+                async for message in self._inbox:
+                    if isinstance(message, ToolCallRequested):
+                        tools.start_soon(self._call, message)
+                    else:
+                        transfers.start_soon(self._transfer, message)
+                tools.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await self._events.aclose()
