@@ -187,7 +187,7 @@ class ToolExecutor:
             return ToolOutcome.failed(
                 "unknown_tool", f"There is no tool {request.name!r} (tools: {known})."
             ), None
-        problem = self._arguments.problem(spec.name, spec.parameters_json(), request.arguments)
+        problem = self._arguments.problem(spec.name, spec.parameters_json, request.arguments)
         if problem is not None:
             return ToolOutcome.failed(
                 "invalid_arguments",
@@ -195,15 +195,15 @@ class ToolExecutor:
                 problem=problem,
             ), None
         runner = self._kit.runners.get(spec.name)
-        if runner is None and spec.kind == "builtin":
-            return await self._builtin(request)
-        if runner is None:
+        if runner is None and spec.kind != "builtin":
             made = runner_for(spec, self._kit)
             if isinstance(made, ToolOutcome):
                 return made, None
             runner = made
         with trio.move_on_after(spec.timeout_ms / 1000.0):
             try:
+                if runner is None:
+                    return await self._builtin(request)
                 return await runner(self._invocation(request)), None
             except Exception as exc:  # a runner's bug: the call goes on
                 log.exception("tool crashed", tool=spec.name, session_id=str(self.ctx.session_id))

@@ -220,13 +220,30 @@ async def test_arguments_that_break_the_schema_are_refused_before_the_tool_runs(
 
 
 class SlowSearch:
-    """A knowledge index that answers after 5 s of virtual time."""
+    """A knowledge index that answers after ``seconds`` of virtual time."""
+
+    def __init__(self, seconds: float = 5.0) -> None:
+        self.seconds = seconds
 
     async def search(
         self, tenant_id: object, agent_id: object, query: str, limit: int
     ) -> list[Passage]:
-        await trio.sleep(5.0)
+        await trio.sleep(self.seconds)
         return [Passage("faq.md", "We have parking behind the building.", 0.5)]
+
+
+async def test_a_builtin_past_its_deadline_is_a_timeout_too(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    agent = replace(AGENT, knowledge=(KnowledgeSource("faq.md", "Parking is behind."),))
+    harness = ExecutorHarness(agent, kit=ToolKit(knowledge=SlowSearch(60.0)))
+    async with harness.running():
+        t0 = trio.current_time()
+        result = await harness.call("search_knowledge", {"query": "parking"})
+        waited = trio.current_time() - t0
+    assert (result.ok, result.error) == (False, "timeout")
+    assert waited == pytest.approx(10.0)  # the default timeout_ms
+    assert [a.pending for _, a in harness.answers] == [True, False]  # acknowledged at 1.5 s
 
 
 async def test_a_tool_still_running_when_the_call_ends_is_dropped_without_a_crash(

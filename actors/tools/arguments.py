@@ -8,7 +8,7 @@ draft 2020-12 (https://json-schema.org/draft/2020-12), through the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jsonschema
@@ -35,11 +35,15 @@ class ArgumentChecker:
     def __init__(self) -> None:
         self._validators: dict[str, jsonschema.protocols.Validator] = {}
 
-    def problem(self, tool: str, schema: Mapping[str, Any], arguments: Any) -> str | None:
-        """What is wrong with ``arguments`` for ``tool`` (``schema`` its parameters), as a
-        sentence naming the argument, or None when they are valid."""
+    def problem(
+        self, tool: str, parameters: Callable[[], Mapping[str, Any]], arguments: Any
+    ) -> str | None:
+        """What is wrong with ``arguments`` for ``tool``, as a sentence naming the argument,
+        or None when they are valid. ``parameters`` gives the tool's JSON Schema (JSON
+        data); it is called once per tool, when its validator is made."""
         validator = self._validators.get(tool)
         if validator is None:
+            schema = parameters()
             cls = jsonschema.validators.validator_for(
                 schema, default=jsonschema.Draft202012Validator
             )
