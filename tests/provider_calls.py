@@ -106,12 +106,14 @@ async def place_call(
     http: httpx.AsyncClient | None = None,
     record: bool = False,
     tool_runners: Mapping[str, ToolRunner] | None = None,
+    setup_s: float = 0.0,
 ) -> Call:
     """Place a call: the caller says ``lines[i]`` at ``speak_at[i]`` s, hangs up at
     ``hang_up_at`` (unless the call ends first). ``twilio_rest`` and ``http``: for
     transfers (Twilio's REST API behind an ``httpx.MockTransport``). ``record``: the
     call's tape is a :class:`RecordingTape` (``call.ctx.tape``). ``tool_runners``: runners
-    by tool name in place of the agent's own (:attr:`ToolKit.runners`)."""
+    by tool name in place of the agent's own (:attr:`ToolKit.runners`). ``setup_s``: how
+    long the call takes to set up before its first event (a busy machine's journal)."""
     t0 = trio.current_time()
     tape = RecordingTape(lambda: (trio.current_time() - t0) * 1000.0) if record else CallTape()
     fakes = Call(
@@ -165,6 +167,7 @@ async def place_call(
     async with trio.open_nursery() as nursery:
         fakes.twilio.nursery = nursery
         nursery.start_soon(caller)
+        await trio.sleep(setup_s)
         await run_call(fakes.ctx, transport_for(fakes.ctx, fakes.twilio), res)
         nursery.cancel_scope.cancel()
     return fakes

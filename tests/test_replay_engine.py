@@ -50,8 +50,10 @@ def record(
     hang_up_at: float = 10.0,
     agent: AgentSpec = AGENT,
     lines: Sequence[str] = LINES,
+    **options: Any,
 ) -> Trace:
-    """Place and record a call on a MockClock of its own; its trace."""
+    """Place and record a call on a MockClock of its own; its trace. ``options``: more
+    for :func:`place_call` (``tool_runners``, ``setup_s``)."""
 
     async def main() -> Call:
         return await place_call(
@@ -62,6 +64,7 @@ def record(
             speak_at=speak_at,
             hang_up_at=hang_up_at,
             record=True,
+            **options,
         )
 
     return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)).trace()
@@ -151,6 +154,19 @@ def test_a_tool_call_replays_with_its_recorded_result() -> None:
     assert result["payload"]["ok"] is True
     replay = assert_replays_exactly(trace)
     assert first(replay.events, "tool:result")["payload"]["output"] == result["payload"]["output"]
+
+
+def test_a_call_slow_to_set_up_replays_with_its_first_event_as_late() -> None:
+    """On a busy machine a call took 0.5 s (its journal on a slow disk) before
+    ``session.start``; the replay, where setting up takes no time, waits as long."""
+    trace = record(
+        Script(turns=(Turn(say="We open at nine.", caller_text=LINES[0]),)),
+        speak_at=(3.0,),
+        hang_up_at=8.0,
+        setup_s=0.5,
+    )
+    assert first(trace.events, "session.start")["t_ms"] == 500.0
+    assert_replays_exactly(trace)
 
 
 def test_a_shorter_stall_timeout_moves_the_failover_earlier_by_the_difference() -> None:

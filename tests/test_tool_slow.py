@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import pytest
 import trio
+import trio.testing
 from provider_calls import Call, place_call
 from tool_harness import ExecutorHarness
 
@@ -22,6 +23,8 @@ from switchboard.actors.tools.invocation import Passage, ToolInvocation, ToolOut
 from switchboard.actors.tools.kit import ToolKit
 from switchboard.orchestrator.agent_file import parse_agent_yaml
 from switchboard.orchestrator.agents import KnowledgeSource
+from switchboard.orchestrator.replay.compare import compare_events
+from switchboard.orchestrator.replay.engine import replay_trace
 from switchboard.testing import Fault, Script, ToolStep, Turn
 
 AGENT = parse_agent_yaml(
@@ -263,3 +266,35 @@ async def test_a_tool_still_running_when_the_call_ends_is_dropped_without_a_cras
     assert trio.current_time() == ended_at  # nothing waited for the search
     assert not any(a.call_id == "c1" and not a.pending for _, a in harness.answers)
     assert [e.type for e in harness.events] == []
+
+
+def test_a_call_with_an_acknowledged_tool_replays_event_for_event() -> None:
+    """The replay's recorded tool acknowledges at the recorded ``tool:ack`` and answers
+    at the recorded ``tool:result``; the follow-up comes in the same gap."""
+
+    async def main() -> Call:
+        return await place_call(
+            AGENT,
+            Script(
+                turns=(
+                    Turn(
+                        tool=ToolStep("check_order", ORDER),
+                        then_say="Let me check that for you.",
+                        caller_text=LINE,
+                        follow_up="Your order A17 ships tomorrow.",
+                    ),
+                )
+            ),
+            Script(),
+            lines=(LINE,),
+            speak_at=(3.0,),
+            hang_up_at=14.0,
+            tool_runners={"check_order": SlowTool(5.0)},
+            record=True,
+        )
+
+    trace = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)).trace()
+    assert [e["type"] for e in trace.events].count("tool:ack") == 1
+    replay = replay_trace(trace)
+    comparison = compare_events(trace.events, replay.events, tolerance_ms=0)
+    assert comparison.matches, comparison.first and comparison.first.describe()

@@ -139,6 +139,9 @@ async def _replay(call: RecordedCall, agent: AgentSpec) -> Replay:
         rows.append({"seq": row.seq, "type": row.type, "t_ms": row.t_ms, "payload": row.payload})
 
     peer = make_peer(call, t0, AUDIO_AHEAD_MS, AUDIO_JOIN_MS)
+    # The live call took setup_ms (a busy disk, its journal) before its first event;
+    # on virtual time setting up takes none, so the replay waits as long.
+    await trio.sleep(call.setup_ms / 1000.0)
     report = await run_call(ctx, _transport(call, ctx, peer), res, on_logged=logged)
     return Replay(
         events=_as_json(rows),

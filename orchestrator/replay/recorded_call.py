@@ -96,6 +96,9 @@ class RecordedCall:
     apology_ms: float
     events: list[EventRow]
     duration_ms: float
+    setup_ms: float = 0.0
+    """When ``session.start`` came on the call's clock: the time the call took to set up
+    (its journal, its recorder) before its first event. The replay waits as long."""
 
 
 def recorded_call(trace: Trace) -> RecordedCall:
@@ -157,6 +160,7 @@ def recorded_call(trace: Trace) -> RecordedCall:
         from_number=payload.get("from_number"),
         to_number=payload.get("to_number"),
         consent=_consent(events),
+        setup_ms=max(0.0, float(start["t_ms"])),
         chain=[str(m) for m in payload.get("chain") or []],
         skipped={
             str(e["payload"].get("provider")): str(e["payload"].get("reason"))
