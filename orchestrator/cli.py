@@ -21,6 +21,7 @@ data folder; see ``switchboard.orchestrator.config`` for the environment.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
@@ -68,6 +69,28 @@ EPILOG = """environment:
 """
 
 
+class _CallerLines(argparse.Action):
+    """``--say`` and ``--wav`` append ``(kind, value)`` to one list, in the order typed."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        lines = [*(getattr(namespace, self.dest, None) or ()), (self.const, values)]
+        setattr(namespace, self.dest, lines)
+
+
+def version() -> str:
+    """The installed package's version (``switchboard --version``)."""
+    try:
+        return importlib.metadata.version("switchboard")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="switchboard",
@@ -75,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"switchboard {version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def data_dir_flag(p: argparse.ArgumentParser) -> None:
@@ -202,11 +226,19 @@ def build_parser() -> argparse.ArgumentParser:
         "agent announces the recording; default CA, an all-party-consent state; '' sends none)",
     )
     call.add_argument(
-        "--say", action="append", default=[], metavar="TEXT", help="a line to say (eSpeak NG voice)"
+        "--say",
+        dest="lines",
+        action=_CallerLines,
+        const="say",
+        default=[],
+        metavar="TEXT",
+        help="a line to say (eSpeak NG voice); --say and --wav lines are said in the order given",
     )
     call.add_argument(
         "--wav",
-        action="append",
+        dest="lines",
+        action=_CallerLines,
+        const="wav",
         default=[],
         type=Path,
         metavar="FILE",
@@ -393,7 +425,7 @@ def cmd_call(args: argparse.Namespace) -> int:
     api_key = (
         args.api_key or os.environ.get("SWITCHBOARD_API_KEY") or (creds.api_key if creds else None)
     )
-    lines = [CallerLine.say(text) for text in args.say] + [CallerLine.wav(p) for p in args.wav]
+    lines = [CallerLine.say(v) if kind == "say" else CallerLine.wav(v) for kind, v in args.lines]
     url = args.url or settings.base_url
     summary = trio.run(
         lambda: place_call(

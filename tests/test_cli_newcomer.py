@@ -1,0 +1,53 @@
+"""What a newcomer meets first on the command line (issue 15, point 5)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import wave
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from switchboard.orchestrator import caller, cli
+from switchboard.orchestrator.caller import CallerLine, CallSummary
+
+
+def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    expected = importlib.metadata.version("switchboard")
+    assert capsys.readouterr().out == f"switchboard {expected}\n"
+
+
+def test_call_says_its_lines_in_the_order_typed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--wav a --say b --wav c`` used to play both WAVs before any --say line."""
+    placed: list[list[CallerLine]] = []
+
+    async def place_call(url: str, lines: list[CallerLine], **kwargs: Any) -> CallSummary:
+        placed.append(lines)
+        return CallSummary(call_sid="CA1", session_id=None, greeting_latency_ms=None)
+
+    monkeypatch.setattr(caller, "place_call", place_call)
+    monkeypatch.setenv("SWITCHBOARD_DATA_DIR", str(tmp_path))
+    first, last = tmp_path / "first.wav", tmp_path / "last.wav"
+    for path, tone in ((first, 1000), (last, 2000)):
+        with wave.open(str(path), "wb") as out:  # 0.2 s of a distinct square tone each
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(8000)
+            period = 8000 // tone
+            out.writeframes(
+                b"".join(
+                    (8000 if (i // (period // 2)) % 2 else -8000).to_bytes(2, "little", signed=True)
+                    for i in range(1600)
+                )
+            )
+    argv = ["call", "--fast", "--auth-token", "t", "--wav", str(first), "--say", "hello there"]
+    argv += ["--wav", str(last)]
+    assert cli.main(argv) == 0
+    (lines,) = placed
+    assert lines == [CallerLine.wav(first), CallerLine.say("hello there"), CallerLine.wav(last)]
