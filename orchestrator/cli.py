@@ -21,6 +21,7 @@ data folder; see ``switchboard.orchestrator.config`` for the environment.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.metadata
 import json
 import os
@@ -305,7 +306,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except workers.WorkerStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except (OSError, BaseExceptionGroup) as exc:  # trio nests a failure to listen in groups
+        refused = _listen_error(exc)
+        if refused is None:
+            raise
+        where = f"{settings.host}:{settings.port}"
+        hint = "; is another server running there? pick another port with --port"
+        detail = refused.strerror or str(refused)
+        print(f"error: cannot listen on {where}: {detail}{hint}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _listen_error(exc: BaseException) -> OSError | None:
+    """The OSError that kept the server from listening (port in use, not allowed, no such
+    address), found inside ``exc``'s exception groups; None for anything else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return next(filter(None, map(_listen_error, exc.exceptions)), None)
+    if isinstance(exc, OSError) and exc.errno in _LISTEN_ERRNOS:
+        return exc
+    return None
+
+
+_LISTEN_ERRNOS = frozenset({errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL})
 
 
 def cmd_db(args: argparse.Namespace) -> int:

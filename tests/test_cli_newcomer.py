@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import socket
+import subprocess
+import sys
 import wave
 from pathlib import Path
 from typing import Any
@@ -51,3 +55,27 @@ def test_call_says_its_lines_in_the_order_typed(
     assert cli.main(argv) == 0
     (lines,) = placed
     assert lines == [CallerLine.wav(first), CallerLine.say("hello there"), CallerLine.wav(last)]
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(database_url: str, tmp_path: Path) -> None:
+    """It printed a 40-line exception group, exit 1 and no word of what to do."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "warning"}
+    with busy:
+        done = subprocess.run(
+            [sys.executable, "-m", "switchboard.orchestrator.cli", "serve", "--workers", "1"]
+            + ["--port", str(port), "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    assert errors == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use; is another server "
+        "running there? pick another port with --port"
+    ]
