@@ -66,8 +66,10 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(database_url: str, tmp_path:
     env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "warning"}
     with busy:
         done = subprocess.run(
-            [sys.executable, "-m", "switchboard.orchestrator.cli", "serve", "--workers", "1"]
-            + ["--port", str(port), "--data-dir", str(tmp_path)],
+            [
+                *(sys.executable, "-m", "switchboard.orchestrator.cli", "serve"),
+                *("--workers", "1", "--port", str(port), "--data-dir", str(tmp_path)),
+            ],
             capture_output=True,
             text=True,
             env=env,
