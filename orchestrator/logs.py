@@ -30,19 +30,42 @@ def configure(log_format: str = "json", level: str = "info", *, worker: int | No
         event.setdefault("worker", worker)
         return event
 
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        *([add_worker] if worker is not None else []),
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            *([add_worker] if worker is not None else []),
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
         # One write per line (print() writes the newline apart): the workers share stderr,
         # and two lines ended at the same moment came out as one.
         logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(level=max(level_no, logging.WARNING), stream=sys.stderr)
+    _route_stdlib_logging(shared, renderer, level_no)
+
+
+def _route_stdlib_logging(
+    shared: list[structlog.typing.Processor], renderer: structlog.typing.Processor, level: int
+) -> None:
+    """The standard library's loggers (hypercorn's, psycopg's, ...) write through the same
+    renderer: one format on stderr, JSON lines by default, with a ``logger`` key. Their
+    warnings and errors are kept; hypercorn's own start line ("Running on ...") too."""
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    handler.set_name(_HANDLER_NAME)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)  # configured again (tests, a worker): one handler only
+    root.addHandler(handler)
+    root.setLevel(max(level, logging.WARNING))
+    logging.getLogger("hypercorn.error").setLevel(level)
+
+
+_HANDLER_NAME = "switchboard"

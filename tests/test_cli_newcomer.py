@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import socket
 import subprocess
@@ -81,3 +82,26 @@ def test_serve_on_a_port_in_use_says_so_in_one_line(database_url: str, tmp_path:
         f"error: cannot listen on 127.0.0.1:{port}: Address already in use; is another server "
         "running there? pick another port with --port"
     ]
+
+
+def test_the_servers_own_log_lines_are_json_like_the_rest() -> None:
+    """hypercorn's and the standard library's lines were plain text between the JSON."""
+    script = (
+        "import logging, structlog\n"
+        "from switchboard.orchestrator import logs\n"
+        "logs.configure('json', 'info')\n"
+        "logging.getLogger('hypercorn.error').info('Running on http://127.0.0.1:8080')\n"
+        "logging.getLogger('psycopg.pool').warning('connection lost')\n"
+        "logging.getLogger('psycopg.pool').info('not shown below warning')\n"
+        "structlog.get_logger().info('call ended', turns=3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(line["event"], line.get("logger"), line["level"]) for line in lines] == [
+        ("Running on http://127.0.0.1:8080", "hypercorn.error", "info"),
+        ("connection lost", "psycopg.pool", "warning"),
+        ("call ended", None, "info"),
+    ]
+    assert all("timestamp" in line for line in lines)
