@@ -51,6 +51,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .asgi_ws import AsgiWebSocket, Receive, Scope, Send
 from .browser_routes import STREAM_PREFIX, browser_call
+from .call_routes import register_call_routes
 from .errors import StorageError
 from .http_limits import (
     MAX_BODY_BYTES,
@@ -118,6 +119,7 @@ def create_app(rt: Runtime) -> Any:
 
     register_recording_routes(app, rt)
     register_timeline_routes(app, rt)
+    register_call_routes(app, rt)
 
     @app.post("/v1/sessions")
     async def sessions() -> Any:
