@@ -87,6 +87,9 @@ class CallSummary:
     greeting: str | None = None
     events_unread: str | None = None
     """Why the call's events (and so its transcripts) could not be read, if they could not."""
+    failovers: list[str] = field(default_factory=list)
+    """What the caller lived through of the providers failing, one line each, in order
+    (:func:`failover_lines`)."""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -299,6 +302,33 @@ def match_turns(turns: list[Turn], events: list[dict[str, Any]]) -> str | None:
     return greeting
 
 
+def failover_lines(events: list[dict[str, Any]]) -> list[str]:
+    """The call's provider failures and what the runtime did, as lines for a person:
+    ``"turn 1: openai-realtime failed (stall: ...)"``, ``"turn 1: switched from
+    openai-realtime to gemini-live; the caller heard 2350 ms of silence"``, the
+    reconnects, and the give-up (apology, then a transfer or the end)."""
+    lines: list[str] = []
+    for event in events:
+        p = event.get("payload", {})
+        kind = event["type"]
+        if kind == "provider.failed":
+            lines.append(
+                f"turn {p.get('turn')}: {p.get('provider')} failed "
+                f"({p.get('kind')}: {p.get('detail')})"
+            )
+        elif kind == "failover.switch":
+            lines.append(
+                f"turn {p.get('turn')}: switched from {p.get('from')} to {p.get('to')}; "
+                f"the caller heard {p.get('gap_ms')} ms of silence"
+            )
+        elif kind == "failover.reconnect":
+            lines.append(f"turn {p.get('turn')}: reconnected to {p.get('provider')}")
+        elif kind == "failover.exhausted":
+            then = f"a transfer to {p['transfer_to']}" if p.get("transfer_to") else "the end"
+            lines.append(f"turn {p.get('turn')}: no provider left: the apology, then {then}")
+    return lines
+
+
 async def place_call(
     base_url: str,
     lines: list[CallerLine],
@@ -387,4 +417,5 @@ async def place_call(
             else:
                 summary.events_logged = len(events)
                 summary.greeting = match_turns(summary.turns, events)
+                summary.failovers = failover_lines(events)
     return summary

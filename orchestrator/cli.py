@@ -475,6 +475,8 @@ def cmd_call(args: argparse.Namespace) -> int:
         print(f"  turn {i}: said {turn.said!r}")
         print(f"          heard as {turn.caller!r}")
         print(f"          agent ({turn.response_latency_ms} ms): {turn.agent!r}")
+    for line in summary.failovers:
+        print(f"  failover: {line}")
     if summary.events_unread:
         print(f"  events not read: {summary.events_unread}", file=sys.stderr)
     else:

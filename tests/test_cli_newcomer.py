@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
+from provider_calls import place_call
 
 from switchboard.orchestrator import caller, cli
-from switchboard.orchestrator.caller import CallerLine, CallSummary
+from switchboard.orchestrator.agent_file import parse_agent_yaml
+from switchboard.orchestrator.caller import CallerLine, CallSummary, failover_lines
+from switchboard.testing import Fault, Script, Turn
 
 
 def test_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,3 +109,31 @@ def test_the_servers_own_log_lines_are_json_like_the_rest() -> None:
         ("call ended", None, "info"),
     ]
     assert all("timestamp" in line for line in lines)
+
+
+async def test_a_test_calls_summary_says_what_failed_and_what_the_caller_heard(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """`switchboard call` said nothing of failovers; the lines come from the call's events."""
+    agent = parse_agent_yaml(
+        "name: fo\ntenant: t\ngreeting: Hello.\ninstructions: Help.\nmode: openai-realtime\n"
+        "fallback: [gemini-live]\nintents: []\n"
+    )
+    call = await place_call(
+        agent,
+        Script(
+            turns=(Turn(say="We open at nine every weekday morning.", caller_text="hours?"),),
+            faults=(Fault("stall", turn=1, after_audio_ms=600),),
+        ),
+        Script(turns=(Turn(say="We open at nine.", caller_text="hours?"),)),
+        lines=("when are you open",),
+        speak_at=(3.0,),
+        hang_up_at=12.0,
+    )
+    events = [{"type": e.type, "payload": dict(e.payload)} for e in call.events()]
+    switch = next(e["payload"] for e in events if e["type"] == "failover.switch")
+    assert failover_lines(events) == [
+        "turn 0: openai-realtime failed (stall: no output for 1500 ms in the middle of a response)",
+        f"turn 0: switched from openai-realtime to gemini-live; the caller heard "
+        f"{switch['gap_ms']} ms of silence",
+    ]
