@@ -47,14 +47,14 @@ class ToolDelivery:
         event: ``tool:ack`` or ``tool:result``.
         timing: the event's timing fields, in ms from the ``tool:call``:
             ``after_ms`` (ack) or ``latency_ms`` and ``acked_after_ms`` (result).
-        to_provider: send the result to the live provider (it asked and waits).
-        follow_up: queued for the next gap instead (:meth:`ToolCalls.next_follow_up`).
+        to_provider: send the result to the live provider (it asked and waits); False:
+            it is queued for the next gap instead (:meth:`ToolCalls.next_follow_up`), or
+            is an acknowledgement nobody waits for.
     """
 
     event: str
     timing: dict[str, Any] = field(default_factory=dict)
     to_provider: bool = False
-    follow_up: bool = False
 
 
 class ToolCalls:
@@ -89,11 +89,7 @@ class ToolCalls:
         if asked_live and call.acked_s is None:
             return ToolDelivery("tool:result", timing, to_provider=True)
         self._follow_ups.append(self._follow_up(result))
-        return ToolDelivery("tool:result", timing, follow_up=True)
-
-    def running(self) -> bool:
-        """True while a tool call has no result yet."""
-        return bool(self._calls)
+        return ToolDelivery("tool:result", timing)
 
     def owed(self) -> bool:
         """True while a follow-up waits for a gap."""

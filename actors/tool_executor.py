@@ -117,8 +117,6 @@ class ToolExecutor:
         self._to_supervisor = to_supervisor
         self._events = events
         self._kit = kit
-        self._twilio = self._kit.twilio
-        self._http = self._kit.http
         self._tools = {t.name: t for t in ctx.agent.function_tools()}
         self._arguments = ArgumentChecker()
         self._in_flight: dict[tuple[str, str], str] = {}  # (name, arguments) -> call id
@@ -265,7 +263,7 @@ class ToolExecutor:
 
     def _cannot_redirect(self, call_sid: str | None) -> tuple[str, str] | None:
         """``(reason, detail)`` when no transfer of this call can be redirected, else None."""
-        if self._twilio is None:
+        if self._kit.twilio is None:
             return "no_credentials", (
                 "Twilio REST credentials are not configured "
                 "(TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN): the call cannot be redirected"
@@ -303,8 +301,8 @@ class ToolExecutor:
             reason, detail = impossible
             outcome = {"redirected": False, "reason": reason, "detail": detail}
         else:
-            assert self._twilio is not None and command.call_sid
-            outcome = await self._redirect(command.number, command.call_sid, self._twilio)
+            assert self._kit.twilio is not None and command.call_sid
+            outcome = await self._redirect(command.number, command.call_sid, self._kit.twilio)
         await self._events.emit("transfer", number=command.number, **outcome)
         if not outcome["redirected"]:
             failed = TransferFailed(command.number, outcome["reason"], outcome["detail"])
@@ -317,7 +315,7 @@ class ToolExecutor:
         twiml = VoiceResponse()
         twiml.dial(number)
         url = f"{twilio.api_base}/2010-04-01/Accounts/{twilio.account_sid}/Calls/{call_sid}.json"
-        client = self._http or httpx.AsyncClient()
+        client = self._kit.http or httpx.AsyncClient()
         try:
             with trio.fail_after(TOOL_TIMEOUT_S):
                 response = await client.post(
@@ -331,7 +329,7 @@ class ToolExecutor:
                 "detail": f"Twilio REST call failed: {exc!r}",
             }
         finally:
-            if self._http is None:
+            if self._kit.http is None:
                 await client.aclose()
         if response.is_success:
             return {"redirected": True, "detail": f"HTTP {response.status_code}"}

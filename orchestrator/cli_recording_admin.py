@@ -29,7 +29,13 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["MIN_RSA_BITS", "cmd_set_recording_key", "public_key_pem", "register"]
+__all__ = [
+    "MIN_RSA_BITS",
+    "cmd_set_recording_key",
+    "public_key_pem",
+    "register",
+    "subcommands_of",
+]
 
 MIN_RSA_BITS: Final = 2048
 MAX_PEM_BYTES: Final = 64 * 1024
@@ -67,13 +73,19 @@ def public_key_pem(path: Path) -> tuple[bytes, str]:
     return pem, hashlib.sha256(der).hexdigest()
 
 
+def subcommands_of(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The sub-commands of command ``name`` (``tenant``), for a module to add its own."""
+    parser = commands.choices[name]
+    return next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    )
+
+
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``set-recording-key`` under the ``tenant`` command of ``commands``."""
-    tenant = commands.choices["tenant"]
-    tenant_commands = next(
-        action for action in tenant._actions if isinstance(action, argparse._SubParsersAction)
-    )
-    command = tenant_commands.add_parser(
+    command = subcommands_of(commands, "tenant").add_parser(
         "set-recording-key",
         help="encrypt a tenant's recordings for its RSA public key (or --clear)",
         description=__doc__.split("\n\n")[2] if __doc__ else None,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..actors.tools.address_policy import parse_allow_entry
+from .cli_recording_admin import subcommands_of
 from .tenant_tools import rotate_webhook_secret, set_tool_allowlist, tool_settings
 
 if TYPE_CHECKING:
@@ -34,10 +35,7 @@ __all__ = ["cmd_allow", "cmd_webhook_secret", "register"]
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``webhook-secret`` and ``allow`` under the ``tenant`` command of ``commands``."""
-    tenant = commands.choices["tenant"]
-    tenant_commands = next(
-        action for action in tenant._actions if isinstance(action, argparse._SubParsersAction)
-    )
+    tenant_commands = subcommands_of(commands, "tenant")
     secret = tenant_commands.add_parser(
         "webhook-secret",
         help="print (or --rotate) the secret a tenant's webhook tools are signed with",

@@ -55,15 +55,10 @@ class SlowTool:
         return ToolOutcome(True, ANSWER)
 
 
-def texts(call: Call) -> list[str]:
-    return [e.payload["text"] for e in call.events("turn:agent")]
-
-
-async def test_a_five_second_tool_is_acknowledged_before_two_seconds_then_answered(
-    autojump_clock: trio.abc.Clock,
-) -> None:
-    tool = SlowTool(5.0)
-    call = await place_call(
+async def acknowledged_call(tool: SlowTool, *, hang_up_at: float, record: bool = False) -> Call:
+    """The caller asks where their order is at 3 s; the model calls ``check_order``
+    (``tool``), says it is checking once acknowledged, and the result when it comes."""
+    return await place_call(
         AGENT,
         Script(
             turns=(
@@ -78,9 +73,21 @@ async def test_a_five_second_tool_is_acknowledged_before_two_seconds_then_answer
         Script(),
         lines=(LINE,),
         speak_at=(3.0,),
-        hang_up_at=16.0,
+        hang_up_at=hang_up_at,
         tool_runners={"check_order": tool},
+        record=record,
     )
+
+
+def texts(call: Call) -> list[str]:
+    return [e.payload["text"] for e in call.events("turn:agent")]
+
+
+async def test_a_five_second_tool_is_acknowledged_before_two_seconds_then_answered(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    tool = SlowTool(5.0)
+    call = await acknowledged_call(tool, hang_up_at=16.0)
     (called,) = call.events("tool:call")
     (ack,) = call.events("tool:ack")
     (result,) = call.events("tool:result")
@@ -273,25 +280,7 @@ def test_a_call_with_an_acknowledged_tool_replays_event_for_event() -> None:
     at the recorded ``tool:result``; the follow-up comes in the same gap."""
 
     async def main() -> Call:
-        return await place_call(
-            AGENT,
-            Script(
-                turns=(
-                    Turn(
-                        tool=ToolStep("check_order", ORDER),
-                        then_say="Let me check that for you.",
-                        caller_text=LINE,
-                        follow_up="Your order A17 ships tomorrow.",
-                    ),
-                )
-            ),
-            Script(),
-            lines=(LINE,),
-            speak_at=(3.0,),
-            hang_up_at=14.0,
-            tool_runners={"check_order": SlowTool(5.0)},
-            record=True,
-        )
+        return await acknowledged_call(SlowTool(5.0), hang_up_at=14.0, record=True)
 
     trace = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0)).trace()
     assert [e["type"] for e in trace.events].count("tool:ack") == 1

@@ -19,6 +19,7 @@ from .edge_function import EdgeFunctionRunner
 from .invocation import ToolOutcome, ToolRunner
 from .kit import ToolKit
 from .python_tools import PythonToolRunner
+from .tool_http import not_configured
 from .webhook import WebhookRunner
 
 __all__ = ["runner_for"]
@@ -28,19 +29,12 @@ def runner_for(spec: ToolSpec, kit: ToolKit) -> ToolRunner | ToolOutcome:
     """The runner of ``spec``, or the ``not_configured`` outcome saying what is missing."""
     if spec.url is not None:
         if kit.web is None or kit.tenant is None:
-            return _not_configured(spec, "webhook tools are not set up on this server")
+            return not_configured(spec.name, "webhook tools are not set up on this server")
         return WebhookRunner(spec, kit.tenant, kit.web)
     if spec.function is not None:
         if kit.web is None or kit.tenant is None or kit.functions_base_url is None:
-            return _not_configured(spec, "FUNCTIONS_BASE_URL is not set on this server")
+            return not_configured(spec.name, "FUNCTIONS_BASE_URL is not set on this server")
         return EdgeFunctionRunner(spec, kit.tenant, kit.web, kit.functions_base_url)
     if spec.python is not None:
         return PythonToolRunner({spec.name: spec.python})
-    return _not_configured(spec, "it has no url, function or python entry point")
-
-
-def _not_configured(spec: ToolSpec, why: str) -> ToolOutcome:
-    return ToolOutcome.failed(
-        "not_configured",
-        f"{spec.name} cannot run here: {why}. Tell the caller you cannot do that right now.",
-    )
+    return not_configured(spec.name, "it has no url, function or python entry point")
