@@ -37,10 +37,14 @@ def list_calls(
     *,
     limit: int = 50,
     before: datetime | None = None,
+    before_id: UUID | None = None,
     agent: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The tenant's calls, newest first: at most ``limit`` (1..:data:`MAX_PAGE`), made
-    before ``before`` (the previous page's last ``created_at``), of agent ``agent``.
+    """The tenant's calls, newest first (then by id, descending): at most ``limit``
+    (1..:data:`MAX_PAGE`), after the position ``(before, before_id)`` in that order (the
+    previous page's last call; without ``before_id``, every call made before ``before``),
+    of agent ``agent``. Keyset paging: two calls made in the same microsecond are never
+    split or repeated across pages.
 
     Raises:
         ValueError: ``limit`` out of range.
@@ -49,7 +53,10 @@ def list_calls(
         raise ValueError(f"limit must be 1 to {MAX_PAGE}, got {limit}")
     where: list[str] = ["TRUE"]
     args: list[object] = []
-    if before is not None:
+    if before is not None and before_id is not None:
+        where.append("(s.created_at, s.id) < (%s, %s)")
+        args += [before, before_id]
+    elif before is not None:
         where.append("s.created_at < %s")
         args.append(before)
     if agent is not None:
@@ -57,7 +64,7 @@ def list_calls(
         args.append(agent)
     with db.tenant(tenant_id) as cur:
         cur.execute(
-            f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY s.created_at DESC, s.id LIMIT %s",
+            f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY s.created_at DESC, s.id DESC LIMIT %s",
             (*args, limit),
         )
         return [_call(row) for row in cur.fetchall()]

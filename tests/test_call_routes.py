@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
+import psycopg
 import pytest
 import trio
 
@@ -78,12 +79,37 @@ async def test_a_tenant_pages_through_its_calls_newest_first(served: Served) -> 
     assert first.status_code == 200
     page = first.json()
     assert [c["session_id"] for c in page["calls"]] == mine[:4]
-    assert page["next_before"] == page["calls"][-1]["created_at"]
+    last = page["calls"][-1]
+    assert page["next_before"] == f"{last['created_at']}~{last['session_id']}"
     second = (await served.get("/v1/calls", "bakery", limit=4, before=page["next_before"])).json()
     assert [c["session_id"] for c in second["calls"]] == mine[4:]
     assert second["next_before"] is None  # the last page
     orders = (await served.get("/v1/calls", "bakery", agent="orders")).json()["calls"]
     assert {c["agent"]["name"] for c in orders} == {"orders"} and len(orders) == 3
+
+
+async def test_calls_made_in_the_same_microsecond_are_neither_lost_nor_repeated_across_pages(
+    served: Served, database_url: str
+) -> None:
+    same = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE voice_sessions SET created_at = %s WHERE id = ANY(%s)",
+            (same, served.calls["florist"]),
+        )
+    seen: list[str] = []
+    before: str | None = None
+    for _ in range(4):
+        params: dict[str, Any] = {"limit": 1} | ({"before": before} if before else {})
+        page = (await served.get("/v1/calls", "florist", **params)).json()
+        seen += [c["session_id"] for c in page["calls"]]
+        before = page["next_before"]
+        if before is None:
+            break
+    assert sorted(seen) == sorted(str(s) for s in served.calls["florist"])
+    assert len(seen) == len(set(seen)) == 3
+    every = (await served.get("/v1/calls", "florist", before=same.isoformat())).json()
+    assert every["calls"] == []  # a bare time: the calls made strictly before it
 
 
 async def test_a_call_reads_with_its_summary_and_another_tenants_is_not_found(
@@ -113,6 +139,7 @@ async def test_a_call_reads_with_its_summary_and_another_tenants_is_not_found(
         ("/v1/calls", {"limit": "many"}, 400, "limit must be a whole number from 1 to 200"),
         ("/v1/calls", {"before": "yesterday"}, 400, "before must be an ISO 8601 time"),
         ("/v1/calls", {"before": "2026-01-01T00:00:00"}, 400, "before must carry its time zone"),
+        ("/v1/calls", {"before": "2026-01-01T00:00:00+00:00~nope"}, 400, "before must be an ISO"),
         ("/v1/calls/not-a-uuid", {}, 400, "session_id must be a UUID"),
         (f"/v1/calls/{uuid4()}", {}, 404, "no such call"),
     ],
