@@ -447,8 +447,8 @@ class Supervisor:
 
     async def _first_audio(self, response_id: str, generation: int) -> None:
         """A response's first chunk (once per response, never per frame): the instance has
-        answered (its health is good), and ``response.audio`` says when the caller starts
-        hearing it (``plays_at_ms``, on the call's clock: after the audio queued before it)."""
+        answered (its health is good), and ``response.audio`` marks when the runtime had the
+        answer's first audio to send (the end of response latency)."""
         self._audible = response_id
         if self._answered_by != generation:
             self._answered_by = generation
@@ -456,13 +456,8 @@ class Supervisor:
         if response_id in self._sounded:
             return
         self._sounded.add(response_id)
-        plays_at_s = max(trio.current_time(), self._playout_end_s)
-        await self._emit(
-            "response.audio",
-            response_id=response_id,
-            greeting=response_id in self._greetings,
-            plays_at_ms=round((plays_at_s - self.ctx.t0) * 1e3, 1),
-        )
+        greeting = response_id in self._greetings
+        await self._emit("response.audio", response_id=response_id, greeting=greeting)
 
     async def _play(self, chunk: AudioChunk, response_id: str) -> None:
         now = trio.current_time()

@@ -17,10 +17,12 @@ the agent does not have) and ``error`` a tool error kind of
 
 Response latency is measured from when the runtime learned the caller had
 finished (``speech.stopped``; ``turn:user`` for a provider without
-end-of-speech events, or a typed line) to when the first audio of the next
-answer starts playing (``response.audio``'s ``plays_at_ms``), as the replay
-timeline does; greeting latency from the call's start (its clock's zero) to
-the greeting's first audio.
+end-of-speech events, or a typed line) to when the runtime had the first
+audio of the next answer to send (``response.audio``), as the replay timeline
+measures it; greeting latency from the call's start (its clock's zero) to the
+greeting's first audio. Both leave out the network and the caller's jitter
+buffer; the supervisor's playout clock is not used (a client that plays
+faster than real time, like ``switchboard call``, would skew it).
 """
 
 from __future__ import annotations
@@ -238,13 +240,12 @@ class CallObserver:
             self._stopped_ms = t_ms
 
     def _response_audio(self, t_ms: float, p: Mapping[str, Any]) -> None:
-        plays_at_ms = float(p.get("plays_at_ms") or t_ms)
         if p.get("greeting"):
             if not self._greeted:
                 self._greeted = True
-                self._metrics.greeting_latency.labels(self._provider).observe(plays_at_ms / 1e3)
+                self._metrics.greeting_latency.labels(self._provider).observe(t_ms / 1e3)
         elif self._stopped_ms is not None:
-            wait_s = max(0.0, plays_at_ms - self._stopped_ms) / 1e3
+            wait_s = max(0.0, t_ms - self._stopped_ms) / 1e3
             self._metrics.response_latency.labels(self._provider).observe(wait_s)
             self._stopped_ms = None
 

@@ -18,10 +18,11 @@ Calls (counted by each call's observer, :mod:`.call_metrics`):
   ``idle``, ``transport_failed``, ``crashed``, ``other``.
 - ``switchboard_response_latency_seconds{mode}``: histogram, the caller
   finished speaking (``speech.stopped``, or the transcript for a provider
-  without end-of-speech events) -> the answer's first audio starts playing
-  (``response.audio``); ``mode`` is the provider that answered.
+  without end-of-speech events, or a typed line) -> the runtime has the
+  answer's first audio to send (``response.audio``); ``mode`` is the provider
+  that answered.
 - ``switchboard_greeting_latency_seconds{mode}``: histogram, call start -> the
-  greeting's first audio starts playing.
+  greeting's first audio.
 - ``switchboard_tool_latency_seconds{kind}``: histogram, ``tool:call`` ->
   ``tool:result``; ``kind`` is the tool's kind (``builtin``, ``webhook``,
   ``function``, ``python``, ``unknown`` for a name the agent lacks).
