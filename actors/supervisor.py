@@ -357,9 +357,11 @@ class Supervisor:
             response_id = _tag(message.response_id, generation)
             if response_id in self._truncated:
                 return  # the caller interrupted it: never play the rest
-            if self._audible != response_id:
-                await self._first_audio(response_id, generation)
-            await self._play(message.chunk, response_id)
+            first = self._audible != response_id and self._first_audio(response_id, generation)
+            await self._play(message.chunk, response_id)  # a switch is logged before it
+            if first:
+                greeting = response_id in self._greetings
+                await self._emit("response.audio", response_id=response_id, greeting=greeting)
             # Providers send audio faster than real time: the caller is covered until
             # the audio sent so far has played, and a gap is counted from there.
             await self._feed(OutputProduced(max(now, self._playout_end_s)))
@@ -445,19 +447,19 @@ class Supervisor:
                 )
             )
 
-    async def _first_audio(self, response_id: str, generation: int) -> None:
-        """A response's first chunk (once per response, never per frame): the instance has
-        answered (its health is good), and ``response.audio`` marks when the runtime had the
-        answer's first audio to send (the end of response latency)."""
+    def _first_audio(self, response_id: str, generation: int) -> bool:
+        """A response's audio begins (once per response, never per frame): the instance has
+        answered (its health is good). True the first time: then ``response.audio`` is
+        logged, when the runtime has the answer's first audio to send (the end of
+        response latency)."""
         self._audible = response_id
         if self._answered_by != generation:
             self._answered_by = generation
             self._health.record_success(self._chain[self._policy.link])
         if response_id in self._sounded:
-            return
+            return False
         self._sounded.add(response_id)
-        greeting = response_id in self._greetings
-        await self._emit("response.audio", response_id=response_id, greeting=greeting)
+        return True
 
     async def _play(self, chunk: AudioChunk, response_id: str) -> None:
         now = trio.current_time()
