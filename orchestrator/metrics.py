@@ -54,7 +54,7 @@ Server:
 - ``switchboard_calls_refused_total{door, reason}``: counter, calls refused
   before they started (door ``twilio.incoming``, ``browser.voice``,
   ``browser.stream``, ``realtime``; reason ``capacity``, ``local_capacity``,
-  ``draining``).
+  ``draining``, ``database_unavailable``).
 - ``switchboard_call_capacity{kind}``: gauge, the calls the server admits at
   most, ``kind="all"`` for every call and ``kind="local"`` for calls whose
   first provider is ``local``.
