@@ -198,9 +198,14 @@ class CallObserver:
         self._ended = False
 
     def on_logged(self, row: EventRow) -> None:
+        """Observe one event. A bug here is logged and the event skipped: it runs in the
+        event logger's task, which must never lose an event for a metric."""
         handle = _HANDLERS.get(row.type)
         if handle is not None:
-            handle(self, row.t_ms, row.payload)
+            try:
+                handle(self, row.t_ms, row.payload)
+            except Exception:
+                log.exception("call metrics: event not observed", type=row.type, seq=row.seq)
 
     def on_written(self, rows: Sequence[EventRow]) -> None:
         """A batch is committed: the oldest row's wait (numbered -> committed)."""

@@ -184,3 +184,18 @@ def test_spool_depth_counts_journals_no_live_call_holds(tmp_path: Path) -> None:
     finally:
         live.close(keep=False)
     assert waiting_journals(tmp_path) == 1
+
+
+def test_a_failing_metric_costs_a_log_line_never_the_event_logger() -> None:
+    call = Call()
+
+    class Broken:
+        def labels(self, *values: str) -> None:
+            raise ValueError("a bug in a metric")
+
+    call.observer._metrics.tool_latency = Broken()  # type: ignore[assignment]
+    with structlog.testing.capture_logs() as logs:
+        call.at(5, "tool:result", name="check_order", ok=True, latency_ms=10.0)  # no raise
+        call.at(6, "session.start", provider="local", chain=["local"])
+    assert [e["event"] for e in logs] == ["call metrics: event not observed"]
+    assert call.value("switchboard_calls_started_total", door="realtime", mode="local") == 1
