@@ -273,6 +273,10 @@ class CallObserver:
         provider = bounded_mode(p.get("provider"))
         self._failover.observe("provider.skipped", {"provider": provider, "reason": reason})
 
+    def _provider_bad_message(self, t_ms: float, p: Mapping[str, Any]) -> None:
+        provider = bounded_mode(p.get("provider"))  # the adapter logs it
+        self._failover.observe("provider.bad_message", {"provider": provider})
+
     def _failover_switch(self, t_ms: float, p: Mapping[str, Any]) -> None:
         self._provider = bounded_mode(p.get("to"))
         self._vad = False  # the next provider says afresh whether it reports end of speech
@@ -333,6 +337,7 @@ _HANDLERS: Final = {
     "provider.ready": CallObserver._provider_ready,
     "provider.failed": CallObserver._provider_failed,
     "provider.skipped": CallObserver._provider_skipped,
+    "provider.bad_message": CallObserver._provider_bad_message,
     "failover.switch": CallObserver._failover_switch,
     "failover.reconnect": CallObserver._failover_reconnect,
     "failover.suppressed": CallObserver._failover_suppressed,

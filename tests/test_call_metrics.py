@@ -159,6 +159,8 @@ def test_a_skipped_provider_is_counted_with_a_bounded_reason() -> None:
     call.at(3, "provider.skipped", provider="typo-mode", reason="unknown provider mode 'typo-mode'")
     assert call.failover.count("provider.skipped", "gemini-live", "not_configured") == 1
     assert call.failover.count("provider.skipped", "other", "unknown_mode") == 1
+    call.at(4, "provider.bad_message", provider="gemini-live", detail="not JSON")
+    assert call.failover.count("provider.bad_message", "gemini-live") == 1
 
 
 def test_write_lag_is_the_oldest_rows_wait() -> None:

@@ -6,7 +6,8 @@ counts each event the supervisor logs for failover: ``provider.failed``
 to), ``failover.suppressed`` (detail: the reason), ``failover.reconnect`` and
 ``failover.exhausted`` (no detail), and ``provider.skipped`` (a link of the
 chain that cannot run here; detail: ``unknown_mode``, ``not_built``,
-``not_configured``, counted by the call's observer, see
+``not_configured``) and ``provider.bad_message`` (a message the adapter could
+not read; no detail), these two counted by the call's observer (see
 :mod:`switchboard.orchestrator.call_metrics`). ``provider`` is the failed (or
 switched from, or skipped) provider.
 
@@ -34,6 +35,7 @@ COUNTED: Final = {
     "failover.reconnect": "",
     "failover.exhausted": "",
     "provider.skipped": "reason",
+    "provider.bad_message": "",
 }
 """Event type -> the payload key that labels it (besides the provider)."""
 
