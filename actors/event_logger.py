@@ -34,6 +34,9 @@ log = structlog.get_logger("switchboard.event_logger")
 WriteBatch = Callable[[Sequence[EventRow]], None]
 OnLogged = Callable[[EventRow], None]
 """Called with each event as soon as it is numbered, in the logger's task; must not block."""
+OnWritten = Callable[[Sequence[EventRow]], None]
+"""Called with each batch once PostgreSQL has committed it, in the logger's task; must
+not block (the server's database write lag is measured there)."""
 OnUnwritten = Callable[[Sequence[EventRow]], None]
 """Called once, at the end, with the events the database never took (none: not called)."""
 RunSync = Callable[..., Awaitable[Any]]
@@ -53,6 +56,7 @@ class EventLogger:
         final_attempts: int = 3,
         on_logged: OnLogged | None = None,
         on_unwritten: OnUnwritten | None = None,
+        on_written: OnWritten | None = None,
         run_sync: RunSync | None = None,
     ) -> None:
         self.ctx = ctx
@@ -64,6 +68,7 @@ class EventLogger:
         self._final_attempts = final_attempts
         self._on_logged = on_logged
         self._on_unwritten = on_unwritten
+        self._on_written = on_written
         self._pending: list[EventRow] = []
         self._seq = 0
         self._closed = False
@@ -140,6 +145,8 @@ class EventLogger:
             return False
         del self._pending[: len(batch)]
         self.written += len(batch)
+        if self._on_written is not None:
+            self._on_written(batch)
         return True
 
     async def _final_flush(self) -> None:

@@ -178,6 +178,8 @@ class Supervisor:
         self._tool_calls = ToolCalls(ctx.agent)
         self._gave_up = False
         self._answered_by: int | None = None  # the instance whose first output was recorded
+        self._audible: str | None = None  # the response whose audio was played last
+        self._sounded: set[str] = set()  # responses whose first audio was logged
         self._utterance_closed = False  # SpeechStopped seen for the caller's current turn
         self._greetings: set[str] = set()
         self._consent = ConsentReport(ctx.consent)  # the recording.consent event, once
@@ -297,12 +299,12 @@ class Supervisor:
         slot = self._slot
         if slot is None or not slot.is_current(generation) or self._gave_up:
             return False
-        if self._answered_by != generation or self._switched is not None:
-            return False  # the first audio of an instance is recorded, a switch logged
+        response_id = _tag(message.response_id, generation)
+        if self._audible != response_id or self._switched is not None:
+            return False  # a response's first audio is logged (response.audio), a switch too
         out = self._to_transport.statistics()
         if self._transport_closed or out.current_buffer_used >= out.max_buffer_size:
             return False
-        response_id = _tag(message.response_id, generation)
         if response_id not in self._truncated:
             now = trio.current_time()
             self._to_transport.send_nowait(self._schedule(message.chunk, response_id, now))
@@ -355,10 +357,11 @@ class Supervisor:
             response_id = _tag(message.response_id, generation)
             if response_id in self._truncated:
                 return  # the caller interrupted it: never play the rest
-            if self._answered_by != generation:
-                self._answered_by = generation
-                self._health.record_success(self._chain[self._policy.link])
-            await self._play(message.chunk, response_id)
+            first = self._audible != response_id and self._first_audio(response_id, generation)
+            await self._play(message.chunk, response_id)  # a switch is logged before it
+            if first:
+                greeting = response_id in self._greetings
+                await self._emit("response.audio", response_id=response_id, greeting=greeting)
             # Providers send audio faster than real time: the caller is covered until
             # the audio sent so far has played, and a gap is counted from there.
             await self._feed(OutputProduced(max(now, self._playout_end_s)))
@@ -443,6 +446,20 @@ class Supervisor:
                     now, message.kind, message.detail, generation, cooling_down=self._cooling()
                 )
             )
+
+    def _first_audio(self, response_id: str, generation: int) -> bool:
+        """A response's audio begins (once per response, never per frame): the instance has
+        answered (its health is good). True the first time: then ``response.audio`` is
+        logged, when the runtime has the answer's first audio to send (the end of
+        response latency)."""
+        self._audible = response_id
+        if self._answered_by != generation:
+            self._answered_by = generation
+            self._health.record_success(self._chain[self._policy.link])
+        if response_id in self._sounded:
+            return False
+        self._sounded.add(response_id)
+        return True
 
     async def _play(self, chunk: AudioChunk, response_id: str) -> None:
         now = trio.current_time()

@@ -137,7 +137,7 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, door: str, session_id: str |
         )
 
     with feed:
-        await run_call(ctx, make_transport, rt.resources, on_logged=feed.on_logged)
+        await run_call(ctx, make_transport, rt.resources, on_logged=feed.on_logged, door=door)
 
 
 class PageFeed:

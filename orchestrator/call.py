@@ -61,6 +61,7 @@ from switchboard.actors.tools.invocation import KnowledgeSearch
 from switchboard.actors.tools.kit import ToolKit
 
 from .agent_versions import spec_version
+from .call_metrics import CallMetrics, CallObserver, door_of
 from .journal import CallEnd, CallJournal
 from .recording import CallRecorder, Recordings
 from .store import EventRow, Store
@@ -144,6 +145,8 @@ class CallResources:
     connect: WebSocketConnector = connect_websocket
     health: ProviderHealth = field(default_factory=lambda: ProviderHealth(trio.current_time))
     metrics: FailoverMetrics = field(default_factory=FailoverMetrics)
+    call_metrics: CallMetrics = field(default_factory=CallMetrics)
+    """The calls' metrics (:mod:`.call_metrics`); the server's are in its registry."""
     kept_versions: set[tuple[UUID, UUID, str]] = field(default_factory=set)
     """The agent versions (tenant, agent, version) this process has made sure are stored."""
     recordings: Recordings | None = None
@@ -208,6 +211,7 @@ async def run_call(
     res: CallResources,
     *,
     on_logged: OnLogged | None = None,
+    door: str | None = None,
 ) -> CallReport:
     """Run one call to its end; return the supervisor's report.
 
@@ -216,7 +220,9 @@ async def run_call(
     call_logs row; what PostgreSQL did not take is in the call's journal in
     ``res.spool_dir`` (:mod:`.journal`), which the spool drainer writes later.
     ``on_logged`` sees each event as it is numbered, before it is written (the
-    browser page's feed: the database is not on that path).
+    browser page's feed: the database is not on that path). ``door`` labels the
+    call's metrics (``twilio.stream``, ``browser.voice``, ``browser.stream``,
+    ``realtime``); None: guessed from ``ctx`` (:func:`.call_metrics.door_of`).
     """
     structlog.contextvars.bind_contextvars(
         session_id=str(ctx.session_id), tenant_id=str(ctx.tenant_id), call_sid=ctx.call_sid
@@ -225,7 +231,11 @@ async def run_call(
         http = res.http
         if http is None:
             http = await stack.enter_async_context(httpx.AsyncClient())
-        return await _run_call(ctx, make_transport, res, http, on_logged)
+        observer = CallObserver(ctx, door or door_of(ctx), res.call_metrics, res.metrics)
+        try:
+            return await _run_call(ctx, make_transport, res, http, on_logged, observer)
+        finally:
+            observer.close()
 
 
 def open_journal(folder: Path | None, ctx: CallContext, started_at: datetime) -> CallJournal | None:
@@ -240,18 +250,17 @@ def open_journal(folder: Path | None, ctx: CallContext, started_at: datetime) ->
         return None
 
 
-def _tee(journal: CallJournal | None, on_logged: OnLogged | None) -> OnLogged | None:
-    if journal is None:
-        return on_logged
-    if on_logged is None:
-        return journal.append
-    append, show = journal.append, on_logged
+def _tee(journal: CallJournal | None, *watchers: OnLogged | None) -> OnLogged | None:
+    """The journal's append first (the write-ahead copy), then each watcher."""
+    calls = [f for f in (None if journal is None else journal.append, *watchers) if f is not None]
+    if len(calls) <= 1:
+        return calls[0] if calls else None
 
-    def both(row: EventRow) -> None:
-        append(row)
-        show(row)
+    def each(row: EventRow) -> None:
+        for call in calls:
+            call(row)
 
-    return both
+    return each
 
 
 def _lost(rows: Sequence[EventRow]) -> None:
@@ -347,6 +356,7 @@ async def _run_call(
     res: CallResources,
     http: httpx.AsyncClient,
     on_logged: OnLogged | None,
+    observer: CallObserver,
 ) -> CallReport:
     started_at = datetime.now(UTC)
     events_send, events_receive = trio.open_memory_channel[CallEvent](EVENT_CHANNEL_SIZE)
@@ -360,8 +370,9 @@ async def _run_call(
         ctx,
         inbox=events_receive,
         write_batch=partial(res.store.append_events, ctx.tenant_id, ctx.session_id),
-        on_logged=_tee(journal, on_logged),
+        on_logged=_tee(journal, on_logged, observer.on_logged),
         on_unwritten=None if journal is not None else _lost,
+        on_written=observer.on_written,
         run_sync=res.run_sync,
     )
     chain, make_provider, skipped = provider_chain(ctx, res, http)

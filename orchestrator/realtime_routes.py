@@ -300,4 +300,4 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, admission: RealtimeAdmission
         )
 
     log.info("realtime call admitted", session_id=str(session_id), via=admission.via)
-    await run_call(ctx, make_transport, rt.resources)
+    await run_call(ctx, make_transport, rt.resources, door=DOOR)

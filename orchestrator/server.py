@@ -192,7 +192,9 @@ def hypercorn_config(bind: str) -> HypercornConfig:
 
 
 def call_resources(settings: Settings, store: Store, metrics: ServerMetrics) -> CallResources:
-    """What this process's calls share (the failover counters are ``metrics``')."""
+    """What this process's calls share (the failover counters and call metrics are
+    ``metrics``'; it also serves the spool's depth)."""
+    metrics.watch_spool(settings.data_dir / "spool")
     return CallResources(
         store=store,
         assets=AssetRegistry(SpeechWorkers(settings.speech_workers_per_process)),
@@ -208,6 +210,7 @@ def call_resources(settings: Settings, store: Store, metrics: ServerMetrics) -> 
             else None
         ),
         metrics=metrics.failover,
+        call_metrics=metrics.calls,
         recordings=open_recordings(settings),
         web=GuardedHttp(),
         functions_base_url=settings.functions_base_url,

@@ -304,7 +304,7 @@ async def _run_stream(
             playout_lead_ms=rt.settings.playout_lead_ms,
         )
 
-    await run_call(ctx, make_transport, rt.resources)
+    await run_call(ctx, make_transport, rt.resources, door=STREAM)
 
 
 async def _read_start(ws: AsgiWebSocket) -> tuple[str | bytes, wire.StartAdmission] | None:

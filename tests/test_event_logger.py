@@ -46,6 +46,7 @@ async def log_events(
     db: FlakyDatabase,
     n: int,
     on_unwritten: Callable[[Sequence[EventRow]], None] | None = None,
+    on_written: Callable[[Sequence[EventRow]], None] | None = None,
     **kw: float,
 ) -> EventLogger:
     ctx = context()
@@ -55,6 +56,7 @@ async def log_events(
         inbox=receive,
         write_batch=db.write,
         on_unwritten=on_unwritten,
+        on_written=on_written,
         **kw,  # type: ignore[arg-type]
     )
     async with trio.open_nursery() as nursery:
@@ -111,3 +113,15 @@ async def test_a_slow_database_never_blocks_the_senders() -> None:
         assert logger.last_seq == 500
         release.set()
         await send.aclose()
+
+
+async def test_each_committed_batch_is_reported_once_and_a_failed_one_never(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    db = FlakyDatabase(failures=2)
+    committed: list[list[int]] = []
+    await log_events(
+        db, 30, on_written=lambda rows: committed.append([r.seq for r in rows]), batch_max=10
+    )
+    assert sorted(s for batch in committed for s in batch) == list(range(1, 31))
+    assert all(len(batch) <= 10 for batch in committed)

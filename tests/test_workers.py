@@ -249,7 +249,9 @@ async def test_metrics_from_any_worker_sum_both_workers(database_url: str, tmp_p
         multi_worker_server(database_url, tmp_path, *flags) as server,
         AsyncExitStack() as stack,
     ):
-        _, refused = await one_call_per_worker(server, stack)
+        calls, refused = await one_call_per_worker(server, stack)
+        for ws in calls.values():  # the client's first event starts the call
+            await ws.send_message(json.dumps({"type": "session.update", "session": {}}))
         for _ in range(3):  # both workers are full now
             with pytest.raises(trio_websocket.ConnectionRejected) as caught:
                 await stack.enter_async_context(realtime_call(server))
@@ -264,6 +266,34 @@ async def test_metrics_from_any_worker_sum_both_workers(database_url: str, tmp_p
             assert metric(text, sample) == refused
         for response in (await server.per_worker("/ready")).values():
             assert (response.status_code, response.json()) == (503, {"status": "full"})
+        # The calls' own figures add up over both workers too: one call running on each.
+        realtime = '{door="realtime",mode="local"}'
+        await metrics_reach(server, f"switchboard_calls_started_total{realtime}", 2)
+        await metrics_reach(server, f"switchboard_calls_active{realtime}", 2)
+        await stack.aclose()  # both callers hang up
+        ended = (
+            'switchboard_calls_ended_total{door="realtime",mode="local",reason="caller_hung_up"}'
+        )
+        await metrics_reach(server, ended, 2)
+        await metrics_reach(server, f"switchboard_calls_active{realtime}", 0)
+
+
+async def metrics_reach(server: Server, sample: str, value: float) -> None:
+    """Wait until every worker's ``/metrics`` gives ``sample`` the value ``value``."""
+    seen: dict[int, float | None] = {}
+    with trio.move_on_after(30):
+        while True:
+            for worker, response in (await server.per_worker("/metrics")).items():
+                found = [
+                    float(line.rsplit(" ", 1)[1])
+                    for line in response.text.splitlines()
+                    if line.startswith(sample + " ")
+                ]
+                seen[worker] = found[0] if found else None
+            if set(seen.values()) == {value}:
+                return
+            await trio.sleep(0.2)
+    raise AssertionError(f"{sample}: {seen}, not {value} on every worker")
 
 
 async def test_a_killed_worker_is_replaced(database_url: str, tmp_path: Path) -> None:

@@ -4,8 +4,12 @@ One counter, ``switchboard_failover_events_total{event, provider, detail}``,
 counts each event the supervisor logs for failover: ``provider.failed``
 (detail: the failure kind), ``failover.switch`` (detail: the provider switched
 to), ``failover.suppressed`` (detail: the reason), ``failover.reconnect`` and
-``failover.exhausted`` (no detail). ``provider`` is the failed (or switched
-from) provider.
+``failover.exhausted`` (no detail), and ``provider.skipped`` (a link of the
+chain that cannot run here; detail: ``unknown_mode``, ``not_built``,
+``not_configured``) and ``provider.bad_message`` (a message the adapter could
+not read; no detail), these two counted by the call's observer (see
+:mod:`switchboard.orchestrator.call_metrics`). ``provider`` is the failed (or
+switched from, or skipped) provider.
 
 The counter lives in a :class:`prometheus_client.CollectorRegistry` given to
 the constructor (the server's, which also serves its own call metrics), or in
@@ -30,6 +34,8 @@ COUNTED: Final = {
     "failover.suppressed": "reason",
     "failover.reconnect": "",
     "failover.exhausted": "",
+    "provider.skipped": "reason",
+    "provider.bad_message": "",
 }
 """Event type -> the payload key that labels it (besides the provider)."""
 
