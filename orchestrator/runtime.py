@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .admission import Admission
@@ -39,6 +40,11 @@ class Runtime:
     recording_access: RecordingAccess | None = None
     """The recording store and the opener playback uses; None: made from ``settings`` on
     first use (:func:`.recording_routes.access_of`)."""
+    configured_chain: Callable[[], tuple[str, ...] | None] = lambda: None
+    """The fallback chain the runtime configuration sets for new calls, read once when a
+    call starts (None: each agent's own chain). A call in flight keeps the chain it began
+    with. Replaced by the live configuration (``PUT /config``, the runtime YAML file) and
+    by ``serve --mode``; :mod:`.call_chain` weighs it against the session's own mode."""
     active_calls: int = 0
     """Call WebSockets open now (phone and browser), refused ones included until they close."""
 
