@@ -88,6 +88,22 @@ class ProcessTree:
         return sum(_fds(pid) for pid in self.members())
 
 
+class ProcessTrees:
+    """Several trees measured as one (a fleet: its instances and its balancer)."""
+
+    def __init__(self, trees: Iterable[ProcessTree]) -> None:
+        self.trees = list(trees)
+
+    def cpu_s(self) -> float:
+        return sum(t.cpu_s() for t in self.trees)
+
+    def rss_mib(self) -> float:
+        return sum(t.rss_mib() for t in self.trees)
+
+    def fds(self) -> int:
+        return sum(t.fds() for t in self.trees)
+
+
 def postmaster_pid(pgdata: Path) -> int | None:
     """The PostgreSQL server's PID from ``postmaster.pid`` (its first line)."""
     try:
@@ -99,7 +115,7 @@ def postmaster_pid(pgdata: Path) -> int | None:
 class PeakRss:
     """Samples a tree's RSS every ``interval_s`` in a thread; ``peak_mib`` is the largest seen."""
 
-    def __init__(self, tree: ProcessTree, interval_s: float = 0.5) -> None:
+    def __init__(self, tree: ProcessTree | ProcessTrees, interval_s: float = 0.5) -> None:
         self.tree = tree
         self.interval_s = interval_s
         self.peak_mib = 0.0

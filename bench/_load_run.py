@@ -18,6 +18,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,9 +29,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from _load_procs import PeakRss, ProcessTree, postmaster_pid
+from _load_procs import PeakRss, ProcessTree, ProcessTrees, postmaster_pid
 
 BENCH = Path(__file__).resolve().parent
+HAPROXY_CFG = BENCH.parent / "deploy" / "haproxy.cfg"
+FLEET = ("fleet-a", "fleet-b", "haproxy")
+"""The fleet target's processes: two instances behind deploy/haproxy.cfg."""
 AUTH_TOKEN = "load-bench-token"
 NUMBER = "+15005550006"  # the example agent's number
 SETTLE_S = 5.0
@@ -63,9 +67,16 @@ class Rig:
     """Everything a run needs; a context manager that stops what it started."""
 
     def __init__(
-        self, mode: str, workers: int | None, server_args: list[str], pipecat: str | None = None
+        self,
+        mode: str,
+        workers: int | None,
+        server_args: list[str],
+        pipecat: str | None = None,
+        *,
+        fleet: bool = False,
     ) -> None:
         self.mode = mode  # "relay" or "local"
+        self.fleet = fleet  # a "fleet" target: two instances behind HAProxy
         self.pipecat = pipecat  # the interpreter for the Pipecat column, or None
         self.extra_targets: list[str] = []
         self.workers = workers
@@ -141,23 +152,52 @@ class Rig:
             "PUBLIC_URL": base,
             "OPENAI_REALTIME_URL": upstream,
         }
-        argv = [py, "-m", "switchboard.orchestrator.cli", "serve", "--port", str(port)]
-        argv += ["--data-dir", str(self.tmp / "serve")]
-        argv += ["--mode", "openai-realtime" if self.mode == "relay" else "local"]
-        if self.workers is not None:
-            argv += ["--workers", str(self.workers)]
-        self._spawn("switchboard", argv + self.server_args, env)
-        self.urls["switchboard"] = base
-        try:
-            wait_http(base + "/health", 180, self.procs["switchboard"])
-        except RuntimeError as exc:
-            tail = (self.tmp / "switchboard.log").read_text(errors="replace")[-600:]
-            raise RuntimeError(f"{exc}; its output ends with:\n{tail}") from None
+        self._serve("switchboard", port, env)
+        if self.fleet:
+            self._start_fleet(env)
         wait_http(self.urls["echo"] + "/stats", 30, self.procs["echo"])
         if self.mode == "relay":
             self._apply_bench_agent()
-        creds = json.loads((self.tmp / "serve" / "dev-credentials.json").read_text())
+        creds = json.loads(
+            (self.tmp / "serve" / "switchboard" / "dev-credentials.json").read_text()
+        )
         self.api_key: str = creds["api_key"]
+
+    def _serve(self, name: str, port: int, env: dict[str, str]) -> None:
+        """``switchboard serve`` as ``name`` on ``port``; returns once /health answers."""
+        base = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, "-m", "switchboard.orchestrator.cli", "serve"]
+        argv += ["--port", str(port), "--data-dir", str(self.tmp / "serve" / name)]
+        argv += ["--mode", "openai-realtime" if self.mode == "relay" else "local"]
+        if self.workers is not None:
+            argv += ["--workers", str(self.workers)]
+        self._spawn(name, argv + self.server_args, env)
+        self.urls[name] = base
+        try:
+            wait_http(base + "/health", 180, self.procs[name])
+        except RuntimeError as exc:
+            tail = (self.tmp / f"{name}.log").read_text(errors="replace")[-600:]
+            raise RuntimeError(f"{exc}; its output ends with:\n{tail}") from None
+
+    def _start_fleet(self, env: dict[str, str]) -> None:
+        """Two more instances on the same database behind HAProxy (``deploy/haproxy.cfg``),
+        Twilio's URL being the balancer's: the ``fleet`` target."""
+        haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+        if haproxy is None:
+            raise RuntimeError("--fleet needs HAProxy (apt-get install haproxy)")
+        front = free_port()
+        self.urls["fleet"] = f"http://127.0.0.1:{front}"
+        ports = {"fleet-a": free_port(), "fleet-b": free_port()}
+        for name, port in ports.items():
+            self._serve(name, port, {**env, "PUBLIC_URL": self.urls["fleet"]})
+        balancer_env = {
+            **os.environ,
+            "LISTEN": f"127.0.0.1:{front}",
+            "SWITCHBOARD_A": f"127.0.0.1:{ports['fleet-a']}",
+            "SWITCHBOARD_B": f"127.0.0.1:{ports['fleet-b']}",
+        }
+        self._spawn("haproxy", [haproxy, "-db", "-f", str(HAPROXY_CFG)], balancer_env)
+        wait_http(self.urls["fleet"] + "/ready", 30, self.procs["haproxy"])
 
     def set_recording(self, enabled: bool) -> None:
         """Record the bench agent's next calls, or not (applied to the agent row: the
@@ -183,7 +223,9 @@ class Rig:
         finally:
             db.close()
 
-    def tree(self, target: str) -> ProcessTree:
+    def tree(self, target: str) -> ProcessTree | ProcessTrees:
+        if target == "fleet":
+            return ProcessTrees(ProcessTree(self.procs[name].pid) for name in FLEET)
         return ProcessTree(self.procs[target].pid, exclude={"postgres"})
 
     def echo_stats(self) -> dict[str, int]:
@@ -197,7 +239,7 @@ class Rig:
         ramp_s = extra.get("ramp_s", min(5.0, 0.05 * n))
         starts = [t0 + ramp_s * i / max(1, n) for i in range(n)]
         common: dict[str, Any] = {
-            "base_url": self.urls["switchboard"],
+            "base_url": self.urls["fleet" if target == "fleet" else "switchboard"],
             "token": AUTH_TOKEN,
             "to_number": NUMBER,
             "api_key": getattr(self, "api_key", None),

@@ -2,7 +2,7 @@
 
     python bench/bench_load.py [--steps 10,25,50,100,200] [--seconds 30] [--clients 2]
                                [--workers N] [--server-arg ARG]... [--pipecat-python PY]
-                               [--no-naive] [--recording on|off|both] [--json]
+                               [--no-naive] [--recording on|off|both] [--fleet] [--json]
     python bench/bench_load.py --mode local [--steps 1,2,4,8]
     python bench/bench_load.py --soak-minutes 10 --soak-calls N [--seconds 30]
 
@@ -42,6 +42,12 @@ recording its calls (column ``switchboard``) and not
 (``switchboard-norec``), and prints the recording's CPU cost per call as a
 ratio (issue 12's budget: under 10 % more); ``on`` (the default, as the
 example agent ships) and ``off`` run one of them.
+
+``--fleet`` adds a column ``fleet``: two more instances on the same database
+behind Debian's HAProxy with ``deploy/haproxy.cfg`` (``--workers`` each), the
+calls placed through the balancer, so calls held and echo delay read beside the
+single instance's (``switchboard``, called directly) in the same step; its CPU
+and RSS are both instances' and HAProxy's together.
 
 Targets are issue 10's; each prints as met or MISSED. The agent's
 ``idle_timeout_seconds`` is raised to an hour for relay runs: the echo fake
@@ -125,6 +131,7 @@ def run_relay(args: argparse.Namespace, rig: Rig) -> dict[str, Any]:
     rows: dict[int, dict[str, dict[str, Any]]] = {}
     targets = [
         "switchboard",
+        *(["fleet"] if args.fleet else []),
         *([] if args.no_naive else ["naive", "naive-trio"]),
         *rig.extra_targets,
     ]
@@ -364,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--soak-minutes", type=float, default=0.0)
     parser.add_argument("--soak-calls", type=int, default=0)
+    parser.add_argument(
+        "--fleet",
+        action="store_true",
+        help="add two instances behind HAProxy (deploy/haproxy.cfg) as the column 'fleet'",
+    )
     parser.add_argument("--json", action="store_true", help="print every figure as JSON")
     args = parser.parse_args(argv)
     default = "1,2,4,8" if args.mode == "local" else "10,25,50,100,200"
@@ -377,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         pipecat = args.pipecat_python if report["pipecat"] is None else None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what the rig started
     try:
-        with Rig(args.mode, args.workers, args.server_arg, pipecat) as rig:
+        with Rig(args.mode, args.workers, args.server_arg, pipecat, fleet=args.fleet) as rig:
             if args.soak_minutes:
                 report["soak"] = run_soak(args, rig)
             elif args.mode == "relay":

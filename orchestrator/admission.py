@@ -125,6 +125,8 @@ class Admission:
         self.worker = worker
         self.metrics = metrics
         self.draining = False
+        self.leaving = False
+        """Set first when a drain has a grace period: /ready answers 503, calls still come in."""
         self._clock = clock
         metrics.watch_reserved(self.pending_streams)
 
@@ -184,7 +186,7 @@ class Admission:
 
     def not_ready(self) -> str | None:
         """Why ``/ready`` should answer 503 (``draining``, ``full``), or None."""
-        if self.draining:
+        if self.draining or self.leaving:
             return "draining"
         return "full" if self.table.counts(self._clock()).full else None
 

@@ -32,6 +32,12 @@ Environment variables (all optional):
 - ``MAX_LOCAL_CALLS_PER_WORKER``: of those, calls whose first provider is
   ``local`` (CPU-heavy speech recognition and synthesis); default
   ``max(1, 2 * usable cores // workers)``.
+- ``DRAIN_TIMEOUT_S``: on SIGTERM (or Ctrl-C), the longest the server waits for its
+  calls in flight to end before it stops anyway (default 120).
+- ``DRAIN_GRACE_S``: behind a balancer, seconds between SIGTERM and the first refused
+  call: ``/ready`` answers 503 at once but calls are still taken, so the balancer's
+  health checks take the instance out before a call could be refused (default 0;
+  Kubernetes' ``preStop`` hook does the same job, see ``deploy/``).
 - ``SPOOL_DRAIN_INTERVAL_S``: seconds between two drains of the call journals
   left in ``DATA_DIR/spool`` (calls that ended while PostgreSQL was away, calls
   whose process died) back into PostgreSQL (default 30; see :mod:`.spool`).
@@ -112,6 +118,10 @@ class Settings:
     """None: ``max(1, 2 * usable cores // workers)`` (see :attr:`local_calls_per_worker`)."""
     db_pool_size: int = 20
     """``DB_POOL_SIZE``: the server's PostgreSQL connections, all processes together."""
+    drain_timeout_s: float = 120.0
+    """``DRAIN_TIMEOUT_S``: the longest a drain waits for the calls in flight."""
+    drain_grace_s: float = 0.0
+    """``DRAIN_GRACE_S``: seconds a draining server is unready but still takes calls."""
     spool_drain_interval_s: float = 30.0
     """Seconds between two drains of the spool folder (``SPOOL_DRAIN_INTERVAL_S``)."""
     recording_keys: str | None = None
@@ -144,6 +154,8 @@ class Settings:
             raise ConfigError(f"SPEECH_WORKERS must be a whole number >= 1, got {workers!r}")
         drain_s = _positive_float(env, "SPOOL_DRAIN_INTERVAL_S")
         sweep_s = _positive_float(env, "RECORDING_SWEEP_INTERVAL_S")
+        drain_timeout_s = _positive_float(env, "DRAIN_TIMEOUT_S")
+        drain_grace_s = _positive_float(env, "DRAIN_GRACE_S")
         settings = cls(
             recording_store=env.get("RECORDING_STORE") or None,
             recording_s3_endpoint=env.get("RECORDING_S3_ENDPOINT") or None,
@@ -153,6 +165,8 @@ class Settings:
                 sweep_s if sweep_s is not None else cls.recording_sweep_interval_s
             ),
             spool_drain_interval_s=drain_s if drain_s is not None else cls.spool_drain_interval_s,
+            drain_timeout_s=drain_timeout_s or cls.drain_timeout_s,
+            drain_grace_s=drain_grace_s or cls.drain_grace_s,
             max_calls_per_worker=_positive_int(env, "MAX_CALLS_PER_WORKER") or 100,
             max_local_calls_per_worker=_positive_int(env, "MAX_LOCAL_CALLS_PER_WORKER"),
             db_pool_size=_positive_int(env, "DB_POOL_SIZE") or cls.db_pool_size,

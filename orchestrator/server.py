@@ -54,7 +54,8 @@ from .ws_compression import refuse_permessage_deflate
 
 log = structlog.get_logger("switchboard.server")
 
-DRAIN_TIMEOUT_S = 120.0
+DRAIN_TIMEOUT_S = Settings.drain_timeout_s
+"""The default of ``DRAIN_TIMEOUT_S`` (:attr:`.Settings.drain_timeout_s`)."""
 """How long a SIGTERM waits for the calls in flight before the server stops."""
 
 
@@ -130,13 +131,25 @@ def bootstrap(store: Store, settings: Settings) -> tuple[devcreds.DevCredentials
     return creds, [example]
 
 
-async def drain(runtime: Runtime, timeout_s: float = DRAIN_TIMEOUT_S) -> bool:
+async def drain(
+    runtime: Runtime, timeout_s: float | None = None, grace_s: float | None = None
+) -> bool:
     """Stop taking calls (/ready: 503) and wait for those in flight; False on timeout.
 
-    In flight: the call WebSockets open in this process, and the Twilio streams
-    the server still expects (their webhook was answered; they are admitted
-    wherever they land, so every worker stays up until none is due).
+    First, for ``grace_s`` (default ``DRAIN_GRACE_S``), ``/ready`` answers 503 while
+    calls are still taken, so a balancer's health checks move new calls elsewhere
+    before this server refuses one. In flight: the call WebSockets open in this
+    process, and the Twilio streams the server still expects (their webhook was
+    answered; they are admitted wherever they land, so every worker stays up until
+    none is due). ``timeout_s`` defaults to ``DRAIN_TIMEOUT_S``.
     """
+    settings = runtime.settings
+    timeout_s = settings.drain_timeout_s if timeout_s is None else timeout_s
+    grace_s = settings.drain_grace_s if grace_s is None else grace_s
+    if grace_s > 0:
+        runtime.admission.leaving = True
+        log.warning("leaving: unready, still taking calls", grace_s=grace_s)
+        await trio.sleep(grace_s)
     runtime.draining = True
     log.warning("draining", calls=runtime.active_calls, timeout_s=timeout_s)
     with trio.move_on_after(timeout_s):

@@ -23,6 +23,7 @@ session ended, its ``call_logs`` row, a ``call_turns`` row for each turn event.
 from __future__ import annotations
 
 import base64
+import contextlib
 import inspect
 import json
 import os
@@ -61,6 +62,9 @@ class ServerProcess:
     database_url: str
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
+    port: int = 0
+    """0: any free port, a new one at each start."""
     process: trio.Process | None = None
     url: str = ""
     api_key: str = ""
@@ -90,7 +94,8 @@ class ServerProcess:
         )
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         command = [sys.executable, "-m", "switchboard.orchestrator.cli", "serve"]
-        command += ["--workers", "1", "--port", "0", "--data-dir", str(self.data_dir)]
+        command += ["--workers", str(self.workers), "--port", str(self.port)]
+        command += ["--data-dir", str(self.data_dir)]
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = await trio.lowlevel.open_process(
@@ -117,6 +122,14 @@ class ServerProcess:
         """SIGKILL: the process dies at once, its calls with it."""
         assert self.process is not None
         self.process.kill()
+
+    def kill_all(self) -> None:
+        """SIGKILL to the server and every process under it at once (its container or
+        machine lost; the workers run in sessions of their own, so not by group)."""
+        assert self.process is not None
+        for pid in [self.process.pid, *descendants(self.process.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def terminate(self) -> None:
         """SIGTERM: the server drains (no new calls), then exits."""
@@ -186,6 +199,23 @@ class ServerProcess:
             )
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes under ``pid`` (children, theirs, ...), from ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 @asynccontextmanager
 async def server_process(
     tmp_path: Path, database_url: str, **env: str
@@ -232,6 +262,13 @@ class TwilioCall:
     phone: Phone
     ws: trio_websocket.WebSocketConnection
     encoder: wire.InboundEncoder
+    webhook_headers: httpx.Headers
+    """The webhook answer's headers (a balancer in front may name the instance)."""
+
+    @property
+    def stream_headers(self) -> dict[str, str]:
+        """The stream's WebSocket handshake answer's headers, names in lower case."""
+        return {k.decode().lower(): v.decode() for k, v in self.ws.handshake_headers}
 
     @property
     def frames_heard(self) -> int:
@@ -267,7 +304,12 @@ async def twilio_call(server: ServerProcess) -> AsyncIterator[TwilioCall]:
     (the caller then hangs up, unless the test did or the server closed the stream)."""
     call_sid, account_sid = twilio_sid("CA"), twilio_sid("AC")
     params = {"CallSid": call_sid, "AccountSid": account_sid, "From": "+15005550001", "To": DEMO}
-    async with httpx.AsyncClient(timeout=10) as client:
+    answers: list[httpx.Response] = []
+
+    async def keep(response: httpx.Response) -> None:
+        answers.append(response)
+
+    async with httpx.AsyncClient(timeout=10, event_hooks={"response": [keep]}) as client:
         stream_url, parameters = await post_webhook(client, server.url, AUTH_TOKEN, params)
     encoder = wire.InboundEncoder(twilio_sid("MZ"), call_sid, account_sid)
     async with (
@@ -279,7 +321,7 @@ async def twilio_call(server: ServerProcess) -> AsyncIterator[TwilioCall]:
         await ws.send_message(encoder.connected())
         await ws.send_message(encoder.start(parameters))
         nursery.start_soon(phone.microphone)
-        call = TwilioCall(parameters["session_id"], phone, ws, encoder)
+        call = TwilioCall(parameters["session_id"], phone, ws, encoder, answers[-1].headers)
         try:
             yield call
         finally:
