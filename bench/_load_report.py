@@ -51,6 +51,14 @@ def relay_figures(step: dict[str, Any]) -> dict[str, Any]:
         "cpu_s_per_call_minute": (
             round(step["server_cpu_s"] / call_minutes, 3) if call_minutes else None
         ),
+        "events_per_call_minute": (
+            round(step.get("events_written", 0) / call_minutes, 1) if call_minutes else None
+        ),
+        "event_kib_per_call_minute": (
+            round(step.get("event_bytes_written", 0) / 1024 / call_minutes, 1)
+            if call_minutes
+            else None
+        ),
         "postgres_cpu_s_per_call_minute": (
             round(step["postgres_cpu_s"] / call_minutes, 3) if call_minutes else None
         ),

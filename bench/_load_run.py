@@ -262,7 +262,7 @@ class Rig:
         echo = ProcessTree(self.procs["echo"].pid)
         idle_mib = tree.rss_mib()
         cpu0, pg0, echo0 = tree.cpu_s(), self._pg_cpu(), echo.cpu_s()
-        stats0 = self.echo_stats()
+        stats0, events0 = self.echo_stats(), self._events_written()
         t = time.monotonic()
         ctx = multiprocessing.get_context("spawn")
         queue = ctx.Queue()
@@ -279,7 +279,8 @@ class Rig:
             wall_s = time.monotonic() - t
             cpu1, pg1, echo1 = tree.cpu_s(), self._pg_cpu(), echo.cpu_s()
         stats1 = self.echo_stats()
-        time.sleep(SETTLE_S)
+        time.sleep(SETTLE_S)  # the calls' last events are written meanwhile
+        events1 = self._events_written()
         return {
             "target": target,
             "calls": [c for o in outputs for c in o["calls"]],
@@ -293,6 +294,8 @@ class Rig:
             "rss_after_mib": tree.rss_mib(),
             "provider_deflate": stats1["deflate"] - stats0["deflate"],
             "provider_connections": stats1["connections"] - stats0["connections"],
+            "events_written": events1[0] - events0[0],
+            "event_bytes_written": events1[1] - events0[1],
         }
 
     @staticmethod
@@ -310,3 +313,14 @@ class Rig:
 
     def _pg_cpu(self) -> float:
         return self.postgres.cpu_s() if self.postgres else 0.0
+
+    def _events_written(self) -> tuple[int, int]:
+        """Rows in ``call_events`` and their bytes as stored (``pg_column_size``)."""
+        import psycopg
+
+        with psycopg.connect(self.dsn) as conn:
+            row = conn.execute(
+                "select count(*), coalesce(sum(pg_column_size(e.*)), 0) from call_events e"
+            ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])

@@ -281,6 +281,10 @@ def print_relay(report: dict[str, Any]) -> None:
         ("echo delay p50/p95/p99 ms", lambda r: "{p50}/{p95}/{p99}".format(**r["echo_delay_ms"])),
         ("server CPU-s per call-minute", lambda r: f"{r['cpu_s_per_call_minute']}"),
         ("PostgreSQL CPU-s per call-minute", lambda r: f"{r['postgres_cpu_s_per_call_minute']}"),
+        (
+            "events (KiB) per call-minute",
+            lambda r: f"{r['events_per_call_minute']} ({r['event_kib_per_call_minute']})",
+        ),
         ("RSS MiB idle/peak/after", lambda r: "{idle}/{peak}/{after}".format(**r["rss_mib"])),
         ("RSS KiB per call", lambda r: f"{r['rss_kib_per_call']}"),
         (
