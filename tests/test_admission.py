@@ -27,11 +27,14 @@ from browser_support import Harness, start_harness
 from twilio.request_validator import RequestValidator
 
 from switchboard.codecs import twilio_media as wire
-from switchboard.orchestrator.admission import Admission
+from switchboard.orchestrator.admission import Admission, Refused, Ticket
 from switchboard.orchestrator.agent_file import load_agent_file
 from switchboard.orchestrator.call_table import CallTable
+from switchboard.orchestrator.config import Settings
 from switchboard.orchestrator.db import Database
+from switchboard.orchestrator.errors import ConfigError
 from switchboard.orchestrator.metrics import ServerMetrics
+from switchboard.orchestrator.runtime import Runtime
 from switchboard.orchestrator.server import drain, example_agent_path
 from switchboard.orchestrator.store import Store
 
@@ -269,7 +272,9 @@ async def test_drain_waits_for_the_streams_the_server_still_expects(
 ) -> None:
     admission = Admission(CallTable.in_memory(), 0, ServerMetrics(), clock=trio.current_time)
     admission.open(max_calls=5, max_local_calls=5)
-    runtime: Any = SimpleNamespace(draining=False, active_calls=0, admission=admission)
+    runtime: Any = SimpleNamespace(
+        draining=False, active_calls=0, admission=admission, settings=Settings()
+    )
     key = bytes(16)
     assert admission.reserve_stream("twilio.incoming", key, local=False, ttl_s=60) is None
     t0 = trio.current_time()
@@ -295,3 +300,41 @@ async def test_drain_waits_for_the_streams_the_server_still_expects(
     t1 = trio.current_time()
     assert await drain(runtime, timeout_s=120) is True
     assert 64.9 <= trio.current_time() - t1 <= 65.2
+
+
+async def test_a_drain_with_a_grace_period_is_unready_first_and_refuses_only_after_it(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """DRAIN_GRACE_S: a balancer sees /ready fail while calls are still admitted, so it
+    moves new calls elsewhere before this server refuses one; then the drain proper."""
+    admission = Admission(CallTable.in_memory(), 0, ServerMetrics(), clock=trio.current_time)
+    admission.open(max_calls=5, max_local_calls=5)
+    settings = replace(Settings(), drain_grace_s=8.0, drain_timeout_s=30.0)
+    runtime = Runtime.__new__(Runtime)  # only what drain reads: settings and admission
+    runtime.settings, runtime.admission, runtime.active_calls = settings, admission, 0
+    t0 = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(drain, runtime)
+        await trio.sleep(1)
+        assert admission.not_ready() == "draining"  # out of the balancer at once
+        ticket = admission.start_call("realtime", local=False)
+        assert isinstance(ticket, Ticket)  # but a call that still comes is taken
+        runtime.active_calls = 1
+        await trio.sleep(8)
+        refused = admission.start_call("realtime", local=False)
+        assert isinstance(refused, Refused) and refused.reason == "draining"
+        await trio.sleep(5)
+        ticket.close()  # the call taken in the grace period ends: the drain ends
+        runtime.active_calls = 0
+    assert 14 <= trio.current_time() - t0 < 14.5
+
+
+def test_drain_settings_come_from_the_environment() -> None:
+    settings = Settings.from_env({"DRAIN_TIMEOUT_S": "600", "DRAIN_GRACE_S": "5"})
+    assert (settings.drain_timeout_s, settings.drain_grace_s) == (600.0, 5.0)
+    assert (Settings.from_env({}).drain_timeout_s, Settings.from_env({}).drain_grace_s) == (
+        120.0,
+        0.0,
+    )
+    with pytest.raises(ConfigError, match="DRAIN_GRACE_S"):
+        Settings.from_env({"DRAIN_GRACE_S": "soon"})
