@@ -55,8 +55,8 @@ from .ws_compression import refuse_permessage_deflate
 log = structlog.get_logger("switchboard.server")
 
 DRAIN_TIMEOUT_S = Settings.drain_timeout_s
-"""The default of ``DRAIN_TIMEOUT_S`` (:attr:`.Settings.drain_timeout_s`)."""
-"""How long a SIGTERM waits for the calls in flight before the server stops."""
+"""How long a SIGTERM waits for the calls in flight before the server stops, unless
+``DRAIN_TIMEOUT_S`` says otherwise (:attr:`.Settings.drain_timeout_s`)."""
 
 
 def example_agent_path() -> Path:

@@ -108,7 +108,9 @@ def test_a_pod_going_away_has_time_to_drain_its_calls(rendered: Any) -> None:
     (container,) = pod["containers"]
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
-    needed = float(pre_stop[1]) + server.DRAIN_TIMEOUT_S + server.FINAL_DRAIN_S
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    drain_s = float(env.get("DRAIN_TIMEOUT_S") or server.DRAIN_TIMEOUT_S)
+    needed = float(pre_stop[1]) + drain_s + server.FINAL_DRAIN_S
     assert pod["terminationGracePeriodSeconds"] >= needed
     assert deployment["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     pdb = only(docs, "PodDisruptionBudget")["spec"]
