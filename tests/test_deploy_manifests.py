@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ DEPLOY = ROOT / "deploy"
 KUBE = DEPLOY / "kubernetes"
 OVERLAYS = sorted(p for p in (KUBE / "overlays").iterdir() if p.is_dir())
 BIN = Path(sys.executable).parent
+MIGRATIONS = ROOT / "orchestrator" / "migrations"
 
 
 def tool(name: str) -> str:
@@ -191,3 +193,39 @@ def test_the_balancer_configuration_is_valid() -> None:
     }
     out = run(tool("haproxy"), "-c", "-f", str(DEPLOY / "haproxy.cfg"), env=env)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def wheel_names(source: Path, out: Path) -> set[str]:
+    """The files of the project's wheel built from ``source`` (``pip wheel --no-deps``)."""
+    built = run(
+        sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    (wheel,) = out.glob("switchboard-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        return {n for n in archive.namelist() if ".dist-info/" not in n}
+
+
+def test_the_image_builds_the_whole_package_from_what_it_copies(tmp_path: Path) -> None:
+    """The Dockerfile's build stage copies only some folders: the wheel built from them
+    must be the wheel built from the repository (a new folder or data file not copied
+    would be missing from the image), and hold the schema, every migration, the example
+    agent and the practice page."""
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    for line in (DEPLOY / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            for name in words[1:-1]:
+                source = ROOT / name.rstrip("/")
+                if source.is_dir():
+                    shutil.copytree(source, copied / source.name)
+                else:
+                    shutil.copy2(source, copied / source.name)
+    from_image = wheel_names(copied, tmp_path / "image")
+    assert from_image == wheel_names(ROOT, tmp_path / "repo")
+    migrations = {f"switchboard/orchestrator/migrations/{p.name}" for p in MIGRATIONS.glob("*.sql")}
+    assert migrations and migrations <= from_image
+    assert {"switchboard/schema.sql", "switchboard/examples/receptionist.yaml"} <= from_image
+    assert any(n.startswith("switchboard/orchestrator/static/") for n in from_image)
+    assert not any(n.startswith(("switchboard/tests/", "switchboard/bench/")) for n in from_image)
