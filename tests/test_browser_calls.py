@@ -24,6 +24,7 @@ from browser_support import Harness, messages, of, say, start_harness
 from switchboard.codecs import browser_protocol as wire
 from switchboard.orchestrator.admission import Admission
 from switchboard.orchestrator.browser_routes import PageFeed
+from switchboard.orchestrator.config import Settings
 from switchboard.orchestrator.server import drain
 from switchboard.orchestrator.store import EventRow, Store
 
@@ -142,7 +143,9 @@ async def test_an_unsupported_sample_rate_is_refused_before_the_token_is_spent(h
 async def test_drain_waits_for_the_calls_in_flight_then_gives_up_at_its_timeout(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    runtime: Any = SimpleNamespace(draining=False, active_calls=2, admission=Admission.in_process())
+    runtime: Any = SimpleNamespace(
+        draining=False, active_calls=2, admission=Admission.in_process(), settings=Settings()
+    )
     t0 = trio.current_time()
     async with trio.open_nursery() as nursery:
         done: list[bool] = []
