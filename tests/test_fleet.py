@@ -56,6 +56,20 @@ def fleet_database(cluster: str) -> str:
     return url
 
 
+async def connected(call: TwilioCall) -> None:
+    """Until the caller hears the agent's first audio (the call was not refused)."""
+    assert await call.phone.wait_for(lambda: call.frames_heard > 0, 30.0), "no agent audio"
+
+
+async def answered(call: TwilioCall, question: bytes) -> bool:
+    """Once the agent is silent (the greeting and any answer played to their end), say
+    ``question``: whether an answer began."""
+    await call.wait_greeting()
+    while call.phone.playout_end_s + 0.2 > trio.current_time():
+        await trio.sleep_until(call.phone.playout_end_s + 0.2)
+    return await call.ask(question, whole=False) is not None
+
+
 def backend(call: TwilioCall) -> tuple[str, str]:
     """Which instance answered the webhook, which one runs the stream."""
     return call.webhook_headers[BACKEND_HEADER], call.stream_headers[BACKEND_HEADER]
@@ -67,7 +81,7 @@ async def hold_calls(deployed: Fleet, calls: AsyncExitStack, on: set[str]) -> li
     held: list[TwilioCall] = []
     for _ in range(8):
         call = await calls.enter_async_context(twilio_call(deployed.front))
-        await call.wait_greeting()
+        await connected(call)
         held.append(call)
         streams = {backend(c)[1] for c in held}
         if streams >= on and any(len(set(backend(c))) == 2 for c in held):
@@ -100,7 +114,7 @@ async def calls_complete_on_both_instances(deployed: Fleet, question: bytes) -> 
     async with AsyncExitStack() as calls:
         held = await hold_calls(deployed, calls, {"a", "b"})
         crossed = next(c for c in held if len(set(backend(c))) == 2)
-        assert await crossed.ask(question) is not None, "no answer on a crossed call"
+        assert await answered(crossed, question), "no answer on a crossed call"
         async with browser_call(front) as browser:  # token by one, call on either
             await browser.wait_for(lambda m: m["event"] == "transcript")
         async with realtime_call(front) as realtime:
@@ -125,9 +139,9 @@ async def sigkill_leaves_the_other_instance_alone(deployed: Fleet, question: byt
         lost.kill_all()
         assert await lost.wait() == -9
         await deployed.backends_up({"a"})
-        assert await on_a[0].ask(question) is not None, "the survivor's call was disturbed"
+        assert await answered(on_a[0], question), "the survivor's call was disturbed"
         async with twilio_call(front) as new:
-            await new.wait_greeting()
+            await connected(new)
             assert backend(new)[1] == "a"
     for call in on_a:
         ended = await poll(lambda s=call.session_id: call_log(front, s), "ended")
@@ -147,18 +161,18 @@ async def sigterm_refuses_no_call(deployed: Fleet, question: bytes) -> list[Twil
         on_a = [c for c in held if backend(c)[1] == "a"]
         leaving.terminate()
         await leaving.ready_when(503)
-        assert await on_a[0].ask(question) is not None, "no answer while leaving"
+        assert await answered(on_a[0], question), "no answer while leaving"
         # New calls while it leaves: every one connects (twilio_call fails on a
         # refusal), until the balancer has sent two in a row wholly to b.
         placed: list[tuple[str, str]] = []
         with trio.fail_after(60):
             while placed[-2:] != [("b", "b"), ("b", "b")]:
                 async with twilio_call(deployed.front) as new:
-                    await new.wait_greeting()
+                    await connected(new)
                     placed.append(backend(new))
         # The calls on the leaving instance went on all along.
         assert leaving.process is not None and leaving.process.returncode is None
-        assert await on_a[0].ask(question) is not None, "no answer while draining"
+        assert await answered(on_a[0], question), "no answer while draining"
     assert await leaving.wait() == 0  # its callers hung up: drained, then stopped
     assert call_log(deployed.front, on_a[0].session_id) == "caller hung up"
     return held

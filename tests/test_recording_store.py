@@ -8,7 +8,7 @@ import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import boto3
 import pytest
@@ -104,16 +104,23 @@ def test_put_get_replace_delete(any_store: RecordingStore, tmp_path: Path) -> No
     any_store.delete(other)  # never stored: nothing to do
 
 
+TENANT, SESSION = (
+    UUID("0b8e3f57-6f0c-4a57-9d35-3f4f8f2b2a11"),
+    UUID("7c2d1e90-4b3a-4f6e-8a1d-2e9c5b7f0d22"),
+)
+"""Fixed, so every pytest-xdist worker collects the same test ids."""
+
+
 @pytest.mark.parametrize(
     "key",
     [
         "../../etc/passwd",
         "/etc/passwd",
-        f"{uuid4()}/../{uuid4()}.sbrec",
-        f"{uuid4()}/{uuid4()}.sbrec/..",
-        f"{uuid4()}/{uuid4()}",
-        f"{str(uuid4()).upper()}/{uuid4()}.sbrec",
-        f"{uuid4()}\\{uuid4()}.sbrec",
+        f"{TENANT}/../{SESSION}.sbrec",
+        f"{TENANT}/{SESSION}.sbrec/..",
+        f"{TENANT}/{SESSION}",
+        f"{str(TENANT).upper()}/{SESSION}.sbrec",
+        f"{TENANT}\\{SESSION}.sbrec",
         "",
     ],
 )
