@@ -210,11 +210,12 @@ class Rig:
         """The example agent, openai-realtime first, with an idle timeout longer than a step
         (recording as :attr:`recording` says)."""
         from switchboard.orchestrator.agent_file import load_agent_file
+        from switchboard.orchestrator.call_chain import with_chain_first
         from switchboard.orchestrator.db import Database
-        from switchboard.orchestrator.server import example_agent_path, with_mode_first
+        from switchboard.orchestrator.server import example_agent_path
         from switchboard.orchestrator.store import Store
 
-        agent = with_mode_first(load_agent_file(example_agent_path()), "openai-realtime")
+        agent = with_chain_first(load_agent_file(example_agent_path()), ["openai-realtime"])
         db = Database(self.dsn)
         try:
             recording = replace(agent.recording, enabled=self.recording)

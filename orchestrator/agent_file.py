@@ -244,7 +244,9 @@ class _Parser:
             name: parse(keys[name], name) for name, parse in scalar_fields.items() if name in keys
         }
         if "phone_numbers" in keys:
-            values["phone_numbers"] = self.phone_numbers(keys["phone_numbers"])
+            values["phone_numbers"], values["number_modes"] = self.phone_numbers(
+                keys["phone_numbers"]
+            )
         if "fallback" in keys:
             values["fallback"] = self.fallback(keys["fallback"])
         if "hours" in keys:
@@ -288,17 +290,30 @@ class _Parser:
             return None
         return self.phone_number(node, key)
 
-    def phone_numbers(self, node: yaml.Node) -> tuple[str, ...]:
+    def phone_numbers(self, node: yaml.Node) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The numbers, and the modes some of them give their calls: each item is a
+        number, or ``{number: "+1...", mode: MODE}`` (see :mod:`.call_chain`)."""
         key = "phone_numbers"
         if not isinstance(node, yaml.SequenceNode):
             raise self.fail(node, key, f"expected a list of phone numbers, got {_kind(node)}")
         numbers: list[str] = []
+        modes: dict[str, str] = {}
         for i, item in enumerate(node.value):
-            number = self.phone_number(item, f"{key}[{i}]")
+            where = f"{key}[{i}]"
+            mode: str | None = None
+            if isinstance(item, yaml.MappingNode):
+                fields = self.mapping(item, where, ("number", "mode"), ("number",))
+                number = self.phone_number(fields["number"], f"{where}.number")
+                if "mode" in fields:
+                    mode = self.mode(fields["mode"], f"{where}.mode")
+            else:
+                number = self.phone_number(item, where)
             if number in numbers:
-                raise self.fail(item, f"{key}[{i}]", f"{number} is listed twice")
+                raise self.fail(item, where, f"{number} is listed twice")
             numbers.append(number)
-        return tuple(numbers)
+            if mode is not None:
+                modes[number] = mode
+        return tuple(numbers), modes
 
     def fallback(self, node: yaml.Node) -> tuple[str, ...]:
         key = "fallback"

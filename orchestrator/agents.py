@@ -11,7 +11,9 @@ one)::
         phrases: [when are you open, opening hours]
         tool: lookup_hours             # optional: a builtin or a tool under `tools`
         reply: We are open {result}.   # {result}: the tool's result text
-    phone_numbers: ["+15005550006"]    # E.164, quoted (unquoted, YAML reads a number)
+    phone_numbers: ["+15005550006"]    # E.164, quoted (unquoted, YAML reads a number);
+                                       # an item may be {number: "+1...", mode: MODE}: that
+                                       # number's calls start on MODE (see call_chain)
     instructions: You are ...          # for LLM providers
     mode: local                        # local | openai-realtime | gemini-live | cascaded
     fallback: [local]                  # the chain after `mode`
@@ -329,6 +331,8 @@ class AgentSpec:
         greeting: said when the call starts.
         intents: the deterministic dialogue of the ``local`` provider.
         phone_numbers: E.164 numbers (``+15005550006``) that reach this agent.
+        number_modes: the modes some of those numbers start their calls on
+            (number -> mode; :mod:`.call_chain`).
         instructions: the system prompt for LLM providers.
         mode: the first provider, one of :data:`MODES`.
         fallback: the providers to try after ``mode``, in order.
@@ -360,6 +364,7 @@ class AgentSpec:
     greeting: str
     intents: tuple[Intent, ...]
     phone_numbers: tuple[str, ...] = ()
+    number_modes: Mapping[str, str] = field(default_factory=dict)
     instructions: str = ""
     mode: str = "local"
     fallback: tuple[str, ...] = ()
@@ -446,6 +451,8 @@ class AgentSpec:
             "failover": self.failover.to_json(),
             "recording": self.recording.to_json(),
         }
+        if self.number_modes:  # absent when empty: older specs keep their version hash
+            data["number_modes"] = dict(self.number_modes)
         if self.knowledge:  # absent when empty: older specs keep their version hash
             data["knowledge"] = [{"source": k.source, "text": k.text} for k in self.knowledge]
         return data
@@ -472,6 +479,7 @@ class AgentSpec:
                     for i in data["intents"]
                 ),
                 phone_numbers=tuple(data.get("phone_numbers", ())),
+                number_modes=dict(data.get("number_modes", {})),
                 instructions=data.get("instructions", ""),
                 mode=data.get("mode", "local"),
                 fallback=tuple(data.get("fallback", ())),
@@ -604,6 +612,12 @@ def _spec_problem(spec: AgentSpec) -> str | None:
             for k, v in options.items()
         ),
         *(e164_problem(n) for n in spec.phone_numbers),
+        *(
+            None
+            if n in spec.phone_numbers and m in MODES
+            else f"number_modes: {n} -> {m!r} (a listed number and a mode are needed)"
+            for n, m in spec.number_modes.items()
+        ),
         None if spec.transfer_number is None else e164_problem(spec.transfer_number),
         _keyed("when_busy", when_busy_problem(spec.when_busy, spec.transfer_number)),
         *(None if d in WEEKDAYS else f"unknown weekday {d!r}" for d in spec.hours),

@@ -8,7 +8,7 @@ then a bad ``?sample_rate=`` is 400 and a bad token 401 or 403
 (:mod:`.outage`), and nothing is opened, written or started for the call. An admitted call runs
 :func:`~switchboard.orchestrator.call.run_call` with a
 :class:`~switchboard.actors.browser_transport.BrowserTransport`, the agent's
-fallback chain led by the token's ``mode``, and the caller's audio format
+fallback chain :func:`.call_chain.chain_for_session` chooses, and the caller's audio format
 PCM16 at the stated rate.
 
 The page's transcript and timeline come from the call's own event stream
@@ -30,9 +30,10 @@ from switchboard.actors.context import AudioFormat, CallContext, EventSink
 from switchboard.actors.messages import CallEvent, HearCaller, ToSupervisor, ToTransport
 from switchboard.codecs import browser_protocol as wire
 
-from .admission import Refused
+from .admission import Refused, Ticket
 from .asgi_ws import AsgiWebSocket
 from .call import run_call
+from .call_chain import chain_for_session
 from .errors import StorageError
 from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S, refuse
 from .recording import with_recording
@@ -57,10 +58,12 @@ async def browser_call(ws: AsgiWebSocket, rt: Runtime, *, session_id: str | None
         await ws.reject(503, ticket.message, retry_after_s=ticket.retry_after_s)
         return
     with ticket:
-        await _admitted(ws, rt, door, session_id)
+        await _admitted(ws, rt, door, session_id, ticket)
 
 
-async def _admitted(ws: AsgiWebSocket, rt: Runtime, door: str, session_id: str | None) -> None:
+async def _admitted(
+    ws: AsgiWebSocket, rt: Runtime, door: str, session_id: str | None, ticket: Ticket
+) -> None:
     try:
         rates = ws.query.get("sample_rate")
         rate = wire.parse_sample_rate(rates[-1] if rates else None)
@@ -84,16 +87,19 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, door: str, session_id: str |
             await ws.reject(result.status, result.reason)
         return
     claims = result.claims
-    from .server import with_mode_first  # server imports the app, which imports this
-
     try:
         agent = await trio.to_thread.run_sync(rt.store.get_agent, claims.tenant_id, claims.agent_id)
     except StorageError as exc:
         refuse(rt.admission.metrics, door, exc)
         await ws.reject(503, OUTAGE_REASON, retry_after_s=RETRY_AFTER_DATABASE_S)
         return
-    if agent.mode != claims.mode:
-        agent = with_mode_first(agent, claims.mode)
+    chosen = chain_for_session(agent, claims, rt.configured_chain())
+    agent = chosen.agent
+    if chosen.local_first:  # the chain's head changed since the session was made
+        refused = ticket.make_local()
+        if refused is not None:
+            await ws.reject(503, refused.message, retry_after_s=refused.retry_after_s)
+            return
     await ws.accept(result.subprotocol)
     if ws.closed:
         return
@@ -114,6 +120,7 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, door: str, session_id: str |
             "transport": "browser",
             "conversation_id": claims.conversation_id,
             "test_mode": claims.test_mode,
+            "mode_source": chosen.source,
         },
     )
     ctx = with_recording(ctx, rt.resources.recordings)

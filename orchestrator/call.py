@@ -439,6 +439,7 @@ async def _run_call(
                     },
                     provider=chain[0],
                     chain=chain,
+                    mode_source=ctx.extra.get("mode_source", "agent"),
                 )
                 for skipped_mode, reason in skipped:
                     log.warning("provider skipped", provider=skipped_mode, reason=reason)

@@ -159,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         default=None,
         choices=MODES,
-        help="put MODE first in the demo agent's fallback chain (the rest stays, ending "
-        "with local); its credentials must be set (see environment below)",
+        help="for this run, put MODE first in every call's fallback chain (the agent's "
+        "own chain follows, ending with local; a session's own mode still wins; the "
+        "agents stored are not changed); its credentials must be set (see environment below)",
     )
     data_dir_flag(serve)
 

@@ -10,8 +10,8 @@ Authentication, before ``accept`` and before anything is created:
 ``Authorization: Bearer <credential>``, where the credential is
 
 - a tenant API key (``sb_...``): the tenant is the key's; the agent is the
-  ``?agent_id=<uuid>`` query parameter, which must be one of the tenant's
-  agents; a new ``realtime`` session row is created for the call;
+  ``?agent_id=`` query parameter, an agent's id or name, which must be one of the
+  tenant's agents; a new ``realtime`` session row is created for the call;
 - a session token (from ``POST /v1/sessions``): checked by the
   ``check_token`` seam (the shared handshake check: signature, claims, jti
   consumption); the agent is the token's ``agent_id`` (a ``?agent_id=`` that
@@ -21,12 +21,14 @@ Admission control comes first (:mod:`.admission`): a draining or full
 server answers 503 with ``Retry-After`` before the credential is looked at;
 a call whose agent's first provider is ``local`` also needs a local-call slot,
 checked once the agent is known (a session token is spent by then).
-A refusal is an HTTP 401/403 (400 for a missing or malformed ``agent_id``)
+A refusal is an HTTP 401/403 (400 for a missing or overlong ``agent_id``)
 with a short reason and one ``auth.rejected`` log line; nothing else happens.
 While PostgreSQL is away the handshake is refused with 503 and ``Retry-After``
 (:mod:`.outage`).
 ``OpenAI-Beta: realtime=v1`` selects the beta event names. ``?model=`` is
-echoed back, not used: the agent's provider chain decides.
+echoed back, not used: the call's chain decides (:mod:`.call_chain`: a session
+token's ``mode`` or ``test_mode``, else the runtime configuration's chain, else the
+agent's own).
 
 After ``accept`` the server sends ``session.created``, then reads the
 client's first event (at most :data:`FIRST_EVENT_TIMEOUT_S`) to fix the
@@ -55,6 +57,7 @@ from .admission import Refused
 from .agents import AgentSpec
 from .asgi_ws import AsgiWebSocket
 from .call import run_call
+from .call_chain import ChosenChain, chain_for_call, chain_for_session
 from .errors import StorageError
 from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S, database_answers, refuse
 from .recording import with_recording
@@ -68,6 +71,8 @@ log = structlog.get_logger("switchboard.realtime")
 DOOR: Final = "realtime"
 FIRST_EVENT_TIMEOUT_S: Final = 2.0
 DEFAULT_MODEL: Final = "gpt-realtime"
+MAX_AGENT_REF: Final = 200
+"""The longest ``?agent_id=`` (an agent's id or name) looked up."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,15 @@ class RealtimeAdmission:
     agent: AgentSpec
     session_id: UUID | None
     via: Literal["api_key", "session_token"]
+    claims: SessionClaims | None = None
+    """The session token's claims (its ``mode`` and ``test_mode``), when it came with one."""
+
+    def chain(self, configured: Sequence[str] | None) -> ChosenChain:
+        """The call's chain (:mod:`.call_chain`): the session's, else the configuration's
+        or the agent's."""
+        if self.claims is not None:
+            return chain_for_session(self.agent, self.claims, configured)
+        return chain_for_call(self.agent, configured=configured)
 
 
 TokenCheck = Callable[
@@ -113,25 +127,24 @@ async def authenticate(
     credential = credential.strip()
     if scheme.lower() != "bearer" or not credential:
         return _refused(401, "Authorization: Bearer <session token or API key> is required")
-    asked = query.get("agent_id", [""])[0]
-    asked_agent = _uuid(asked) if asked else None
-    if asked and asked_agent is None:
-        return _refused(400, "agent_id must be a UUID")
+    asked = query.get("agent_id", [""])[0].strip()
+    if len(asked) > MAX_AGENT_REF:
+        return _refused(400, f"agent_id must be an agent's id or name (at most {MAX_AGENT_REF})")
     try:
         if credential.startswith(API_KEY_PREFIX):
-            return await _by_api_key(store, credential, asked_agent)
+            return await _by_api_key(store, credential, asked)
         if check_token is None:
             return _refused(401, "session tokens are not accepted on this server")
         claims = await check_token(headers, query)
         if isinstance(claims, Refusal):
             return claims
-        if asked_agent is not None and asked_agent != claims.agent_id:
+        if asked and await _agent_ref(store, claims.tenant_id, asked) != claims.agent_id:
             return _refused(403, "agent_id is not the session token's agent")
         agent = await _agent(store, claims.tenant_id, claims.agent_id)
         if agent is None:
             return _refused(403, "the session token's agent no longer exists")
         return RealtimeAdmission(
-            claims.tenant_id, claims.agent_id, agent, claims.session_id, "session_token"
+            claims.tenant_id, claims.agent_id, agent, claims.session_id, "session_token", claims
         )
     except StorageError as exc:  # the door logs it: the credential was not judged
         return Refusal(503, OUTAGE_REASON, str(exc) or type(exc).__name__)
@@ -153,12 +166,15 @@ async def _check_session_token(
     return result.claims
 
 
-async def _by_api_key(store: Store, key: str, agent_id: UUID | None) -> RealtimeAdmission | Refusal:
+async def _by_api_key(store: Store, key: str, asked: str) -> RealtimeAdmission | Refusal:
     tenant_id = await trio.to_thread.run_sync(store.tenant_for_api_key, key)
     if tenant_id is None:
         return _refused(401, "unknown or revoked API key")
+    if not asked:
+        return _refused(400, "?agent_id=<agent id or name> is required with a tenant API key")
+    agent_id = await _agent_ref(store, tenant_id, asked)
     if agent_id is None:
-        return _refused(400, "?agent_id=<agent id> is required with a tenant API key")
+        return _refused(403, "no such agent for this tenant")
     agent = await _agent(store, tenant_id, agent_id)
     if agent is None:
         return _refused(403, "no such agent for this tenant")
@@ -195,11 +211,16 @@ def _refused(status: int, reason: str) -> Refusal:
     return Refusal(status, reason)
 
 
-def _uuid(value: str) -> UUID | None:
+async def _agent_ref(store: Store, tenant_id: UUID, ref: str) -> UUID | None:
+    """The id of the tenant's agent ``ref`` names: an agent id as given (checked when the
+    agent is read), else the id of the tenant's agent by that name; None: no such name."""
     try:
-        return UUID(value)
+        return UUID(ref)
     except ValueError:
-        return None
+        found: UUID | None = await trio.to_thread.run_sync(
+            store.agent_id_by_name, tenant_id, ref
+        )
+        return found
 
 
 async def realtime_stream(
@@ -225,15 +246,18 @@ async def realtime_stream(
             else:
                 await ws.reject(admission.status, admission.reason)
             return
-        if admission.agent.mode == "local":  # a local-first call needs a local slot too
+        chosen = admission.chain(rt.configured_chain())
+        if chosen.local_first:  # a local-first call needs a local slot too
             refused = ticket.make_local()
             if refused is not None:
                 await ws.reject(503, refused.message, retry_after_s=refused.retry_after_s)
                 return
-        await _admitted(ws, rt, admission)
+        await _admitted(ws, rt, admission, chosen)
 
 
-async def _admitted(ws: AsgiWebSocket, rt: Runtime, admission: RealtimeAdmission) -> None:
+async def _admitted(
+    ws: AsgiWebSocket, rt: Runtime, admission: RealtimeAdmission, chosen: ChosenChain
+) -> None:
     store = rt.store
     session_id = admission.session_id
     if session_id is None:
@@ -273,10 +297,17 @@ async def _admitted(ws: AsgiWebSocket, rt: Runtime, admission: RealtimeAdmission
         session_id=session_id,
         tenant_id=admission.tenant_id,
         agent_id=admission.agent_id,
-        agent=admission.agent,
+        agent=chosen.agent,
         t0=trio.current_time(),
         caller_format=caller_format(call_format(first)),
-        extra={"transport": DOOR, "auth": admission.via, "model": model, "dialect": dialect},
+        extra={
+            "transport": DOOR,
+            "auth": admission.via,
+            "model": model,
+            "dialect": dialect,
+            "mode_source": chosen.source,
+            "test_mode": admission.claims.test_mode if admission.claims else False,
+        },
     )
     ctx = with_recording(ctx, rt.resources.recordings)  # state unknown: consent announced
 

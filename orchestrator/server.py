@@ -13,7 +13,7 @@ import contextlib
 import importlib.resources
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Final
@@ -80,28 +80,24 @@ def open_database(settings: Settings):  # type: ignore[no-untyped-def]
         embedded.stop()
 
 
-def with_mode_first(agent: AgentSpec, mode: str) -> AgentSpec:
-    """``agent`` with ``mode`` first in its chain; the rest of the chain follows, then local."""
-    rest = [m for m in (agent.mode, *agent.fallback) if m != mode]
-    if "local" not in rest and mode != "local":
-        rest.append("local")
-    return replace(agent, mode=mode, fallback=tuple(dict.fromkeys(rest)))
-
-
 def example_agent(settings: Settings) -> AgentSpec:
-    """The packaged example agent, with ``--mode`` first in its chain if one was given."""
-    example = load_agent_file(example_agent_path())
-    if settings.demo_mode is not None:
-        example = with_mode_first(example, settings.demo_mode)
-    return example
+    """The packaged example agent (``serve --mode`` does not change it: it leads every
+    call's chain for the run instead, see :func:`configured_chain`)."""
+    return load_agent_file(example_agent_path())
+
+
+def configured_chain(settings: Settings) -> Callable[[], tuple[str, ...] | None]:
+    """What :attr:`.Runtime.configured_chain` starts as: ``serve --mode MODE`` puts MODE
+    first in every call's chain for this run only (a session's own mode still wins; the
+    agents stored are left as they are)."""
+    chain = (settings.demo_mode,) if settings.demo_mode is not None else None
+    return lambda: chain
 
 
 def bootstrap(store: Store, settings: Settings) -> tuple[devcreds.DevCredentials, list[AgentSpec]]:
     """Apply the example agent on a fresh database; make sure dev credentials work."""
     example = example_agent(settings)
-    if settings.demo_mode is not None or not any(
-        store.agent_for_number(n) for n in example.phone_numbers
-    ):
+    if not any(store.agent_for_number(n) for n in example.phone_numbers):
         store.apply_agent(example)
         log.info(
             "applied the example agent",
@@ -257,6 +253,7 @@ def build_runtime(
         keyring=keyring,
         dev_api_key=creds.api_key if settings.dev_mode else None,
         admission=admission,
+        configured_chain=configured_chain(settings),
     )
 
 

@@ -10,15 +10,19 @@ Request (``Authorization: Bearer <tenant API key>``), JSON::
 Answer ``201``::
 
     {"session_id": "<uuid>", "token": "<JWT>", "expires_at": <unix seconds>,
-     "ws_url": "ws(s)://.../v1/voice"}
+     "ws_url": "ws(s)://.../v1/voice", "mode": "local", "mode_source": "agent"}
 
 The token (see :mod:`.tokens`) admits one call, within 5 minutes. The call
 runs on the agent's fallback chain with ``mode`` first: the request's
-``mode``, else ``local`` for a ``test_mode`` session, else the agent's own.
+``mode``, else ``local`` for a ``test_mode`` session, else the runtime
+configuration's chain or the agent's own, as they are when the call starts
+(:mod:`.call_chain`). The answer's ``mode`` and ``mode_source`` say what leads
+the chain as of now.
 
 Errors (JSON ``{"error": "..."}``): 401 without a valid API key (logged as
 ``auth.rejected``), 400 for a malformed body, 404 for an agent the tenant does
-not have, 422 for a mode that cannot run here, 503 while the server drains,
+not have, 422 for a requested mode that cannot run here (a chain's head that
+cannot run is skipped at the call, as any link is), 503 while the server drains,
 and 503 with ``Retry-After`` while PostgreSQL is away (see :mod:`.outage`).
 """
 
@@ -36,6 +40,7 @@ from quart import jsonify, request
 from switchboard.actors.providers import unavailable_reason
 
 from .agents import MODES
+from .call_chain import chain_for_call
 from .errors import StorageError
 from .outage import OUTAGE_REASON, RETRY_AFTER_DATABASE_S, database_answers, refuse
 from .runtime import Runtime
@@ -113,9 +118,15 @@ async def create_session(rt: Runtime, tenant_id: uuid.UUID, req: SessionRequest)
         raise SessionError(503, "the server is draining; try another instance")
     agent_id = await _agent_id(rt, tenant_id, req.agent)
     agent = await trio.to_thread.run_sync(rt.store.get_agent, tenant_id, agent_id)
-    mode = req.mode or ("local" if req.test_mode else agent.mode)
+    chosen = chain_for_call(
+        agent,
+        session_mode=req.mode,
+        test_mode=req.test_mode,
+        configured=rt.configured_chain(),
+    )
+    mode = chosen.first
     reason = unavailable_reason(mode, rt.settings.endpoints)
-    if reason is not None:
+    if reason is not None and chosen.source == "session":  # asked for: say it cannot be
         raise SessionError(422, reason)
     session_id = await trio.to_thread.run_sync(
         partial(rt.store.create_session, tenant_id, agent_id, transport="browser")
@@ -127,15 +138,24 @@ async def create_session(rt: Runtime, tenant_id: uuid.UUID, req: SessionRequest)
         agent_id=agent_id,
         mode=mode,
         test_mode=req.test_mode,
+        mode_source=chosen.source,
         conversation_id=req.conversation_id,
         issuer=rt.settings.token_issuer,
     )
-    log.info("session created", session_id=str(session_id), agent=agent.name, mode=mode)
+    log.info(
+        "session created",
+        session_id=str(session_id),
+        agent=agent.name,
+        mode=mode,
+        mode_source=chosen.source,
+    )
     return {
         "session_id": str(session_id),
         "token": token,
         "expires_at": claims.expires_at,
         "ws_url": rt.settings.websocket_base_url + VOICE_PATH,
+        "mode": mode,
+        "mode_source": chosen.source,
     }
 
 

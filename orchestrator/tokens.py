@@ -3,7 +3,8 @@
 A token (RFC 7519, signed per RFC 7515 with HMAC-SHA256) carries in its
 header the ``kid`` of the secret that signed it, and the claims ``iss``,
 ``sub`` (the session id), ``agent_id``, ``tenant_id``, ``conversation_id``,
-``mode``, ``test_mode``, ``exp`` (5 minutes after ``iat``), ``iat`` and ``jti``.
+``mode``, ``test_mode``, ``mode_source`` (see :mod:`.call_chain`), ``exp`` (5 minutes
+after ``iat``), ``iat`` and ``jti``.
 
 Secrets come from a keyring of at most two active secrets
 (``VOICE_RUNTIME_SIGNING_SECRETS="kid1=secret1,kid2=secret2"``): the first
@@ -133,6 +134,10 @@ class SessionClaims:
     jti: str
     issued_at: int
     expires_at: int
+    mode_source: str = "session"
+    """Why ``mode`` leads the chain: ``session`` or ``test_mode`` (the session asked;
+    honoured at the call), ``config`` or ``agent`` (what applied when the session was
+    made; the call decides again, see :mod:`.call_chain`)."""
 
 
 def mint(
@@ -143,6 +148,7 @@ def mint(
     agent_id: uuid.UUID,
     mode: str,
     test_mode: bool = False,
+    mode_source: str = "session",
     conversation_id: str | None = None,
     issuer: str = DEFAULT_ISSUER,
     now: float | None = None,
@@ -160,6 +166,7 @@ def mint(
         jti=uuid.uuid4().hex,
         issued_at=iat,
         expires_at=iat + ttl_s,
+        mode_source=mode_source,
     )
     payload = {
         "iss": issuer,
@@ -169,6 +176,7 @@ def mint(
         "conversation_id": conversation_id,
         "mode": mode,
         "test_mode": test_mode,
+        "mode_source": mode_source,
         "iat": iat,
         "exp": iat + ttl_s,
         "jti": claims.jti,
@@ -239,4 +247,5 @@ def verify(
         str(claims["jti"]),
         iat,
         exp,
+        str(claims.get("mode_source", "session")),
     )

@@ -154,7 +154,7 @@ def _agent_for(store: Store, tenant_id: UUID, trace: Trace, info: dict[str, Any]
         raise TraceError(
             f"the trace holds no agent snapshot and tenant has no agent {name!r} to run it on"
         )
-    spec = {**trace.agent, "phone_numbers": []}  # an imported agent answers no calls
+    spec = {**trace.agent, "phone_numbers": [], "number_modes": {}}  # answers no calls
     wanted = _uuid_or_none(info.get("id"))
     with store.db.tenant(tenant_id) as cur:
         cur.execute(

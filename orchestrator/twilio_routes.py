@@ -21,6 +21,14 @@ the socket with 1008 (policy violation). A stream
 with a good token is never refused for capacity, not even while draining: its
 caller was promised the call when the webhook answered.
 
+The call's chain (:mod:`.call_chain`): ``?mode=MODE`` on the webhook's URL (set by
+the operator in the number's configuration; the signature covers the query), else
+the dialled number's mode in the agent file, else the runtime configuration's chain,
+else the agent's own. The webhook decides the first two and passes them to the stream
+in ``<Parameter>``s (``mode``, ``mode_source``); the stream decides the rest when it
+starts. An unknown ``?mode=`` is ignored with a ``twilio.mode_ignored`` log line (the
+call goes on on the agent's chain rather than fail).
+
 While PostgreSQL is away (see :mod:`.outage`): the webhook answers an apology
 and the agent's ``when_busy`` transfer or a hang-up (the agent from the
 process's recent lookups when the lookup itself fails) and creates nothing;
@@ -48,9 +56,10 @@ from switchboard.actors.twilio_transport import TwilioTransport
 from switchboard.codecs import twilio_media as wire
 
 from .admission import Refused
-from .agents import AgentSpec
+from .agents import MODES, AgentSpec
 from .asgi_ws import AsgiWebSocket
 from .call import run_call
+from .call_chain import ChosenChain, chain_for_call
 from .errors import StorageError
 from .outage import OUTAGE_REASON, outage_twiml, refuse
 from .recording import with_recording
@@ -74,6 +83,10 @@ STREAM: Final = "twilio.stream"
 CALLER_STATE_PARAMETER: Final = "caller_state"
 FROM_PARAMETER: Final = "from"
 TO_PARAMETER: Final = "to"
+MODE_PARAMETER: Final = "mode"
+MODE_SOURCE_PARAMETER: Final = "mode_source"
+"""The webhook's choice of the chain's head (``?mode=`` or the number's mode) and why,
+carried to the stream."""
 """The stream's ``<Parameter>`` carrying the caller's state (``FromState``) from the
 webhook, where Twilio's signature vouches for it, to the call (the consent rule)."""
 BUSY_MESSAGE: Final = "All our lines are busy right now. Please call again in a few minutes."
@@ -143,11 +156,17 @@ async def incoming_call(rt: Runtime) -> Response:
         twiml.hangup()
         return twiml_response(twiml)
 
+    chosen = chain_for_call(
+        record.spec,
+        query_mode=_query_mode(params.get("CallSid")),
+        number_mode=record.spec.number_modes.get(to_number),
+        configured=rt.configured_chain(),
+    )
     token = secrets.token_urlsafe(32)
     token_hash = admission_hash(token)
     key = reservation_key(token_hash)
     refused = rt.admission.reserve_stream(
-        INCOMING, key, local=record.spec.mode == "local", ttl_s=ADMISSION_TTL_S
+        INCOMING, key, local=chosen.local_first, ttl_s=ADMISSION_TTL_S
     )
     if isinstance(refused, Refused):
         return twiml_response(busy_twiml(record.spec))
@@ -184,8 +203,39 @@ async def incoming_call(rt: Runtime) -> Response:
     for name, value in ((FROM_PARAMETER, params.get("From")), (TO_PARAMETER, to_number)):
         if value:  # the call's numbers, for its tools (a webhook's `call.from`)
             stream.parameter(name=name, value=value)
+    if chosen.source in ("query", "number"):
+        stream.parameter(name=MODE_PARAMETER, value=chosen.first)
+        stream.parameter(name=MODE_SOURCE_PARAMETER, value=chosen.source)
     twiml.append(connect)
     return twiml_response(twiml)
+
+
+def _query_mode(call_sid: str | None) -> str | None:
+    """The webhook URL's ``?mode=``, if it names a mode (else None, logged)."""
+    mode = request.args.get("mode")
+    if mode is None or mode in MODES:
+        return mode
+    log.warning(
+        "twilio.mode_ignored",
+        mode=mode[:50],
+        call_sid=call_sid,
+        reason=f"?mode= must be one of {', '.join(MODES)}",
+    )
+    return None
+
+
+def _stream_chain(rt: Runtime, agent: AgentSpec, parameters: dict[str, str]) -> ChosenChain:
+    """The stream's chain: the webhook's choice if it made one, else the configured
+    chain or the agent's as they are now."""
+    mode, source = parameters.get(MODE_PARAMETER), parameters.get(MODE_SOURCE_PARAMETER)
+    if mode not in MODES:
+        mode = None
+    return chain_for_call(
+        agent,
+        query_mode=mode if source == "query" else None,
+        number_mode=mode if source == "number" else None,
+        configured=rt.configured_chain(),
+    )
 
 
 async def _within_webhook_deadline(sync_fn: Callable[..., T], *args: Any) -> T:
@@ -252,13 +302,14 @@ async def media_stream(ws: AsgiWebSocket, rt: Runtime) -> None:
         refuse(rt.admission.metrics, STREAM, exc)
         await ws.close(INTERNAL_ERROR, OUTAGE_REASON)
         return
-    local = agent.mode == "local"
-    with rt.admission.claim_stream(STREAM, reservation_key(token_hash), local=local):
-        await _run_stream(ws, rt, start, admission, agent)
+    chosen = _stream_chain(rt, agent, start.custom_parameters)
+    key = reservation_key(token_hash)
+    with rt.admission.claim_stream(STREAM, key, local=chosen.local_first):
+        await _run_stream(ws, rt, start, admission, chosen)
 
 
 async def _run_stream(
-    ws: AsgiWebSocket, rt: Runtime, start: wire.Start, admission: Admission, agent: AgentSpec
+    ws: AsgiWebSocket, rt: Runtime, start: wire.Start, admission: Admission, chosen: ChosenChain
 ) -> None:
     try:
         await trio.to_thread.run_sync(
@@ -276,13 +327,14 @@ async def _run_stream(
         session_id=admission.session_id,
         tenant_id=admission.tenant_id,
         agent_id=admission.agent_id,
-        agent=agent,
+        agent=chosen.agent,
         t0=trio.current_time(),
         caller_format=PHONE_AUDIO,
         call_sid=start.call_sid,
         stream_sid=start.stream_sid,
         from_number=start.custom_parameters.get(FROM_PARAMETER) or None,
         to_number=start.custom_parameters.get(TO_PARAMETER) or None,
+        extra={"mode_source": chosen.source},
     )
     state = caller_state(start.custom_parameters.get(CALLER_STATE_PARAMETER))
     ctx = with_recording(ctx, rt.resources.recordings, caller_state=state)

@@ -69,6 +69,8 @@ async def test_a_tenant_api_key_admits_one_of_its_own_agents_named_in_the_query(
         None,
     )
     assert admitted.agent.name == "desk" and admitted.via == "api_key"
+    by_name = await authenticate(bearer(key), query(agent_id="desk"), store, None)
+    assert isinstance(by_name, RealtimeAdmission) and by_name.agent_id == agent_id
 
 
 async def test_api_key_refusals(store: Store) -> None:
@@ -86,7 +88,11 @@ async def test_api_key_refusals(store: Store) -> None:
     assert (await refusal({}, query(agent_id=str(agent_id))))[0] == 401
     assert (await refusal(bearer(revoked), query(agent_id=str(agent_id))))[0] == 401
     assert (await refusal(bearer(key), {}))[0] == 400
-    assert (await refusal(bearer(key), query(agent_id="desk")))[0] == 400
+    assert (await refusal(bearer(key), query(agent_id="x" * 201)))[0] == 400
+    assert await refusal(bearer(key), query(agent_id="no-such-agent")) == (
+        403,
+        "no such agent for this tenant",
+    )
     assert await refusal(bearer(key), query(agent_id=str(other_agent))) == (
         403,
         "no such agent for this tenant",

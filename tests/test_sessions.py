@@ -35,14 +35,15 @@ async def test_a_session_row_and_a_token_with_every_claim(h) -> None:  # type: i
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"session_id", "token", "expires_at", "ws_url"}
+    assert set(body) == {"session_id", "token", "expires_at", "ws_url", "mode", "mode_source"}
+    assert (body["mode"], body["mode_source"]) == ("local", "agent")
     assert body["ws_url"] == h.ws_url + "/v1/voice"
     token = body["token"]
     assert jwt.get_unverified_header(token) == {"alg": "HS256", "kid": "k1", "typ": "JWT"}
     claims = jwt.decode(token, KEYRING.secrets["k1"], algorithms=["HS256"], issuer="switchboard")
     assert set(claims) == {
         *("iss", "sub", "agent_id", "tenant_id", "conversation_id", "mode", "test_mode"),
-        *("exp", "iat", "jti"),
+        *("mode_source", "exp", "iat", "jti"),
     }
     assert claims["sub"] == body["session_id"]
     assert (claims["agent_id"], claims["tenant_id"]) == (str(h.agent_id), str(h.tenant_id))
