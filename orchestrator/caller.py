@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import secrets
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,19 +259,13 @@ async def fetch_events(
         CallError: the server refused the API key (401), or never answered 200 for
             the session (another tenant's key, or a server with another data folder).
     """
-    url = f"{base_url.rstrip('/')}/v1/calls/{session_id}/events"
     events: list[dict[str, Any]] = []
     status = None
     with trio.move_on_after(wait_s):
         while True:
-            response = await client.get(url, headers={"Authorization": f"Bearer {api_key}"})
-            status = response.status_code
-            if status == 401:
-                raise CallError("the server refused the API key for the events endpoint")
-            if status == 200:
-                events = response.json()["events"]
-                if events and events[-1]["type"] == "session.end":
-                    break
+            status, events = await _events_now(client, base_url, api_key, session_id)
+            if events and events[-1]["type"] == "session.end":
+                break
             await trio.sleep(0.2)
     if status != 200:
         raise CallError(
@@ -279,6 +273,40 @@ async def fetch_events(
             "(is the API key this server's tenant's?)"
         )
     return events
+
+
+async def _events_now(
+    client: httpx.AsyncClient, base_url: str, api_key: str, session_id: str
+) -> tuple[int, list[dict[str, Any]]]:
+    """One read of the call's events: the HTTP status and the events logged so far.
+
+    Raises:
+        CallError: the server refused the API key (401).
+    """
+    url = f"{base_url.rstrip('/')}/v1/calls/{session_id}/events"
+    response = await client.get(url, headers={"Authorization": f"Bearer {api_key}"})
+    if response.status_code == 401:
+        raise CallError("the server refused the API key for the events endpoint")
+    events = response.json()["events"] if response.status_code == 200 else []
+    return response.status_code, events
+
+
+async def _turn_texts(
+    client: httpx.AsyncClient, base_url: str, api_key: str, session_id: str, turns: int
+) -> tuple[str | None, list[Turn]]:
+    """The greeting and the call's turns as logged so far, once the last of ``turns``
+    turns (the greeting, for 0) has its agent text, or after :data:`LIVE_TEXT_WAIT_S`
+    (the event may still be on its way)."""
+    logged = [Turn("") for _ in range(turns)]
+    greeting = None
+    with trio.move_on_after(LIVE_TEXT_WAIT_S):
+        while True:
+            _, events = await _events_now(client, base_url, api_key, session_id)
+            greeting = match_turns(logged, events)
+            if (logged[-1].agent if logged else greeting) is not None:
+                break
+            await trio.sleep(0.1)
+    return greeting, logged
 
 
 def match_turns(turns: list[Turn], events: list[dict[str, Any]]) -> str | None:
@@ -329,6 +357,55 @@ def failover_lines(events: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+LIVE_TEXT_WAIT_S = 2.0
+"""How long a live turn line waits for the turn's logged transcript."""
+
+
+@dataclass
+class _Live:
+    """The lines ``place_call`` reports as the call goes (see its ``progress``)."""
+
+    client: httpx.AsyncClient
+    base_url: str
+    api_key: str | None
+    summary: CallSummary
+    progress: Callable[[str], None] | None
+
+    def say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(line)
+
+    async def _logged(self) -> tuple[str | None, list[Turn]] | None:
+        """What the events say so far (None: no API key, or they could not be read; the
+        summary at the end says why)."""
+        if not self.api_key or not self.summary.session_id:
+            return None
+        turns = len(self.summary.turns)
+        try:
+            args = (self.client, self.base_url, self.api_key, self.summary.session_id, turns)
+            return await _turn_texts(*args)
+        except (CallError, httpx.HTTPError, ValueError):
+            return None
+
+    async def greeting(self) -> None:
+        if self.progress is None:
+            return
+        logged = await self._logged()
+        text = f": {logged[0]!r}" if logged is not None else ""
+        self.say(f"  greeting after {self.summary.greeting_latency_ms} ms{text}")
+
+    async def turn(self) -> None:
+        if self.progress is None:
+            return
+        i, turn = len(self.summary.turns), self.summary.turns[-1]
+        self.say(f"  turn {i}: said {turn.said!r}")
+        logged = await self._logged()
+        if logged is not None:
+            self.say(f"          heard as {logged[1][-1].caller!r}")
+        answer = f": {logged[1][-1].agent!r}" if logged is not None else ""
+        self.say(f"          agent ({turn.response_latency_ms} ms){answer}")
+
+
 async def place_call(
     base_url: str,
     lines: list[CallerLine],
@@ -343,9 +420,13 @@ async def place_call(
     response_timeout_s: float = 20.0,
     inject: Sequence[str] = (),
     phones: list[Phone] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> CallSummary:
     """Place one call as Twilio would and report what the caller experienced.
 
+    ``progress``: called with a line for a person as the call goes (the call's ids,
+    the greeting, each turn: what was said, what the runtime heard, the agent's answer
+    and its latency; the transcripts need ``api_key``).
     ``inject``: raw messages sent right after ``start`` (for tests of bad frames).
     ``phones``: if given, the call's :class:`Phone` is appended (what it heard, when).
     ``from_state``: the webhook's ``FromState`` (the caller's state; None: not sent).
@@ -365,6 +446,8 @@ async def place_call(
     async with httpx.AsyncClient(timeout=10.0) as client:
         stream_url, parameters = await post_webhook(client, base_url, auth_token, params)
         summary = CallSummary(call_sid, parameters.get("session_id"), None)
+        live = _Live(client, base_url, api_key, summary, progress)
+        live.say(f"call {call_sid} (session {summary.session_id})")
         encoder = wire.InboundEncoder(twilio_sid("MZ"), call_sid, account_sid)
         async with (
             trio_websocket.open_websocket_url(stream_url) as ws,
@@ -385,6 +468,7 @@ async def place_call(
             summary.greeting_latency_ms = (
                 None if first is None else round((first - t_start) * 1000, 1)
             )
+            await live.greeting()
             for line in lines:
                 if phone.closed.is_set():
                     break
@@ -394,6 +478,7 @@ async def place_call(
                 first = await phone.wait_response(spoke_s, response_timeout_s)
                 if first is not None:
                     turn.response_latency_ms = round((first - spoke_s) * 1000, 1)
+                await live.turn()
             with trio.move_on_after(HANG_UP_GRACE_S):  # the agent may be hanging up
                 await phone.closed.wait()
             if phone.closed.is_set():

@@ -16,6 +16,11 @@
 
 Without ``DATABASE_URL`` every command uses the embedded PostgreSQL in the
 data folder; see ``switchboard.orchestrator.config`` for the environment.
+
+Exit status: 0 done; 1 it could not be done (no such tenant, the server or the
+database unreachable, a file that cannot be read or opened); 2 the command line
+is wrong (argparse's usage errors, a bad flag value or setting: ``ConfigError``).
+``replay`` keeps its own: 0 the replay matches, 1 it differs, 2 it could not run.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,7 +50,7 @@ from . import (
 )
 from .agents import MODES
 from .config import Settings, default_data_dir, usable_cores
-from .errors import SwitchboardError
+from .errors import ConfigError, SwitchboardError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -54,6 +60,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DEMO_NUMBER = "+15005550006"
+FAILED = 1
+"""Exit status: what was asked could not be done."""
+USAGE = 2
+"""Exit status: the command line is wrong (argparse's own status for usage errors)."""
 
 EPILOG = """environment:
   DATABASE_URL        PostgreSQL URL (default: embedded PostgreSQL in the data folder)
@@ -306,7 +316,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         pass
     except workers.WorkerStartError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return FAILED
     except (OSError, BaseExceptionGroup) as exc:  # trio nests a failure to listen in groups
         refused = _listen_error(exc)
         if refused is None:
@@ -315,7 +325,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         hint = "; is another server running there? pick another port with --port"
         detail = refused.strerror or str(refused)
         print(f"error: cannot listen on {where}: {detail}{hint}", file=sys.stderr)
-        return 1
+        return FAILED
     return 0
 
 
@@ -411,7 +421,7 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
             "makes another key",
             file=sys.stderr,
         )
-        return 2
+        return FAILED
     print(f"created tenant {args.name!r}; its API key (shown once, keep it safe):\n{key}")
     return 0
 
@@ -424,7 +434,7 @@ def cmd_key_create(args: argparse.Namespace) -> int:
     key = _with_store(args, create)
     if key is None:
         print(f"error: no tenant {args.tenant!r}", file=sys.stderr)
-        return 2
+        return FAILED
     print(f"API key for tenant {args.tenant!r} (shown once, keep it safe):\n{key}")
     return 0
 
@@ -445,7 +455,7 @@ def cmd_call(args: argparse.Namespace) -> int:
             "`switchboard serve` once to create the development credentials",
             file=sys.stderr,
         )
-        return 2
+        return USAGE
     api_key = (
         args.api_key or os.environ.get("SWITCHBOARD_API_KEY") or (creds.api_key if creds else None)
     )
@@ -463,19 +473,13 @@ def cmd_call(args: argparse.Namespace) -> int:
             realtime=not args.fast,
             save_audio=args.save_audio,
             response_timeout_s=args.timeout,
+            progress=None if args.json else partial(print, flush=True),
         )
     )
     if args.json:
         print(json.dumps(summary.as_json(), indent=2))
         return 0
-    print(
-        f"call {summary.call_sid} (session {summary.session_id}), ended by the {summary.ended_by}"
-    )
-    print(f"  greeting after {summary.greeting_latency_ms} ms: {summary.greeting!r}")
-    for i, turn in enumerate(summary.turns, 1):
-        print(f"  turn {i}: said {turn.said!r}")
-        print(f"          heard as {turn.caller!r}")
-        print(f"          agent ({turn.response_latency_ms} ms): {turn.agent!r}")
+    print(f"  ended by the {summary.ended_by}")  # the turns were printed as they happened
     for line in summary.failovers:
         print(f"  failover: {line}")
     if summary.events_unread:
@@ -497,12 +501,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return (getattr(args, "handler", None) or handlers[args.command])(args)
-    except SwitchboardError as exc:
+    except ConfigError as exc:  # a flag, a setting or a file the user gave is wrong
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return USAGE
+    except SwitchboardError as exc:  # what was asked could not be done
+        print(f"error: {exc}", file=sys.stderr)
+        return FAILED
     except (OSError, httpx.HTTPError, trio_websocket.HandshakeError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return FAILED
 
 
 if __name__ == "__main__":

@@ -114,7 +114,7 @@ def cmd_set_recording_key(args: argparse.Namespace) -> int:
 
     if not _with_store(args, apply):
         print(f"error: no tenant {args.name!r}", file=sys.stderr)
-        return 2
+        return 1  # could not be done (see cli's exit statuses)
     if pem is None:
         print(f"tenant {args.name!r}: new recordings are wrapped by the server keyring")
     else:

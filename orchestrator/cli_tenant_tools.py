@@ -74,7 +74,7 @@ def cmd_webhook_secret(args: argparse.Namespace) -> int:
     value = _with_store(args, secret)
     if value is None:
         print(f"error: no tenant {args.name!r}", file=sys.stderr)
-        return 2
+        return 1  # could not be done (see cli's exit statuses)
     print(value)
     return 0
 
@@ -99,7 +99,7 @@ def cmd_allow(args: argparse.Namespace) -> int:
     entries = _with_store(args, change)
     if entries is None:
         print(f"error: no tenant {args.name!r}", file=sys.stderr)
-        return 2
+        return 1  # could not be done (see cli's exit statuses)
     if not entries:
         print(f"tenant {args.name!r}: no internal destination is allowed (the SSRF rules apply)")
     for entry in entries:

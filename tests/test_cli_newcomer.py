@@ -137,3 +137,25 @@ async def test_a_test_calls_summary_says_what_failed_and_what_the_caller_heard(
         f"turn 0: switched from openai-realtime to gemini-live; the caller heard "
         f"{switch['gap_ms']} ms of silence",
     ]
+
+
+def test_exit_status_is_2_for_a_wrong_command_line_and_1_for_what_could_not_be_done(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    data = ["--data-dir", str(tmp_path)]
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["serve", "--port", "not-a-port"])
+    assert usage.value.code == 2  # argparse
+    monkeypatch.setenv("PLAYOUT_LEAD_MS", "soon")
+    assert cli.main(["db", "status", *data]) == 2  # a bad setting
+    monkeypatch.delenv("PLAYOUT_LEAD_MS")
+    assert cli.main(["key", "create", "no-such-tenant", *data]) == 1
+    assert "no tenant 'no-such-tenant'" in capsys.readouterr().err
+    assert cli.main(["tenant", "create", "acme", *data]) == 0
+    assert cli.main(["tenant", "create", "acme", *data]) == 1  # exists already
+    # An agent file the user names that is not there: the command line is wrong.
+    assert cli.main(["agent", "apply", str(tmp_path / "missing.yaml"), *data]) == 2

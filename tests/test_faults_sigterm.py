@@ -10,9 +10,11 @@ exits 0 with the call whole in PostgreSQL and nothing left in its spool folder.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
+import trio
 import trio_websocket
 from fault_support import (
     assert_complete,
@@ -69,4 +71,25 @@ async def test_sigterm_refuses_new_calls_on_every_door_and_finishes_the_call_in_
         types = [t for _, t in assert_complete(server, call.session_id)]
         assert types.count("turn:user") == 1 and types.count("turn:agent") == 2
         assert not server.journals()
+        server.assert_no_traceback()
+
+
+async def test_ctrl_c_drains_like_sigterm_and_a_second_ctrl_c_stops_at_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT) in the terminal: the server drains (the call in flight holds it
+    up); a second Ctrl-C stops it at once. Neither prints a traceback."""
+    async with server_process(tmp_path, database_url) as server:
+        assert server.process is not None
+        async with twilio_call(server) as call:
+            await call.wait_greeting()
+            server.process.send_signal(signal.SIGINT)
+            ready = await server.ready_when(503)
+            assert ready.json() == {"status": "draining"}
+            await trio.sleep(1.0)
+            assert server.process.returncode is None  # held up by the call in flight
+            server.process.send_signal(signal.SIGINT)
+            assert await server.wait(timeout_s=30) == 0
+        log = server.log_text()
+        assert "KeyboardInterrupt" not in log
         server.assert_no_traceback()
