@@ -45,7 +45,13 @@ from switchboard.codecs.wav import WavSource
 
 from .config import Settings, default_data_dir
 from .errors import ConfigError
-from .recording_keys import format_entry, new_data_key, private_kid, unwrap_rsa
+from .recording_keys import (
+    RecordingKeyError,
+    format_entry,
+    new_data_key,
+    private_kid,
+    unwrap_rsa,
+)
 from .recording_render import wav_of
 
 __all__ = ["register"]
@@ -188,12 +194,12 @@ def _keyring_data_key(header: RecordingHeader, data_dir: Path | None) -> bytes:
             row = get_recording(Store(db), tenant_id, session_id)
         finally:
             db.close()
-    if row is None:
-        raise ConfigError(
+    if row is None:  # could not be done: exit status 1, not a usage error
+        raise RecordingKeyError(
             f"no recording of session {session_id} (tenant {tenant_id}) in this database"
         )
     if row.wrapped_key is None:
-        raise ConfigError(
+        raise RecordingKeyError(
             f"the recording of session {session_id} was deleted ({row.deleted_at:%Y-%m-%d %H:%M} "
             "UTC): its key is destroyed, so it can never be decrypted"
             if row.deleted_at is not None
