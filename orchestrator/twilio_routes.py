@@ -81,14 +81,14 @@ INTERNAL_ERROR = 1011
 INCOMING: Final = "twilio.incoming"
 STREAM: Final = "twilio.stream"
 CALLER_STATE_PARAMETER: Final = "caller_state"
+"""The stream's ``<Parameter>`` carrying the caller's state (``FromState``) from the
+webhook, where Twilio's signature vouches for it, to the call (the consent rule)."""
 FROM_PARAMETER: Final = "from"
 TO_PARAMETER: Final = "to"
 MODE_PARAMETER: Final = "mode"
 MODE_SOURCE_PARAMETER: Final = "mode_source"
 """The webhook's choice of the chain's head (``?mode=`` or the number's mode) and why,
 carried to the stream."""
-"""The stream's ``<Parameter>`` carrying the caller's state (``FromState``) from the
-webhook, where Twilio's signature vouches for it, to the call (the consent rule)."""
 BUSY_MESSAGE: Final = "All our lines are busy right now. Please call again in a few minutes."
 
 
