@@ -5,10 +5,11 @@
     switchboard trace show FILE
 
 The file's format is :mod:`.trace_file`; what goes in is :mod:`.trace_export`,
-what comes out :mod:`.trace_import`. Exit status: 0 done; 2 a clear refusal (not
-a trace, an unknown format version, no such session, the session already
-present without ``--replace``, a recording that cannot be decrypted); 1 an
-operating-system error (a file that cannot be read or written).
+what comes out :mod:`.trace_import`. Exit status (the ``switchboard`` command's
+rule): 0 done; 1 it could not be done (not a trace, an unknown format version, no
+such session, the session already present without ``--replace``, a recording that
+cannot be decrypted, a file that cannot be read or written); 2 the command line
+is wrong.
 """
 
 from __future__ import annotations

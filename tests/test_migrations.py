@@ -555,7 +555,7 @@ def test_db_status_and_migrate_say_what_they_find_and_do(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES (9, 'later', %s)",
             ("0" * 64,),
         )
-    assert cli.main(["db", "migrate"]) == 2
+    assert cli.main(["db", "migrate"]) == 1
     assert "0009_later" in capsys.readouterr().err
 
 

@@ -68,10 +68,12 @@ def test_a_valid_token_carries_every_claim() -> None:
         "conversation_id",
         "mode",
         "test_mode",
+        "mode_source",
         "exp",
         "iat",
         "jti",
     }
+    assert claims.mode_source == "session"
 
 
 def rejected(

@@ -277,7 +277,7 @@ async def test_a_recorded_call_exported_and_imported_elsewhere_round_trips(
             assert cur.fetchall() == [("caller hung up", 1)]
 
     # Importing it again is refused, clearly; --replace puts it in place.
-    assert switchboard(monkeypatch, target_url, target_dir, "trace", "import", str(exported)) == 2
+    assert switchboard(monkeypatch, target_url, target_dir, "trace", "import", str(exported)) == 1
     assert "already here" in capsys.readouterr().err
     assert (
         switchboard(
@@ -427,19 +427,19 @@ def test_files_that_are_not_traces_are_refused_clearly(
 ) -> None:
     not_zip = tmp_path / "notes.txt"
     not_zip.write_text("hello")
-    assert cli.main(["trace", "show", str(not_zip)]) == 2
+    assert cli.main(["trace", "show", str(not_zip)]) == 1
     assert "not a call trace (not a ZIP file)" in capsys.readouterr().err
     other = tmp_path / "other.zip"
     with zipfile.ZipFile(other, "w") as zf:
         zf.writestr("readme.txt", "hi")
-    assert cli.main(["trace", "show", str(other)]) == 2
+    assert cli.main(["trace", "show", str(other)]) == 1
     assert "no manifest.json" in capsys.readouterr().err
     future = tmp_path / "future.trace"
     with zipfile.ZipFile(future, "w") as zf:
         zf.writestr("manifest.json", json.dumps({"format": "switchboard-trace", "version": 2}))
-    assert cli.main(["trace", "show", str(future)]) == 2
+    assert cli.main(["trace", "show", str(future)]) == 1
     assert "format version 2" in capsys.readouterr().err
-    assert cli.main(["trace", "import", str(future), "--data-dir", str(tmp_path)]) == 2
+    assert cli.main(["trace", "import", str(future), "--data-dir", str(tmp_path)]) == 1
     assert "version 1 only" in capsys.readouterr().err
 
 
@@ -453,7 +453,7 @@ def test_export_of_an_unknown_session_says_so(
     out = tmp_path / "x.trace"
     assert (
         switchboard(monkeypatch, database_url, tmp_path, "trace", "export", unknown, "-o", str(out))
-        == 2
+        == 1
     )
     assert f"no session {unknown}" in capsys.readouterr().err
     assert not out.exists()
@@ -527,7 +527,7 @@ def test_a_recording_sealed_for_the_tenants_rsa_key_needs_the_private_key(
 
     assert (
         switchboard(monkeypatch, database_url, tmp_path, "trace", "export", sid, "-o", str(out))
-        == 2
+        == 1
     )
     assert "--key private.pem" in capsys.readouterr().err
     assert not out.exists()
