@@ -217,9 +217,7 @@ async def _agent_ref(store: Store, tenant_id: UUID, ref: str) -> UUID | None:
     try:
         return UUID(ref)
     except ValueError:
-        found: UUID | None = await trio.to_thread.run_sync(
-            store.agent_id_by_name, tenant_id, ref
-        )
+        found: UUID | None = await trio.to_thread.run_sync(store.agent_id_by_name, tenant_id, ref)
         return found
 
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Final, TypeVar
 
@@ -224,7 +224,7 @@ def _query_mode(call_sid: str | None) -> str | None:
     return None
 
 
-def _stream_chain(rt: Runtime, agent: AgentSpec, parameters: dict[str, str]) -> ChosenChain:
+def _stream_chain(rt: Runtime, agent: AgentSpec, parameters: Mapping[str, str]) -> ChosenChain:
     """The stream's chain: the webhook's choice if it made one, else the configured
     chain or the agent's as they are now."""
     mode, source = parameters.get(MODE_PARAMETER), parameters.get(MODE_SOURCE_PARAMETER)
