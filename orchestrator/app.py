@@ -16,6 +16,9 @@ Routes:
 - ``WS /v1/voice``, ``WS /app/voice/stream/{session_id}``: browser calls (session token).
 - ``GET /practice``: the practice-call page; ``POST /practice/session``: its
   session in development mode.
+- ``GET``/``PUT /config``, ``POST /config/validate``, ``POST /config/reload``,
+  ``GET /presets``: the runtime configuration, behind the engine's admin key
+  (:mod:`.config_routes`).
 - ``GET /health``: the process is alive (``{"status": "ok", "worker": n, "pid": pid}``).
 - ``GET /ready``: the server takes calls (503 while draining, while full:
   no room for another call, see :mod:`.admission`, and while PostgreSQL does
@@ -52,6 +55,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .asgi_ws import AsgiWebSocket, Receive, Scope, Send
 from .browser_routes import STREAM_PREFIX, browser_call
 from .call_routes import register_call_routes
+from .config_routes import register_config_routes
 from .errors import StorageError
 from .http_limits import (
     MAX_BODY_BYTES,
@@ -120,6 +124,7 @@ def create_app(rt: Runtime) -> Any:
     register_recording_routes(app, rt)
     register_timeline_routes(app, rt)
     register_call_routes(app, rt)
+    register_config_routes(app, rt)
 
     @app.post("/v1/sessions")
     async def sessions() -> Any:

@@ -53,6 +53,10 @@ Environment variables (all optional):
   ``AWS_SECRET_ACCESS_KEY``); see :mod:`.recording_store`.
 - ``RECORDING_SWEEP_INTERVAL_S``: seconds between two sweeps that shred the
   recordings past their retention (default 3600; see :mod:`.recording_sweep`).
+- ``ENGINE_API_KEY``: the admin key of the runtime configuration API
+  (``/config``, ``/presets``; see :mod:`.config_routes`). Unset in development
+  mode: one is made and kept in ``DATA_DIR/engine-api-key``; unset otherwise: the
+  API answers 503.
 - Provider URLs and keys (``OPENAI_API_KEY``, ``GEMINI_API_KEY``, ...): see
   :mod:`switchboard.actors.providers.endpoints`.
 """
@@ -135,6 +139,8 @@ class Settings:
     """None: path-style addressing when an endpoint is set."""
     recording_sweep_interval_s: float = 3600.0
     """Seconds between two retention sweeps (``RECORDING_SWEEP_INTERVAL_S``)."""
+    engine_api_key: str | None = None
+    """``ENGINE_API_KEY``: the configuration API's admin key (see :mod:`.config_routes`)."""
     functions_base_url: str | None = None
     """``FUNCTIONS_BASE_URL``: where edge-function tools are (``{base}/{function}``; the
     Supabase convention ``https://PROJECT.supabase.co/functions/v1``); ``{tenant}`` in it
@@ -185,6 +191,7 @@ class Settings:
             token_issuer=env.get("VOICE_RUNTIME_ISSUER") or DEFAULT_ISSUER,
             recording_keys=env.get("RECORDING_KEYS") or None,
             functions_base_url=env.get("FUNCTIONS_BASE_URL") or None,
+            engine_api_key=env.get("ENGINE_API_KEY") or None,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
         if settings.log_format not in ("json", "console"):

@@ -48,3 +48,32 @@ def save(data_dir: Path, creds: DevCredentials) -> None:
 
 def new_twilio_token() -> str:
     return secrets.token_hex(16)
+
+
+ENGINE_KEY_FILE = "engine-api-key"
+ENGINE_KEY_PREFIX = "sbe_"
+"""Admin keys start so: told apart from tenant API keys at a glance."""
+
+
+def engine_key(data_dir: Path) -> tuple[str, bool]:
+    """Development mode's admin key for the configuration API (``ENGINE_API_KEY``
+    unset): the one kept in ``DATA_DIR/engine-api-key`` (mode 0600), made on first
+    use; and whether it was made now."""
+    target = data_dir / ENGINE_KEY_FILE
+    try:
+        return target.read_text(encoding="utf-8").strip(), False
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = ENGINE_KEY_PREFIX + secrets.token_urlsafe(32)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(key + "\n")
+    try:
+        os.link(tmp, target)  # the first writer wins; the others read its key
+    except FileExistsError:
+        return target.read_text(encoding="utf-8").strip(), False
+    finally:
+        tmp.unlink()
+    return key, True

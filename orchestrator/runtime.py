@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .admission import Admission
 from .call import CallResources
@@ -12,6 +13,9 @@ from .outage import RecentNumbers
 from .recording_playback import RecordingAccess
 from .store import Store
 from .tokens import Keyring
+
+if TYPE_CHECKING:
+    from .live_config import LiveConfig
 
 
 @dataclass
@@ -45,6 +49,11 @@ class Runtime:
     call starts (None: each agent's own chain). A call in flight keeps the chain it began
     with. Replaced by the live configuration (``PUT /config``, the runtime YAML file) and
     by ``serve --mode``; :mod:`.call_chain` weighs it against the session's own mode."""
+    live_config: LiveConfig | None = None
+    """The runtime configuration kept current (:mod:`.live_config`); None: the doors run
+    on the agents' chains and the endpoints given at start (tests)."""
+    engine_api_key: str | None = None
+    """The configuration API's admin key; None: that API answers 503."""
     active_calls: int = 0
     """Call WebSockets open now (phone and browser), refused ones included until they close."""
 

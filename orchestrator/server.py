@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Final
@@ -41,12 +42,14 @@ from .config import Settings
 from .db import Database, migrate
 from .embedded_pg import start_embedded
 from .knowledge_store import KnowledgeIndex
+from .live_config import LiveConfig
 from .metrics import ServerMetrics
 from .recording import open_recordings, recover_recordings
 from .recording_store import open_store
 from .recording_sweep import keep_sweeping
 from .recovery import instance_id, keep_recovering, recover
 from .runtime import Runtime
+from .runtime_config import env_layer
 from .spool import drain_once
 from .store import Store
 from .tokens import Keyring
@@ -86,14 +89,6 @@ def example_agent(settings: Settings) -> AgentSpec:
     return load_agent_file(example_agent_path())
 
 
-def configured_chain(settings: Settings) -> Callable[[], tuple[str, ...] | None]:
-    """What :attr:`.Runtime.configured_chain` starts as: ``serve --mode MODE`` puts MODE
-    first in every call's chain for this run only (a session's own mode still wins; the
-    agents stored are left as they are)."""
-    chain = (settings.demo_mode,) if settings.demo_mode is not None else None
-    return lambda: chain
-
-
 def bootstrap(store: Store, settings: Settings) -> tuple[devcreds.DevCredentials, list[AgentSpec]]:
     """Apply the example agent on a fresh database; make sure dev credentials work."""
     example = example_agent(settings)
@@ -124,6 +119,14 @@ def bootstrap(store: Store, settings: Settings) -> tuple[devcreds.DevCredentials
             ),
             flush=True,
         )
+    if settings.dev_mode and settings.engine_api_key is None:
+        key, made = devcreds.engine_key(settings.data_dir)
+        if made:
+            print(
+                f"Development admin key for /config (no ENGINE_API_KEY set; kept in "
+                f"{settings.data_dir / devcreds.ENGINE_KEY_FILE}): {key}",
+                flush=True,
+            )
     return creds, [example]
 
 
@@ -244,8 +247,14 @@ def build_runtime(
     keyring: Keyring,
     admission: Admission,
 ) -> Runtime:
-    """One worker's runtime; ``admission.metrics`` is what ``GET /metrics`` serves."""
-    return Runtime(
+    """One worker's runtime; ``admission.metrics`` is what ``GET /metrics`` serves. Its
+    runtime configuration is read now (:class:`.LiveConfig`; :func:`run_http` keeps it
+    current).
+
+    Raises:
+        StorageError: PostgreSQL did not answer the configuration's read.
+    """
+    runtime = Runtime(
         settings=settings,
         store=store,
         resources=call_resources(settings, store, admission.metrics),
@@ -253,8 +262,14 @@ def build_runtime(
         keyring=keyring,
         dev_api_key=creds.api_key if settings.dev_mode else None,
         admission=admission,
-        configured_chain=configured_chain(settings),
+        engine_api_key=settings.engine_api_key
+        or (devcreds.engine_key(settings.data_dir)[0] if settings.dev_mode else None),
     )
+    live = LiveConfig(store.db, settings.data_dir, env_layer(os.environ, settings.demo_mode))
+    live.refresh()
+    live.attach(runtime)
+    runtime.live_config = live
+    return runtime
 
 
 @contextlib.asynccontextmanager
@@ -301,6 +316,8 @@ async def run_http(
     The calls share one HTTP client (one TLS context and connection pool per process)."""
     async with httpx.AsyncClient() as shared_http, trio.open_nursery() as nursery:
         runtime.resources.http = shared_http
+        if runtime.live_config is not None:
+            nursery.start_soon(runtime.live_config.watch)
         if threading.current_thread() is threading.main_thread():
             nursery.start_soon(stop_on_signals, runtime, nursery.cancel_scope, signals)
         urls = await nursery.start(hypercorn_serve, create_app(runtime), hypercorn_config(bind))

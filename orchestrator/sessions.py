@@ -125,7 +125,7 @@ async def create_session(rt: Runtime, tenant_id: uuid.UUID, req: SessionRequest)
         configured=rt.configured_chain(),
     )
     mode = chosen.first
-    reason = unavailable_reason(mode, rt.settings.endpoints)
+    reason = unavailable_reason(mode, rt.resources.endpoints)
     if reason is not None and chosen.source == "session":  # asked for: say it cannot be
         raise SessionError(422, reason)
     session_id = await trio.to_thread.run_sync(

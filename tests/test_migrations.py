@@ -525,6 +525,7 @@ def test_db_status_and_migrate_say_what_they_find_and_do(
         "pending 0005_agent_versions",
         "pending 0006_knowledge",
         "pending 0007_tenant_tools",
+        "pending 0009_runtime_config",
     ]
     assert cli.main(["db", "migrate"]) == 0
     assert capsys.readouterr().out.splitlines() == [
@@ -535,12 +536,13 @@ def test_db_status_and_migrate_say_what_they_find_and_do(
         "applied 0005_agent_versions",
         "applied 0006_knowledge",
         "applied 0007_tenant_tools",
+        "applied 0009_runtime_config",
     ]
     assert cli.main(["db", "migrate"]) == 0
     assert capsys.readouterr().out == "the schema is up to date\n"
     assert cli.main(["db", "status"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in lines[:7]] == [
+    assert [line.split()[:2] for line in lines[:8]] == [
         ["applied", "0001_baseline"],
         ["applied", "0002_session_owner"],
         ["applied", "0003_recovery"],
@@ -548,15 +550,16 @@ def test_db_status_and_migrate_say_what_they_find_and_do(
         ["applied", "0005_agent_versions"],
         ["applied", "0006_knowledge"],
         ["applied", "0007_tenant_tools"],
+        ["applied", "0009_runtime_config"],
     ]
-    assert lines[7:] == ["the schema is up to date"]
+    assert lines[8:] == ["the schema is up to date"]
     with psycopg.connect(blank_url) as conn:
         conn.execute(
-            "INSERT INTO schema_migrations (version, name, checksum) VALUES (9, 'later', %s)",
+            "INSERT INTO schema_migrations (version, name, checksum) VALUES (99, 'later', %s)",
             ("0" * 64,),
         )
     assert cli.main(["db", "migrate"]) == 1
-    assert "0009_later" in capsys.readouterr().err
+    assert "0099_later" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
