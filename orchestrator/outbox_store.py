@@ -115,11 +115,12 @@ def queue_call_ended(
 def store_analysis(
     db: Database, tenant_id: UUID, session_id: UUID, summary: Mapping[str, Any]
 ) -> None:
-    """One transaction: ``summary`` into ``call_logs.summary``, the job ``done``, and a
+    """One transaction: ``summary`` merged into ``call_logs.summary`` (its keys win over
+    what the end of the call wrote there), the job ``done``, and a
     ``call.analyzed`` outbox row (data: the call and its ``summary``) per subscription."""
     with db.tenant(tenant_id) as cur:
         cur.execute(
-            "UPDATE call_logs SET summary = %s WHERE session_id = %s"
+            "UPDATE call_logs SET summary = summary || %s WHERE session_id = %s"
             " RETURNING agent_id, started_at, ended_at, duration_ms, turns, end_reason",
             (Jsonb(dict(summary)), session_id),
         )

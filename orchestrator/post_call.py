@@ -109,9 +109,7 @@ class PostCallMetrics:
         )
 
 
-async def analyse(
-    store: Store, settings: Settings, http: httpx.AsyncClient, call: CallFacts
-) -> dict[str, Any]:
+async def analyse(settings: Settings, http: httpx.AsyncClient, call: CallFacts) -> dict[str, Any]:
     """``call``'s summary and analysis with the configured analyser."""
     if settings.post_call.analysis == "llm":
         ends = settings.endpoints
@@ -231,7 +229,7 @@ async def deliver_once(
             "webhook " + outcome,
             tenant_id=str(tenant_id),
             webhook_id=msg_id,
-            event=found.event_type,
+            event_type=found.event_type,
             attempts=attempts,
             status=status,
             error=error,
@@ -264,4 +262,6 @@ async def keep_posting(
                         metrics.outbox.labels(state).set(n)
             except StorageError as exc:
                 log.warning("post-call round failed; next round later", error=str(exc)[:300])
+            except Exception:  # a bug here must not take the server's calls down with it
+                log.exception("post-call round crashed; next round later")
             await trio.sleep(settings.post_call.poll_s)

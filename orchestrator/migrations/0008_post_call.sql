@@ -84,6 +84,8 @@ BEGIN
 END $$;
 GRANT SELECT, INSERT, UPDATE ON post_call_jobs, webhook_outbox TO switchboard_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_subscriptions TO switchboard_app;
+-- The analysis is written into the call's log row afterwards.
+GRANT UPDATE (summary) ON call_logs TO switchboard_app;
 
 -- Up to p_limit post-call jobs that are pending, or running with an ended
 -- lease (their taker died): each becomes running, leased for p_lease_s seconds,
