@@ -388,7 +388,8 @@ class _Parser:
         if not isinstance(node, yaml.MappingNode):
             raise self.fail(node, "analysis", f"expected a mapping, got {_kind(node)}")
         try:
-            return AnalysisSpec.from_json(SafeConstructor().construct_mapping(node, deep=True))
+            raw = SafeConstructor().construct_mapping(node, deep=True)
+            return AnalysisSpec.from_json({str(k): v for k, v in raw.items()})
         except (ValueError, yaml.YAMLError) as exc:
             raise self.fail(node, "analysis", str(exc)) from exc
 

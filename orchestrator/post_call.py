@@ -85,7 +85,7 @@ def retry_delay_s(
     ``min(cap, base * 2 ** (attempts - 1))`` times a jitter in [0.5, 1) ("equal
     jitter", AWS Architecture Blog, "Exponential Backoff And Jitter"), so
     receivers that come back are not hit by every sender at once."""
-    return min(cap_s, base_s * 2 ** (attempts - 1)) * (0.5 + rand() / 2)
+    return float(min(cap_s, base_s * 2.0 ** (attempts - 1)) * (0.5 + rand() / 2))
 
 
 class PostCallMetrics:
