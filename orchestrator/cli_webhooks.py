@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from .cli_recording_admin import subcommands_of
@@ -102,11 +102,8 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     """Run the action; the exit code of the module docstring."""
     from .cli import _with_store
 
-    def work(store: Store) -> Any:
-        return _run(args, store)
-
     try:
-        code, lines = _with_store(args, work)
+        code, lines = _with_store(args, lambda store: _run(args, store))
     except ConfigError as exc:  # the URL or events the user gave
         print(f"error: {exc}", file=sys.stderr)
         return 2

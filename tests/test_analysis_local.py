@@ -105,7 +105,8 @@ BASE = "name: a\ntenant: t\ngreeting: Hi.\nintents: []\n"
 def test_the_agent_yaml_analysis_key_round_trips_through_the_stored_spec() -> None:
     spec = parse_agent_yaml(
         BASE
-        + "analysis:\n  criteria:\n    - {name: booked, description: Booked., intent: booking, weight: 2}\n"
+        + "analysis:\n  criteria:\n"
+        + "    - {name: booked, description: Booked., intent: booking, weight: 2}\n"
     )
     assert spec.analysis.criteria == (Criterion("booked", "Booked.", intent="booking", weight=2.0),)
     assert AgentSpec.from_json(spec.to_json()) == spec
