@@ -21,12 +21,14 @@ import pytest
 import trio
 from post_call_support import CALLER_LINES, ended_call, outbox_rows, wait_for
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 from tool_servers import BusinessServer, start_business
 
 from switchboard.actors.tools.guarded_http import GuardedHttp
 from switchboard.orchestrator.analysis_llm import analyse_with_llm
 from switchboard.orchestrator.config import PostCallSettings, Settings
 from switchboard.orchestrator.db import Database
+from switchboard.orchestrator.errors import ConfigError
 from switchboard.orchestrator.outbox_store import (
     claim_webhooks,
     list_outbox,
@@ -125,7 +127,26 @@ async def test_the_summary_is_stored_and_served_and_both_webhooks_verify(
     assert got["call.ended"].json()["data"]["call_id"] == str(session_id)
     rows = await trio.to_thread.run_sync(list_outbox, store.db, tenant_id)
     assert {r.state for r in rows} == {"delivered"}
+    async with httpx.AsyncClient(base_url=urls[0]) as client:
+        exposition = (await client.get("/metrics")).text
+    delivered = {
+        s.labels["event"]: s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+        if s.name == "switchboard_webhook_deliveries_total" and s.labels["outcome"] == "delivered"
+    }
+    assert delivered == {"call.ended": 1.0, "call.analyzed": 1.0}
     nursery.cancel_scope.cancel()
+
+
+def test_post_call_settings_come_from_the_environment() -> None:
+    env = {"POST_CALL_ANALYSIS": "LLM", "WEBHOOK_MAX_ATTEMPTS": "3", "WEBHOOK_RETRY_BASE_S": "2"}
+    config = Settings.from_env(env).post_call
+    assert (config.analysis, config.max_attempts, config.retry_base_s) == ("llm", 3, 2.0)
+    assert (config.retry_cap_s, config.timeout_s, config.poll_s) == (3600.0, 10.0, 1.0)
+    for bad in ({"POST_CALL_ANALYSIS": "gpt"}, {"WEBHOOK_MAX_ATTEMPTS": "0"}):
+        with pytest.raises(ConfigError):
+            Settings.from_env(bad)
 
 
 def test_backoff_grows_with_jitter_and_stops_at_the_cap() -> None:
