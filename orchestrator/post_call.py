@@ -12,6 +12,10 @@ database). Every ``POST_CALL_POLL_S`` seconds it:
    webhooks in one transaction (:func:`.outbox_store.store_analysis`);
 2. claims due webhook deliveries (leased) and POSTs each once.
 
+The transcript in ``call_turns`` is final when a job exists: a call's
+``call_logs`` row (and with it the job) is written only after all its events
+(``orchestrator/call.py``; the spool drainer keeps the same order).
+
 A delivery is a POST of the event's JSON body (``{"type", "timestamp",
 "data"}``) to the subscription's URL through
 :class:`~switchboard.actors.tools.guarded_http.GuardedHttp` (the tenant's
