@@ -501,11 +501,11 @@ def test_a_closed_pool_refuses_with_a_storage_error(database_url: str) -> None:
 def test_calls_one_after_another_reuse_a_connection(database_url: str) -> None:
     with Database(database_url, pool_size=8) as db:
         store = Store(db)
-        store.ping()
-        opened = _backends_of(database_url)
         for _ in range(20):
             store.ping()
-        assert _backends_of(database_url) == opened <= 2
+        # Not one per call: the pool hands back the same connection, or a second one
+        # when a call came while the last was still being returned (a busy machine).
+        assert 1 <= _backends_of(database_url) <= 2
 
 
 # -- the commands and the settings
