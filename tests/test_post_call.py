@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from tool_servers import BusinessServer, start_business
 
+from switchboard.actors.providers import Endpoints
 from switchboard.actors.tools.guarded_http import GuardedHttp
 from switchboard.orchestrator.analysis_llm import analyse_with_llm
 from switchboard.orchestrator.config import PostCallSettings, Settings
@@ -40,6 +41,7 @@ from switchboard.orchestrator.post_call import (
     call_facts,
     deliver_once,
     retry_delay_s,
+    run_jobs_once,
 )
 from switchboard.orchestrator.server import serve
 from switchboard.orchestrator.store import Store
@@ -285,3 +287,56 @@ async def test_when_the_llm_fails_the_local_analysis_is_used_and_says_why(
     assert result["analyser"] == "local"
     assert why in result["fallback"]
     assert result["analysis"]["caller_intent"] == "hours"
+
+
+def _stored_summary(db: Database, tenant_id: UUID, session_id: UUID) -> Any:
+    with db.tenant(tenant_id) as cur:
+        cur.execute("SELECT summary FROM call_logs WHERE session_id = %s", (session_id,))
+        row = cur.fetchone()
+    assert row is not None
+    return row[0]
+
+
+async def test_with_post_call_analysis_llm_the_configured_endpoint_writes_the_summary(
+    store: Store, receiver: BusinessServer
+) -> None:
+    subscribe(store.db, "bakery", store, "http://127.0.0.1:9/a", "call.analyzed")
+    tenant_id, session_id = ended_call(store)
+    receiver.answer = _chat_completion(
+        json.dumps(
+            {
+                "summary": "Asked for the hours.",
+                "outcome": "completed",
+                "caller_intent": "hours",
+                "sentiment": "neutral",
+                "criteria": {"hours_answered": True, "booked": True},
+            }
+        )
+    )
+    settings = Settings(
+        endpoints=Endpoints(llm_base_url=f"{receiver.url}/v1", llm_model="small-model"),
+        post_call=PostCallSettings(analysis="llm"),
+    )
+    async with httpx.AsyncClient() as http:
+        assert await run_jobs_once(store, settings, http) == 1
+        assert await run_jobs_once(store, settings, http) == 0  # done: not taken again
+    assert receiver.requests[0].json()["model"] == "small-model"
+    summary = _stored_summary(store.db, tenant_id, session_id)
+    assert (summary["analyser"], summary["summary"]) == ("llm", "Asked for the hours.")
+    assert summary["analysis"]["score"] == 1.0
+    [row] = outbox_rows(store.db, tenant_id)
+    assert row["event_type"] == "call.analyzed" and row["payload"]["data"]["summary"] == summary
+
+
+async def test_with_post_call_analysis_off_nothing_is_analysed_but_webhooks_still_go(
+    store: Store,
+) -> None:
+    subscribe(store.db, "bakery", store, "http://127.0.0.1:9/a")
+    tenant_id, session_id = ended_call(store)
+    settings = Settings(post_call=PostCallSettings(analysis="off"))
+    async with httpx.AsyncClient() as http:
+        assert await run_jobs_once(store, settings, http) == 1
+    assert _stored_summary(store.db, tenant_id, session_id) == {}
+    rows = outbox_rows(store.db, tenant_id)
+    assert [r["event_type"] for r in rows] == ["call.ended", "call.analyzed"]
+    assert rows[1]["payload"]["data"]["summary"] == {}
