@@ -49,6 +49,7 @@ from .agents import (
     webhook_url_problem,
     when_busy_problem,
 )
+from .analysis_spec import AnalysisSpec
 from .errors import AgentFileError
 from .knowledge_files import KnowledgeFileError, read_document
 from .recording_policy import ANNOUNCE, RecordingPolicy, recording_problem
@@ -87,6 +88,7 @@ _TOP_KEYS: Final = (
     "no_match_reply",
     "recording",
     "knowledge",
+    "analysis",
 )
 _TOP_REQUIRED: Final = ("name", "tenant", "greeting", "intents")
 _INTENT_KEYS: Final = ("name", "phrases", "reply", "tool")
@@ -259,6 +261,8 @@ class _Parser:
             values["recording"] = self.recording(keys["recording"])
         if "knowledge" in keys:
             values["knowledge"] = self.knowledge(keys["knowledge"])
+        if "analysis" in keys:
+            values["analysis"] = self.analysis(keys["analysis"])
         if "when_busy" in keys:
             values["when_busy"] = self.when_busy(keys["when_busy"], values.get("transfer_number"))
         tools = self.tools(keys["tools"]) if "tools" in keys else ()
@@ -392,6 +396,17 @@ class _Parser:
             key, message = problem
             raise self.fail(names.get(key, node), f"recording.{key}", message)
         return RecordingPolicy(**values)
+
+    def analysis(self, node: yaml.Node) -> AnalysisSpec:
+        """``analysis: {criteria: [{name, description, intent, phrases, weight}]}``
+        (rules: :mod:`.analysis_spec`)."""
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, "analysis", f"expected a mapping, got {_kind(node)}")
+        try:
+            raw = SafeConstructor().construct_mapping(node, deep=True)
+            return AnalysisSpec.from_json({str(k): v for k, v in raw.items()})
+        except (ValueError, yaml.YAMLError) as exc:
+            raise self.fail(node, "analysis", str(exc)) from exc
 
     def knowledge(self, node: yaml.Node) -> tuple[KnowledgeSource, ...]:
         """``knowledge: [{text, title}, {file}]``: inline text (``title`` optional, made its

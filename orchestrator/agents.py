@@ -50,6 +50,13 @@ one)::
       retention_days: 30               # 1..3650
       consent_line: This call is recorded.
       all_party_states: [CA, FL, IL, MD, MA, MT, NH, PA, WA]
+    analysis:                          # optional: what post-call analysis scores (analysis_spec.py)
+      criteria:
+        - name: answered
+          description: The caller's question was answered.
+          intent: hours                # met when the caller had this intent (local analyser)
+          phrases: [we are open]       # or when one is said; the LLM reads the description
+          weight: 1                    # > 0, default 1
 
 This module holds the agent as data (:class:`AgentSpec` and its rules);
 ``agent_file.py`` parses the YAML, with errors that name the file, the line
@@ -67,6 +74,7 @@ from typing import Any, Final, final
 from urllib.parse import urlsplit
 
 from ..actors.failover.settings import FailoverSettings
+from .analysis_spec import AnalysisSpec
 from .recording_policy import RecordingPolicy
 
 __all__ = [
@@ -357,6 +365,7 @@ class AgentSpec:
         recording: whether calls are recorded, and how consent is announced
             (:class:`~.recording_policy.RecordingPolicy`; default: not recorded).
         knowledge: documents the agent answers from (``search_knowledge``).
+        analysis: the criteria post-call analysis scores calls against.
     """
 
     name: str
@@ -381,6 +390,7 @@ class AgentSpec:
     failover: FailoverSettings = field(default_factory=FailoverSettings)
     recording: RecordingPolicy = field(default_factory=RecordingPolicy)
     knowledge: tuple[KnowledgeSource, ...] = ()
+    analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hours", MappingProxyType(dict(self.hours)))
@@ -455,6 +465,8 @@ class AgentSpec:
             data["number_modes"] = dict(self.number_modes)
         if self.knowledge:  # absent when empty: older specs keep their version hash
             data["knowledge"] = [{"source": k.source, "text": k.text} for k in self.knowledge]
+        if self.analysis.criteria:  # likewise
+            data["analysis"] = self.analysis.to_json()
         return data
 
     @classmethod
@@ -498,6 +510,7 @@ class AgentSpec:
                 knowledge=tuple(
                     KnowledgeSource(k["source"], k["text"]) for k in data.get("knowledge", ())
                 ),
+                analysis=AnalysisSpec.from_json(data.get("analysis")),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not an agent spec: {exc!r}") from exc

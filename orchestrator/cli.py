@@ -46,6 +46,7 @@ from . import (
     cli_replay,
     cli_tenant_tools,
     cli_trace,
+    cli_webhooks,
     devcreds,
 )
 from .agents import MODES
@@ -283,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir_flag(call)
     cli_recording_admin.register(commands)
     cli_tenant_tools.register(commands)
+    cli_webhooks.register(commands)
     cli_recording.register(commands)
     cli_trace.register(commands)
     cli_replay.register(commands)

@@ -53,6 +53,12 @@ Environment variables (all optional):
   ``AWS_SECRET_ACCESS_KEY``); see :mod:`.recording_store`.
 - ``RECORDING_SWEEP_INTERVAL_S``: seconds between two sweeps that shred the
   recordings past their retention (default 3600; see :mod:`.recording_sweep`).
+- Post-call hooks (:mod:`.post_call`): ``POST_CALL_ANALYSIS`` (``local``, the
+  default; ``llm``, the cascaded mode's ``LLM_*`` endpoint, falling back to local;
+  ``off``: no summary, webhooks still sent), ``WEBHOOK_MAX_ATTEMPTS`` (8, then the
+  delivery is dead), ``WEBHOOK_RETRY_BASE_S`` (10) and ``WEBHOOK_RETRY_CAP_S``
+  (3600): the backoff, ``WEBHOOK_TIMEOUT_S`` (10) per attempt,
+  ``POST_CALL_POLL_S`` (1): how often the queue is looked at.
 - ``ENGINE_API_KEY``: the admin key of the runtime configuration API
   (``/config``, ``/presets``; see :mod:`.config_routes`). Unset in development
   mode: one is made and kept in ``DATA_DIR/engine-api-key``; unset otherwise: the
@@ -67,7 +73,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from switchboard.actors.providers import Endpoints, unavailable_reason
 
@@ -95,6 +101,45 @@ def default_data_dir(env: Mapping[str, str] = os.environ) -> Path:
         return Path(env["SWITCHBOARD_DATA_DIR"]).expanduser()
     base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "switchboard"
+
+
+ANALYSERS: Final = ("local", "llm", "off")
+
+
+@dataclass(frozen=True)
+class PostCallSettings:
+    """How calls are analysed and webhooks delivered (:mod:`.post_call`)."""
+
+    analysis: str = "local"
+    max_attempts: int = 8
+    retry_base_s: float = 10.0
+    retry_cap_s: float = 3600.0
+    timeout_s: float = 10.0
+    poll_s: float = 1.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PostCallSettings:
+        analysis = (env.get("POST_CALL_ANALYSIS") or cls.analysis).strip().lower()
+        if analysis not in ANALYSERS:
+            raise ConfigError(
+                f"POST_CALL_ANALYSIS must be one of {', '.join(ANALYSERS)}, got {analysis!r}"
+            )
+        attempts = env.get("WEBHOOK_MAX_ATTEMPTS") or str(cls.max_attempts)
+        if not attempts.isdigit() or int(attempts) < 1:
+            raise ConfigError(f"WEBHOOK_MAX_ATTEMPTS must be a whole number >= 1, got {attempts!r}")
+
+        def seconds(name: str, default: float) -> float:
+            value = _positive_float(env, name)
+            return default if value is None else value
+
+        return cls(
+            analysis=analysis,
+            max_attempts=int(attempts),
+            retry_base_s=seconds("WEBHOOK_RETRY_BASE_S", cls.retry_base_s),
+            retry_cap_s=seconds("WEBHOOK_RETRY_CAP_S", cls.retry_cap_s),
+            timeout_s=seconds("WEBHOOK_TIMEOUT_S", cls.timeout_s),
+            poll_s=seconds("POST_CALL_POLL_S", cls.poll_s),
+        )
 
 
 @dataclass(frozen=True)
@@ -139,6 +184,8 @@ class Settings:
     """None: path-style addressing when an endpoint is set."""
     recording_sweep_interval_s: float = 3600.0
     """Seconds between two retention sweeps (``RECORDING_SWEEP_INTERVAL_S``)."""
+    post_call: PostCallSettings = field(default_factory=PostCallSettings)
+    """``POST_CALL_ANALYSIS``, ``WEBHOOK_*``, ``POST_CALL_POLL_S``."""
     engine_api_key: str | None = None
     """``ENGINE_API_KEY``: the configuration API's admin key (see :mod:`.config_routes`)."""
     functions_base_url: str | None = None
@@ -191,6 +238,7 @@ class Settings:
             token_issuer=env.get("VOICE_RUNTIME_ISSUER") or DEFAULT_ISSUER,
             recording_keys=env.get("RECORDING_KEYS") or None,
             functions_base_url=env.get("FUNCTIONS_BASE_URL") or None,
+            post_call=PostCallSettings.from_env(env),
             engine_api_key=env.get("ENGINE_API_KEY") or None,
         )
         settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})

@@ -16,6 +16,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -44,6 +45,7 @@ from .embedded_pg import start_embedded
 from .knowledge_store import KnowledgeIndex
 from .live_config import LiveConfig
 from .metrics import ServerMetrics
+from .post_call import PostCallMetrics, keep_posting
 from .recording import open_recordings, recover_recordings
 from .recording_store import open_store
 from .recording_sweep import keep_sweeping
@@ -347,6 +349,10 @@ async def serve(
             )
             sweep_every_s = settings.recording_sweep_interval_s
             nursery.start_soon(keep_sweeping, store, open_store(settings), sweep_every_s)
+            registry = admission.metrics.failover.registry
+            nursery.start_soon(
+                partial(keep_posting, metrics=PostCallMetrics(registry)), store, settings
+            )
 
             async def http(task_status: trio.TaskStatus[list[str]]) -> None:
                 bind = f"{settings.host}:{settings.port}"

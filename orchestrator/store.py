@@ -36,6 +36,7 @@ from .db import Cursor, Database
 from .errors import ConfigError, StorageError
 from .knowledge import chunk_sources
 from .knowledge_store import replace_chunks
+from .outbox_store import call_data, queue_call_ended
 
 __all__ = [
     "API_KEY_PREFIX",
@@ -435,6 +436,9 @@ class Store:
     ) -> None:
         """Close the session and write its ``call_logs`` row; repeating it changes nothing.
 
+        With the row, in the same transaction, the call's post-call job and its
+        ``call.ended`` webhooks are queued (:func:`.outbox_store.queue_call_ended`).
+
         The session becomes ``ended`` (a ``failed`` one stays ``failed``); its
         start and end times are set where still empty. The first call's log row
         is kept.
@@ -467,7 +471,7 @@ class Store:
                 "INSERT INTO call_logs (session_id, tenant_id, agent_id, started_at, ended_at,"
                 " duration_ms, turns, end_reason, summary)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (session_id) DO NOTHING",
+                " ON CONFLICT (session_id) DO NOTHING RETURNING session_id",
                 (
                     session_id,
                     tenant_id,
@@ -480,6 +484,11 @@ class Store:
                     Jsonb(dict(summary or {})),
                 ),
             )
+            if cur.fetchone() is not None:  # the first end: its post-call work, same transaction
+                data = call_data(
+                    session_id, row[0], started_at, ended_at, duration_ms, turns, end_reason
+                )
+                queue_call_ended(cur, tenant_id, session_id, data)
 
     # -- events
 

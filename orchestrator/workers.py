@@ -60,6 +60,7 @@ from prometheus_client.multiprocess import mark_process_dead
 from . import devcreds
 from .call_table import CallTable
 from .config import Settings
+from .post_call import keep_posting
 from .recording_store import open_store
 from .recording_sweep import keep_sweeping
 from .recovery import keep_recovering
@@ -295,6 +296,7 @@ async def _run_pool(
                 nursery.start_soon(keep_recovering, store, spool, interval_s)
                 sweep_every_s = settings.recording_sweep_interval_s  # here only: one per server
                 nursery.start_soon(keep_sweeping, store, open_store(settings), sweep_every_s)
+                nursery.start_soon(keep_posting, store, settings)  # also one per server
                 async with trio.open_nursery() as workers:
                     async with trio.open_nursery() as starting:  # all at once; each listens
                         for index in range(settings.workers):

@@ -123,7 +123,8 @@ async def test_a_call_reads_with_its_summary_and_another_tenants_is_not_found(
         1,
         30_000,
     )
-    assert call["summary"] == {"outcome": "call 0"} and call["end_reason"] == "caller hung up"
+    # What the end of the call wrote stays; the post-call analysis adds to it meanwhile.
+    assert call["summary"]["outcome"] == "call 0" and call["end_reason"] == "caller hung up"
     still = (await served.get(f"/v1/calls/{going}", "bakery")).json()
     assert still["ended_at"] is None and still["summary"] is None and still["turns"] is None
     theirs = served.calls["florist"][0]

@@ -176,6 +176,7 @@ def test_a_database_of_the_previous_release_is_upgraded_in_place(blank_url: str)
         "0005_agent_versions",
         "0006_knowledge",
         "0007_tenant_tools",
+        "0008_post_call",
     ]
     after = _every_row(blank_url)
     # Every row kept, each column as it was; voice_sessions gained `owner` and tenants
@@ -525,6 +526,7 @@ def test_db_status_and_migrate_say_what_they_find_and_do(
         "pending 0005_agent_versions",
         "pending 0006_knowledge",
         "pending 0007_tenant_tools",
+        "pending 0008_post_call",
         "pending 0009_runtime_config",
     ]
     assert cli.main(["db", "migrate"]) == 0
@@ -536,13 +538,14 @@ def test_db_status_and_migrate_say_what_they_find_and_do(
         "applied 0005_agent_versions",
         "applied 0006_knowledge",
         "applied 0007_tenant_tools",
+        "applied 0008_post_call",
         "applied 0009_runtime_config",
     ]
     assert cli.main(["db", "migrate"]) == 0
     assert capsys.readouterr().out == "the schema is up to date\n"
     assert cli.main(["db", "status"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in lines[:8]] == [
+    assert [line.split()[:2] for line in lines[:9]] == [
         ["applied", "0001_baseline"],
         ["applied", "0002_session_owner"],
         ["applied", "0003_recovery"],
@@ -550,9 +553,10 @@ def test_db_status_and_migrate_say_what_they_find_and_do(
         ["applied", "0005_agent_versions"],
         ["applied", "0006_knowledge"],
         ["applied", "0007_tenant_tools"],
+        ["applied", "0008_post_call"],
         ["applied", "0009_runtime_config"],
     ]
-    assert lines[8:] == ["the schema is up to date"]
+    assert lines[9:] == ["the schema is up to date"]
     with psycopg.connect(blank_url) as conn:
         conn.execute(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES (99, 'later', %s)",

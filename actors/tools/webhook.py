@@ -35,7 +35,21 @@ from .guarded_http import GuardedHttp
 from .invocation import TenantToolSettings, ToolInvocation, ToolOutcome
 from .tool_http import call_endpoint, delivery_id, not_configured, request_body, tool_headers
 
-__all__ = ["WebhookRunner"]
+__all__ = ["WebhookRunner", "signed_headers"]
+
+
+def signed_headers(
+    signer: Webhook, msg_id: str, timestamp: datetime, body: bytes
+) -> dict[str, str]:
+    """The three Standard Webhooks headers for ``body`` (``webhook-id``,
+    ``webhook-timestamp`` in Unix seconds, ``webhook-signature`` ``v1,<base64>``),
+    signed by ``signer`` (``standardwebhooks.Webhook(secret)``, which raises on a
+    malformed secret). Post-call webhooks (``orchestrator/post_call.py``) use it too."""
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": signer.sign(msg_id, timestamp, body),
+    }
 
 
 @final
@@ -76,13 +90,7 @@ class WebhookRunner:
             )
         body = request_body(invocation)
         msg_id = delivery_id(invocation)
-        timestamp = self._now()
-        own = {
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(int(timestamp.timestamp())),
-            "webhook-signature": signer.sign(msg_id, timestamp, body),
-            "idempotency-key": msg_id,
-        }
+        own = {**signed_headers(signer, msg_id, self._now(), body), "idempotency-key": msg_id}
         return await call_endpoint(
             self._http,
             invocation,
