@@ -35,7 +35,9 @@ from switchboard.codecs import twilio_media as wire
 from switchboard.orchestrator.agent_file import load_agent_file
 from switchboard.orchestrator.call_chain import with_chain_first
 from switchboard.orchestrator.caller import twilio_sid
-from switchboard.orchestrator.server import example_agent_path
+from switchboard.orchestrator.config import Settings
+from switchboard.orchestrator.runtime_config import effective, env_layer
+from switchboard.orchestrator.server import bootstrap, example_agent_path
 from switchboard.orchestrator.store import Store
 
 CLOSED = "ws://127.0.0.1:9/v1/realtime"
@@ -172,3 +174,19 @@ async def test_a_twilio_call_takes_the_webhooks_mode_or_the_numbers(
     h: Harness, to: str, query: str, expected: tuple[str, str, str]
 ) -> None:
     assert head(await twilio_call(h, to, query)) == expected
+
+
+def test_serve_mode_is_for_the_run_and_leaves_the_stored_agent(
+    store: Store, tmp_path: Path
+) -> None:
+    """``serve --mode`` once rewrote the demo agent in the database for good; now it is
+    the run's configured chain, and the agent stored stays as its file says."""
+    settings = Settings(data_dir=tmp_path, demo_mode="openai-realtime")
+    bootstrap(store, settings)
+    record = store.agent_for_number("+15005550006")
+    assert record is not None
+    packaged = load_agent_file(example_agent_path())
+    assert (record.spec.mode, record.spec.fallback) == (packaged.mode, packaged.fallback)
+    config = effective({"env": env_layer({}, settings.demo_mode)})
+    assert (config.chain, config.sources["chain"]) == (("openai-realtime",), "env")
+    assert effective({"env": env_layer({}, None)}).chain is None  # a plain serve: none
