@@ -134,21 +134,18 @@ class Effective:
         return body
 
 
-def env_layer(env: Mapping[str, str], demo_mode: str | None = None) -> dict[str, Any]:
-    """The ``env`` layer: the fields the environment sets (``serve --mode`` sets the
-    chain); the ``DEEPGRAM_API_KEY`` alias and URL normalisation as in :class:`Endpoints`."""
-    given = Endpoints.from_env(env)
-    layer: dict[str, Any] = {}
-    for name, spec in FIELDS.items():
-        if spec.env is not None and (env.get(spec.env) or _alias(name, env)):
-            layer[name] = getattr(given, name)
+def env_layer(endpoints: Endpoints, demo_mode: str | None = None) -> dict[str, Any]:
+    """The ``env`` layer: what the settings at start give (the environment, read by
+    :meth:`Endpoints.from_env`, or a program's own :class:`Endpoints`), each field that
+    differs from the default; ``serve --mode`` sets the chain."""
+    layer: dict[str, Any] = {
+        name: getattr(endpoints, name)
+        for name in FIELDS
+        if name != "chain" and getattr(endpoints, name) != getattr(_DEFAULTS, name)
+    }
     if demo_mode is not None:
         layer["chain"] = [demo_mode]
     return layer
-
-
-def _alias(name: str, env: Mapping[str, str]) -> bool:
-    return name == "stt_api_key" and bool(env.get("DEEPGRAM_API_KEY"))
 
 
 def effective(layers: Mapping[Source, Mapping[str, Any]]) -> Effective:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
-import os
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -267,7 +266,9 @@ def build_runtime(
         engine_api_key=settings.engine_api_key
         or (devcreds.engine_key(settings.data_dir)[0] if settings.dev_mode else None),
     )
-    live = LiveConfig(store.db, settings.data_dir, env_layer(os.environ, settings.demo_mode))
+    live = LiveConfig(
+        store.db, settings.data_dir, env_layer(settings.endpoints, settings.demo_mode)
+    )
     live.refresh()
     live.attach(runtime)
     runtime.live_config = live

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from switchboard.actors.providers import Endpoints
 from switchboard.orchestrator.runtime_config import (
     FIELDS,
     PRESETS,
@@ -16,7 +17,8 @@ from switchboard.orchestrator.runtime_config import (
 
 
 def test_the_first_layer_that_sets_a_field_wins_and_says_so() -> None:
-    env = env_layer({"LLM_MODEL": "env-model", "OPENAI_API_KEY": "sk-env"}, demo_mode="local")
+    given = Endpoints.from_env({"LLM_MODEL": "env-model", "OPENAI_API_KEY": "sk-env"})
+    env = env_layer(given, demo_mode="local")
     config = effective(
         {
             "api": {"llm_model": "api-model"},
@@ -51,8 +53,8 @@ def test_secrets_are_never_shown_only_whether_they_are_set() -> None:
 
 
 def test_deepgrams_own_variable_sets_the_stt_key() -> None:
-    assert env_layer({"DEEPGRAM_API_KEY": "dg"})["stt_api_key"] == "dg"
-    assert "stt_api_key" not in env_layer({})
+    assert env_layer(Endpoints.from_env({"DEEPGRAM_API_KEY": "dg"}))["stt_api_key"] == "dg"
+    assert env_layer(Endpoints.from_env({})) == {}
 
 
 @pytest.mark.parametrize(

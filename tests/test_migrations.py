@@ -177,6 +177,7 @@ def test_a_database_of_the_previous_release_is_upgraded_in_place(blank_url: str)
         "0006_knowledge",
         "0007_tenant_tools",
         "0008_post_call",
+        "0009_runtime_config",
     ]
     after = _every_row(blank_url)
     # Every row kept, each column as it was; voice_sessions gained `owner` and tenants

@@ -187,6 +187,6 @@ def test_serve_mode_is_for_the_run_and_leaves_the_stored_agent(
     assert record is not None
     packaged = load_agent_file(example_agent_path())
     assert (record.spec.mode, record.spec.fallback) == (packaged.mode, packaged.fallback)
-    config = effective({"env": env_layer({}, settings.demo_mode)})
+    config = effective({"env": env_layer(settings.endpoints, settings.demo_mode)})
     assert (config.chain, config.sources["chain"]) == (("openai-realtime",), "env")
-    assert effective({"env": env_layer({}, None)}).chain is None  # a plain serve: none
+    assert effective({"env": env_layer(settings.endpoints)}).chain is None  # plain serve
