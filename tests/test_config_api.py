@@ -159,7 +159,17 @@ async def test_a_change_reaches_every_worker(database_url: str, tmp_path: Path) 
     )
     try:
         await server.start()
-        assert (await admin(server, "PUT", "/config", {"chain": ["openai-realtime"]})).is_success
+        put = await admin(server, "PUT", "/config", {"chain": ["openai-realtime"]})
+        version = put.json()["api_version"]
+        applied: set[str] = set()
+
+        async def both_applied() -> bool:  # each request on a new connection: any worker
+            answer = await admin(server, "GET", "/config")
+            if answer.json()["api_version"] == version:
+                applied.add(answer.headers["x-switchboard-worker"])
+            return applied == {"0", "1"}
+
+        await poll(both_applied, "both workers on the new version", timeout_s=30, every_s=0.05)
         workers: set[str] = set()
         for _ in range(12):
             async with twilio_call(server) as call:
