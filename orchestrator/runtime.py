@@ -47,8 +47,9 @@ class Runtime:
     configured_chain: Callable[[], tuple[str, ...] | None] = lambda: None
     """The fallback chain the runtime configuration sets for new calls, read once when a
     call starts (None: each agent's own chain). A call in flight keeps the chain it began
-    with. Replaced by the live configuration (``PUT /config``, the runtime YAML file) and
-    by ``serve --mode``; :mod:`.call_chain` weighs it against the session's own mode."""
+    with. :meth:`.LiveConfig.attach` makes it the live configuration's (``PUT /config``,
+    ``DATA_DIR/config.yaml``, ``serve --mode``); :mod:`.call_chain` weighs it against the
+    session's, the webhook's and the number's own modes."""
     live_config: LiveConfig | None = None
     """The runtime configuration kept current (:mod:`.live_config`); None: the doors run
     on the agents' chains and the endpoints given at start (tests)."""

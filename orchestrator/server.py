@@ -85,8 +85,9 @@ def open_database(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def example_agent(settings: Settings) -> AgentSpec:
-    """The packaged example agent (``serve --mode`` does not change it: it leads every
-    call's chain for the run instead, see :func:`configured_chain`)."""
+    """The packaged example agent (``serve --mode`` does not change it: the mode leads
+    every call's chain for the run instead, as the runtime configuration's ``env``
+    layer; see :func:`.runtime_config.env_layer`)."""
     return load_agent_file(example_agent_path())
 
 
